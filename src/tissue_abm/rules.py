@@ -1,0 +1,258 @@
+"""The biology as pure functions: every rate and probability of the model card.
+
+Each function takes numbers and returns numbers, and works alike on Python floats (the agents
+engine calls them once per agent) and on numpy arrays (whole-grid engines and the systemic
+timeline call them once per day). Per-cell rules use only arithmetic, so a Python float stays a
+fast Python float; the few that need `exp` go through `_exp`, which picks `math.exp` for floats.
+
+Conventions: time in days, probabilities per day in [0, 1], damage in units of
+`primary_damage_half`, SASP in units of one mature senescent cell's daily secretion, oxytocin in
+units of the young endogenous level, drug exposure in dose units (mg/kg for rapamycin).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+type Num = float | np.ndarray
+"""A Python float (agents engine) or a numpy array (whole-grid and timeline code)."""
+
+EMPTY, HEALTHY, SENESCENT = 0, 1, 2
+"""Site states of the tissue lattice."""
+
+NO_EVENT = 0
+"""`first_event` result when none of the competing events happens."""
+
+DAYS_PER_YEAR = 365.25
+
+
+def _exp(x: Num) -> Num:
+    """`exp` that keeps Python floats as floats (fast) and maps arrays elementwise."""
+    return math.exp(x) if isinstance(x, float | int) else np.exp(x)
+
+
+# --- generic responses ------------------------------------------------------------------------
+
+
+def hill(x: Num, half: float, n: float) -> Num:
+    """Increasing Hill response (x/half)^n / (1 + (x/half)^n).
+
+    Args:
+        x: Signal, >= 0.
+        half: Signal at half-maximal response, > 0.
+        n: Hill coefficient, > 0.
+
+    Returns:
+        Response in [0, 1): 0 at x = 0, 1/2 at x = half, monotone increasing in x.
+    """
+    r = (x / half) ** n
+    return r / (1.0 + r)
+
+
+def age_decline(age: Num, old_fraction: float, half_age: float, n: float = 4.0) -> Num:
+    """Level relative to youth that falls with age towards `old_fraction`.
+
+    Args:
+        age: Age in days, >= 0.
+        old_fraction: Level in very old age relative to young, in [0, 1].
+        half_age: Age (days) at which the level is halfway between 1 and old_fraction.
+        n: Steepness of the decline (Hill coefficient).
+
+    Returns:
+        1 at age 0, decreasing monotonically to old_fraction.
+    """
+    return old_fraction + (1.0 - old_fraction) * (1.0 - hill(age, half_age, n))
+
+
+def first_event(u: Num, probs: tuple) -> Num:
+    """Which of several competing daily events happens, tried in order with one uniform draw.
+
+    Event k (1-based) happens with probability p_k * prod_{j<k} (1 - p_j); 0 means none.
+    The cumulative thresholds c_k = c_{k-1} + (1 - c_{k-1}) p_k rise with k, so counting the
+    thresholds above u tells which band u fell in.
+
+    Args:
+        u: Uniform random number(s) in [0, 1).
+        probs: Per-day probabilities (floats or arrays) in [0, 1], in order of precedence.
+
+    Returns:
+        The event number, 1..len(probs), or 0 (NO_EVENT); an int array for array input.
+    """
+    threshold = 0.0
+    above = 0
+    for p in probs:
+        threshold = threshold + (1.0 - threshold) * p
+        above = above + (u < threshold)
+    return (len(probs) + 1 - above) % (len(probs) + 1)
+
+
+def lognormal_multiplier(z: Num, sigma: float) -> Num:
+    """Log-normal multiplier with mean 1 from standard normal draw(s) z."""
+    return _exp(sigma * z - 0.5 * sigma * sigma)
+
+
+# --- mTORC1, mTORC2 and autophagy -------------------------------------------------------------
+
+
+def emax_inhibition(exposure: Num, ic50: float, emax: float = 1.0, n: float = 1.0) -> Num:
+    """Fractional inhibition Emax * C^n / (C^n + IC50^n), in [0, emax)."""
+    return emax * hill(exposure, ic50, n)
+
+
+def mtorc1_activity(age: Num, slope_per_year: float, inhibition: Num) -> Num:
+    """Systemic mTORC1 activity: 1 at birth, rising linearly with age, lowered by rapamycin.
+
+    Args:
+        age: Age in days.
+        slope_per_year: Rise in activity per year of age.
+        inhibition: Fractional mTORC1 inhibition by rapamycin, in [0, 1].
+    """
+    return (1.0 + slope_per_year * age / DAYS_PER_YEAR) * (1.0 - inhibition)
+
+
+def autophagy(mtorc1: Num, half: float, n: float) -> Num:
+    """Autophagy in [0, 1], falling as mTORC1 activity rises (1 at mTORC1 = 0)."""
+    return 1.0 - hill(mtorc1, half, n)
+
+
+# --- damage and senescence --------------------------------------------------------------------
+
+
+def damage_step(damage: Num, drive: Num, repair: Num, sasp: Num, sasp_gain: float) -> Num:
+    """Damage after one day: accrual scaled up by local SASP, first-order repair.
+
+    Args:
+        damage: Damage at the start of the day, >= 0.
+        drive: Accrual per day without SASP (damage_rate * mTORC1 * the cell's multiplier).
+        repair: Fraction repaired per day, in [0, 1] (damage_repair * autophagy).
+        sasp: Effective local SASP seen by the cell, >= 0.
+        sasp_gain: Relative increase of accrual per unit SASP.
+
+    Returns:
+        New damage, >= 0; increasing in damage, drive and sasp, decreasing in repair.
+    """
+    return damage * (1.0 - repair) + drive * (1.0 + sasp_gain * sasp)
+
+
+def equilibrium_damage(drive: Num, repair: Num) -> Num:
+    """Steady state of `damage_step` without SASP: drive / repair (repair > 0)."""
+    return drive / repair
+
+
+def exposure_step(exposure: Num, sasp: Num, memory: float) -> Num:
+    """Running average of SASP exposure with time constant `memory` days (>= 1)."""
+    return exposure + (sasp - exposure) / memory
+
+
+def primary_senescence_prob(damage: Num, max_rate: float, half: float, n: float) -> Num:
+    """Daily probability of damage-induced senescence: a Hill function of damage."""
+    return max_rate * hill(damage, half, n)
+
+
+def paracrine_senescence_prob(exposure: Num, max_rate: float, half: float, n: float) -> Num:
+    """Daily probability of SASP-induced (bystander) senescence: Hill in sustained exposure."""
+    return max_rate * hill(exposure, half, n)
+
+
+# --- SASP -------------------------------------------------------------------------------------
+
+
+def sasp_secretion(arrest_age: Num, maturation: float, output: float) -> Num:
+    """Daily SASP secretion of a senescent cell `arrest_age` days after arrest.
+
+    Args:
+        arrest_age: Days since arrest, >= 0.
+        maturation: Days to half-mature secretion, > 0.
+        output: Secretion of a mature cell (1 untreated; lowered by rapamycin).
+    """
+    return output * hill(arrest_age, maturation, 1.0)
+
+
+def sasp_output(rapa_inhibition: Num, suppression: float) -> Num:
+    """Mature SASP output relative to untreated: 1 - suppression * mTORC1 inhibition, in [0, 1]."""
+    return 1.0 - suppression * rapa_inhibition
+
+
+def diffusion_substeps(diffusion: float, decay: float) -> int:
+    """Sub-steps per day that keep the explicit 5-point scheme stable and positive."""
+    return max(1, math.ceil((4.0 * diffusion + decay) / 0.9))
+
+
+def diffuse_decay(field: np.ndarray, source: np.ndarray, diffusion: float, decay: float,
+                  torus: bool) -> np.ndarray:
+    """Advance a 2-D field by one day in place: diffusion, first-order decay and a source.
+
+    Explicit 5-point finite differences with enough sub-steps for stability; the source is
+    released evenly over the day. Boundaries wrap on a torus, otherwise are closed (no flux).
+    With decay 0 and no source the total is conserved; the field stays non-negative.
+
+    Args:
+        field: The field (updated in place), >= 0.
+        source: Amount added per day at each site, >= 0, same shape.
+        diffusion: Diffusion coefficient, sites^2/day.
+        decay: Decay rate, 1/day.
+        torus: Whether the lattice wraps around.
+
+    Returns:
+        `field`, for chaining.
+    """
+    n = diffusion_substeps(diffusion, decay)
+    dt = 1.0 / n
+    mode = "wrap" if torus else "edge"
+    for _ in range(n):
+        padded = np.pad(field, 1, mode=mode)
+        laplacian = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2]
+                     + padded[1:-1, 2:] - 4.0 * field)
+        field += dt * (diffusion * laplacian - decay * field + source)
+    return field
+
+
+# --- immune system ----------------------------------------------------------------------------
+
+
+def recruitment_prob(sasp: Num, base: float, max_rate: float, half: float) -> Num:
+    """Daily probability that an immune-free site receives an immune cell, rising with SASP."""
+    return base + max_rate * hill(sasp, half, 1.0)
+
+
+def immune_competence(age: Num, kill: float, old_fraction: float, decline_age: float,
+                      mtorc1_inhibition: Num, mtorc2_inhibition: Num, boost: float,
+                      mtorc2_loss: float, ot_response: Num, ot_gain: float) -> Num:
+    """Daily probability that an immune cell kills an adjacent senescent cell.
+
+    Competence falls with age; mTORC1 inhibition raises it (low-dose rapamycin), mTORC2
+    inhibition (chronic high dose) lowers it, and a weak oxytocin-MAPK response lowers it.
+
+    Returns:
+        Kill probability in [0, 1].
+    """
+    level = (kill * age_decline(age, old_fraction, decline_age)
+             * (1.0 + boost * mtorc1_inhibition)
+             * (1.0 - mtorc2_loss * mtorc2_inhibition)
+             * (1.0 - ot_gain * (1.0 - ot_response)))
+    return np.clip(level, 0.0, 1.0)
+
+
+# --- oxytocin, regeneration and function ------------------------------------------------------
+
+
+def oxytocin_response(level: Num, half: float, n: float) -> Num:
+    """Oxytocin-MAPK response in [0, 1): a Hill function of the oxytocin level."""
+    return hill(level, half, n)
+
+
+def dependent_fraction(response: Num, gain: float) -> Num:
+    """Capacity when a fraction `gain` of it needs a response in [0, 1]: 1 - gain (1 - response)."""
+    return 1.0 - gain * (1.0 - response)
+
+
+def inflammation_factor(ot_response: Num, damping: float) -> Num:
+    """Fraction of the SASP's inflammatory effect left after oxytocin-MAPK damping."""
+    return 1.0 - damping * ot_response
+
+
+def tissue_function(healthy_fraction: Num, effective_sasp: Num, cost: float, half: float) -> Num:
+    """Tissue function: healthy capacity less an inflammation cost that saturates in SASP."""
+    return healthy_fraction - cost * hill(effective_sasp, half, 1.0)
