@@ -40,7 +40,7 @@ class Intent(NamedTuple):
     action: Callable[[], None]
     """What to do when the slot is won."""
     event: str
-    """Readout tally that counts the action (see `readouts.EVENTS`)."""
+    """Readout tally that counts the action (see `readouts.EVENTS`); "" for none (moves)."""
 
 
 def tissue_slot(cell: Cell) -> tuple:

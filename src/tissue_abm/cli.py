@@ -13,6 +13,7 @@ import argparse
 import math
 import sys
 import time
+import typing
 from pathlib import Path
 
 import pandas as pd
@@ -28,12 +29,18 @@ from tissue_abm.scenario import ScenarioError, load_scenario, run_scenario
 DEFAULT_RESULTS = Path("results")
 
 console = Console()
-errors = Console(stderr=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit status 2, like the rest of the command line."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"tissue-abm: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `tissue-abm`."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tissue-abm",
         description="Agent-based simulation of tissue aging under rapamycin and oxytocin.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -44,10 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", type=Path, help="scenario file (TOML)")
     run.add_argument("--out", type=Path, default=None,
                      help="output folder (default: results/<scenario name>)")
-    run.add_argument("--seed", type=_natural, default=None, help="random seed (overrides file)")
-    run.add_argument("--days", type=_natural, default=None,
+    run.add_argument("--seed", type=int, default=None, help="random seed (overrides file)")
+    run.add_argument("--days", type=int, default=None,
                      help="days to simulate from the start age (overrides end_age)")
-    run.add_argument("--size", type=_natural, default=None, help="lattice side L (sites)")
+    run.add_argument("--size", type=int, default=None, help="lattice side L (sites)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
@@ -62,19 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.handler(args)
     except (ScenarioError, OutputError) as err:
-        errors.print(f"tissue-abm: error: {err}", markup=False, highlight=False)
+        print(f"tissue-abm: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        errors.print("tissue-abm: interrupted; nothing written", markup=False)
+        print("tissue-abm: interrupted; nothing written", file=sys.stderr)
         return 130
     return 0
-
-
-def _natural(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace) -> None:
     }
     path = write_run(table, manifest, folder, f"{scenario.name}_seed{scenario.seed}")
     _print_summary(table, scenario.parameters.healthspan_threshold)
-    console.print(f"readouts: {path}\nmanifest: {path.with_suffix('.json')}", highlight=False)
+    print(f"readouts: {path}\nmanifest: {path.with_suffix('.json')}")
 
 
 def _print_summary(table: pd.DataFrame, threshold: float) -> None:
@@ -117,7 +117,7 @@ def _print_summary(table: pd.DataFrame, threshold: float) -> None:
     console.print(out)
     span = healthspan(table, threshold)
     reached = "not reached" if math.isnan(span) else f"age {span:.0f} days"
-    console.print(f"healthspan (tissue function < {threshold}): {reached}", highlight=False)
+    print(f"healthspan (tissue function < {threshold}): {reached}")
 
 
 if __name__ == "__main__":

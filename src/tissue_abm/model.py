@@ -45,7 +45,8 @@ class TissueModel(mesa.Model):
         params: Biological parameters.
         therapy: Drug regimens.
         start_age: Organism age at day 0, days.
-        days: Length of the run, days; `running` turns False when it is reached.
+        days: Planned length of the run, days; `running` turns False when it is reached.
+            Stepping on is allowed (the systemic timeline is extended as needed).
         grid: `OrthogonalMooreGrid` with property layers `tissue` (EMPTY/HEALTHY/SENESCENT),
             `immune` (bool) and `sasp` (SASP units).
         timeline: Systemic state of every day (pandas DataFrame, one row per day).
@@ -60,19 +61,21 @@ class TissueModel(mesa.Model):
             params: Biological parameters (defaults if None).
             therapy: Drug regimens (untreated if None).
             size: Lattice side L (sites), >= 3.
-            start_age: Organism age at day 0, days.
-            days: Number of days the run may last, >= 0.
+            start_age: Organism age at day 0, days, >= 0.
+            days: Planned number of days, >= 0 (`running` is False after them).
             torus: Whether the lattice wraps around (else closed boundaries).
             rng: Seed or numpy Generator; same seed, same run.
         """
+        if size < 3 or start_age < 0 or days < 0:
+            raise ValueError(f"need size >= 3, start_age >= 0 and days >= 0; got size={size}, "
+                             f"start_age={start_age}, days={days}")
         super().__init__(rng=rng)
         self.params = params if params is not None else Parameters()
         self.therapy = therapy if therapy is not None else Therapy()
         self.start_age = start_age
         self.days = days
         self.torus = torus
-        self.timeline = systemic_timeline(self.params, self.therapy, start_age, days)
-        self._days = days_of(self.timeline)
+        self._extend_timeline(days)
 
         self.grid = OrthogonalMooreGrid((size, size), torus=torus, random=self.random)
         self.tissue = self.grid.create_property_layer("tissue", EMPTY, dtype=np.int8)
@@ -118,8 +121,8 @@ class TissueModel(mesa.Model):
     def step(self) -> None:
         """Advance the tissue by one day (decide, apply in random priority, field, readouts)."""
         t = round(self.time)
-        if t > self.days:
-            raise RuntimeError(f"the run covers {self.days} days; day {t} is past its end")
+        if t >= len(self._days):
+            self._extend_timeline(2 * t)
         day = self._days[t]
 
         intents = [intent for agents in self._agent_sets()
@@ -139,6 +142,11 @@ class TissueModel(mesa.Model):
                             self.params.sasp_decay, self.torus)
         self._records.append(self._readout(day, events))
         self.running = t < self.days
+
+    def _extend_timeline(self, days: int) -> None:
+        """(Re)compute the systemic timeline for days 0..days; earlier days do not change."""
+        self.timeline = systemic_timeline(self.params, self.therapy, self.start_age, days)
+        self._days = days_of(self.timeline)
 
     def _agent_sets(self) -> list:
         """The agent sets in decide order (absent types give nothing)."""

@@ -3,7 +3,7 @@
 Each parameter has a name, unit, default, allowed range and source. The source cites
 `shared/science/literature.md` (section number and grade, [R] primary, [S] secondary, [M] recalled,
 [C] computed) or says "assumed" with the reason. `docs/parameters.md` is generated from this module
-(`python -m tissue_abm.params > docs/parameters.md`) and a test keeps the two in agreement.
+(`tissue-abm params > docs/parameters.md`) and a test keeps the two in agreement.
 
 Units are normalised where the literature gives none: damage is measured in units of the damage at
 which primary senescence is half-maximal, SASP in units of one mature senescent cell's daily
@@ -44,9 +44,9 @@ class Parameters(BaseModel):
         "Fraction of sites holding a cell at the start age.",
     )
     initial_senescent_fraction: float = _param(
-        0.0005, "fraction of sites", 0.0, 0.5,
-        "assumed: near the model's young (3-month) steady state; in vivo ~1-5% in aged tissue "
-        "(§8, rule of thumb [S])",
+        0.002, "fraction of sites", 0.0, 0.5,
+        "assumed: near the model's young (3-month) steady state of ~0.2%; in vivo ~1-5% in aged "
+        "tissue (§8, rule of thumb [S])",
         "Fraction of sites holding a senescent cell at the start age.",
     )
 
@@ -62,8 +62,8 @@ class Parameters(BaseModel):
         "Maximal fractional inhibition of mTORC1 by rapamycin.",
     )
     rapa_ic50: float = _param(
-        2.0, "mg/kg", 0.01, 100.0,
-        "assumed: half-maximal inhibition near the mean exposure of ~0.5 mg/kg/day dosing",
+        5.0, "mg/kg", 0.01, 100.0,
+        "assumed: 1 mg/kg daily (mean exposure ~3.75 mg/kg) inhibits mTORC1 partially (~40%)",
         "Mean daily rapamycin exposure giving half of rapa_emax on mTORC1.",
     )
     rapa_half_life: float = _param(
@@ -93,7 +93,7 @@ class Parameters(BaseModel):
     )
     autophagy_hill: float = _param(
         2.0, "1", 0.5, 8.0,
-        "assumed",
+        "assumed: a graded (not switch-like) response",
         "Hill coefficient of autophagy suppression by mTORC1.",
     )
 
@@ -129,8 +129,9 @@ class Parameters(BaseModel):
         "Damage at which primary senescence is half-maximal.",
     )
     primary_hill: float = _param(
-        4.0, "1", 0.5, 12.0,
-        "assumed: switch-like DNA-damage response",
+        2.0, "1", 0.5, 12.0,
+        "assumed: a graded DNA-damage response; steeper values make the old/young ratio of "
+        "senescent burden far exceed the ~5x reported (Karin 2019, §1 [S])",
         "Hill coefficient of primary senescence in damage.",
     )
     replicative_limit: int = _param(
@@ -140,6 +141,11 @@ class Parameters(BaseModel):
     )
 
     # --- SASP and paracrine senescence ----------------------------------------------------------
+    sasp_secretion: float = _param(
+        1.0, "SASP/day", 0.0, 10.0,
+        "by definition of the SASP unit (0 models a SASP-null senescent cell)",
+        "Daily SASP secretion of a mature, untreated senescent cell.",
+    )
     sasp_maturation: float = _param(
         3.0, "day", 0.01, 60.0,
         "assumed: the SASP develops over days after arrest",
@@ -172,7 +178,7 @@ class Parameters(BaseModel):
     )
     paracrine_hill: float = _param(
         2.0, "1", 0.5, 8.0,
-        "assumed",
+        "assumed: cooperative cytokine signalling (IL-1, TGF-β; Acosta 2013, §4 [R])",
         "Hill coefficient of paracrine senescence in SASP exposure.",
     )
     exposure_memory: float = _param(
@@ -194,7 +200,7 @@ class Parameters(BaseModel):
     )
     immune_recruit_half_sasp: float = _param(
         0.2, "SASP", 0.001, 100.0,
-        "assumed",
+        "assumed: a single mature senescent neighbour already recruits strongly",
         "Local SASP at which SASP-driven recruitment is half-maximal.",
     )
     immune_lifetime: float = _param(
@@ -271,7 +277,7 @@ class Parameters(BaseModel):
     )
     ot_hill: float = _param(
         3.0, "1", 0.5, 8.0,
-        "assumed",
+        "assumed: steep, so the young level saturates the response (Elabd 2014, §7 [S])",
         "Hill coefficient of the oxytocin-MAPK response.",
     )
     ot_half_life: float = _param(
@@ -300,11 +306,11 @@ class Parameters(BaseModel):
     inflammation_cost: float = _param(
         0.5, "fraction", 0.0, 1.0,
         "assumed: chronic inflammation impairs tissue function (source article, qualitative)",
-        "Maximal loss of tissue function to SASP-driven inflammation.",
+        "Maximal share of the healthy cells' function lost to SASP-driven inflammation.",
     )
     inflammation_half_sasp: float = _param(
         0.5, "SASP", 0.001, 100.0,
-        "assumed",
+        "assumed: half the cost when the average site sees half a mature cell's secretion",
         "Mean effective SASP at which the inflammation cost is half-maximal.",
     )
     healthspan_threshold: float = _param(
@@ -346,7 +352,7 @@ def parameters_markdown() -> str:
     lines = [
         "# Parameters",
         "",
-        "Generated by `python -m tissue_abm.params > docs/parameters.md`; do not edit by hand.",
+        "Generated by `tissue-abm params > docs/parameters.md`; do not edit by hand.",
         "Section numbers (§) refer to `shared/science/literature.md`; grades: [R] primary text,",
         "[S] secondary source, [M] recalled, [C] computed. \"assumed\" values await calibration.",
         "",
@@ -359,7 +365,3 @@ def parameters_markdown() -> str:
             f"| {row['source']} | {row['description']} |"
         )
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    print(parameters_markdown(), end="")

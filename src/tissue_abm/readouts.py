@@ -44,7 +44,7 @@ READOUTS: dict[str, str] = {
     "rapamycin_exposure": "mean rapamycin concentration over the day (mg/kg)",
     "rapamycin_chronic": "running average of rapamycin exposure driving mTORC2 loss (mg/kg)",
     "oxytocin_level": "endogenous oxytocin plus today's pulse (young levels)",
-    "tissue_function": "healthy fraction less the inflammation cost, <= 1",
+    "tissue_function": "healthy fraction less the share lost to inflammation, 0-1",
 }
 """Column name -> meaning (with unit) of the daily readout table."""
 

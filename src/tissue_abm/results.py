@@ -41,29 +41,31 @@ def prepare_output(folder: str | Path) -> Path:
     return folder
 
 
-def write_atomic(path: Path, write: Any) -> Path:
-    """Call write(temporary_path), then rename the temporary file to `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def write_run(table: pd.DataFrame, manifest: dict[str, Any], folder: Path, stem: str) -> Path:
     """Write one run's readouts (`stem.parquet`) and manifest (`stem.json`) atomically.
 
-    The Parquet file is renamed into place last, so its presence means the run is complete.
+    Both are written to temporary names first and renamed into place only when both are
+    complete (the Parquet file last), so an interruption leaves neither behind.
 
     Returns:
         The path of the Parquet file.
+
+    Raises:
+        OutputError: If the files cannot be written (disk full, folder removed, ...).
     """
-    write_atomic(folder / f"{stem}.json",
-                 lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n"))
-    return write_atomic(folder / f"{stem}.parquet",
-                        lambda tmp: table.to_parquet(tmp, engine="pyarrow", index=False))
+    final = [folder / f"{stem}.json", folder / f"{stem}.parquet"]
+    temporary = [path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in final]
+    try:
+        temporary[0].write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        table.to_parquet(temporary[1], engine="pyarrow", index=False)
+        for tmp, path in zip(temporary, final, strict=True):
+            tmp.replace(path)
+    except OSError as err:
+        raise OutputError(f"cannot write results to {folder}: {err.strerror or err}") from None
+    finally:
+        for tmp in temporary:
+            tmp.unlink(missing_ok=True)
+    return final[1]
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

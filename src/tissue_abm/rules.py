@@ -254,5 +254,8 @@ def inflammation_factor(ot_response: Num, damping: float) -> Num:
 
 
 def tissue_function(healthy_fraction: Num, effective_sasp: Num, cost: float, half: float) -> Num:
-    """Tissue function: healthy capacity less an inflammation cost that saturates in SASP."""
-    return healthy_fraction - cost * hill(effective_sasp, half, 1.0)
+    """Tissue function in [0, 1]: the healthy fraction, of which inflammation costs a share.
+
+    The share lost is cost * Hill(effective SASP; half, 1), so it saturates at `cost`.
+    """
+    return healthy_fraction * (1.0 - cost * hill(effective_sasp, half, 1.0))

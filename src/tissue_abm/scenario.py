@@ -23,6 +23,7 @@ key, the bad value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 import types
 import typing
@@ -85,6 +86,9 @@ class Scenario(BaseModel):
         if seed is not None:
             data["seed"] = seed
         if days is not None:
+            if not 1 <= days <= 36500 - self.start_age:
+                raise ScenarioError(f"{source}: days = {days} is not allowed; allowed: a whole "
+                                    f"number from 1 to {36500 - self.start_age}")
             data["end_age"] = self.start_age + days
         if size is not None:
             data["size"] = size
@@ -108,8 +112,10 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such scenario file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ScenarioError(f"{path}: cannot read scenario file ({err})") from None
+    except UnicodeDecodeError as err:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise ScenarioError(f"{path}: cannot read scenario file ({err.strerror})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -123,8 +129,9 @@ def validate_scenario(data: dict[str, Any], source: str) -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as err:
         errors = err.errors()
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise ScenarioError(f"{source}: {describe_error(errors[0])}{more}") from None
+        more = len(errors) - 1
+        tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ScenarioError(one_line(f"{source}: {describe_error(errors[0])}{tail}")) from None
 
 
 def run_scenario(scenario: Scenario,
@@ -153,6 +160,12 @@ def run_scenario(scenario: Scenario,
 # --- error messages ---------------------------------------------------------------------------
 
 
+def one_line(text: str) -> str:
+    """`text` with control characters (newlines, tabs, ...) shown as escapes."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
+
+
+
 def describe_error(error: dict[str, Any]) -> str:
     """One line for one pydantic error: the key, the bad value and what is allowed."""
     loc = tuple(str(part) for part in error["loc"])
@@ -165,7 +178,7 @@ def describe_error(error: dict[str, Any]) -> str:
         close = difflib.get_close_matches(loc[-1], allowed, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         listing = ", ".join(allowed) if len(allowed) <= 12 else (
-            "see docs/parameters.md" if owner is Parameters else ", ".join(allowed))
+            "see `tissue-abm params`" if owner is Parameters else ", ".join(allowed))
         return f"unknown key '{key}'; {hint}allowed keys: {listing}"
     if kind == "missing":
         return f"missing required key '{key}'"

@@ -55,7 +55,7 @@ class Day(NamedTuple):
     damage_repair: float
     """Fraction of damage repaired per day, [0, 1]."""
     sasp_output: float
-    """Mature SASP secretion relative to untreated, [0, 1]."""
+    """Daily SASP secretion of a mature senescent cell today (lowered by rapamycin), SASP/day."""
 
 
 def systemic_timeline(params: Parameters, therapy: Therapy, start_age: int,
@@ -110,7 +110,7 @@ def systemic_timeline(params: Parameters, therapy: Therapy, start_age: int,
         * rules.dependent_fraction(ot_resp, p.ot_regeneration_gain),
         "damage_drive": p.damage_rate * mtorc1,
         "damage_repair": p.damage_repair * auto,
-        "sasp_output": rules.sasp_output(inh1, p.rapa_sasp_suppression),
+        "sasp_output": p.sasp_secretion * rules.sasp_output(inh1, p.rapa_sasp_suppression),
     }, columns=list(Day._fields))
 
 

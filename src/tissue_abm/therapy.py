@@ -1,7 +1,8 @@
 """Therapies: dosing schedules and one-compartment pharmacokinetics, giving each day's exposure.
 
 A schedule doses on day ages `start_age, start_age + every, ...` before `stop_age`, optionally in
-on/off cycles (`on_days` of dosing, then `off_days` of pause). Doses are boluses at the start of a
+on/off cycles: `on_days` of dosing (every `every` days, from the first day of each cycle), then
+`off_days` of pause. Doses are boluses at the start of a
 day; first-order elimination with the drug's half-life gives the peak (just after the dose) and
 the mean concentration over each day. Rapamycin (half-life days) accumulates and acts through its
 mean exposure; oxytocin (half-life minutes) is gone within the day and acts as a daily pulse.
@@ -22,7 +23,7 @@ DAYS = {"unit": "day"}
 class Schedule(BaseModel):
     """When doses are given. Ages are in days; stop_age is exclusive (None: never stops)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     start_age: int = Field(0, ge=0, le=36500, description="Age of the first dose.",
                            json_schema_extra=DAYS)
@@ -41,17 +42,21 @@ class Schedule(BaseModel):
             raise ValueError(f"stop_age ({self.stop_age}) must be after start_age "
                              f"({self.start_age})")
         if (self.on_days == 0) != (self.off_days == 0):
-            raise ValueError("on_days and off_days must both be 0 (no cycle) or both be > 0")
+            raise ValueError(f"on_days ({self.on_days}) and off_days ({self.off_days}) must both "
+                             "be 0 (no cycle) or both be > 0")
         return self
 
     def dose_days(self, ages: np.ndarray) -> np.ndarray:
         """Boolean mask of the integer `ages` (days) on which a dose is given."""
         since = ages - self.start_age
         stop = np.inf if self.stop_age is None else self.stop_age
-        mask = (since >= 0) & (ages < stop) & (since % self.every == 0)
+        active = (since >= 0) & (ages < stop)
         if self.on_days:
-            mask &= since % (self.on_days + self.off_days) < self.on_days
-        return mask
+            day_of_cycle = since % (self.on_days + self.off_days)
+            active &= day_of_cycle < self.on_days
+        else:
+            day_of_cycle = since
+        return active & (day_of_cycle % self.every == 0)
 
 
 class Rapamycin(Schedule):
@@ -81,7 +86,7 @@ class Senolytic(Schedule):
 class Therapy(BaseModel):
     """The therapies of a scenario; an absent drug is not given."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     rapamycin: Rapamycin | None = None
     oxytocin: Oxytocin | None = None

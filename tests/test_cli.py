@@ -1,0 +1,324 @@
+"""The `tissue-abm` command line: errors, output files, manifest, atomic writing, interrupts."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+
+import mesa
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+from tissue_abm import Parameters, cli, load_results, load_scenario
+from tissue_abm.analysis import healthspan
+from tissue_abm.readouts import READOUTS
+from tissue_abm.results import OutputError, write_run
+
+ROOT = Path(__file__).resolve().parents[1]
+COMBINED = ROOT / "scenarios" / "combined.toml"
+TINY = ["--days", "20", "--size", "20", "--seed", "7", "--quiet"]
+"""A tiny, fast run of a canonical scenario."""
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch):
+    """Pin rich's console width, so that content checks do not depend on the test terminal.
+
+    rich wraps output at the terminal width (COLUMNS, else the terminal, else 80 columns); that
+    wrapping of one-line errors is tested on its own below.
+    """
+    monkeypatch.setenv("COLUMNS", "1000")
+
+
+@pytest.fixture
+def no_simulation(monkeypatch):
+    """Fail the test if a simulation is started."""
+    def forbidden(*args, **kwargs):
+        pytest.fail("run_scenario was called although the input is invalid")
+    monkeypatch.setattr(cli, "run_scenario", forbidden)
+
+
+def files_in(folder: Path) -> list[str]:
+    """Every entry of `folder`, hidden ones included; [] if it does not exist."""
+    return sorted(os.listdir(folder)) if folder.exists() else []
+
+
+def assert_one_line_error(err: str, *parts: str) -> None:
+    """`err` is exactly one line: the CLI error prefix, then a message containing `parts`."""
+    assert err.endswith("\n") and err.count("\n") == 1, repr(err)
+    assert err.startswith("tissue-abm: error: "), repr(err)
+    assert "Traceback" not in err
+    for part in parts:
+        assert part in err, f"{part!r} missing from {err!r}"
+
+
+# --- malformed input ----------------------------------------------------------------------------
+
+MALFORMED = {
+    "invalid-toml-syntax": 'name = "unterminated\n',
+    "missing-file": None,
+    "not-utf8": b'name = "caf\xe9"\n',
+    "unknown-parameter": 'name = "bad"\n[parameters]\nrapa_emx = 0.5\n',
+    "unknown-therapy": 'name = "bad"\n[therapy.metformin]\ndose = 1.0\n',
+    "string-for-number": 'name = "bad"\n[parameters]\nrapa_emax = "high"\n',
+    "float-for-integer": 'name = "bad"\nsize = 20.5\n',
+    "parameter-out-of-range": 'name = "bad"\n[parameters]\nimmune_kill = 1.5\n',
+    "negative-seed": 'name = "bad"\nseed = -1\n',
+    "end-age-not-after-start-age": 'name = "bad"\nstart_age = 100\nend_age = 50\n',
+    "on-days-without-off-days": 'name = "bad"\n[therapy.oxytocin]\non_days = 5\n',
+    "engine-not-allowed": 'name = "bad"\nengine = "gpu"\n',
+    "name-with-spaces": 'name = "my run"\n',
+    "parameters-not-a-table": 'name = "bad"\nparameters = 3\n',
+}
+
+
+def write_case(folder: Path, content: str | bytes | None) -> Path:
+    """Write a malformed scenario file (None: leave it missing) and return its path."""
+    path = folder / "broken_scenario.toml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("content", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_run_on_malformed_file_exits_2_with_one_line_error_and_writes_nothing(
+        tmp_path, capsys, no_simulation, content):
+    path = write_case(tmp_path, content)
+    out = tmp_path / "out"
+    status = cli.main(["run", str(path), "--out", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert_one_line_error(captured.err, str(path))
+    assert captured.out == ""
+    assert files_in(out) == []
+
+
+def test_installed_module_reports_malformed_file_without_traceback(tmp_path):
+    path = write_case(tmp_path, MALFORMED["unknown-parameter"])
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "tissue_abm.cli", "run", str(path), "--out", str(out)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+        env={**os.environ, "COLUMNS": "1000"}, check=False)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, str(path), "did you mean 'rapa_emax'")
+    assert result.stdout == ""
+    assert files_in(out) == []
+
+
+def test_error_stays_one_line_when_stderr_is_a_pipe(tmp_path):
+    path = write_case(tmp_path, 'name = "bad"\ncolour = "red"\n')
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    result = subprocess.run(
+        [sys.executable, "-m", "tissue_abm.cli", "run", str(path), "--out",
+         str(tmp_path / "out")],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, env=env,
+        check=False)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, str(path), "unknown key 'colour'")
+
+
+@pytest.mark.parametrize(
+    "out_below_file",
+    [pytest.param(("blocker", "results"), id="parent-is-a-file"),
+     pytest.param(("blocker",), id="folder-is-a-file")],
+)
+def test_unwritable_output_folder_exits_2_before_any_simulation(
+        tmp_path, capsys, no_simulation, out_below_file):
+    (tmp_path / "blocker").write_text("a regular file\n")
+    out = tmp_path.joinpath(*out_below_file)
+    status = cli.main(["run", str(COMBINED), "--out", str(out), *TINY])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert_one_line_error(captured.err, f"cannot write results to {out}")
+    assert (tmp_path / "blocker").read_text() == "a regular file\n"
+
+
+@pytest.mark.parametrize(
+    ("options", "mentions"),
+    [
+        pytest.param(["--size", "2"], "size", id="size-too-small"),
+        pytest.param(["--size", "5000"], "size", id="size-too-large"),
+        pytest.param(["--seed", str(2**64)], "seed", id="seed-too-large"),
+        pytest.param(["--days", "0"], "days = 0", id="zero-days"),
+        pytest.param(["--days", "-5"], "days = -5", id="negative-days"),
+        pytest.param(["--size", "-1"], "size", id="negative-size"),
+    ],
+)
+def test_command_line_overrides_are_validated_like_the_file(
+        tmp_path, capsys, no_simulation, options, mentions):
+    out = tmp_path / "out"
+    status = cli.main(["run", str(COMBINED), "--out", str(out), "--quiet", *options])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert_one_line_error(captured.err, f"{COMBINED} (options)", mentions, options[1])
+    assert files_in(out) == []
+
+
+@pytest.mark.parametrize("value", ["-1", "abc"])
+def test_bad_seed_option_gives_one_line_error_like_the_file(tmp_path, capsys, no_simulation,
+                                                           value):
+    try:
+        status = cli.main(["run", str(COMBINED), "--out", str(tmp_path / "out"), "--quiet",
+                           "--seed", value])
+    except SystemExit as exit_:
+        status = exit_.code
+    err = capsys.readouterr().err
+    assert status == 2
+    assert_one_line_error(err, "seed", value)
+    assert "_natural" not in err
+
+
+def test_error_shows_the_key_exactly_as_written(tmp_path, capsys):
+    path = write_case(tmp_path, 'name = "bad"\n":fire:" = 1\n')
+    assert cli.main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert_one_line_error(capsys.readouterr().err, "unknown key ':fire:'")
+
+
+# --- a successful run ---------------------------------------------------------------------------
+
+
+def run_tiny(out: Path, *options: str) -> int:
+    """Run the tiny combined scenario into `out`; return the exit status."""
+    return cli.main(["run", str(COMBINED), "--out", str(out), *TINY, *options])
+
+
+def test_run_writes_exactly_the_parquet_and_manifest_named_after_scenario_and_seed(tmp_path):
+    assert run_tiny(tmp_path / "out") == 0
+    assert files_in(tmp_path / "out") == ["combined_seed7.json", "combined_seed7.parquet"]
+
+
+def test_run_readouts_have_one_row_per_day_and_the_documented_columns(tmp_path):
+    assert run_tiny(tmp_path) == 0
+    table = load_results(tmp_path)
+    start_age = load_scenario(COMBINED).start_age
+    assert list(table.columns) == ["scenario", "seed", "engine", *READOUTS]
+    assert list(table["day"]) == list(range(21))
+    assert list(table["age"]) == [start_age + day for day in range(21)]
+    assert isinstance(table["scenario"].dtype, pd.CategoricalDtype)
+    assert isinstance(table["engine"].dtype, pd.CategoricalDtype)
+    assert set(table["scenario"]) == {"combined"}
+    assert set(table["engine"]) == {load_scenario(COMBINED).engine}
+    assert set(table["seed"]) == {7}
+
+
+def test_run_manifest_records_scenario_text_settings_and_provenance(tmp_path):
+    assert run_tiny(tmp_path) == 0
+    manifest = json.loads((tmp_path / "combined_seed7.json").read_text(encoding="utf-8"))
+    assert manifest["scenario_text"] == COMBINED.read_text(encoding="utf-8")
+    assert manifest["seed"] == 7
+    assert manifest["days"] == 20
+    assert manifest["engine"] == load_scenario(COMBINED).engine
+    assert manifest["scenario"]["size"] == 20
+    assert manifest["scenario"]["seed"] == 7
+    assert manifest["scenario"]["parameters"] == Parameters().model_dump()
+    assert manifest["status"] == "done"
+    assert manifest["version"] == metadata.version("tissue-abm")
+    assert manifest["mesa"] == mesa.__version__
+    started = datetime.fromisoformat(manifest["started"])
+    finished = datetime.fromisoformat(manifest["finished"])
+    assert started.tzinfo is not None
+    assert started <= finished
+
+
+def test_run_prints_start_end_summary_and_healthspan(tmp_path, capsys):
+    assert run_tiny(tmp_path) == 0
+    out = capsys.readouterr().out
+    for label in ("senescent fraction", "healthy fraction", "mean SASP", "tissue function"):
+        assert label in out
+    table = load_results(tmp_path)
+    assert f"{table['tissue_function'].iloc[-1]:.4f}" in out
+    span = healthspan(table, Parameters().healthspan_threshold)
+    healthspan_line = next(line for line in out.splitlines() if "healthspan" in line)
+    assert ("not reached" in healthspan_line) == math.isnan(span)
+
+
+def test_same_command_twice_gives_identical_readouts(tmp_path):
+    assert run_tiny(tmp_path / "first") == 0
+    assert run_tiny(tmp_path / "second") == 0
+    assert_frame_equal(load_results(tmp_path / "first"), load_results(tmp_path / "second"))
+
+
+def test_different_seed_gives_different_readouts(tmp_path):
+    assert run_tiny(tmp_path / "seed7") == 0
+    assert run_tiny(tmp_path / "seed8", "--seed", "8") == 0
+    first = load_results(tmp_path / "seed7").drop(columns="seed")
+    second = load_results(tmp_path / "seed8").drop(columns="seed")
+    with pytest.raises(AssertionError):
+        assert_frame_equal(first, second)
+
+
+@pytest.mark.parametrize("folder", ["run[draft]", "run[/x]"])
+def test_run_prints_the_output_paths_verbatim(tmp_path, capsys, folder):
+    out = tmp_path / folder
+    assert run_tiny(out) == 0
+    assert str(out / "combined_seed7.parquet") in capsys.readouterr().out
+
+
+# --- atomic writing and interrupts --------------------------------------------------------------
+
+
+def fail_midway(exception: BaseException):
+    """A stand-in for DataFrame.to_parquet that writes part of the file, then raises."""
+    def to_parquet(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PAR1 half a file")
+        raise exception
+    return to_parquet
+
+
+def test_failed_parquet_write_is_a_one_line_error_and_leaves_no_file(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(pd.DataFrame, "to_parquet",
+                        fail_midway(OSError(28, "No space left on device")))
+    assert run_tiny(tmp_path) == 2
+    assert_one_line_error(capsys.readouterr().err, str(tmp_path), "No space left on device")
+    assert files_in(tmp_path) == []
+
+
+def test_failed_rewrite_keeps_the_previous_result_intact(tmp_path, monkeypatch):
+    table = pd.DataFrame({"day": [0, 1], "healthy": [5, 6]})
+    first = write_run(table, {"status": "done"}, tmp_path, "run")
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", fail_midway(OSError(5, "I/O error")))
+    with pytest.raises(OutputError, match="I/O error"):
+        write_run(table.assign(healthy=[0, 0]), {"status": "new"}, tmp_path, "run")
+    monkeypatch.undo()
+    assert_frame_equal(pd.read_parquet(first), table)
+    assert json.loads((tmp_path / "run.json").read_text()) == {"status": "done"}
+    assert files_in(tmp_path) == ["run.json", "run.parquet"]
+
+
+def test_interrupt_during_run_exits_130_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "run_scenario", interrupted)
+    out = tmp_path / "out"
+    assert run_tiny(out) == 130
+    assert "interrupted; nothing written" in capsys.readouterr().err
+    assert files_in(out) == []
+
+
+def test_interrupt_while_writing_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", fail_midway(KeyboardInterrupt()))
+    assert run_tiny(tmp_path) == 130
+    assert "interrupted; nothing written" in capsys.readouterr().err
+    assert files_in(tmp_path) == []
+
+
+# --- params -------------------------------------------------------------------------------------
+
+
+def test_params_prints_markdown_table_with_every_parameter(capsys):
+    assert cli.main(["params"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| `")]
+    assert "| name | unit | default | range | source | meaning |" in out
+    assert [row.split("`")[1] for row in rows] == list(Parameters.model_fields)
