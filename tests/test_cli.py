@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
+from scenario_files import write_case
 from tissue_abm import Parameters, cli, load_results, load_scenario
 from tissue_abm.analysis import healthspan
 from tissue_abm.readouts import READOUTS
@@ -77,16 +78,6 @@ MALFORMED = {
     "name-with-spaces": 'name = "my run"\n',
     "parameters-not-a-table": 'name = "bad"\nparameters = 3\n',
 }
-
-
-def write_case(folder: Path, content: str | bytes | None) -> Path:
-    """Write a malformed scenario file (None: leave it missing) and return its path."""
-    path = folder / "broken_scenario.toml"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    elif content is not None:
-        path.write_text(content, encoding="utf-8")
-    return path
 
 
 @pytest.mark.parametrize("content", list(MALFORMED.values()), ids=list(MALFORMED))

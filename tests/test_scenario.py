@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from scenario_files import write_case
 from tissue_abm import Parameters, ScenarioError, cli, load_scenario
 from tissue_abm.analysis import SUMMARY_READOUTS, healthspan, start_end_summary
 
@@ -135,16 +136,6 @@ MALFORMED = [
     pytest.param(VALID + "seed = -1\nsize = 1\n", ["seed", "-1", "1 more problem"],
                  id="two-problems-first-shown-and-counted"),
 ]
-
-
-def write_case(folder: Path, content: str | bytes | None) -> Path:
-    """Write a malformed case to `folder` (None: leave the file missing); return its path."""
-    path = folder / "case.toml"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    elif content is not None:
-        path.write_text(content, encoding="utf-8")
-    return path
 
 
 @pytest.mark.parametrize(("content", "expected"), MALFORMED)
