@@ -314,8 +314,9 @@ class Parameters(BaseModel):
         "Mean effective SASP at which the inflammation cost is half-maximal.",
     )
     healthspan_threshold: float = _param(
-        0.75, "function", 0.0, 1.0,
-        "assumed: function below three quarters of a perfect tissue counts as unhealthy",
+        0.95, "function", 0.0, 1.0,
+        "assumed: a 5% loss from a perfect tissue counts as unhealthy (untreated tissue "
+        "crosses it at ~20 months with the defaults)",
         "Tissue function below which the organism is no longer in good health.",
     )
 
