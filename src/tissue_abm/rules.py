@@ -224,6 +224,7 @@ def immune_competence(age: Num, kill: float, old_fraction: float, decline_age: f
 
     Competence falls with age; mTORC1 inhibition raises it (low-dose rapamycin), mTORC2
     inhibition (chronic high dose) lowers it, and a weak oxytocin-MAPK response lowers it.
+    A systemic rule, called on timeline arrays (it clips with numpy).
 
     Returns:
         Kill probability in [0, 1].
