@@ -666,3 +666,23 @@ def test_diffusion_substeps_grows_with_coefficients_and_is_stable():
             assert (4.0 * d + k) / n <= 1.0
     assert rules.diffusion_substeps(0.0, 0.0) == 1
     assert rules.diffusion_substeps(10.0, 4.0) > rules.diffusion_substeps(0.5, 0.5)
+
+
+def test_immune_occupancy_is_the_renewal_steady_state():
+    # Free spells last 1/r days on average, occupied spells L days: occupied fraction rL/(1+rL).
+    recruitment = np.linspace(0.0, 1.0, 101)
+    occupancy = rules.immune_occupancy(recruitment, 5.0)
+    assert in_unit_interval(occupancy)
+    assert nondecreasing(occupancy)
+    assert rules.immune_occupancy(0.0, 5.0) == 0.0
+    assert rules.immune_occupancy(0.2, 5.0) == pytest.approx(0.5)
+    # Simulated: a two-state chain with those daily transition probabilities.
+    rng = np.random.default_rng(11)
+    occupied, days, r, lifetime = False, 200_000, 0.05, 4.0
+    busy = 0
+    for u in rng.random(days):
+        occupied = (u >= 1.0 / lifetime) if occupied else (u < r)
+        busy += occupied
+    expected = rules.immune_occupancy(r, lifetime)
+    # Tolerance: correlated chain, so allow 0.01 absolute (about 5 s.e. for these spell lengths).
+    assert busy / days == pytest.approx(expected, abs=0.01)

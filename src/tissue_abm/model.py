@@ -108,8 +108,8 @@ class TissueModel(mesa.Model):
             rules.diffuse_decay(self.sasp.data, source, p.sasp_diffusion, p.sasp_decay, self.torus)
 
         # Immune cells at the recruitment/departure balance of the settled field.
-        occupied = self.rng.random(self.immune.data.shape) < np.minimum(1.0, p.immune_lifetime * (
-            self._recruitment_prob(self.sasp.data)))
+        occupied = self.rng.random(self.immune.data.shape) < rules.immune_occupancy(
+            self._recruitment_prob(self.sasp.data), p.immune_lifetime)
         for coordinate in zip(*np.nonzero(occupied), strict=True):
             ImmuneCell(self, self.grid[coordinate], lifetime=self._lifetime())
 

@@ -217,6 +217,16 @@ def recruitment_prob(sasp: Num, base: float, max_rate: float, half: float) -> Nu
     return base + max_rate * hill(sasp, half, 1.0)
 
 
+def immune_occupancy(recruitment: Num, lifetime: float) -> Num:
+    """Steady-state probability that a site holds an immune cell.
+
+    A free site fills with daily probability `recruitment`; a resident stays `lifetime` days on
+    average, so the site is occupied a fraction r L / (1 + r L) of the time.
+    """
+    busy = recruitment * lifetime
+    return busy / (1.0 + busy)
+
+
 def immune_competence(age: Num, kill: float, old_fraction: float, decline_age: float,
                       mtorc1_inhibition: Num, mtorc2_inhibition: Num, boost: float,
                       mtorc2_loss: float, ot_response: Num, ot_gain: float) -> Num:
