@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tissue_abm.model import TissueModel
 from tissue_abm.params import Parameters
-from tissue_abm.therapy import DAYS, Therapy
+from tissue_abm.therapy import DAYS, MAX_AGE, Therapy
 
 ENGINES = ("agents",)
 """Simulation engines a scenario may ask for."""
@@ -59,9 +59,9 @@ class Scenario(BaseModel):
     size: int = Field(100, ge=3, le=4000, description="Lattice side L.",
                       json_schema_extra={"unit": "sites"})
     torus: bool = Field(True, description="Whether the lattice wraps around.")
-    start_age: int = Field(90, ge=0, le=36500, description="Organism age at day 0.",
+    start_age: int = Field(90, ge=0, le=MAX_AGE, description="Organism age at day 0.",
                            json_schema_extra=DAYS)
-    end_age: int = Field(730, ge=1, le=36500, description="Organism age at the end.",
+    end_age: int = Field(730, ge=1, le=MAX_AGE, description="Organism age at the end.",
                          json_schema_extra=DAYS)
     parameters: Parameters = Field(default_factory=Parameters,
                                    description="Overrides of the default parameters.")
@@ -86,9 +86,9 @@ class Scenario(BaseModel):
         if seed is not None:
             data["seed"] = seed
         if days is not None:
-            if not 1 <= days <= 36500 - self.start_age:
+            if not 1 <= days <= MAX_AGE - self.start_age:
                 raise ScenarioError(f"{source}: days = {days} is not allowed; allowed: a whole "
-                                    f"number from 1 to {36500 - self.start_age}")
+                                    f"number from 1 to {MAX_AGE - self.start_age}")
             data["end_age"] = self.start_age + days
         if size is not None:
             data["size"] = size

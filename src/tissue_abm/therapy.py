@@ -19,15 +19,18 @@ from scipy.signal import lfilter
 
 DAYS = {"unit": "day"}
 
+MAX_AGE = 36500
+"""Largest age (days) a scenario or schedule may name: 100 years."""
+
 
 class Schedule(BaseModel):
     """When doses are given. Ages are in days; stop_age is exclusive (None: never stops)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    start_age: int = Field(0, ge=0, le=36500, description="Age of the first dose.",
+    start_age: int = Field(0, ge=0, le=MAX_AGE, description="Age of the first dose.",
                            json_schema_extra=DAYS)
-    stop_age: int | None = Field(None, ge=1, le=36500, description="No doses from this age on.",
+    stop_age: int | None = Field(None, ge=1, le=MAX_AGE, description="No doses from this age on.",
                                  json_schema_extra=DAYS)
     every: int = Field(1, ge=1, le=3650, description="Days between doses (1 = daily).",
                        json_schema_extra=DAYS)
