@@ -1,10 +1,14 @@
 """The `tissue-abm` command line.
 
     tissue-abm run SCENARIO.toml [--out DIR] [--seed N] [--days N] [--size N] [--quiet]
+    tissue-abm batch SCENARIO.toml ... [--out DIR] [--workers N] [--scheduler ADDRESS]
+                     [--resume] [--report] [--quiet]
     tissue-abm params
 
 Errors in the input are reported in one line (file, key, value, what is allowed) with exit
-status 2, before any simulation starts; an interrupted run exits with 130 and writes nothing.
+status 2, before any simulation starts. An interrupted run exits with 130 and writes nothing;
+an interrupted batch exits with 130 and keeps its finished runs for `--resume`. A batch in
+which runs failed exits with 1.
 """
 
 from __future__ import annotations
@@ -18,10 +22,24 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from tissue_abm.analysis import healthspan, start_end_summary
+from tissue_abm.batch import (
+    BatchInterrupted,
+    plan_batch,
+    plan_from_manifest,
+    read_manifest,
+    run_batch,
+)
 from tissue_abm.params import parameters_markdown
 from tissue_abm.results import OutputError, now, prepare_output, provenance, write_run
 from tissue_abm.scenario import ScenarioError, load_scenario, run_scenario
@@ -58,23 +76,55 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
+    batch = commands.add_parser(
+        "batch", help="run scenario files with their replicates and sweeps",
+        description="Run every sweep point and replicate of the scenario files on all cores "
+        "(or a Dask cluster); write one Parquet file per run and a manifest (batch.json).")
+    batch.add_argument("scenarios", type=Path, nargs="*", metavar="SCENARIO",
+                       help="scenario files (TOML); with --resume, default: those of the batch")
+    batch.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "batch",
+                       help="results folder (default: results/batch)")
+    batch.add_argument("--workers", type=_positive, default=None,
+                       help="worker processes (default: all cores; 1 runs in this process)")
+    batch.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on a Dask cluster: tcp://host:port, or 'local' to start one "
+                       "on 127.0.0.1")
+    batch.add_argument("--resume", action="store_true",
+                       help="finish an interrupted batch in --out: run only what is missing")
+    batch.add_argument("--report", action="store_true",
+                       help="then write figures and report.md (as `tissue-abm report`)")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.set_defaults(handler=_batch)
+
     params = commands.add_parser("params", help="print the parameter table (Markdown)")
     params.set_defaults(handler=lambda args: print(parameters_markdown(), end=""))
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: a whole number >= 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        return args.handler(args) or 0
     except (ScenarioError, OutputError) as err:
         print(f"tissue-abm: error: {err}", file=sys.stderr)
         return 2
+    except BatchInterrupted as err:
+        print(f"tissue-abm: batch stopped: {err}; finished runs are kept in {args.out}; "
+              "finish with --resume", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("tissue-abm: interrupted; nothing written", file=sys.stderr)
+        kept = (f"finished runs are kept in {args.out}; finish with --resume"
+                if args.command == "batch" else "nothing written")
+        print(f"tissue-abm: interrupted; {kept}", file=sys.stderr)
         return 130
-    return 0
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -87,7 +137,8 @@ def _run(args: argparse.Namespace) -> None:
                   MofNCompleteColumn(), TextColumn("days"), TimeRemainingColumn(),
                   console=console, disable=args.quiet, transient=True) as bar:
         task = bar.add_task("run", total=scenario.days)
-        table = run_scenario(scenario, progress=lambda done, _: bar.update(task, completed=done))
+        table = run_scenario(scenario,
+                             progress=lambda done, _: bar.update(task, completed=done)).readouts
     manifest = {
         "scenario_file": str(args.scenario),
         "scenario_text": args.scenario.read_text(encoding="utf-8"),
@@ -104,6 +155,35 @@ def _run(args: argparse.Namespace) -> None:
     path = write_run(table, manifest, folder, f"{scenario.name}_seed{scenario.seed}")
     _print_summary(table, scenario.parameters.healthspan_threshold)
     print(f"readouts: {path}\nmanifest: {path.with_suffix('.json')}")
+
+
+def _batch(args: argparse.Namespace) -> int:
+    if args.scenarios:
+        plan = plan_batch(args.scenarios)
+    elif args.resume:
+        plan = plan_from_manifest(args.out)
+    else:
+        raise ScenarioError("no scenario files given (or pass --resume to finish a batch)")
+    with Progress(TextColumn("[bold]batch[/]"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("runs, {task.fields[failed]} failed"), TimeElapsedColumn(),
+                  TextColumn("left"), TimeRemainingColumn(), console=console,
+                  disable=args.quiet, transient=True) as bar:
+        task = bar.add_task("batch", total=len(plan.runs), failed=0)
+        summary = run_batch(
+            plan, args.out, workers=args.workers, scheduler=args.scheduler, resume=args.resume,
+            progress=lambda done, failed, total: bar.update(task, completed=done + failed,
+                                                            failed=failed))
+    print(f"{summary.done} of {summary.total} runs done ({summary.skipped} earlier), "
+          f"{summary.failed} failed; {summary.wall_seconds:.1f} s "
+          f"(simulation {summary.run_seconds:.1f} s)")
+    if summary.failed:
+        failures = [run for run in read_manifest(args.out)["runs"] if run["status"] == "failed"]
+        for run in failures[:5]:
+            print(f"failed: {run['id']}: {run['error']}", file=sys.stderr)
+        print(f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); "
+              "re-run them with --resume", file=sys.stderr)
+    print(f"results: {args.out}  (pandas: tissue_abm.load_results({str(args.out)!r}))")
+    return 1 if summary.failed else 0
 
 
 def _print_summary(table: pd.DataFrame, threshold: float) -> None:

@@ -29,7 +29,7 @@ from mesa.discrete_space import Cell, OrthogonalMooreGrid
 from tissue_abm import rules
 from tissue_abm.agents import HealthyCell, ImmuneCell, Intent, SenescentCell, immune_slot
 from tissue_abm.params import Parameters
-from tissue_abm.readouts import readout_row
+from tissue_abm.readouts import grid_snapshot, readout_row
 from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
 from tissue_abm.systemic import Day, days_of, systemic_timeline
 from tissue_abm.therapy import Therapy
@@ -200,6 +200,10 @@ class TissueModel(mesa.Model):
     def age(self) -> float:
         """Organism age now, days."""
         return self.start_age + self.time
+
+    def snapshot(self) -> pd.DataFrame:
+        """The whole grid now, one row per site (see `readouts.SNAPSHOT`)."""
+        return grid_snapshot(self.age, self.tissue.data, self.immune.data, self.sasp.data)
 
     def counts(self) -> dict[str, int]:
         """Sites in each tissue state and immune cells, counted on the property layers."""

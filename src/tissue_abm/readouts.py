@@ -6,6 +6,9 @@ Every engine tallies the same aggregates (counts, event tallies, field and damag
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 from tissue_abm import rules
 from tissue_abm.params import Parameters
 from tissue_abm.systemic import Day
@@ -91,3 +94,38 @@ def readout_row(day: Day, params: Parameters, sites: int, healthy: int, senescen
             healthy_fraction, mean_sasp * day.inflammation,
             params.inflammation_cost, params.inflammation_half_sasp),
     }
+
+
+SITE_STATES = ("empty", "healthy", "senescent")
+"""Names of the tissue states, indexed by `rules.EMPTY`, `rules.HEALTHY`, `rules.SENESCENT`."""
+
+SNAPSHOT: dict[str, str] = {
+    "age": "organism age (days)",
+    "x": "first grid coordinate of the site (0 .. size-1)",
+    "y": "second grid coordinate of the site (0 .. size-1)",
+    "state": "tissue state of the site: empty, healthy or senescent (categorical)",
+    "immune": "whether an immune cell is on the site",
+    "sasp": "SASP field at the site (SASP units)",
+}
+"""Column name -> meaning of a whole-grid snapshot (one row per site)."""
+
+
+def grid_snapshot(age: float, tissue: np.ndarray, immune: np.ndarray,
+                  sasp: np.ndarray) -> pd.DataFrame:
+    """A snapshot of the whole grid, one row per site, columns as in `SNAPSHOT`.
+
+    Args:
+        age: Organism age (days).
+        tissue: Site states (`rules.EMPTY`, `HEALTHY`, `SENESCENT`), shape (size, size).
+        immune: Immune presence per site, same shape.
+        sasp: SASP field, same shape.
+    """
+    x, y = np.indices(tissue.shape)
+    return pd.DataFrame({
+        "age": np.full(tissue.size, age, dtype=float),
+        "x": x.ravel().astype(np.int32),
+        "y": y.ravel().astype(np.int32),
+        "state": pd.Categorical.from_codes(tissue.ravel().astype(np.int8), SITE_STATES),
+        "immune": immune.ravel().astype(bool),
+        "sasp": sasp.ravel().astype(np.float32),
+    })

@@ -10,12 +10,18 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from tissue_abm.readouts import READOUTS, SNAPSHOT
 
 PACKAGE = "tissue-abm"
 
@@ -68,25 +74,98 @@ def write_run(table: pd.DataFrame, manifest: dict[str, Any], folder: Path, stem:
     return final[1]
 
 
+MANIFEST = "batch.json"
+"""Name of a batch's manifest inside its results folder."""
+
+RUNS = "runs"
+"""Folder (inside a batch's results folder) holding one Parquet file per run."""
+
+GRID_SUFFIX = ".grid.parquet"
+"""Suffix of a run's grid-snapshot file, next to its readouts file."""
+
+
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Call `write(temporary)` and rename the temporary file to `path` once it is complete.
+
+    Raises:
+        OutputError: If the file cannot be written (disk full, folder removed, ...).
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        temporary.replace(path)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    """Write `content` as indented JSON to `path`, atomically."""
+    text = json.dumps(content, indent=1, default=str) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_parquet(path: Path, table: pd.DataFrame) -> None:
+    """Write `table` (without its index) as Parquet to `path`, atomically."""
+    write_atomic(path, lambda tmp: table.to_parquet(tmp, engine="pyarrow", index=False))
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
-    """Load readouts into one tidy DataFrame: a run's Parquet file or every run in a folder.
+    """Load readouts into one tidy DataFrame: a batch, a folder of runs, or one run's file.
 
     Args:
-        path: A `.parquet` file or a folder of them.
+        path: A batch's results folder (with `batch.json`), a folder of `tissue-abm run`
+            outputs, or one `.parquet` file.
 
     Returns:
-        The concatenated readout tables (one row per run and day), with `scenario` and
-        `engine` as categorical columns.
+        One row per run and kept day. Columns: `scenario` (category), `point` (int, batch
+        only), one column per swept key (batch only; missing where a scenario does not sweep
+        it), `replicate` (int, batch only), `seed` (int), `engine` (category), then `day`,
+        `age` and every readout in `tissue_abm.readouts.READOUTS`. Rows are ordered by
+        scenario, point, replicate and day.
+
+    Raises:
+        FileNotFoundError: If `path` holds no result files.
     """
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(path.glob("*.parquet"))
+    return _load(_result_files(Path(path), grid=False), Path(path))
+
+
+def load_snapshots(path: str | Path) -> pd.DataFrame:
+    """Load the grid snapshots of a batch (or of one run's `.grid.parquet` file).
+
+    Returns:
+        The label columns of `load_results`, then `age` and one row per site with the
+        columns of `tissue_abm.readouts.SNAPSHOT` (`state` categorical).
+
+    Raises:
+        FileNotFoundError: If `path` holds no snapshot files.
+    """
+    return _load(_result_files(Path(path), grid=True), Path(path))
+
+
+def _result_files(path: Path, grid: bool) -> list[Path]:
+    if path.is_file():
+        return [path]
+    pattern = f"{RUNS}/*/*.parquet" if (path / MANIFEST).exists() else "*.parquet"
+    return sorted(f for f in path.glob(pattern) if f.name.endswith(GRID_SUFFIX) == grid)
+
+
+def _load(files: list[Path], path: Path) -> pd.DataFrame:
     if not files:
-        raise FileNotFoundError(f"{path}: no result files (*.parquet)")
-    table = pd.concat([pd.read_parquet(f, engine="pyarrow") for f in files], ignore_index=True)
-    for column in ("scenario", "engine"):
-        if column in table:
-            table[column] = table[column].astype("category")
-    return table
+        raise FileNotFoundError(f"{path}: no result files")
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+    table = ds.dataset(files, schema=schema, format="parquet").to_table()
+    frame = table.to_pandas()
+    labels = ["scenario", "point"]
+    known = {*labels, "replicate", "seed", "engine", *READOUTS, *SNAPSHOT}
+    swept = [c for c in frame if c not in known]
+    frame = frame[[c for c in labels if c in frame] + swept
+                  + [c for c in frame if c not in labels and c not in swept]]
+    for column in ("scenario", "engine", "state"):
+        if column in frame and not isinstance(frame[column].dtype, pd.CategoricalDtype):
+            frame[column] = frame[column].astype("category")
+    return frame
 
 
 def provenance() -> dict[str, Any]:

@@ -16,21 +16,43 @@ A scenario names a tissue (size, ages), a seed and engine, parameter overrides a
     dose = 1.0
     start_age = 365
 
+For batch work a file may also ask for replicates, a parameter sweep and output options::
+
+    replicates = 20       # seeds from numpy.random.SeedSequence(seed).spawn(replicates)
+
+    [sweep.grid]          # every combination (product) of these values ...
+    immune_kill = [0.4, 0.8]
+    "therapy.rapamycin.dose" = [0.5, 1.0, 2.0]
+
+    [sweep.zip]           # ... times these lists taken side by side (equal lengths)
+    ot_old_fraction = [0.1, 0.2]
+    ot_decline_age = [300, 400]
+
+    [output]
+    every = 7             # keep the readouts of every 7th day (and the first and last)
+    snapshots = [365, 730]  # ages (days) at which the whole grid is saved
+
+A sweep key is a parameter name or a dotted path into the file (`therapy.oxytocin.start_age`,
+`size`). Every sweep point is validated like the file itself when the file is loaded.
+
 Every problem is reported as a `ScenarioError` whose message is one line naming the file, the
 key, the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
+import itertools
 import re
 import tomllib
 import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, NamedTuple, Self
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -44,6 +66,70 @@ ENGINES = ("agents",)
 
 class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message is one line for the user."""
+
+
+SWEEPABLE = ("size", "torus", "start_age", "end_age", "engine", "parameters", "therapy")
+"""Top-level keys a sweep may vary (through dotted paths below `parameters` and `therapy`)."""
+
+
+class Sweep(BaseModel):
+    """Values to sweep: the product of the `grid` lists times the zipped `zip` lists."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    grid: dict[str, list[Any]] = Field(default_factory=dict,
+                                       description="Key -> values; every combination is run.")
+    zip: dict[str, list[Any]] = Field(default_factory=dict,
+                                      description="Key -> values; lists taken side by side.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("must be a table with grid = {...} and/or zip = {...}")
+        for table in ("grid", "zip"):
+            values = data.get(table, {})
+            if not isinstance(values, dict):
+                raise ValueError(f"{table} must be a table of key = [values]")
+            for key, options in values.items():
+                if not isinstance(options, list) or not options:
+                    raise ValueError(f"{table}.{key} = {options!r} is not allowed; allowed: a "
+                                     "non-empty list of values")
+        if not data.get("grid") and not data.get("zip"):
+            raise ValueError("empty sweep; give grid = {key = [values]} and/or zip = {...}")
+        lengths = {key: len(options) for key, options in data.get("zip", {}).items()}
+        if len(set(lengths.values())) > 1:
+            listing = ", ".join(f"{key}: {n}" for key, n in lengths.items())
+            raise ValueError(f"zip lists must be equally long ({listing})")
+        columns = [sweep_column(key) for table in ("grid", "zip") for key in data.get(table, {})]
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        if twice:
+            raise ValueError(f"'{twice[0]}' is swept twice; give each key once")
+        return data
+
+    @property
+    def keys(self) -> list[str]:
+        """The swept keys, grid first, as result column names (see `sweep_column`)."""
+        return [sweep_column(key) for key in [*self.grid, *self.zip]]
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every sweep point as {column: raw value}, in a fixed order (grid varies slowest)."""
+        grid = [dict(zip(self.grid, combo, strict=True))
+                for combo in itertools.product(*self.grid.values())]
+        zipped = [dict(zip(self.zip, combo, strict=True))
+                  for combo in zip(*self.zip.values(), strict=True)] or [{}]
+        return [{sweep_column(k): v for k, v in {**g, **z}.items()} for g in grid for z in zipped]
+
+
+class Output(BaseModel):
+    """What a run keeps: readouts every `every` days and whole-grid snapshots at given ages."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    every: int = Field(1, ge=1, le=MAX_AGE, description="Keep the readouts of every N-th day "
+                       "(the first and last day are always kept).", json_schema_extra=DAYS)
+    snapshots: list[int] = Field(default_factory=list, description="Ages (days) at which the "
+                                 "whole grid is saved.", json_schema_extra=DAYS)
 
 
 class Scenario(BaseModel):
@@ -66,12 +152,19 @@ class Scenario(BaseModel):
     parameters: Parameters = Field(default_factory=Parameters,
                                    description="Overrides of the default parameters.")
     therapy: Therapy = Field(default_factory=Therapy, description="Drug regimens.")
+    replicates: int = Field(1, ge=1, le=100_000, description="Runs per sweep point in a batch.")
+    sweep: Sweep | None = Field(None, description="Parameter values to sweep in a batch.")
+    output: Output = Field(default_factory=Output, description="What each run keeps.")
 
     @model_validator(mode="after")
     def _ages(self) -> Self:
         if self.end_age <= self.start_age:
             raise ValueError(f"end_age ({self.end_age}) must be after start_age "
                              f"({self.start_age})")
+        outside = [a for a in self.output.snapshots if not self.start_age <= a <= self.end_age]
+        if outside:
+            raise ValueError(f"output.snapshots: age {outside[0]} is outside the run; allowed: "
+                             f"ages from start_age ({self.start_age}) to end_age ({self.end_age})")
         return self
 
     @property
@@ -94,11 +187,108 @@ class Scenario(BaseModel):
             data["size"] = size
         return validate_scenario(data, source)
 
+    def replicate_seeds(self) -> list[int]:
+        """Seeds of the replicates: `SeedSequence(seed).spawn(replicates)`, as 63-bit integers.
+
+        Every sweep point uses the same seeds (common random numbers), so points and scenarios
+        with the same base seed are compared on matched randomness.
+        """
+        return [int(child.generate_state(1, np.uint64)[0] >> np.uint64(1))
+                for child in np.random.SeedSequence(self.seed).spawn(self.replicates)]
+
+    def sweep_points(self, source: str) -> list[SweepPoint]:
+        """The scenario at each sweep point (one point, with no values, if there is no sweep).
+
+        Raises:
+            ScenarioError: If a point is invalid; the message names the sweep key and value.
+        """
+        if self.sweep is None:
+            return [SweepPoint(0, {}, self)]
+        base = self.model_dump(exclude={"sweep"})
+        paths = {sweep_column(key): (table, key, sweep_path(key, source))
+                 for table in ("grid", "zip") for key in getattr(self.sweep, table)}
+        points = []
+        for index, raw in enumerate(self.sweep.points()):
+            data = copy.deepcopy(base)
+            for column, value in raw.items():
+                _set_path(data, paths[column][2], value)
+            try:
+                scenario = Scenario.model_validate(data)
+            except ValidationError as err:
+                raise ScenarioError(one_line(f"{source}: {_sweep_error(err, raw, paths)}")
+                                    ) from None
+            resolved = scenario.model_dump()
+            values = {column: _get_path(resolved, paths[column][2]) for column in raw}
+            points.append(SweepPoint(index, values, scenario))
+        return points
+
     def create_model(self) -> TissueModel:
         """The `TissueModel` of this scenario, seeded with `seed`."""
         return TissueModel(params=self.parameters, therapy=self.therapy, size=self.size,
                            start_age=self.start_age, days=self.days, torus=self.torus,
                            rng=self.seed)
+
+
+class SweepPoint(NamedTuple):
+    """One point of a scenario's sweep."""
+
+    index: int
+    """Position in the sweep (0 without a sweep)."""
+    values: dict[str, Any]
+    """Swept column -> validated value at this point (empty without a sweep)."""
+    scenario: Scenario
+    """The scenario with these values applied and no sweep."""
+
+
+def sweep_column(key: str) -> str:
+    """The result column of a sweep key: a parameter's bare name, else the dotted path."""
+    prefix = "parameters."
+    return key[len(prefix):] if key.startswith(prefix) else key
+
+
+def sweep_path(key: str, source: str) -> tuple[str, ...]:
+    """Where a sweep key points in the scenario file, e.g. ('therapy', 'rapamycin', 'dose').
+
+    Raises:
+        ScenarioError: If the key is neither a parameter name nor a sweepable path.
+    """
+    if key in Parameters.model_fields:
+        return ("parameters", key)
+    path = tuple(key.split("."))
+    if path[0] in SWEEPABLE and (len(path) == 1) == (path[0] not in ("parameters", "therapy")):
+        return path
+    choices = [*Parameters.model_fields, *SWEEPABLE]
+    close = difflib.get_close_matches(key, choices, n=1) or difflib.get_close_matches(
+        path[-1], list(Parameters.model_fields), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise ScenarioError(f"{source}: sweep key '{key}' is not allowed; {hint}allowed: a parameter "
+                        "name (see `tissue-abm params`), " + ", ".join(SWEEPABLE[:5])
+                        + " or a path such as therapy.rapamycin.dose")
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        if data.get(part) is None:
+            data[part] = {}
+        data = data[part]
+    data[path[-1]] = value
+
+
+def _get_path(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _sweep_error(err: ValidationError, raw: dict[str, Any],
+                 paths: dict[str, tuple[str, str, tuple[str, ...]]]) -> str:
+    """One line for an invalid sweep point, naming the sweep key when the error is its own."""
+    error = err.errors()[0]
+    for table, key, path in paths.values():
+        if tuple(str(p) for p in error["loc"]) == path:
+            return f"sweep.{table}.{key}: {describe_error(error)}"
+    point = ", ".join(f"{column} = {value!r}" for column, value in raw.items())
+    return f"sweep point ({point}): {describe_error(error)}"
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -116,11 +306,22 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except OSError as err:
         raise ScenarioError(f"{path}: cannot read scenario file ({err.strerror})") from None
+    return parse_scenario(text, str(path))
+
+
+def parse_scenario(text: str, source: str) -> Scenario:
+    """Validate a scenario given as TOML text; `source` names it in errors.
+
+    Raises:
+        ScenarioError: With a one-line message naming the source, key, value and what is allowed.
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"{path}: not valid TOML: {err}") from None
-    return validate_scenario(data, str(path))
+        raise ScenarioError(f"{source}: not valid TOML: {err}") from None
+    scenario = validate_scenario(data, source)
+    scenario.sweep_points(source)  # every sweep point is checked now, before any run
+    return scenario
 
 
 def validate_scenario(data: dict[str, Any], source: str) -> Scenario:
@@ -134,27 +335,53 @@ def validate_scenario(data: dict[str, Any], source: str) -> Scenario:
         raise ScenarioError(one_line(f"{source}: {describe_error(errors[0])}{tail}")) from None
 
 
-def run_scenario(scenario: Scenario,
-                 progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-    """Run a scenario and return its tidy daily readouts.
+class Run(NamedTuple):
+    """What one run keeps."""
+
+    readouts: pd.DataFrame
+    """Label columns, then one row per kept day with every readout (see `readouts.READOUTS`)."""
+    snapshots: pd.DataFrame | None
+    """Label columns, then `age` and one row per site (see `readouts.SNAPSHOT`); None if the
+    scenario asks for no snapshots."""
+
+
+def run_scenario(scenario: Scenario, progress: Callable[[int, int], None] | None = None,
+                 labels: dict[str, Any] | None = None) -> Run:
+    """Run a scenario once (its base point, with its own seed) and return what it keeps.
 
     Args:
         scenario: The validated scenario.
         progress: Called as progress(done_days, total_days) after each day.
+        labels: Extra columns (name -> value) placed after `scenario` in both tables, such as
+            the sweep point and replicate of a batch run.
 
     Returns:
-        One row per day (day 0 = initial state): scenario, seed, engine, then every readout.
+        The readouts (day 0 = initial state; every `output.every`-th day and the last) and the
+        grid snapshots at the `output.snapshots` ages.
     """
     model = scenario.create_model()
+    wanted = set(scenario.output.snapshots)
+    shots = [model.snapshot()] if scenario.start_age in wanted else []
     for done in range(1, scenario.days + 1):
         model.step()
+        if model.age in wanted:
+            shots.append(model.snapshot())
         if progress is not None:
             progress(done, scenario.days)
     table = model.readouts
-    table.insert(0, "scenario", pd.Categorical([scenario.name] * len(table)))
-    table.insert(1, "seed", scenario.seed)
-    table.insert(2, "engine", pd.Categorical([scenario.engine] * len(table)))
-    return table
+    every = scenario.output.every
+    table = table[(table["day"] % every == 0) | (table["day"] == scenario.days)]
+    columns = {"scenario": scenario.name, **(labels or {}), "seed": scenario.seed,
+               "engine": scenario.engine}
+    return Run(_labelled(table.reset_index(drop=True), columns),
+               _labelled(pd.concat(shots, ignore_index=True), columns) if shots else None)
+
+
+def _labelled(table: pd.DataFrame, columns: dict[str, Any]) -> pd.DataFrame:
+    """`table` with constant label columns in front; text labels become categorical."""
+    labels = pd.DataFrame({name: pd.Categorical([value] * len(table)) if isinstance(value, str)
+                           else np.full(len(table), value) for name, value in columns.items()})
+    return pd.concat([labels, table], axis=1)
 
 
 # --- error messages ---------------------------------------------------------------------------

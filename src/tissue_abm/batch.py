@@ -1,0 +1,454 @@
+"""Batch runs: scenario files → runs (sweep point × replicate) → one Parquet file per run.
+
+A batch is planned from scenario files (`plan_batch`), then executed (`run_batch`) in the
+current process, on a local process pool kept alive for the whole batch, or on a Dask
+distributed cluster. Work is sent in chunks of runs; each finished run is written by the
+parent process under a temporary name and renamed when complete, so a killed batch never
+leaves a half-written result. `batch.json` records the scenario texts, resolved parameters,
+seeds, versions and each run's status; `resume=True` runs only what is missing.
+
+A run is a pure function of its scenario (at its sweep point) and seed, so the result files do
+not depend on the number of workers, the executor or interruptions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from tissue_abm.results import (
+    GRID_SUFFIX,
+    MANIFEST,
+    RUNS,
+    OutputError,
+    now,
+    prepare_output,
+    provenance,
+    write_json,
+    write_parquet,
+)
+from tissue_abm.scenario import Scenario, ScenarioError, parse_scenario, run_scenario
+
+FORMAT = 1
+"""Version of the batch layout and manifest."""
+
+POOL_RESTARTS = 2
+"""How often a batch restarts a process pool whose worker died before giving up."""
+
+
+class BatchInterrupted(Exception):
+    """The batch stopped before every run was attempted; finished runs are kept."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A scenario file of a batch: where it came from, its text and the validated scenario."""
+
+    file: str
+    text: str
+    scenario: Scenario
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a batch: a scenario at one sweep point with one replicate's seed."""
+
+    scenario: Scenario
+    """The scenario at its sweep point, with `seed` set to the replicate's seed."""
+    point: int
+    values: dict[str, Any]
+    replicate: int
+
+    @property
+    def id(self) -> str:
+        """Unique name of the run in its batch, e.g. 'combined/p0002_r0017'."""
+        return f"{self.scenario.name}/p{self.point:04d}_r{self.replicate:04d}"
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        """The columns identifying the run in its results, after `scenario`."""
+        return {"point": self.point, **self.values, "replicate": self.replicate}
+
+    def files(self, folder: Path) -> list[Path]:
+        """The run's result files in a batch folder: readouts, and grid snapshots if any."""
+        stem = folder / RUNS / self.id
+        grid = [stem.with_name(stem.name + GRID_SUFFIX)] if self.scenario.output.snapshots else []
+        return [stem.with_name(stem.name + ".parquet"), *grid]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every run of a batch, in a fixed order (scenario file, sweep point, replicate)."""
+
+    sources: list[Source]
+    runs: list[RunSpec] = field(repr=False)
+
+
+class Outcome(NamedTuple):
+    """What a worker sends back for one run."""
+
+    id: str
+    readouts: pd.DataFrame | None
+    snapshots: pd.DataFrame | None
+    seconds: float
+    error: str | None
+
+
+class Summary(NamedTuple):
+    """How a batch went."""
+
+    total: int
+    done: int
+    failed: int
+    skipped: int
+    """Runs already done by an earlier, interrupted invocation."""
+    wall_seconds: float
+    run_seconds: float
+    """Sum of the simulation times of the runs done now."""
+    manifest: Path
+
+
+# --- planning ----------------------------------------------------------------------------------
+
+
+def plan_batch(files: Sequence[str | Path]) -> Plan:
+    """Read and validate scenario files and expand them into runs.
+
+    Raises:
+        ScenarioError: If a file is missing or invalid, or two files share a scenario name.
+    """
+    sources = []
+    for file in files:
+        path = Path(file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ScenarioError(f"{path}: no such scenario file") from None
+        except UnicodeDecodeError as err:
+            raise ScenarioError(f"{path}: not UTF-8 text (byte {err.start})") from None
+        except OSError as err:
+            raise ScenarioError(f"{path}: cannot read scenario file ({err.strerror})") from None
+        sources.append(Source(str(path), text, parse_scenario(text, str(path))))
+    return _plan(sources)
+
+
+def plan_from_manifest(folder: str | Path) -> Plan:
+    """The plan of an earlier batch, rebuilt from the scenario texts in its manifest."""
+    manifest = read_manifest(Path(folder))
+    return _plan([Source(entry["file"], entry["text"], parse_scenario(entry["text"],
+                                                                        entry["file"]))
+                  for entry in manifest["scenarios"]])
+
+
+def _plan(sources: list[Source]) -> Plan:
+    if not sources:
+        raise ScenarioError("no scenario files given")
+    seen: dict[str, str] = {}
+    runs = []
+    for source in sources:
+        name = source.scenario.name
+        if name in seen:
+            raise ScenarioError(f"{source.file}: scenario name '{name}' is already used by "
+                                f"{seen[name]}; names must be unique within a batch")
+        seen[name] = source.file
+        seeds = source.scenario.replicate_seeds()
+        for point in source.scenario.sweep_points(source.file):
+            for replicate, seed in enumerate(seeds):
+                scenario = point.scenario.model_copy(update={"seed": seed, "replicates": 1})
+                runs.append(RunSpec(scenario, point.index, point.values, replicate))
+    return Plan(sources, runs)
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+def execute(specs: list[RunSpec]) -> list[Outcome]:
+    """Run a chunk of runs (in a worker); a run that raises is returned with its error."""
+    outcomes = []
+    for spec in specs:
+        clock = time.perf_counter()
+        try:
+            run = run_scenario(spec.scenario, labels=spec.labels)
+        except Exception as err:  # recorded in the manifest; the batch goes on
+            lines = traceback.format_exception_only(err)[-1].strip()
+            outcomes.append(Outcome(spec.id, None, None, time.perf_counter() - clock, lines))
+            continue
+        outcomes.append(Outcome(spec.id, run.readouts, run.snapshots,
+                                time.perf_counter() - clock, None))
+    return outcomes
+
+
+def run_batch(plan: Plan, out: str | Path, *, workers: int | None = None,
+              scheduler: str | None = None, resume: bool = False,
+              progress: Callable[[int, int, int], None] | None = None) -> Summary:
+    """Run every run of `plan` that `out` does not hold yet and write its results.
+
+    Args:
+        plan: The batch (see `plan_batch`).
+        out: Results folder; created if needed.
+        workers: Worker processes (default: all cores). 1 without a scheduler runs in this
+            process.
+        scheduler: None for local processes, "local" to start a Dask `LocalCluster` on
+            127.0.0.1, or the address of a Dask scheduler ("tcp://host:8786").
+        resume: Finish a batch interrupted earlier in `out`, re-running missing and failed runs.
+        progress: Called as progress(done, failed, total) whenever a run finishes, counting
+            runs already done.
+
+    Returns:
+        The tally of the batch.
+
+    Raises:
+        OutputError: If `out` cannot be written, or holds another batch (or this one without
+            `resume`).
+        BatchInterrupted: If the batch stopped early (Ctrl-C, or workers that keep dying); the
+            finished runs are kept and `resume=True` completes the batch.
+    """
+    folder = _claim(Path(out), plan, resume)
+    workers = workers or os.cpu_count() or 1
+    clock = time.perf_counter()
+    book = _Book(plan, folder)
+    before = {run["id"]: run for run in read_manifest(folder)["runs"]} if resume and (
+        folder / MANIFEST).exists() else {}
+    todo = []
+    for spec in plan.runs:
+        if all(path.exists() for path in spec.files(folder)):
+            entry = before.get(spec.id, {})
+            book.status[spec.id] = {"seconds": entry.get("seconds"), "status": "done"}
+        else:
+            book.status[spec.id] = {"status": "pending"}
+            todo.append(spec)
+    book.skipped = len(plan.runs) - len(todo)
+    book.save("running", force=True)
+    if progress is not None:
+        progress(book.skipped, 0, len(plan.runs))
+
+    def finished(outcome: Outcome) -> None:
+        book.record(outcome)
+        if progress is not None:
+            progress(book.count("done"), book.count("failed"), len(plan.runs))
+        book.save("running")
+
+    try:
+        _dispatch(todo, workers, scheduler, finished, book)
+    except KeyboardInterrupt:
+        book.save("interrupted", force=True)
+        raise
+    except BatchInterrupted:
+        book.save("interrupted", force=True)
+        raise
+    book.save("failed" if book.count("failed") else "done", force=True)
+    return Summary(len(plan.runs), book.count("done"), book.count("failed"), book.skipped,
+                   time.perf_counter() - clock, book.run_seconds, folder / MANIFEST)
+
+
+def _dispatch(todo: list[RunSpec], workers: int, scheduler: str | None,
+              finished: Callable[[Outcome], None], book: _Book) -> None:
+    """Send `todo` in chunks to an executor, a bounded number at a time, until all are back."""
+    if not todo:
+        return
+    if scheduler is None and workers == 1:
+        for spec in todo:
+            for outcome in execute([spec]):
+                finished(outcome)
+        return
+    size = max(1, min(8, len(todo) // (4 * workers)))
+    queue = [todo[i:i + size] for i in range(0, len(todo), size)]
+    restarts = 0
+    while queue:
+        with _executor(workers, scheduler) as (executor, slots):
+            flying: dict[Future, list[RunSpec]] = {}
+            lost: list[list[RunSpec]] = []
+            try:
+                while queue or flying:
+                    while queue and len(flying) < 2 * slots:
+                        chunk = queue.pop(0)
+                        flying[executor.submit(execute, chunk)] = chunk
+                    done, _ = wait(flying, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        chunk = flying.pop(future)
+                        try:
+                            outcomes = future.result()
+                        except BrokenProcessPool:
+                            lost.append(chunk)
+                            continue
+                        except Exception as err:  # e.g. Dask's KilledWorker
+                            outcomes = [Outcome(spec.id, None, None, 0.0,
+                                                f"{type(err).__name__}: {err}") for spec in chunk]
+                        for outcome in outcomes:
+                            finished(outcome)
+                    if lost:
+                        raise BrokenProcessPool("a worker process died")
+            except BrokenProcessPool:
+                restarts += 1
+                queue = [*lost, *flying.values(), *queue]
+                if restarts > POOL_RESTARTS:
+                    raise BatchInterrupted(
+                        f"worker processes died {restarts} times; "
+                        f"{sum(map(len, queue))} runs not done") from None
+
+
+@contextmanager
+def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Executor, int]]:
+    """An executor and how many chunks it runs at once; workers are stopped on exit."""
+    if scheduler is None:
+        pool = ProcessPoolExecutor(max_workers=workers,
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_ignore_interrupts)
+        try:
+            yield pool, workers
+        finally:
+            _stop(pool)
+        return
+    from distributed import Client, LocalCluster  # a cluster is optional; import only then
+
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as err:
+            raise OutputError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+    try:
+        slots = max(1, sum(client.nthreads().values()))
+        yield client.get_executor(pure=False), slots
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _ignore_interrupts() -> None:
+    """Worker initialiser: Ctrl-C is the parent's to handle (it stops the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: cancel queued work and end its worker processes."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.join(timeout=5)
+
+
+# --- bookkeeping -------------------------------------------------------------------------------
+
+
+class _Book:
+    """Each run's status; writes finished runs and the manifest."""
+
+    def __init__(self, plan: Plan, folder: Path) -> None:
+        self.plan, self.folder = plan, folder
+        self.specs = {spec.id: spec for spec in plan.runs}
+        self.status: dict[str, dict[str, Any]] = {}
+        self.started = now()
+        self.skipped = 0
+        self.run_seconds = 0.0
+        self._saved = -math.inf
+
+    def count(self, status: str) -> int:
+        return sum(entry["status"] == status for entry in self.status.values())
+
+    def record(self, outcome: Outcome) -> None:
+        """Write a finished run's files (snapshots first, readouts last) and note its status."""
+        entry: dict[str, Any] = {"seconds": round(outcome.seconds, 3)}
+        if outcome.error is None:
+            spec = self.specs[outcome.id]
+            readouts, *grid = spec.files(self.folder)
+            readouts.parent.mkdir(parents=True, exist_ok=True)
+            if grid:
+                write_parquet(grid[0], outcome.snapshots)
+            write_parquet(readouts, outcome.readouts)
+            entry["status"] = "done"
+            self.run_seconds += outcome.seconds
+        else:
+            entry.update(status="failed", error=outcome.error)
+        self.status[outcome.id] = entry
+
+    def save(self, status: str, force: bool = False) -> None:
+        """Write the manifest (at most every 2 s unless forced)."""
+        if not force and time.monotonic() - self._saved < 2.0:
+            return
+        write_json(self.folder / MANIFEST, manifest(self.plan, self.status, status,
+                                                    self.started))
+        self._saved = time.monotonic()
+
+
+def manifest(plan: Plan, status: dict[str, dict[str, Any]], state: str,
+             started: str) -> dict[str, Any]:
+    """The batch manifest: scenario texts, sweep points with resolved parameters, runs."""
+    points = []
+    for source in plan.sources:
+        for point in source.scenario.sweep_points(source.file):
+            resolved = point.scenario.model_dump(mode="json", include={"parameters", "therapy",
+                                                                      "size", "torus",
+                                                                      "start_age", "end_age",
+                                                                      "engine"})
+            points.append({"scenario": source.scenario.name, "point": point.index,
+                           "values": point.values, **resolved})
+    return {
+        "format": FORMAT,
+        "status": state,
+        "started": started,
+        "updated": now(),
+        "provenance": provenance(),
+        "scenarios": [{"name": s.scenario.name, "file": s.file, "text": s.text,
+                       "replicates": s.scenario.replicates, "seed": s.scenario.seed}
+                      for s in plan.sources],
+        "points": points,
+        "runs": [{"id": spec.id, "scenario": spec.scenario.name, "point": spec.point,
+                  "replicate": spec.replicate, "seed": spec.scenario.seed,
+                  **status.get(spec.id, {"status": "pending"})} for spec in plan.runs],
+    }
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of the batch in `folder`.
+
+    Raises:
+        OutputError: If there is none or it cannot be read.
+    """
+    try:
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OutputError(f"{folder}: no batch here ({MANIFEST} is missing)") from None
+    except (OSError, ValueError) as err:
+        raise OutputError(f"{folder / MANIFEST}: cannot read the manifest ({err})") from None
+
+
+def _claim(folder: Path, plan: Plan, resume: bool) -> Path:
+    """Check that `folder` may receive this batch; create it and clear stale temporary files."""
+    if (folder / MANIFEST).exists():
+        if not resume:
+            raise OutputError(f"{folder} already holds a batch; pass --resume to finish it, or "
+                              "choose another --out")
+        before = {entry["name"]: entry["text"] for entry in read_manifest(folder)["scenarios"]}
+        now_ = {source.scenario.name: source.text for source in plan.sources}
+        if before != now_:
+            differ = sorted(set(before) ^ set(now_)) or sorted(
+                name for name in now_ if before[name] != now_[name])
+            raise OutputError(f"{folder} holds a batch of other scenario files ({differ[0]} "
+                              "differs); resume with the same files or choose another --out")
+    elif folder.exists() and any(folder.iterdir()):
+        raise OutputError(f"{folder} is not empty and holds no batch; choose another --out")
+    prepare_output(folder)
+    for stale in (folder / RUNS).glob("*/.*.tmp"):
+        stale.unlink(missing_ok=True)
+    return folder
