@@ -221,8 +221,9 @@ def run_batch(plan: Plan, out: str | Path, *, workers: int | None = None,
     workers = workers or os.cpu_count() or 1
     clock = time.perf_counter()
     book = _Book(plan, folder)
-    before = {run["id"]: run for run in read_manifest(folder)["runs"]} if resume and (
-        folder / MANIFEST).exists() else {}
+    earlier = read_manifest(folder) if (folder / MANIFEST).exists() else {}
+    book.started = earlier.get("started", book.started)
+    before = {run["id"]: run for run in earlier.get("runs", [])}
     todo = []
     for spec in plan.runs:
         if all(path.exists() for path in spec.files(folder)):
@@ -250,6 +251,9 @@ def run_batch(plan: Plan, out: str | Path, *, workers: int | None = None,
     except BatchInterrupted:
         book.save("interrupted", force=True)
         raise
+    if book.count("pending"):  # cannot happen; never call an incomplete batch done
+        book.save("interrupted", force=True)
+        raise BatchInterrupted(f"{book.count('pending')} runs were not run")
     book.save("failed" if book.count("failed") else "done", force=True)
     return Summary(len(plan.runs), book.count("done"), book.count("failed"), book.skipped,
                    time.perf_counter() - clock, book.run_seconds, folder / MANIFEST)
@@ -275,8 +279,8 @@ def _dispatch(todo: list[RunSpec], workers: int, scheduler: str | None,
             try:
                 while queue or flying:
                     while queue and len(flying) < 2 * slots:
-                        chunk = queue.pop(0)
-                        flying[executor.submit(execute, chunk)] = chunk
+                        future = executor.submit(execute, queue[0])  # may find it broken
+                        flying[future] = queue.pop(0)
                     done, _ = wait(flying, timeout=1.0, return_when=FIRST_COMPLETED)
                     for future in done:
                         chunk = flying.pop(future)
@@ -305,8 +309,7 @@ def _dispatch(todo: list[RunSpec], workers: int, scheduler: str | None,
 def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Executor, int]]:
     """An executor and how many chunks it runs at once; workers are stopped on exit."""
     if scheduler is None:
-        pool = ProcessPoolExecutor(max_workers=workers,
-                                   mp_context=multiprocessing.get_context("spawn"),
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_process_context(),
                                    initializer=_ignore_interrupts)
         try:
             yield pool, workers
@@ -332,6 +335,19 @@ def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Executor, i
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """How worker processes start: never as a plain fork of this (threaded) process.
+
+    Where the platform allows, they fork from a server that has imported this package (saving
+    the ~1.5 s import per worker); elsewhere they are spawned.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _ignore_interrupts() -> None:

@@ -1,0 +1,299 @@
+"""Batch runs: identical results whatever the executor, failures recorded, interrupts resumed.
+
+Every comparison here is exact (byte-identical Parquet files): a run is a pure function of its
+scenario, sweep point and seed, so the worker count, the executor and interruptions must not
+change a single byte of the results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+from tissue_abm import batch, cli, load_results
+from tissue_abm.readouts import READOUTS
+from tissue_abm.results import MANIFEST, RUNS, load_snapshots
+
+SMALL = """
+name = "{name}"
+seed = {seed}
+replicates = 2
+size = 10
+start_age = 90
+end_age = 110
+{therapy}
+[sweep.grid]
+immune_kill = [0.4, 0.8]
+
+[output]
+every = 4
+snapshots = [98]
+"""
+"""Two sweep points × two replicates of a tiny grid, with snapshots: fast, yet every feature."""
+
+SLOW = """
+name = "{name}"
+seed = {seed}
+replicates = 8
+size = 26
+start_age = 300
+end_age = 350
+"""
+"""Sixteen runs over two files, about half a second each: long enough to interrupt mid-way."""
+
+
+def write_files(folder: Path, template: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for seed, (name, therapy) in enumerate([("untreated", ""),
+                                           ("rapamycin", "[therapy.rapamycin]\ndose = 1.0\n")]):
+        path = folder / f"{name}.toml"
+        path.write_text(template.format(name=name, seed=seed + 1, therapy=therapy))
+        files.append(path)
+    return files
+
+
+def run_files(folder: Path) -> dict[str, bytes]:
+    """Every result file of a batch (relative path -> content)."""
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted((folder / RUNS).rglob("*")) if p.is_file()}
+
+
+def manifest(folder: Path) -> dict:
+    return json.loads((folder / MANIFEST).read_text())
+
+
+def statuses(folder: Path) -> dict[str, str]:
+    return {run["id"]: run["status"] for run in manifest(folder)["runs"]}
+
+
+def cli_batch(files, out, *options) -> list[str]:
+    return [sys.executable, "-m", "tissue_abm.cli", "batch", *map(str, files), "--out", str(out),
+            "--quiet", *options]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """The small batch run in this process (1 worker): the reference for the executors."""
+    folder = tmp_path_factory.mktemp("small")
+    files = write_files(folder / "scenarios", SMALL)
+    summary = batch.run_batch(batch.plan_batch(files), folder / "out", workers=1)
+    assert (summary.total, summary.done, summary.failed) == (8, 8, 0)
+    return files, folder / "out"
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory):
+    """The slow batch, uninterrupted, on a process pool: the reference for interruptions."""
+    folder = tmp_path_factory.mktemp("slow")
+    files = write_files(folder / "scenarios", SLOW)
+    batch.run_batch(batch.plan_batch(files), folder / "out", workers=2)
+    return files, folder / "out"
+
+
+# --- the same results whatever runs them -------------------------------------------------------
+
+
+def test_batch_writes_one_readout_and_one_snapshot_file_per_run_and_a_manifest(small):
+    _, out = small
+    files = run_files(out)
+    assert len([f for f in files if f.endswith(".grid.parquet")]) == 8
+    assert len(files) == 16
+    assert set(statuses(out).values()) == {"done"}
+    assert manifest(out)["status"] == "done"
+
+
+@pytest.mark.parametrize("executor", [{"workers": 2}, {"workers": 2, "scheduler": "local"}],
+                         ids=["process-pool", "dask-local-cluster"])
+def test_results_are_identical_on_every_executor(small, tmp_path, executor):
+    files, reference = small
+    summary = batch.run_batch(batch.plan_batch(files), tmp_path / "out", **executor)
+    assert (summary.done, summary.failed) == (8, 0)
+    assert run_files(tmp_path / "out") == run_files(reference)
+
+
+def test_manifest_records_seeds_texts_points_and_provenance(small):
+    files, out = small
+    content = manifest(out)
+    assert [s["text"] for s in content["scenarios"]] == [f.read_text() for f in files]
+    runs = pd.DataFrame(content["runs"])
+    spawned = [int(c.generate_state(1, np.uint64)[0] >> np.uint64(1))
+               for c in np.random.SeedSequence(1).spawn(2)]
+    untreated = runs[runs["scenario"] == "untreated"]
+    assert sorted(set(untreated["seed"])) == sorted(spawned)
+    # both sweep points of a scenario share the replicate seeds (common random numbers)
+    assert untreated.groupby("point")["seed"].apply(list).map(tuple).nunique() == 1
+    assert {p["values"]["immune_kill"] for p in content["points"]} == {0.4, 0.8}
+    assert all(p["parameters"]["immune_kill"] == p["values"]["immune_kill"]
+               for p in content["points"])
+    assert content["provenance"]["package"] == "tissue-abm"
+    assert all(run["seconds"] >= 0 for run in content["runs"])
+
+
+def test_load_results_gives_the_documented_columns_and_dtypes(small):
+    _, out = small
+    frame = load_results(out)
+    labels = ["scenario", "point", "immune_kill", "replicate", "seed", "engine"]
+    assert list(frame.columns) == labels + list(READOUTS)
+    assert isinstance(frame["scenario"].dtype, pd.CategoricalDtype)
+    assert isinstance(frame["engine"].dtype, pd.CategoricalDtype)
+    for column in ("point", "replicate", "seed", "day"):
+        assert frame[column].dtype == np.int64, column
+    assert frame["immune_kill"].dtype == np.float64
+    # 2 scenarios x 2 points x 2 replicates, days 0, 4, ..., 20
+    assert len(frame) == 8 * 6
+    assert sorted(frame["day"].unique()) == [0, 4, 8, 12, 16, 20]
+    runs = frame.groupby(["scenario", "point", "replicate"], observed=True)
+    assert runs.ngroups == 8
+    assert runs["day"].apply(lambda d: d.is_monotonic_increasing).all()
+
+
+def test_load_snapshots_gives_the_grid_the_readouts_count_at_the_asked_age(small):
+    _, out = small
+    shots = load_snapshots(out)
+    assert set(shots["age"]) == {98.0}
+    assert len(shots) == 8 * 10 * 10
+    assert list(shots["state"].cat.categories) == ["empty", "healthy", "senescent"]
+    runs = ["scenario", "point", "replicate"]
+    grid = shots.groupby(runs, observed=True).agg(
+        healthy=("state", lambda s: (s == "healthy").sum()),
+        senescent=("state", lambda s: (s == "senescent").sum()),
+        immune=("immune", "sum"))
+    readouts = load_results(out)
+    counted = readouts[readouts["age"] == 98.0].set_index(runs)[["healthy", "senescent",
+                                                                  "immune"]]
+    pd.testing.assert_frame_equal(grid.sort_index(), counted.sort_index(), check_dtype=False)
+
+
+# --- failures, interruptions, resumption ---------------------------------------------------------
+
+
+def test_a_failing_run_is_recorded_and_the_batch_goes_on(small, tmp_path, monkeypatch, capsys):
+    files, reference = small
+    real = batch.run_scenario
+
+    def flaky(scenario, labels):
+        if scenario.name == "rapamycin" and labels["point"] == 1 and labels["replicate"] == 0:
+            raise FloatingPointError("overflow in the SASP field")
+        return real(scenario, labels=labels)
+
+    monkeypatch.setattr(batch, "run_scenario", flaky)
+    out = tmp_path / "out"
+    assert cli.main(["batch", *map(str, files), "--out", str(out), "--workers", "1",
+                     "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "rapamycin/p0001_r0000: FloatingPointError: overflow in the SASP field" in err
+    assert "1 runs failed" in err
+    status = statuses(out)
+    assert status.pop("rapamycin/p0001_r0000") == "failed"
+    assert set(status.values()) == {"done"}
+    assert manifest(out)["status"] == "failed"
+    assert len(run_files(out)) == 14
+
+    monkeypatch.setattr(batch, "run_scenario", real)  # the cause is gone: resume retries it
+    assert cli.main(["batch", *map(str, files), "--out", str(out), "--workers", "1",
+                     "--quiet", "--resume"]) == 0
+    assert run_files(out) == run_files(reference)
+    assert set(statuses(out).values()) == {"done"}
+
+
+def test_resume_of_a_finished_batch_runs_nothing(small, tmp_path):
+    files, _ = small
+    out = tmp_path / "out"
+    batch.run_batch(batch.plan_batch(files), out, workers=1)
+    before = {p: p.stat().st_mtime_ns for p in (out / RUNS).rglob("*.parquet")}
+    summary = batch.run_batch(batch.plan_batch(files), out, workers=1, resume=True)
+    assert (summary.done, summary.skipped) == (8, 8)
+    assert {p: p.stat().st_mtime_ns for p in (out / RUNS).rglob("*.parquet")} == before
+
+
+def test_resume_replaces_missing_and_half_written_files(small, tmp_path):
+    """A batch killed without warning (power cut) leaves temporaries and an outdated manifest."""
+    files, reference = small
+    out = tmp_path / "out"
+    batch.run_batch(batch.plan_batch(files), out, workers=1)
+    (out / RUNS / "untreated" / "p0001_r0001.parquet").unlink()
+    (out / RUNS / "rapamycin" / "p0000_r0000.grid.parquet").unlink()
+    stale = out / RUNS / "untreated" / ".p0001_r0001.parquet.999.tmp"
+    stale.write_bytes(b"PAR1 half")
+    summary = batch.run_batch(batch.plan_batch(files), out, workers=1, resume=True)
+    assert (summary.done, summary.skipped) == (8, 6)
+    assert not stale.exists()
+    assert run_files(out) == run_files(reference)
+
+
+def test_resume_without_files_uses_the_scenario_texts_of_the_manifest(small, tmp_path):
+    files, reference = small
+    out = tmp_path / "out"
+    batch.run_batch(batch.plan_batch(files), out, workers=1)
+    (out / RUNS / "rapamycin" / "p0000_r0001.parquet").unlink()
+    for file in files:
+        file.rename(file.with_suffix(".moved"))  # the files are gone: the manifest has the texts
+    try:
+        assert cli.main(["batch", "--out", str(out), "--resume", "--workers", "1",
+                         "--quiet"]) == 0
+    finally:
+        for file in files:
+            file.with_suffix(".moved").rename(file)
+    assert run_files(out) == run_files(reference)
+
+
+def wait_for_results(folder: Path, count: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while len(list((folder / RUNS).glob("*/*.parquet"))) < count:
+        assert process.poll() is None, "the batch ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no results within 2 minutes"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_keeps_finished_runs_and_resume_completes_the_batch(slow, tmp_path):
+    files, reference = slow
+    out = tmp_path / "out"
+    process = subprocess.Popen(cli_batch(files, out, "--workers", "2"), stderr=subprocess.PIPE,
+                               text=True)
+    wait_for_results(out, 2, process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted; finished runs are kept" in err and "--resume" in err
+    assert "Traceback" not in err
+    status = statuses(out)
+    assert manifest(out)["status"] == "interrupted"
+    done = [run for run, s in status.items() if s == "done"]
+    assert 2 <= len(done) < 16
+    assert not list(out.rglob("*.tmp"))
+    kept = run_files(out)
+    assert kept == {k: v for k, v in run_files(reference).items() if k in kept}
+
+    resumed = subprocess.run(cli_batch(files, out, "--workers", "2", "--resume"),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"({len(done)} earlier)" in resumed.stdout
+    assert run_files(out) == run_files(reference)
+    assert set(statuses(out).values()) == {"done"}
+
+
+def test_a_killed_worker_process_loses_nothing(slow, tmp_path):
+    files, reference = slow
+    out = tmp_path / "out"
+    process = subprocess.Popen(cli_batch(files, out, "--workers", "2"), stderr=subprocess.PIPE,
+                               text=True)
+    wait_for_results(out, 1, process)
+    workers = [p for p in psutil.Process(process.pid).children(recursive=True)
+               if p.parent().pid != process.pid]  # the pool's workers, under the fork server
+    assert workers, "no worker processes found"
+    os.kill(workers[0].pid, signal.SIGKILL)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert run_files(out) == run_files(reference)
+    assert set(statuses(out).values()) == {"done"}
