@@ -87,11 +87,17 @@ class Sweep(BaseModel):
     def _shape(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             raise ValueError("must be a table with grid = {...} and/or zip = {...}")
+        if set(data) - {"grid", "zip"}:
+            return data  # reported as unknown keys, with the closest valid name
         for table in ("grid", "zip"):
             values = data.get(table, {})
             if not isinstance(values, dict):
                 raise ValueError(f"{table} must be a table of key = [values]")
             for key, options in values.items():
+                if isinstance(options, dict):
+                    raise ValueError(f"{table}.{key} is a table; write a dotted sweep key in "
+                                     f'quotes, e.g. "{key}.{next(iter(options), "x")}..." = '
+                                     "[values]")
                 if not isinstance(options, list) or not options:
                     raise ValueError(f"{table}.{key} = {options!r} is not allowed; allowed: a "
                                      "non-empty list of values")
@@ -255,11 +261,12 @@ def sweep_path(key: str, source: str) -> tuple[str, ...]:
     if key in Parameters.model_fields:
         return ("parameters", key)
     path = tuple(key.split("."))
-    if path[0] in SWEEPABLE and (len(path) == 1) == (path[0] not in ("parameters", "therapy")):
+    depth = {"parameters": (2,), "therapy": (2, 3)}.get(path[0], (1,))
+    if path[0] in SWEEPABLE and len(path) in depth:
         return path
-    choices = [*Parameters.model_fields, *SWEEPABLE]
+    choices = [c for c in [*Parameters.model_fields, *SWEEPABLE] if c != key]
     close = difflib.get_close_matches(key, choices, n=1) or difflib.get_close_matches(
-        path[-1], list(Parameters.model_fields), n=1)
+        path[-1], [c for c in Parameters.model_fields if c != path[-1]], n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     raise ScenarioError(f"{source}: sweep key '{key}' is not allowed; {hint}allowed: a parameter "
                         "name (see `tissue-abm params`), " + ", ".join(SWEEPABLE[:5])
