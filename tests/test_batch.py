@@ -297,3 +297,20 @@ def test_a_killed_worker_process_loses_nothing(slow, tmp_path):
     assert process.returncode == 0, err
     assert run_files(out) == run_files(reference)
     assert set(statuses(out).values()) == {"done"}
+
+
+def test_command_line_options_override_every_file_and_bind_the_resume(small, tmp_path, capsys):
+    files, _ = small
+    out = tmp_path / "out"
+    options = ["--replicates", "3", "--days", "10", "--size", "7", "--workers", "1", "--quiet"]
+    assert cli.main(["batch", *map(str, files), "--out", str(out), *options]) == 0
+    frame = load_results(out)
+    assert frame.groupby("scenario", observed=True)[["point", "replicate"]].nunique().to_dict(
+        "list") == {"point": [2, 2], "replicate": [3, 3]}
+    assert frame["day"].max() == 10
+    assert (frame["healthy"] + frame["senescent"] + frame["empty"] == 7 * 7).all()
+    assert manifest(out)["overrides"] == {"replicates": 3, "days": 10, "size": 7}
+    capsys.readouterr()
+    assert cli.main(["batch", *map(str, files), "--out", str(out), "--resume", "--workers",
+                     "1", "--quiet"]) == 2
+    assert "--replicates 3 --days 10 --size 7 instead of no options" in capsys.readouterr().err

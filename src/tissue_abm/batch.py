@@ -95,6 +95,8 @@ class Plan:
     """Every run of a batch, in a fixed order (scenario file, sweep point, replicate)."""
 
     sources: list[Source]
+    overrides: dict[str, int]
+    """Settings given on the command line for every file (replicates, days, size)."""
     runs: list[RunSpec] = field(repr=False)
 
 
@@ -125,8 +127,15 @@ class Summary(NamedTuple):
 # --- planning ----------------------------------------------------------------------------------
 
 
-def plan_batch(files: Sequence[str | Path]) -> Plan:
+def plan_batch(files: Sequence[str | Path], *, replicates: int | None = None,
+               days: int | None = None, size: int | None = None) -> Plan:
     """Read and validate scenario files and expand them into runs.
+
+    Args:
+        files: Scenario files (TOML).
+        replicates: Replicates per sweep point instead of each file's own.
+        days: Days to simulate from each file's start age instead of its end age.
+        size: Lattice side instead of each file's own.
 
     Raises:
         ScenarioError: If a file is missing or invalid, or two files share a scenario name.
@@ -143,20 +152,24 @@ def plan_batch(files: Sequence[str | Path]) -> Plan:
         except OSError as err:
             raise ScenarioError(f"{path}: cannot read scenario file ({err.strerror})") from None
         sources.append(Source(str(path), text, parse_scenario(text, str(path))))
-    return _plan(sources)
+    overrides = {"replicates": replicates, "days": days, "size": size}
+    return _plan(sources, {key: value for key, value in overrides.items() if value is not None})
 
 
 def plan_from_manifest(folder: str | Path) -> Plan:
-    """The plan of an earlier batch, rebuilt from the scenario texts in its manifest."""
+    """The plan of an earlier batch, rebuilt from the scenario texts and options it recorded."""
     manifest = read_manifest(Path(folder))
     return _plan([Source(entry["file"], entry["text"], parse_scenario(entry["text"],
                                                                         entry["file"]))
-                  for entry in manifest["scenarios"]])
+                  for entry in manifest["scenarios"]], manifest.get("overrides", {}))
 
 
-def _plan(sources: list[Source]) -> Plan:
+def _plan(sources: list[Source], overrides: dict[str, int]) -> Plan:
     if not sources:
         raise ScenarioError("no scenario files given")
+    if overrides:
+        sources = [Source(s.file, s.text, s.scenario.with_overrides(
+            **overrides, source=f"{s.file} (options)")) for s in sources]
     seen: dict[str, str] = {}
     runs = []
     for source in sources:
@@ -170,7 +183,7 @@ def _plan(sources: list[Source]) -> Plan:
             for replicate, seed in enumerate(seeds):
                 scenario = point.scenario.model_copy(update={"seed": seed, "replicates": 1})
                 runs.append(RunSpec(scenario, point.index, point.values, replicate))
-    return Plan(sources, runs)
+    return Plan(sources, overrides, runs)
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -425,6 +438,7 @@ def manifest(plan: Plan, status: dict[str, dict[str, Any]], state: str,
         "started": started,
         "updated": now(),
         "provenance": provenance(),
+        "overrides": plan.overrides,
         "scenarios": [{"name": s.scenario.name, "file": s.file, "text": s.text,
                        "replicates": s.scenario.replicates, "seed": s.scenario.seed}
                       for s in plan.sources],
@@ -455,16 +469,25 @@ def _claim(folder: Path, plan: Plan, resume: bool) -> Path:
         if not resume:
             raise OutputError(f"{folder} already holds a batch; pass --resume to finish it, or "
                               "choose another --out")
-        before = {entry["name"]: entry["text"] for entry in read_manifest(folder)["scenarios"]}
+        earlier = read_manifest(folder)
+        before = {entry["name"]: entry["text"] for entry in earlier["scenarios"]}
         now_ = {source.scenario.name: source.text for source in plan.sources}
         if before != now_:
             differ = sorted(set(before) ^ set(now_)) or sorted(
                 name for name in now_ if before[name] != now_[name])
             raise OutputError(f"{folder} holds a batch of other scenario files ({differ[0]} "
                               "differs); resume with the same files or choose another --out")
+        if earlier.get("overrides", {}) != plan.overrides:
+            raise OutputError(f"{folder} holds a batch run with other options "
+                              f"({_options(earlier.get('overrides', {}))} instead of "
+                              f"{_options(plan.overrides)}); resume with the same options")
     elif folder.exists() and any(folder.iterdir()):
         raise OutputError(f"{folder} is not empty and holds no batch; choose another --out")
     prepare_output(folder)
     for stale in (folder / RUNS).glob("*/.*.tmp"):
         stale.unlink(missing_ok=True)
     return folder
+
+
+def _options(overrides: dict[str, int]) -> str:
+    return " ".join(f"--{key} {value}" for key, value in overrides.items()) or "no options"

@@ -2,7 +2,7 @@
 
     tissue-abm run SCENARIO.toml [--out DIR] [--seed N] [--days N] [--size N] [--quiet]
     tissue-abm batch SCENARIO.toml ... [--out DIR] [--workers N] [--scheduler ADDRESS]
-                     [--resume] [--report] [--quiet]
+                     [--replicates N] [--days N] [--size N] [--resume] [--report] [--quiet]
     tissue-abm params
 
 Errors in the input are reported in one line (file, key, value, what is allowed) with exit
@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="run on a Dask cluster: tcp://host:port, or 'local' to start one "
                        "on 127.0.0.1")
+    batch.add_argument("--replicates", type=_positive, default=None,
+                       help="replicates per sweep point (overrides every file)")
+    batch.add_argument("--days", type=_positive, default=None,
+                       help="days to simulate from the start age (overrides every file)")
+    batch.add_argument("--size", type=_positive, default=None,
+                       help="lattice side L in sites (overrides every file)")
     batch.add_argument("--resume", action="store_true",
                        help="finish an interrupted batch in --out: run only what is missing")
     batch.add_argument("--report", action="store_true",
@@ -159,7 +165,8 @@ def _run(args: argparse.Namespace) -> None:
 
 def _batch(args: argparse.Namespace) -> int:
     if args.scenarios:
-        plan = plan_batch(args.scenarios)
+        plan = plan_batch(args.scenarios, replicates=args.replicates, days=args.days,
+                          size=args.size)
     elif args.resume:
         plan = plan_from_manifest(args.out)
     else:

@@ -179,11 +179,14 @@ class Scenario(BaseModel):
         return self.end_age - self.start_age
 
     def with_overrides(self, *, seed: int | None = None, days: int | None = None,
-                       size: int | None = None, source: str = "command line") -> Scenario:
-        """A copy with the given settings changed, validated like the file itself."""
+                       size: int | None = None, replicates: int | None = None,
+                       source: str = "command line") -> Scenario:
+        """A copy with the given settings changed (None: unchanged), validated like the file."""
         data = self.model_dump()
         if seed is not None:
             data["seed"] = seed
+        if replicates is not None:
+            data["replicates"] = replicates
         if days is not None:
             if not 1 <= days <= MAX_AGE - self.start_age:
                 raise ScenarioError(f"{source}: days = {days} is not allowed; allowed: a whole "
