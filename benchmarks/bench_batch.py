@@ -1,0 +1,132 @@
+"""Wall time, overhead and memory of batch runs, on the local process pool and on Dask.
+
+Runs the four canonical therapy scenarios (untreated, rapamycin, oxytocin, combined; ages 90 to
+730 days, i.e. to two years of age) with N replicates each on an L x L grid, once per executor,
+and prints for each: wall time, the sum of the runs' own simulation times, the overhead (wall
+time x workers / sum of run times - 1: zero is perfect parallel use of the workers), the batch
+time as a fraction of the sum of run times, and the peak resident memory of the whole process
+tree (parent and workers, sampled every 0.2 s with psutil). Then it checks that both executors
+wrote identical files, and times `load_results` (median of 5) on the first batch and on a
+100-run batch of the same length.
+
+    python benchmarks/bench_batch.py [--replicates 20] [--size 100] [--workers 2]
+                                     [--executors pool dask]
+"""
+
+import argparse
+import contextlib
+import filecmp
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from tissue_abm import load_results
+from tissue_abm.batch import plan_batch, run_batch
+from tissue_abm.results import MANIFEST
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+CANONICAL = [SCENARIOS / f"{name}.toml" for name in ("untreated", "rapamycin", "oxytocin",
+                                                     "combined")]
+EXECUTORS = {"pool": None, "dask": "local"}
+
+
+class PeakMemory:
+    """Samples the resident memory of this process and all its descendants in a thread."""
+
+    def __init__(self, interval=0.2):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += process.memory_info().rss
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def run(plan, folder, workers, scheduler):
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        summary = run_batch(plan, folder, workers=workers, scheduler=scheduler)
+        wall = time.perf_counter() - start
+    runs = json.loads((folder / MANIFEST).read_text())["runs"]
+    simulated = sum(run["seconds"] for run in runs)
+    return {"wall": wall, "simulated": simulated, "failed": summary.failed,
+            "overhead": wall * workers / simulated - 1, "ratio": wall / simulated,
+            "peak_mib": memory.peak / 2**20, "runs": len(runs)}
+
+
+def load_time(folder, repeats=5):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        frame = load_results(folder)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), len(frame), frame["scenario"].nunique()
+
+
+def same_files(first, second):
+    files = sorted(p.relative_to(first) for p in (first / "runs").rglob("*.parquet"))
+    match, mismatch, errors = filecmp.cmpfiles(first, second, files, shallow=False)
+    return len(match) == len(files) and not mismatch and not errors
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicates", type=int, default=20)
+    parser.add_argument("--size", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=psutil.cpu_count())
+    parser.add_argument("--executors", nargs="+", choices=list(EXECUTORS),
+                        default=list(EXECUTORS))
+    args = parser.parse_args()
+
+    plan = plan_batch(CANONICAL, replicates=args.replicates, size=args.size)
+    days = plan.runs[0].scenario.days
+    print(f"{len(plan.runs)} runs: 4 scenarios x {args.replicates} replicates, "
+          f"{args.size}x{args.size} grid, {days} days each; {args.workers} workers on "
+          f"{psutil.cpu_count()} cores")
+    print(f"{'executor':<10}{'wall s':>10}{'sum of runs s':>15}{'overhead':>10}"
+          f"{'wall/sum':>10}{'peak MiB':>10}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {}
+        for name in args.executors:
+            folders[name] = Path(tmp) / name
+            row = run(plan, folders[name], args.workers, EXECUTORS[name])
+            print(f"{name:<10}{row['wall']:>10.1f}{row['simulated']:>15.1f}"
+                  f"{row['overhead']:>10.1%}{row['ratio']:>10.3f}{row['peak_mib']:>10.0f}"
+                  + (f"  ({row['failed']} failed)" if row["failed"] else ""), flush=True)
+        if len(folders) == 2:
+            print("identical result files on both executors:",
+                  "yes" if same_files(*folders.values()) else "NO")
+
+        first = next(iter(folders.values()))
+        seconds, rows, scenarios = load_time(first)
+        print(f"load_results: {len(plan.runs)} runs ({rows} rows, {scenarios} scenarios) "
+              f"in {seconds * 1000:.0f} ms (median of 5)")
+        # rows per run do not depend on the grid, so a 100-run batch of the same length on a
+        # tiny grid measures loading 100 runs x two years
+        hundred = plan_batch(CANONICAL, replicates=25, size=6)
+        run_batch(hundred, Path(tmp) / "hundred", workers=args.workers)
+        seconds, rows, _ = load_time(Path(tmp) / "hundred")
+        print(f"load_results: 100 runs ({rows} rows) in {seconds * 1000:.0f} ms (median of 5)")
+
+
+if __name__ == "__main__":
+    main()
