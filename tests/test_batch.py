@@ -314,3 +314,38 @@ def test_command_line_options_override_every_file_and_bind_the_resume(small, tmp
     assert cli.main(["batch", *map(str, files), "--out", str(out), "--resume", "--workers",
                      "1", "--quiet"]) == 2
     assert "--replicates 3 --days 10 --size 7 instead of no options" in capsys.readouterr().err
+
+
+# --- figures and report from the command line ---------------------------------------------------
+
+
+def test_plot_and_report_commands_write_their_files(small, tmp_path, capsys):
+    _, out = small
+    assert cli.main(["plot", str(out), "--out", str(tmp_path / "figures")]) == 0
+    printed = [line.removeprefix("figure: ") for line in capsys.readouterr().out.splitlines()]
+    assert printed and all(Path(p).stat().st_size > 0 for p in printed)
+    assert {Path(p).parent for p in printed} == {tmp_path / "figures"}
+    assert any("snapshot" in Path(p).name for p in printed)  # the batch saved grids at 98 days
+
+    assert cli.main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "untreated" in report and "rapamycin" in report
+    assert "Senescent fraction compared with untreated" in report
+    for image in [line.split("(")[1].rstrip(")") for line in report.splitlines()
+                  if line.startswith("![")]:
+        assert (tmp_path / "report" / image).stat().st_size > 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["report", "{empty}"], "no result files"),
+    (["plot", "{empty}"], "no result files"),
+    (["report", "{small}", "--readout", "vitality"], "vitality"),
+])
+def test_plot_and_report_errors_are_one_line(small, tmp_path, capsys, args, message):
+    (tmp_path / "empty").mkdir()
+    paths = {"empty": tmp_path / "empty", "small": small[1]}
+    args = [a.format(**paths) for a in args] + ["--out", str(tmp_path / "out")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tissue-abm: error: ") and err.count("\n") == 1
+    assert message in err

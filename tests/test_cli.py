@@ -17,7 +17,7 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from scenario_files import write_case
-from tissue_abm import Parameters, cli, load_results, load_scenario
+from tissue_abm import Parameters, cli, load_results, load_scenario, load_snapshots
 from tissue_abm.analysis import healthspan
 from tissue_abm.readouts import READOUTS
 from tissue_abm.results import OutputError, write_run
@@ -313,3 +313,25 @@ def test_params_prints_markdown_table_with_every_parameter(capsys):
     rows = [line for line in out.splitlines() if line.startswith("| `")]
     assert "| name | unit | default | range | source | meaning |" in out
     assert [row.split("`")[1] for row in rows] == list(Parameters.model_fields)
+
+
+def test_run_writes_the_grid_snapshots_its_scenario_asks_for(tmp_path):
+    scenario = tmp_path / "shots.toml"
+    scenario.write_text('name = "shots"\nsize = 12\nstart_age = 90\nend_age = 100\n'
+                        "[output]\nsnapshots = [90, 95]\n")
+    out = tmp_path / "out"
+    assert cli.main(["run", str(scenario), "--out", str(out), "--quiet"]) == 0
+    assert files_in(out) == ["shots_seed1.grid.parquet", "shots_seed1.json",
+                             "shots_seed1.parquet"]
+    shots = load_snapshots(out)
+    assert shots.groupby("age").size().to_dict() == {90.0: 144, 95.0: 144}
+    readouts = load_results(out).set_index("age")
+    for age, grid in shots.groupby("age"):
+        assert (grid["state"] == "senescent").sum() == readouts.loc[age, "senescent"]
+        assert grid["immune"].sum() == readouts.loc[age, "immune"]
+
+
+def test_shortening_a_run_drops_the_snapshots_it_no_longer_reaches(tmp_path):
+    out = tmp_path / "out"
+    assert run_tiny(out) == 0  # combined.toml asks for snapshots at 365 and 730 days
+    assert not [name for name in files_in(out) if name.endswith(".grid.parquet")]

@@ -3,6 +3,8 @@
     tissue-abm run SCENARIO.toml [--out DIR] [--seed N] [--days N] [--size N] [--quiet]
     tissue-abm batch SCENARIO.toml ... [--out DIR] [--workers N] [--scheduler ADDRESS]
                      [--replicates N] [--days N] [--size N] [--resume] [--report] [--quiet]
+    tissue-abm plot RESULTS [--out DIR]
+    tissue-abm report RESULTS [--out DIR] [--readout NAME] [--reference NAME]
     tissue-abm params
 
 Errors in the input are reported in one line (file, key, value, what is allowed) with exit
@@ -41,6 +43,8 @@ from tissue_abm.batch import (
     run_batch,
 )
 from tissue_abm.params import parameters_markdown
+from tissue_abm.plots import save_figures
+from tissue_abm.report import write_report
 from tissue_abm.results import OutputError, now, prepare_output, provenance, write_run
 from tissue_abm.scenario import ScenarioError, load_scenario, run_scenario
 
@@ -102,9 +106,34 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.set_defaults(handler=_batch)
 
+    plot = commands.add_parser("plot", help="draw the figures of a results folder",
+                               description="Draw trajectories with CI bands, end-state "
+                               "distributions, synergy bars and grid snapshots as PNG files.")
+    plot.add_argument("results", type=Path, help="results folder (a batch or runs)")
+    plot.add_argument("--out", type=Path, default=None,
+                      help="folder for the figures (default: RESULTS/figures)")
+    plot.set_defaults(handler=_plot)
+
+    report = commands.add_parser("report", help="write figures and a Markdown summary",
+                                 description="Write the figures and report.md (summary table, "
+                                 "comparisons with bootstrap CIs, synergy) next to the results.")
+    report.add_argument("results", type=Path, help="results folder (a batch or runs)")
+    report.add_argument("--out", type=Path, default=None,
+                        help="folder for the report (default: RESULTS/report)")
+    report.add_argument("--readout", default="senescent_fraction",
+                        help="main readout of comparisons and synergy "
+                        "(default: senescent_fraction)")
+    report.add_argument("--reference", default="untreated",
+                        help="scenario the others are compared with (default: untreated)")
+    report.set_defaults(handler=_report)
+
     params = commands.add_parser("params", help="print the parameter table (Markdown)")
     params.set_defaults(handler=lambda args: print(parameters_markdown(), end=""))
     return parser
+
+
+class _AnalysisError(Exception):
+    """Results that cannot be analysed as asked (none there, an unknown readout, ...)."""
 
 
 def _positive(text: str) -> int:
@@ -119,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0
-    except (ScenarioError, OutputError) as err:
+    except (ScenarioError, OutputError, _AnalysisError) as err:
         print(f"tissue-abm: error: {err}", file=sys.stderr)
         return 2
     except BatchInterrupted as err:
@@ -143,8 +172,7 @@ def _run(args: argparse.Namespace) -> None:
                   MofNCompleteColumn(), TextColumn("days"), TimeRemainingColumn(),
                   console=console, disable=args.quiet, transient=True) as bar:
         task = bar.add_task("run", total=scenario.days)
-        table = run_scenario(scenario,
-                             progress=lambda done, _: bar.update(task, completed=done)).readouts
+        run = run_scenario(scenario, progress=lambda done, _: bar.update(task, completed=done))
     manifest = {
         "scenario_file": str(args.scenario),
         "scenario_text": args.scenario.read_text(encoding="utf-8"),
@@ -158,8 +186,9 @@ def _run(args: argparse.Namespace) -> None:
         "status": "done",
         **provenance(),
     }
-    path = write_run(table, manifest, folder, f"{scenario.name}_seed{scenario.seed}")
-    _print_summary(table, scenario.parameters.healthspan_threshold)
+    path = write_run(run.readouts, manifest, folder, f"{scenario.name}_seed{scenario.seed}",
+                     run.snapshots)
+    _print_summary(run.readouts, scenario.parameters.healthspan_threshold)
     print(f"readouts: {path}\nmanifest: {path.with_suffix('.json')}")
 
 
@@ -190,7 +219,31 @@ def _batch(args: argparse.Namespace) -> int:
         print(f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); "
               "re-run them with --resume", file=sys.stderr)
     print(f"results: {args.out}  (pandas: tissue_abm.load_results({str(args.out)!r}))")
+    if args.report and summary.done:
+        _write_report(args.out, None, "senescent_fraction", "untreated")
     return 1 if summary.failed else 0
+
+
+def _plot(args: argparse.Namespace) -> None:
+    try:
+        paths = save_figures(args.results, args.out or args.results / "figures")
+    except (FileNotFoundError, ValueError) as err:
+        raise _AnalysisError(str(err)) from None
+    for path in paths:
+        print(f"figure: {path}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    _write_report(args.results, args.out, args.readout, args.reference)
+
+
+def _write_report(results: Path, out: Path | None, readout: str, reference: str) -> None:
+    with console.status("writing figures and report"):
+        try:
+            path = write_report(results, out, readout=readout, reference=reference)
+        except (FileNotFoundError, ValueError) as err:
+            raise _AnalysisError(str(err)) from None
+    print(f"report: {path}")
 
 
 def _print_summary(table: pd.DataFrame, threshold: float) -> None:

@@ -12,6 +12,7 @@ import platform
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,15 @@ import pyarrow.parquet as pq
 from tissue_abm.readouts import READOUTS, SNAPSHOT
 
 PACKAGE = "tissue-abm"
+
+MANIFEST = "batch.json"
+"""Name of a batch's manifest inside its results folder."""
+
+RUNS = "runs"
+"""Folder (inside a batch's results folder) holding one Parquet file per run."""
+
+GRID_SUFFIX = ".grid.parquet"
+"""Suffix of a run's grid-snapshot file, next to its readouts file."""
 
 
 class OutputError(OSError):
@@ -47,41 +57,47 @@ def prepare_output(folder: str | Path) -> Path:
     return folder
 
 
-def write_run(table: pd.DataFrame, manifest: dict[str, Any], folder: Path, stem: str) -> Path:
-    """Write one run's readouts (`stem.parquet`) and manifest (`stem.json`) atomically.
+def write_run(table: pd.DataFrame, manifest: dict[str, Any], folder: Path, stem: str,
+              snapshots: pd.DataFrame | None = None) -> Path:
+    """Write one run's manifest (`stem.json`), snapshots and readouts (`stem.parquet`).
 
-    Both are written to temporary names first and renamed into place only when both are
-    complete (the Parquet file last), so an interruption leaves neither behind.
+    All are written to temporary names first and renamed into place only when all are
+    complete (the readouts last), so an interruption leaves none behind.
+
+    Args:
+        table: The readouts.
+        manifest: What the run was (JSON-serialisable).
+        folder: Output folder (must exist).
+        stem: File name without suffix.
+        snapshots: Grid snapshots, written to `stem.grid.parquet`; None for none.
 
     Returns:
-        The path of the Parquet file.
+        The path of the readouts file.
 
     Raises:
         OutputError: If the files cannot be written (disk full, folder removed, ...).
     """
-    final = [folder / f"{stem}.json", folder / f"{stem}.parquet"]
-    temporary = [path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in final]
+    writers = {folder / f"{stem}.json": lambda tmp: tmp.write_text(
+        json.dumps(manifest, indent=2, default=str) + "\n")}
+    if snapshots is not None:
+        writers[folder / f"{stem}{GRID_SUFFIX}"] = partial(_parquet, snapshots)
+    writers[folder / f"{stem}.parquet"] = partial(_parquet, table)
+    temporary = {path: path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in writers}
     try:
-        temporary[0].write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        table.to_parquet(temporary[1], engine="pyarrow", index=False)
-        for tmp, path in zip(temporary, final, strict=True):
+        for path, write in writers.items():
+            write(temporary[path])
+        for path, tmp in temporary.items():
             tmp.replace(path)
     except OSError as err:
         raise OutputError(f"cannot write results to {folder}: {err.strerror or err}") from None
     finally:
-        for tmp in temporary:
+        for tmp in temporary.values():
             tmp.unlink(missing_ok=True)
-    return final[1]
+    return folder / f"{stem}.parquet"
 
 
-MANIFEST = "batch.json"
-"""Name of a batch's manifest inside its results folder."""
-
-RUNS = "runs"
-"""Folder (inside a batch's results folder) holding one Parquet file per run."""
-
-GRID_SUFFIX = ".grid.parquet"
-"""Suffix of a run's grid-snapshot file, next to its readouts file."""
+def _parquet(table: pd.DataFrame, path: Path) -> None:
+    table.to_parquet(path, engine="pyarrow", index=False)
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
@@ -108,7 +124,7 @@ def write_json(path: Path, content: dict[str, Any]) -> None:
 
 def write_parquet(path: Path, table: pd.DataFrame) -> None:
     """Write `table` (without its index) as Parquet to `path`, atomically."""
-    write_atomic(path, lambda tmp: table.to_parquet(tmp, engine="pyarrow", index=False))
+    write_atomic(path, partial(_parquet, table))
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

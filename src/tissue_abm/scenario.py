@@ -181,7 +181,10 @@ class Scenario(BaseModel):
     def with_overrides(self, *, seed: int | None = None, days: int | None = None,
                        size: int | None = None, replicates: int | None = None,
                        source: str = "command line") -> Scenario:
-        """A copy with the given settings changed (None: unchanged), validated like the file."""
+        """A copy with the given settings changed (None: unchanged), validated like the file.
+
+        Shortening the run with `days` drops the snapshot ages it no longer reaches.
+        """
         data = self.model_dump()
         if seed is not None:
             data["seed"] = seed
@@ -192,6 +195,8 @@ class Scenario(BaseModel):
                 raise ScenarioError(f"{source}: days = {days} is not allowed; allowed: a whole "
                                     f"number from 1 to {MAX_AGE - self.start_age}")
             data["end_age"] = self.start_age + days
+            data["output"]["snapshots"] = [age for age in self.output.snapshots
+                                           if age <= data["end_age"]]
         if size is not None:
             data["size"] = size
         return validate_scenario(data, source)
