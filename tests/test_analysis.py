@@ -38,12 +38,14 @@ def make_batch(root: Path, scenarios=CANONICAL, replicates: int = 3, size: int =
     """A tiny real batch: each canonical scenario from 600 days of age (therapy already on),
     with grid snapshots at the ages `snapshots` (none if empty)."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "batch.json").write_text(json.dumps(manifest or {}))
+    manifest = manifest or {
+        "scenarios": [{"name": name} for name in scenarios],
+        "runs": [{"status": "done"} for _ in scenarios for _ in range(replicates)]}
+    (root / "batch.json").write_text(json.dumps(manifest))
     for name in scenarios:
         data = load_scenario(f"scenarios/{name}.toml").model_dump()
-        data.update(size=size, start_age=START, end_age=START + DAYS)
-        if snapshots:
-            data["output"] = {"snapshots": list(snapshots)}
+        data.update(size=size, start_age=START, end_age=START + DAYS,
+                    output={"snapshots": list(snapshots)})
         for r in range(replicates):
             scenario = validate_scenario({**data, "seed": 100 + r}, "test")
             run = run_scenario(scenario, labels={"point": 0, "replicate": r})

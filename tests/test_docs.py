@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+from tissue_abm.batch import plan_batch, run_batch
 from tissue_abm.params import parameter_table, parameters_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +34,24 @@ def test_readme_has_two_setup_commands_and_ci_runs_them_verbatim():
     commands = readme_setup_commands()
     assert len(commands) == 2
     install_and_run, test = commands
-    assert "tissue-abm run" in install_and_run and "pip install" in install_and_run
+    assert "tissue-abm batch" in install_and_run and "pip install" in install_and_run
     assert "pytest" in test
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert install_and_run in ci
     assert test in ci
+
+
+def test_readme_batch_to_pandas_to_figure_snippet_runs_as_written(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Batch, pandas, figures", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert 'load_results("results/canonical")' in code  # the main command's output folder
+    # a small stand-in for the main command's batch: the canonical therapy files on a tiny grid,
+    # long enough (to 390 days) for the therapies starting at 365 days to act
+    files = [ROOT / "scenarios" / f"{name}.toml"
+             for name in ("untreated", "rapamycin", "oxytocin", "combined")]
+    run_batch(plan_batch(files, replicates=2, days=300, size=8),
+              tmp_path / "results" / "canonical", workers=1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "trajectories.png").stat().st_size > 0

@@ -194,7 +194,7 @@ def test_report_has_the_scenarios_summary_numbers_synergy_and_figures(batch, rep
 
 
 def test_report_without_the_four_scenarios_explains_the_missing_synergy(tmp_path):
-    manifest = {"scenarios": ["untreated", "rapamycin"],
+    manifest = {"scenarios": [{"name": "untreated"}, {"name": "rapamycin"}],
                 "runs": [{"status": "done"}] * 3 + [{"status": "failed"}]}
     folder = make_batch(tmp_path / "two", scenarios=("untreated", "rapamycin"), replicates=2,
                         snapshots=(), manifest=manifest)

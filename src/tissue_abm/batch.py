@@ -20,6 +20,7 @@ import os
 import signal
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -233,47 +234,43 @@ def run_batch(plan: Plan, out: str | Path, *, workers: int | None = None,
     folder = _claim(Path(out), plan, resume)
     workers = workers or os.cpu_count() or 1
     clock = time.perf_counter()
-    book = _Book(plan, folder)
     earlier = read_manifest(folder) if (folder / MANIFEST).exists() else {}
-    book.started = earlier.get("started", book.started)
+    book = _Book(plan, folder, earlier)
     before = {run["id"]: run for run in earlier.get("runs", [])}
     todo = []
     for spec in plan.runs:
         if all(path.exists() for path in spec.files(folder)):
-            entry = before.get(spec.id, {})
-            book.status[spec.id] = {"seconds": entry.get("seconds"), "status": "done"}
+            book.note(spec.id, {"status": "done",
+                                "seconds": before.get(spec.id, {}).get("seconds")})
         else:
-            book.status[spec.id] = {"status": "pending"}
+            book.note(spec.id, {"status": "pending"})
             todo.append(spec)
-    book.skipped = len(plan.runs) - len(todo)
+    skipped = len(plan.runs) - len(todo)
     book.save("running", force=True)
     if progress is not None:
-        progress(book.skipped, 0, len(plan.runs))
+        progress(skipped, 0, len(plan.runs))
 
     def finished(outcome: Outcome) -> None:
         book.record(outcome)
         if progress is not None:
-            progress(book.count("done"), book.count("failed"), len(plan.runs))
+            progress(book.tally["done"], book.tally["failed"], len(plan.runs))
         book.save("running")
 
     try:
-        _dispatch(todo, workers, scheduler, finished, book)
-    except KeyboardInterrupt:
+        _dispatch(todo, workers, scheduler, finished)
+    except (KeyboardInterrupt, BatchInterrupted):
         book.save("interrupted", force=True)
         raise
-    except BatchInterrupted:
+    if book.tally["pending"]:  # cannot happen; never call an incomplete batch done
         book.save("interrupted", force=True)
-        raise
-    if book.count("pending"):  # cannot happen; never call an incomplete batch done
-        book.save("interrupted", force=True)
-        raise BatchInterrupted(f"{book.count('pending')} runs were not run")
-    book.save("failed" if book.count("failed") else "done", force=True)
-    return Summary(len(plan.runs), book.count("done"), book.count("failed"), book.skipped,
+        raise BatchInterrupted(f"{book.tally['pending']} runs were not run")
+    book.save("failed" if book.tally["failed"] else "done", force=True)
+    return Summary(len(plan.runs), book.tally["done"], book.tally["failed"], skipped,
                    time.perf_counter() - clock, book.run_seconds, folder / MANIFEST)
 
 
 def _dispatch(todo: list[RunSpec], workers: int, scheduler: str | None,
-              finished: Callable[[Outcome], None], book: _Book) -> None:
+              finished: Callable[[Outcome], None]) -> None:
     """Send `todo` in chunks to an executor, a bounded number at a time, until all are back."""
     if not todo:
         return
@@ -383,69 +380,66 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 class _Book:
     """Each run's status; writes finished runs and the manifest."""
 
-    def __init__(self, plan: Plan, folder: Path) -> None:
+    def __init__(self, plan: Plan, folder: Path, earlier: dict[str, Any]) -> None:
         self.plan, self.folder = plan, folder
         self.specs = {spec.id: spec for spec in plan.runs}
+        self.started = earlier.get("started", now())
+        self.description = _describe(plan)
         self.status: dict[str, dict[str, Any]] = {}
-        self.started = now()
-        self.skipped = 0
+        self.tally: Counter[str] = Counter()
         self.run_seconds = 0.0
         self._saved = -math.inf
 
-    def count(self, status: str) -> int:
-        return sum(entry["status"] == status for entry in self.status.values())
+    def note(self, run_id: str, entry: dict[str, Any]) -> None:
+        """Set a run's manifest entry (with its `status`: pending, done or failed)."""
+        if run_id in self.status:
+            self.tally[self.status[run_id]["status"]] -= 1
+        self.status[run_id] = entry
+        self.tally[entry["status"]] += 1
 
     def record(self, outcome: Outcome) -> None:
         """Write a finished run's files (snapshots first, readouts last) and note its status."""
-        entry: dict[str, Any] = {"seconds": round(outcome.seconds, 3)}
-        if outcome.error is None:
-            spec = self.specs[outcome.id]
-            readouts, *grid = spec.files(self.folder)
-            readouts.parent.mkdir(parents=True, exist_ok=True)
-            if grid:
-                write_parquet(grid[0], outcome.snapshots)
-            write_parquet(readouts, outcome.readouts)
-            entry["status"] = "done"
-            self.run_seconds += outcome.seconds
-        else:
-            entry.update(status="failed", error=outcome.error)
-        self.status[outcome.id] = entry
+        if outcome.error is not None:
+            self.note(outcome.id, {"status": "failed", "seconds": round(outcome.seconds, 3),
+                                   "error": outcome.error})
+            return
+        readouts, *grid = self.specs[outcome.id].files(self.folder)
+        readouts.parent.mkdir(parents=True, exist_ok=True)
+        if grid:
+            write_parquet(grid[0], outcome.snapshots)
+        write_parquet(readouts, outcome.readouts)
+        self.run_seconds += outcome.seconds
+        self.note(outcome.id, {"status": "done", "seconds": round(outcome.seconds, 3)})
 
-    def save(self, status: str, force: bool = False) -> None:
-        """Write the manifest (at most every 2 s unless forced)."""
+    def save(self, state: str, force: bool = False) -> None:
+        """Write the manifest in `state` (at most every 2 s unless forced)."""
         if not force and time.monotonic() - self._saved < 2.0:
             return
-        write_json(self.folder / MANIFEST, manifest(self.plan, self.status, status,
-                                                    self.started))
+        runs = [{"id": spec.id, "scenario": spec.scenario.name, "point": spec.point,
+                 "replicate": spec.replicate, "seed": spec.scenario.seed,
+                 **self.status.get(spec.id, {"status": "pending"})} for spec in self.plan.runs]
+        write_json(self.folder / MANIFEST, {"format": FORMAT, "status": state,
+                                            "started": self.started, "updated": now(),
+                                            **self.description, "runs": runs})
         self._saved = time.monotonic()
 
 
-def manifest(plan: Plan, status: dict[str, dict[str, Any]], state: str,
-             started: str) -> dict[str, Any]:
-    """The batch manifest: scenario texts, sweep points with resolved parameters, runs."""
+def _describe(plan: Plan) -> dict[str, Any]:
+    """The fixed part of the manifest: provenance, options, scenario texts, sweep points."""
     points = []
     for source in plan.sources:
         for point in source.scenario.sweep_points(source.file):
-            resolved = point.scenario.model_dump(mode="json", include={"parameters", "therapy",
-                                                                      "size", "torus",
-                                                                      "start_age", "end_age",
-                                                                      "engine"})
+            resolved = point.scenario.model_dump(mode="json", include={
+                "parameters", "therapy", "size", "torus", "start_age", "end_age", "engine"})
             points.append({"scenario": source.scenario.name, "point": point.index,
                            "values": point.values, **resolved})
     return {
-        "format": FORMAT,
-        "status": state,
-        "started": started,
-        "updated": now(),
         "provenance": provenance(),
         "overrides": plan.overrides,
         "scenarios": [{"name": s.scenario.name, "file": s.file, "text": s.text,
                        "replicates": s.scenario.replicates, "seed": s.scenario.seed}
                       for s in plan.sources],
         "points": points,
-        "runs": [{"id": spec.id, "scenario": spec.scenario.name, "point": spec.point,
-                  "replicate": spec.replicate, "seed": spec.scenario.seed,
-                  **status.get(spec.id, {"status": "pending"})} for spec in plan.runs],
     }
 
 

@@ -34,6 +34,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tissue_abm import analysis, synergy
 from tissue_abm.analysis import healthspan, start_end_summary
 from tissue_abm.batch import (
     BatchInterrupted,
@@ -43,9 +44,16 @@ from tissue_abm.batch import (
     run_batch,
 )
 from tissue_abm.params import parameters_markdown
-from tissue_abm.plots import save_figures
+from tissue_abm.plots import has_synergy_scenarios, label, ordered, save_figures
 from tissue_abm.report import write_report
-from tissue_abm.results import OutputError, now, prepare_output, provenance, write_run
+from tissue_abm.results import (
+    OutputError,
+    load_results,
+    now,
+    prepare_output,
+    provenance,
+    write_run,
+)
 from tissue_abm.scenario import ScenarioError, load_scenario, run_scenario
 
 DEFAULT_RESULTS = Path("results")
@@ -243,7 +251,29 @@ def _write_report(results: Path, out: Path | None, readout: str, reference: str)
             path = write_report(results, out, readout=readout, reference=reference)
         except (FileNotFoundError, ValueError) as err:
             raise _AnalysisError(str(err)) from None
+    _print_batch_summary(load_results(results), readout)
     print(f"report: {path}")
+
+
+def _print_batch_summary(runs: pd.DataFrame, readout: str) -> None:
+    """End state per group (mean of the replicates) and, if it applies, the synergy verdict."""
+    ends = analysis.end_state(runs)
+    ends["group"] = analysis.group_labels(ends, analysis.sweep_columns(runs)).to_numpy()
+    out = Table(title="end of run (mean of replicates)")
+    for column in ("group", "runs", label(readout), "tissue function", "median healthspan (d)"):
+        out.add_column(column, justify="left" if column == "group" else "right")
+    groups = dict(zip(ends["group"], ends["scenario"].astype(str), strict=True))
+    for group in ordered(groups, groups):
+        rows = ends[ends["group"] == group]
+        span = analysis.median_healthspan(rows["healthspan"])
+        out.add_row(group, str(len(rows)), f"{rows[readout].mean():.4f}",
+                    f"{rows['tissue_function'].mean():.4f}",
+                    "not reached" if math.isinf(span) else f"{span:.0f}")
+    console.print(out)
+    if has_synergy_scenarios(runs):
+        for row in synergy.synergy(runs, readout).itertuples():
+            print(f"synergy on {readout} ({row.method}): excess {100 * row.excess:+.1f}% "
+                  f"[{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}] -> {row.verdict}")
 
 
 def _print_summary(table: pd.DataFrame, threshold: float) -> None:
@@ -252,8 +282,8 @@ def _print_summary(table: pd.DataFrame, threshold: float) -> None:
     out.add_column("readout")
     out.add_column(f"start (age {summary.attrs['start_age']:.0f} d)", justify="right")
     out.add_column(f"end (age {summary.attrs['end_age']:.0f} d)", justify="right")
-    for label, row in summary.iterrows():
-        out.add_row(label, f"{row['start']:.4f}", f"{row['end']:.4f}")
+    for name, row in summary.iterrows():
+        out.add_row(name, f"{row['start']:.4f}", f"{row['end']:.4f}")
     console.print(out)
     span = healthspan(table, threshold)
     reached = "not reached" if math.isnan(span) else f"age {span:.0f} days"

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tissue_abm import analysis, plots, synergy
+from tissue_abm.batch import read_manifest
 from tissue_abm.params import Parameters
 from tissue_abm.results import MANIFEST, load_results, now, prepare_output, write_atomic
 
@@ -132,16 +132,13 @@ def write_report(folder: str | Path, out: str | Path | None = None,
 
 def _overview(folder: Path, results: pd.DataFrame) -> str:
     text = ["## Batch\n"]
-    manifest = _manifest(folder)
-    if "scenarios" in manifest:
-        names = _names(manifest["scenarios"])
-        text.append(f"- Scenarios in `{MANIFEST}`: {', '.join(names) if names else '–'}")
-    if "runs" in manifest:
-        runs = manifest["runs"]
-        count = runs if isinstance(runs, int) else len(runs) if hasattr(runs, "__len__") else None
-        status = _statuses(runs)
-        detail = f" ({', '.join(f'{k}: {v}' for k, v in status.items())})" if status else ""
-        text.append(f"- Runs in `{MANIFEST}`: {count if count is not None else '–'}{detail}")
+    if (folder / MANIFEST).exists():
+        manifest = read_manifest(folder)
+        names = [entry["name"] for entry in manifest["scenarios"]]
+        status = Counter(run["status"] for run in manifest["runs"])
+        text.append(f"- Scenarios in `{MANIFEST}`: {', '.join(names)}")
+        text.append(f"- Runs in `{MANIFEST}`: {len(manifest['runs'])} ("
+                    + ", ".join(f"{k}: {v}" for k, v in status.items()) + ")")
     keys = analysis.run_columns(results)
     runs = analysis.grouped(results, keys).agg(start=("age", "min"), end=("age", "max"))
     runs = runs.reset_index()
@@ -175,28 +172,6 @@ def _few_note(n: int) -> str:
         return ""
     return (f"With as few as {n} replicates, percentile bootstrap intervals are too narrow (they "
             "ignore the uncertainty of the spread itself): read them as rough.\n")
-
-
-def _manifest(folder: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _names(scenarios: Any) -> list[str]:
-    if isinstance(scenarios, dict):
-        return [str(k) for k in scenarios]
-    if isinstance(scenarios, list):
-        return [str(s.get("name", s.get("scenario", "?"))) if isinstance(s, dict) else str(s)
-                for s in scenarios]
-    return [str(scenarios)]
-
-
-def _statuses(runs: Any) -> dict[str, int]:
-    items = runs.values() if isinstance(runs, dict) else runs if isinstance(runs, list) else []
-    return dict(Counter(str(r["status"]) for r in items if isinstance(r, dict) and "status" in r))
 
 
 def _end_section(results: pd.DataFrame, confidence: float, threshold: float) -> str:
