@@ -1,4 +1,4 @@
-"""Writing (malformed) scenario files for the scenario and command-line tests."""
+"""Helpers of the scenario and command-line tests: (malformed) files, one-line errors."""
 
 from pathlib import Path
 
@@ -11,3 +11,12 @@ def write_case(folder: Path, content: str | bytes | None) -> Path:
     elif content is not None:
         path.write_text(content, encoding="utf-8")
     return path
+
+
+def assert_one_line_error(err: str, *parts: str) -> None:
+    """`err` is exactly one line: the CLI error prefix, then a message containing `parts`."""
+    assert err.endswith("\n") and err.count("\n") == 1, repr(err)
+    assert err.startswith("tissue-abm: error: "), repr(err)
+    assert "Traceback" not in err
+    for part in parts:
+        assert part in err, f"{part!r} missing from {err!r}"

@@ -248,20 +248,22 @@ def test_resume_without_files_uses_the_scenario_texts_of_the_manifest(small, tmp
     assert run_files(out) == run_files(reference)
 
 
-def wait_for_results(folder: Path, count: int, process: subprocess.Popen) -> None:
+def start_batch(files, out: Path, results: int) -> subprocess.Popen:
+    """Start `tissue-abm batch` on two workers; return once `results` runs are written."""
+    process = subprocess.Popen(cli_batch(files, out, "--workers", "2"), stderr=subprocess.PIPE,
+                               text=True)
     deadline = time.monotonic() + 120
-    while len(list((folder / RUNS).glob("*/*.parquet"))) < count:
+    while len(list((out / RUNS).glob("*/*.parquet"))) < results:
         assert process.poll() is None, "the batch ended before it could be interrupted"
         assert time.monotonic() < deadline, "no results within 2 minutes"
         time.sleep(0.05)
+    return process
 
 
 def test_ctrl_c_keeps_finished_runs_and_resume_completes_the_batch(slow, tmp_path):
     files, reference = slow
     out = tmp_path / "out"
-    process = subprocess.Popen(cli_batch(files, out, "--workers", "2"), stderr=subprocess.PIPE,
-                               text=True)
-    wait_for_results(out, 2, process)
+    process = start_batch(files, out, results=2)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130
@@ -286,9 +288,7 @@ def test_ctrl_c_keeps_finished_runs_and_resume_completes_the_batch(slow, tmp_pat
 def test_a_killed_worker_process_loses_nothing(slow, tmp_path):
     files, reference = slow
     out = tmp_path / "out"
-    process = subprocess.Popen(cli_batch(files, out, "--workers", "2"), stderr=subprocess.PIPE,
-                               text=True)
-    wait_for_results(out, 1, process)
+    process = start_batch(files, out, results=1)
     workers = [p for p in psutil.Process(process.pid).children(recursive=True)
                if p.parent().pid != process.pid]  # the pool's workers, under the fork server
     assert workers, "no worker processes found"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scenario_files import write_case
+from scenario_files import assert_one_line_error, write_case
 from tissue_abm import batch, cli
 
 HEAD = 'name = "bad"\nsize = 6\nstart_age = 90\nend_age = 92\n'
@@ -35,14 +35,6 @@ def run_cli(*args: str | Path) -> int:
     except SystemExit as exit_:
         return exit_.code
 
-
-def assert_one_line_error(err: str, *parts: str) -> None:
-    """`err` is exactly one line: the CLI error prefix, then a message containing `parts`."""
-    assert err.endswith("\n") and err.count("\n") == 1, repr(err)
-    assert err.startswith("tissue-abm: error: "), repr(err)
-    assert "Traceback" not in err
-    for part in parts:
-        assert part in err, f"{part!r} missing from {err!r}"
 
 
 def assert_no_results(out: Path) -> None:

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from scenario_files import write_case
+from scenario_files import assert_one_line_error, write_case
 from tissue_abm import Parameters, cli, load_results, load_scenario, load_snapshots
 from tissue_abm.analysis import healthspan
 from tissue_abm.readouts import READOUTS
@@ -50,14 +50,6 @@ def files_in(folder: Path) -> list[str]:
     """Every entry of `folder`, hidden ones included; [] if it does not exist."""
     return sorted(os.listdir(folder)) if folder.exists() else []
 
-
-def assert_one_line_error(err: str, *parts: str) -> None:
-    """`err` is exactly one line: the CLI error prefix, then a message containing `parts`."""
-    assert err.endswith("\n") and err.count("\n") == 1, repr(err)
-    assert err.startswith("tissue-abm: error: "), repr(err)
-    assert "Traceback" not in err
-    for part in parts:
-        assert part in err, f"{part!r} missing from {err!r}"
 
 
 # --- malformed input ----------------------------------------------------------------------------
