@@ -10,7 +10,7 @@ wrote identical files, and times `load_results` (median of 5) on the first batch
 100-run batch of the same length.
 
     python benchmarks/bench_batch.py [--replicates 20] [--size 100] [--workers 2]
-                                     [--executors pool dask]
+                                     [--executors pool dask] [--engine array|agents]
 """
 
 import argparse
@@ -95,12 +95,15 @@ def main():
     parser.add_argument("--workers", type=int, default=psutil.cpu_count())
     parser.add_argument("--executors", nargs="+", choices=list(EXECUTORS),
                         default=list(EXECUTORS))
+    parser.add_argument("--engine", choices=["array", "agents"], default=None,
+                        help="simulation engine (default: the scenario files' own)")
     args = parser.parse_args()
 
-    plan = plan_batch(CANONICAL, replicates=args.replicates, size=args.size)
+    plan = plan_batch(CANONICAL, replicates=args.replicates, size=args.size, engine=args.engine)
     days = plan.runs[0].scenario.days
     print(f"{len(plan.runs)} runs: 4 scenarios x {args.replicates} replicates, "
-          f"{args.size}x{args.size} grid, {days} days each; {args.workers} workers on "
+          f"{args.size}x{args.size} grid, {days} days each, {plan.runs[0].scenario.engine} "
+          f"engine; {args.workers} workers on "
           f"{psutil.cpu_count()} cores")
     print(f"{'executor':<10}{'wall s':>10}{'sum of runs s':>15}{'overhead':>10}"
           f"{'wall/sum':>10}{'peak MiB':>10}")

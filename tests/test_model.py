@@ -329,6 +329,18 @@ def run_checking_every_day(model: TissueModel, days: int) -> int:
     return moves
 
 
+def assert_busy_run(readouts: pd.DataFrame, immune_moves: int) -> None:
+    """Integer, non-negative tallies, and every process happened (else the checks cannot bite)."""
+    for name in (*EVENTS, *COUNT_COLUMNS):
+        assert pd.api.types.is_integer_dtype(readouts[name]), name
+        assert (readouts[name] >= 0).all(), name
+    happened = readouts[list(EVENTS)].sum()
+    never = list(happened[happened == 0].index)
+    assert not never, f"processes that never happened: {never}"
+    assert immune_moves > 0
+    assert (readouts["rapamycin_exposure"] > 0).any()
+
+
 # --- 1. invariants -------------------------------------------------------------------------------
 
 
@@ -338,17 +350,7 @@ def test_invariants_hold_every_day_with_all_processes_active(torus: bool, rng: i
     days = 80
     model = active_model(size=25, days=days, rng=rng, torus=torus)
     immune_moves = run_checking_every_day(model, days)
-
-    readouts = model.readouts
-    for name in (*EVENTS, *COUNT_COLUMNS):
-        assert pd.api.types.is_integer_dtype(readouts[name]), name
-        assert (readouts[name] >= 0).all(), name
-    # The checks only bite if every process actually happened during the run.
-    happened = readouts[list(EVENTS)].sum()
-    never = list(happened[happened == 0].index)
-    assert not never, f"processes that never happened: {never}"
-    assert immune_moves > 0
-    assert (readouts["rapamycin_exposure"] > 0).any()
+    assert_busy_run(model.readouts, immune_moves)
 
 
 def test_senolytic_dose_of_fraction_one_clears_every_senescent_cell_on_dose_days() -> None:

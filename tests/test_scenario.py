@@ -121,7 +121,7 @@ MALFORMED = [
     pytest.param(VALID + "[therapy.rapamycin]\non_days = 5\n",
                  ["therapy.rapamycin", "on_days", "off_days", "both"],
                  id="on-days-without-off-days"),
-    pytest.param(VALID + 'engine = "gpu"\n', ["engine", "'gpu'", "one of 'agents'"],
+    pytest.param(VALID + 'engine = "gpu"\n', ["engine", "'gpu'", "one of 'array', 'agents'"],
                  id="engine-not-allowed"),
     pytest.param('name = "my run"\n', ["name", "'my run'", "letters, digits"],
                  id="name-with-spaces"),

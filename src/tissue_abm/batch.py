@@ -42,7 +42,13 @@ from tissue_abm.results import (
     write_json,
     write_parquet,
 )
-from tissue_abm.scenario import Scenario, ScenarioError, parse_scenario, run_scenario
+from tissue_abm.scenario import (
+    Scenario,
+    ScenarioError,
+    parse_scenario,
+    read_scenario_text,
+    run_scenario,
+)
 
 FORMAT = 1
 """Version of the batch layout and manifest."""
@@ -96,8 +102,8 @@ class Plan:
     """Every run of a batch, in a fixed order (scenario file, sweep point, replicate)."""
 
     sources: list[Source]
-    overrides: dict[str, int]
-    """Settings given on the command line for every file (replicates, days, size)."""
+    overrides: dict[str, int | str]
+    """Settings given on the command line for every file (replicates, days, size, engine)."""
     runs: list[RunSpec] = field(repr=False)
 
 
@@ -129,7 +135,8 @@ class Summary(NamedTuple):
 
 
 def plan_batch(files: Sequence[str | Path], *, replicates: int | None = None,
-               days: int | None = None, size: int | None = None) -> Plan:
+               days: int | None = None, size: int | None = None,
+               engine: str | None = None) -> Plan:
     """Read and validate scenario files and expand them into runs.
 
     Args:
@@ -137,23 +144,16 @@ def plan_batch(files: Sequence[str | Path], *, replicates: int | None = None,
         replicates: Replicates per sweep point instead of each file's own.
         days: Days to simulate from each file's start age instead of its end age.
         size: Lattice side instead of each file's own.
+        engine: Simulation engine ("array" or "agents") instead of each file's own.
 
     Raises:
         ScenarioError: If a file is missing or invalid, or two files share a scenario name.
     """
     sources = []
     for file in files:
-        path = Path(file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ScenarioError(f"{path}: no such scenario file") from None
-        except UnicodeDecodeError as err:
-            raise ScenarioError(f"{path}: not UTF-8 text (byte {err.start})") from None
-        except OSError as err:
-            raise ScenarioError(f"{path}: cannot read scenario file ({err.strerror})") from None
-        sources.append(Source(str(path), text, parse_scenario(text, str(path))))
-    overrides = {"replicates": replicates, "days": days, "size": size}
+        text = read_scenario_text(file)
+        sources.append(Source(str(file), text, parse_scenario(text, str(file))))
+    overrides = {"replicates": replicates, "days": days, "size": size, "engine": engine}
     return _plan(sources, {key: value for key, value in overrides.items() if value is not None})
 
 
@@ -165,7 +165,7 @@ def plan_from_manifest(folder: str | Path) -> Plan:
                   for entry in manifest["scenarios"]], manifest.get("overrides", {}))
 
 
-def _plan(sources: list[Source], overrides: dict[str, int]) -> Plan:
+def _plan(sources: list[Source], overrides: dict[str, int | str]) -> Plan:
     if not sources:
         raise ScenarioError("no scenario files given")
     if overrides:
@@ -483,5 +483,5 @@ def _claim(folder: Path, plan: Plan, resume: bool) -> Path:
     return folder
 
 
-def _options(overrides: dict[str, int]) -> str:
+def _options(overrides: dict[str, int | str]) -> str:
     return " ".join(f"--{key} {value}" for key, value in overrides.items()) or "no options"

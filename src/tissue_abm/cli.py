@@ -1,8 +1,10 @@
 """The `tissue-abm` command line.
 
-    tissue-abm run SCENARIO.toml [--out DIR] [--seed N] [--days N] [--size N] [--quiet]
+    tissue-abm run SCENARIO.toml [--out DIR] [--seed N] [--days N] [--size N] [--engine E]
+                   [--quiet]
     tissue-abm batch SCENARIO.toml ... [--out DIR] [--workers N] [--scheduler ADDRESS]
-                     [--replicates N] [--days N] [--size N] [--resume] [--report] [--quiet]
+                     [--replicates N] [--days N] [--size N] [--engine E] [--resume]
+                     [--report] [--quiet]
     tissue-abm plot RESULTS [--out DIR]
     tissue-abm report RESULTS [--out DIR] [--readout NAME] [--reference NAME]
     tissue-abm params
@@ -54,7 +56,7 @@ from tissue_abm.results import (
     provenance,
     write_run,
 )
-from tissue_abm.scenario import ScenarioError, load_scenario, run_scenario
+from tissue_abm.scenario import ENGINES, ScenarioError, load_scenario, run_scenario
 
 DEFAULT_RESULTS = Path("results")
 
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--days", type=int, default=None,
                      help="days to simulate from the start age (overrides end_age)")
     run.add_argument("--size", type=int, default=None, help="lattice side L (sites)")
+    run.add_argument("--engine", choices=list(ENGINES), default=None,
+                     help="simulation engine (overrides the file)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
@@ -107,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="days to simulate from the start age (overrides every file)")
     batch.add_argument("--size", type=_positive, default=None,
                        help="lattice side L in sites (overrides every file)")
+    batch.add_argument("--engine", choices=list(ENGINES), default=None,
+                       help="simulation engine (overrides every file)")
     batch.add_argument("--resume", action="store_true",
                        help="finish an interrupted batch in --out: run only what is missing")
     batch.add_argument("--report", action="store_true",
@@ -172,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> None:
     scenario = load_scenario(args.scenario).with_overrides(
-        seed=args.seed, days=args.days, size=args.size, source=f"{args.scenario} (options)")
+        seed=args.seed, days=args.days, size=args.size, engine=args.engine,
+        source=f"{args.scenario} (options)")
     folder = prepare_output(args.out or DEFAULT_RESULTS / scenario.name)
 
     started, clock = now(), time.perf_counter()
@@ -203,7 +210,7 @@ def _run(args: argparse.Namespace) -> None:
 def _batch(args: argparse.Namespace) -> int:
     if args.scenarios:
         plan = plan_batch(args.scenarios, replicates=args.replicates, days=args.days,
-                          size=args.size)
+                          size=args.size, engine=args.engine)
     elif args.resume:
         plan = plan_from_manifest(args.out)
     else:

@@ -31,14 +31,15 @@ from tissue_abm.agents import HealthyCell, ImmuneCell, Intent, SenescentCell, im
 from tissue_abm.params import Parameters
 from tissue_abm.readouts import grid_snapshot, readout_row
 from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
-from tissue_abm.systemic import Day, days_of, systemic_timeline
+from tissue_abm.systemic import Day
 from tissue_abm.therapy import Therapy
+from tissue_abm.tissue import TissueBase
 
 INITIAL_ARREST_AGE_MAX = 30
 """Initial senescent cells arrested 0..29 days before the start (assumed: a recent cohort)."""
 
 
-class TissueModel(mesa.Model):
+class TissueModel(TissueBase, mesa.Model):
     """An L x L tissue patch of healthy, senescent and immune cells with a SASP field.
 
     Attributes:
@@ -121,9 +122,7 @@ class TissueModel(mesa.Model):
     def step(self) -> None:
         """Advance the tissue by one day (decide, apply in random priority, field, readouts)."""
         t = round(self.time)
-        if t >= len(self._days):
-            self._extend_timeline(2 * t)
-        day = self._days[t]
+        day = self._day(t)
 
         intents = [intent for agents in self._agent_sets()
                    for agent in agents if (intent := agent.decide(day)) is not None]
@@ -143,21 +142,11 @@ class TissueModel(mesa.Model):
         self._records.append(self._readout(day, events))
         self.running = t < self.days
 
-    def _extend_timeline(self, days: int) -> None:
-        """(Re)compute the systemic timeline for days 0..days; earlier days do not change."""
-        self.timeline = systemic_timeline(self.params, self.therapy, self.start_age, days)
-        self._days = days_of(self.timeline)
-
     def _agent_sets(self) -> list:
         """The agent sets in decide order (absent types give nothing)."""
         by_type = self.agents_by_type
         return [by_type[kind] for kind in (HealthyCell, SenescentCell, ImmuneCell)
                 if kind in by_type]
-
-    def _recruitment_prob(self, sasp: np.ndarray) -> np.ndarray:
-        p = self.params
-        return rules.recruitment_prob(sasp, p.immune_recruit_base, p.immune_recruit_max,
-                                      p.immune_recruit_half_sasp)
 
     def _lifetime(self) -> int:
         """A geometric residence time with mean `immune_lifetime` days (>= 1)."""
@@ -190,16 +179,6 @@ class TissueModel(mesa.Model):
             senescent=len(by_type.get(SenescentCell, ())), immune=len(by_type.get(ImmuneCell, ())),
             events=events, sasp_sum=float(self.sasp.data.sum()),
             damage_sum=sum(a.damage for a in healthy))
-
-    @property
-    def readouts(self) -> pd.DataFrame:
-        """Daily readouts so far (one row per day, day 0 = initial state)."""
-        return pd.DataFrame.from_records(self._records)
-
-    @property
-    def age(self) -> float:
-        """Organism age now, days."""
-        return self.start_age + self.time
 
     def snapshot(self) -> pd.DataFrame:
         """The whole grid now, one row per site (see `readouts.SNAPSHOT`)."""

@@ -56,12 +56,14 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tissue_abm.engine import ArrayTissue
 from tissue_abm.model import TissueModel
 from tissue_abm.params import Parameters
 from tissue_abm.therapy import DAYS, MAX_AGE, Therapy
 
-ENGINES = ("agents",)
-"""Simulation engines a scenario may ask for."""
+ENGINES = {"array": ArrayTissue, "agents": TissueModel}
+"""Simulation engines a scenario may ask for: the array engine (fast; the default) and the Mesa
+agents engine (the readable reference); both run the same rules."""
 
 
 class ScenarioError(ValueError):
@@ -147,7 +149,7 @@ class Scenario(BaseModel):
                       description="Identifier used in results (letters, digits, _ . -).")
     description: str = Field("", description="What the scenario represents.")
     seed: int = Field(1, ge=0, le=2**63 - 1, description="Base random seed.")
-    engine: Literal[ENGINES] = Field("agents", description="Simulation engine.")
+    engine: Literal[tuple(ENGINES)] = Field("array", description="Simulation engine.")
     size: int = Field(100, ge=3, le=4000, description="Lattice side L.",
                       json_schema_extra={"unit": "sites"})
     torus: bool = Field(True, description="Whether the lattice wraps around.")
@@ -180,7 +182,7 @@ class Scenario(BaseModel):
 
     def with_overrides(self, *, seed: int | None = None, days: int | None = None,
                        size: int | None = None, replicates: int | None = None,
-                       source: str = "command line") -> Scenario:
+                       engine: str | None = None, source: str = "command line") -> Scenario:
         """A copy with the given settings changed (None: unchanged), validated like the file.
 
         Shortening the run with `days` drops the snapshot ages it no longer reaches.
@@ -190,6 +192,8 @@ class Scenario(BaseModel):
             data["seed"] = seed
         if replicates is not None:
             data["replicates"] = replicates
+        if engine is not None:
+            data["engine"] = engine
         if days is not None:
             if not 1 <= days <= MAX_AGE - self.start_age:
                 raise ScenarioError(f"{source}: days = {days} is not allowed; allowed: a whole "
@@ -236,11 +240,11 @@ class Scenario(BaseModel):
             points.append(SweepPoint(index, values, scenario))
         return points
 
-    def create_model(self) -> TissueModel:
-        """The `TissueModel` of this scenario, seeded with `seed`."""
-        return TissueModel(params=self.parameters, therapy=self.therapy, size=self.size,
-                           start_age=self.start_age, days=self.days, torus=self.torus,
-                           rng=self.seed)
+    def create_model(self) -> ArrayTissue | TissueModel:
+        """The model of this scenario on its engine, seeded with `seed`."""
+        return ENGINES[self.engine](params=self.parameters, therapy=self.therapy, size=self.size,
+                                    start_age=self.start_age, days=self.days, torus=self.torus,
+                                    rng=self.seed)
 
 
 class SweepPoint(NamedTuple):
@@ -312,16 +316,24 @@ def load_scenario(path: str | Path) -> Scenario:
     Raises:
         ScenarioError: With a one-line message naming the file, key, value and what is allowed.
     """
+    return parse_scenario(read_scenario_text(path), str(path))
+
+
+def read_scenario_text(path: str | Path) -> str:
+    """The text of a scenario file.
+
+    Raises:
+        ScenarioError: If it is missing, unreadable or not UTF-8 (one line naming the file).
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such scenario file") from None
     except UnicodeDecodeError as err:
         raise ScenarioError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except OSError as err:
         raise ScenarioError(f"{path}: cannot read scenario file ({err.strerror})") from None
-    return parse_scenario(text, str(path))
 
 
 def parse_scenario(text: str, source: str) -> Scenario:

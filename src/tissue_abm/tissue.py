@@ -1,0 +1,52 @@
+"""What both engines share: the systemic timeline, the organism's age and the readout table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tissue_abm import rules
+from tissue_abm.params import Parameters
+from tissue_abm.systemic import Day, days_of, systemic_timeline
+from tissue_abm.therapy import Therapy
+
+
+class TissueBase:
+    """Base of `TissueModel` (agents) and `ArrayTissue` (arrays).
+
+    Subclasses set `params`, `therapy`, `start_age` and `time` (days simulated), and append one
+    `readouts.readout_row` per day to `_records`.
+    """
+
+    params: Parameters
+    therapy: Therapy
+    start_age: int
+    time: float
+    _records: list[dict[str, float]]
+
+    def _extend_timeline(self, days: int) -> None:
+        """(Re)compute the systemic timeline for days 0..days; earlier days do not change."""
+        self.timeline = systemic_timeline(self.params, self.therapy, self.start_age, days)
+        self._days = days_of(self.timeline)
+
+    def _day(self, t: int) -> Day:
+        """The systemic state of day `t`, extending the timeline when a run goes on past it."""
+        if t >= len(self._days):
+            self._extend_timeline(2 * t)
+        return self._days[t]
+
+    def _recruitment_prob(self, sasp: np.ndarray) -> np.ndarray:
+        """Daily probability that an immune-free site with SASP `sasp` recruits an immune cell."""
+        p = self.params
+        return rules.recruitment_prob(sasp, p.immune_recruit_base, p.immune_recruit_max,
+                                      p.immune_recruit_half_sasp)
+
+    @property
+    def readouts(self) -> pd.DataFrame:
+        """Daily readouts so far (one row per day, day 0 = initial state)."""
+        return pd.DataFrame.from_records(self._records)
+
+    @property
+    def age(self) -> float:
+        """Organism age now, days."""
+        return self.start_age + self.time
