@@ -577,9 +577,10 @@ def test_no_divisions_without_regeneration() -> None:
 ], ids=["primary", "paracrine", "replicative", "senescent-death", "healthy-death"])
 def test_each_event_needs_its_own_cause(change: dict, tally: str) -> None:
     # Each path switched off alone: its tally stays 0, the other paths still happen (so the
-    # tallies are not mixed up between paths).
-    days = 40
-    model = step_days(active_tissue(size=20, days=days, rng=19, **change), days)
+    # tallies are not mixed up between paths). Grid and length make each of the other paths
+    # expected to happen dozens of times, so that none is absent by chance.
+    days = 60
+    model = step_days(active_tissue(size=30, days=days, rng=19, **change), days)
     happened = model.readouts[list(EVENTS)].sum()
     assert happened[tally] == 0
     others = [name for name in (*NEW_SENESCENCE, "senescent_deaths", "healthy_deaths")

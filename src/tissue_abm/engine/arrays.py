@@ -176,13 +176,19 @@ class ArrayTissue(TissueBase):
     def _healthy_intents(self, day: Day) -> Intents:
         p, rng = self.params, self.rng
         tissue = self.tissue.ravel()
-        cells = np.flatnonzero(tissue == HEALTHY)
-        sasp = self.sasp.ravel()[cells] * day.inflammation
-        self.exposure[cells] = rules.exposure_step(self.exposure[cells], sasp, p.exposure_memory)
-        self.damage[cells] = rules.damage_step(
-            self.damage[cells], day.damage_drive * self.damage_scale[cells], day.damage_repair,
-            sasp, p.damage_sasp_gain)
-        event = rules.first_event(rng.random(cells.size), (
+        # Damage and exposure advance at every site (values off healthy sites are never read):
+        # whole-array arithmetic, no gathers.
+        sasp = self.sasp.ravel() * day.inflammation
+        self.exposure = rules.exposure_step(self.exposure, sasp, p.exposure_memory)
+        self.damage = rules.damage_step(self.damage, day.damage_drive * self.damage_scale,
+                                        day.damage_repair, sasp, p.damage_sasp_gain)
+        # An event needs u below the chance that any event happens, which is at most `bound`:
+        # the probabilities are computed only for those few cells.
+        u = rng.random(tissue.size)
+        bound = 1.0 - ((1.0 - p.healthy_death_rate) * (1.0 - p.primary_max_rate)
+                       * (1.0 - p.paracrine_max_rate) * (1.0 - day.division_prob))
+        cells = np.flatnonzero((u < bound) & (tissue == HEALTHY))
+        event = rules.first_event(u[cells], (
             p.healthy_death_rate,
             rules.primary_senescence_prob(self.damage[cells], p.primary_max_rate,
                                           p.primary_damage_half, p.primary_hill),
@@ -241,9 +247,11 @@ class ArrayTissue(TissueBase):
                 (_MOVE, walkers, steps)]
 
     def _recruitment_intents(self) -> Intents:
+        p = self.params
         sasp, immune = self.sasp.ravel(), self.immune.ravel()
         u = self.rng.random(sasp.size)
-        arrivals = np.flatnonzero(~immune & (u < self._recruitment_prob(sasp)))
+        maybe = np.flatnonzero((u < p.immune_recruit_base + p.immune_recruit_max) & ~immune)
+        arrivals = maybe[u[maybe] < self._recruitment_prob(sasp[maybe])]
         return [(_RECRUIT, arrivals, arrivals)]
 
     def _apply(self, kind: np.ndarray, source: np.ndarray, target: np.ndarray) -> None:
