@@ -29,6 +29,7 @@ from test_model import (
     active_model,
     assert_busy_run,
     check_conservation,
+    check_full_senolysis_on_dose_days,
     moore_distance,
     moore_neighbours,
     variant,
@@ -339,20 +340,7 @@ def test_senolytic_dose_of_fraction_one_clears_every_senescent_cell_on_dose_days
                         days=days, rng=11)
     for _ in range(days):
         model.step()
-    readouts = model.readouts
-    dose_day = ((readouts["age"] >= schedule.start_age)
-                & ((readouts["age"] - schedule.start_age) % schedule.every == 0))
-    assert dose_day.sum() == 4
-    arrested = readouts[list(NEW_SENESCENCE)].sum(axis=1)
-    removed = readouts[list(SENESCENT_REMOVALS)].sum(axis=1)
-    for day in range(1, days + 1):
-        if dose_day[day]:
-            assert readouts.at[day - 1, "senescent"] > 0
-            assert removed[day] == readouts.at[day - 1, "senescent"]
-            assert readouts.at[day, "senescent"] == arrested[day]
-            assert readouts.at[day, "cleared_senolytic"] > 0
-        else:
-            assert readouts.at[day, "cleared_senolytic"] == 0
+    check_full_senolysis_on_dose_days(model.readouts, schedule, doses=4)
 
 
 # --- 2. determinism and the run's end ----------------------------------------------------------

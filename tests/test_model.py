@@ -341,6 +341,23 @@ def assert_busy_run(readouts: pd.DataFrame, immune_moves: int) -> None:
     assert (readouts["rapamycin_exposure"] > 0).any()
 
 
+def check_full_senolysis_on_dose_days(readouts: pd.DataFrame, schedule, doses: int) -> None:
+    """A senolytic of fraction 1 removes every senescent cell of the dawn on its `doses` days."""
+    dose_day = ((readouts["age"] >= schedule.start_age)
+                & ((readouts["age"] - schedule.start_age) % schedule.every == 0))
+    assert dose_day.sum() == doses
+    arrested = readouts[list(NEW_SENESCENCE)].sum(axis=1)
+    removed = readouts[list(SENESCENT_REMOVALS)].sum(axis=1)
+    for day in range(1, len(readouts)):
+        if dose_day[day]:
+            assert readouts.at[day - 1, "senescent"] > 0
+            assert removed[day] == readouts.at[day - 1, "senescent"]
+            assert readouts.at[day, "senescent"] == arrested[day]
+            assert readouts.at[day, "cleared_senolytic"] > 0
+        else:
+            assert readouts.at[day, "cleared_senolytic"] == 0
+
+
 # --- 1. invariants -------------------------------------------------------------------------------
 
 
@@ -360,20 +377,7 @@ def test_senolytic_dose_of_fraction_one_clears_every_senescent_cell_on_dose_days
                         therapy=Therapy(senolytic=schedule), size=20, start_age=start_age,
                         days=days, rng=11)
     model.run_for(days)
-    readouts = model.readouts
-    dose_day = ((readouts["age"] >= schedule.start_age)
-                & ((readouts["age"] - schedule.start_age) % schedule.every == 0))
-    assert dose_day.sum() == 4
-    arrested = readouts[list(NEW_SENESCENCE)].sum(axis=1)
-    removed = readouts[list(SENESCENT_REMOVALS)].sum(axis=1)
-    for day in range(1, days + 1):
-        if dose_day[day]:
-            assert readouts.at[day - 1, "senescent"] > 0
-            assert removed[day] == readouts.at[day - 1, "senescent"]
-            assert readouts.at[day, "senescent"] == arrested[day]
-            assert readouts.at[day, "cleared_senolytic"] > 0
-        else:
-            assert readouts.at[day, "cleared_senolytic"] == 0
+    check_full_senolysis_on_dose_days(model.readouts, schedule, doses=4)
 
 
 # --- 2. determinism and the run's end ----------------------------------------------------------

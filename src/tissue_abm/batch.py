@@ -326,7 +326,7 @@ def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Executor, i
         finally:
             _stop(pool)
         return
-    from distributed import Client, LocalCluster  # a cluster is optional; import only then
+    from distributed import Client, LocalCluster  # slow to import: only when a cluster is used
 
     cluster = None
     if scheduler == "local":
