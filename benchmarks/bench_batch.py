@@ -7,7 +7,7 @@ time x workers / sum of run times - 1: zero is perfect parallel use of the worke
 time as a fraction of the sum of run times, and the peak resident memory of the whole process
 tree (parent and workers, sampled every 0.2 s with psutil). Then it checks that both executors
 wrote identical files, and times `load_results` (median of 5) on the first batch and on a
-100-run batch of the same length.
+100-run batch of the same length, and `analysis.summarise` on those tables.
 
     python benchmarks/bench_batch.py [--replicates 20] [--size 100] [--workers 2]
                                      [--executors pool dask] [--engine array|agents]
@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 
 from tissue_abm import load_results
+from tissue_abm.analysis import summarise
 from tissue_abm.batch import plan_batch, run_batch
 from tissue_abm.results import MANIFEST
 
@@ -74,12 +75,17 @@ def run(plan, folder, workers, scheduler):
 
 
 def load_time(folder, repeats=5):
-    times = []
+    """Median seconds of `load_results` and of `summarise` on its table; rows; scenarios."""
+    loading, summarising = [], []
     for _ in range(repeats):
         start = time.perf_counter()
         frame = load_results(folder)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), len(frame), frame["scenario"].nunique()
+        loading.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        summarise(frame)
+        summarising.append(time.perf_counter() - start)
+    return (statistics.median(loading), statistics.median(summarising), len(frame),
+            frame["scenario"].nunique())
 
 
 def same_files(first, second):
@@ -120,15 +126,16 @@ def main():
                   "yes" if same_files(*folders.values()) else "NO")
 
         first = next(iter(folders.values()))
-        seconds, rows, scenarios = load_time(first)
+        seconds, summary, rows, scenarios = load_time(first)
         print(f"load_results: {len(plan.runs)} runs ({rows} rows, {scenarios} scenarios) "
-              f"in {seconds * 1000:.0f} ms (median of 5)")
+              f"in {seconds * 1000:.0f} ms, summarise in {summary * 1000:.0f} ms (median of 5)")
         # rows per run do not depend on the grid, so a 100-run batch of the same length on a
         # tiny grid measures loading 100 runs x two years
         hundred = plan_batch(CANONICAL, replicates=25, size=6)
         run_batch(hundred, Path(tmp) / "hundred", workers=args.workers)
-        seconds, rows, _ = load_time(Path(tmp) / "hundred")
-        print(f"load_results: 100 runs ({rows} rows) in {seconds * 1000:.0f} ms (median of 5)")
+        seconds, summary, rows, _ = load_time(Path(tmp) / "hundred")
+        print(f"load_results: 100 runs ({rows} rows) in {seconds * 1000:.0f} ms, summarise in "
+              f"{summary * 1000:.0f} ms (median of 5)")
 
 
 if __name__ == "__main__":

@@ -36,9 +36,9 @@ from test_model import (
 )
 from tissue_abm import Parameters, Senolytic, Therapy
 from tissue_abm.engine import ArrayTissue
-from tissue_abm.engine.arrays import INITIAL_ARREST_AGE_MAX
 from tissue_abm.readouts import EVENTS, READOUTS, SITE_STATES
 from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
+from tissue_abm.tissue import INITIAL_ARREST_AGE_MAX
 
 STATE_ARRAYS = ("damage", "exposure", "damage_scale", "divisions", "arrest_age", "lifetime")
 """The engine's flat per-site state arrays."""

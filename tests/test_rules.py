@@ -686,3 +686,28 @@ def test_immune_occupancy_is_the_renewal_steady_state():
     expected = rules.immune_occupancy(r, lifetime)
     # Tolerance: correlated chain, so allow 0.01 absolute (about 5 s.e. for these spell lengths).
     assert busy / days == pytest.approx(expected, abs=0.01)
+
+
+@pytest.mark.parametrize("probs", [(0.0,), (0.3,), (0.002, 0.01, 0.02, 0.1), (0.5, 1.0, 0.2)])
+def test_any_event_prob_is_where_first_event_stops_giving_events(probs):
+    bound = rules.any_event_prob(probs)
+    u = np.linspace(0.0, 1.0, 100_001, endpoint=False)
+    events = rules.first_event(u, probs) != rules.NO_EVENT
+    # every draw below the bound gives an event, none at or above it does
+    assert events[u < bound].all()
+    assert not events[u >= bound + 1e-12].any()
+
+
+def test_an_upper_bound_on_each_probability_bounds_the_chance_of_any_event():
+    rng = np.random.default_rng(5)
+    highs = np.array([0.002, 0.01, 0.02, 0.1])
+    for _ in range(200):
+        actual = tuple(rng.random(4) * highs)
+        assert rules.any_event_prob(actual) <= rules.any_event_prob(tuple(highs))
+
+
+def test_max_recruitment_prob_bounds_recruitment_at_every_sasp():
+    sasp = np.concatenate([[0.0], np.logspace(-6, 6, 200)])
+    probs = rules.recruitment_prob(sasp, 0.0005, 0.02, 0.2)
+    assert (probs < rules.max_recruitment_prob(0.0005, 0.02)).all()
+    assert probs[-1] == pytest.approx(rules.max_recruitment_prob(0.0005, 0.02), rel=1e-6)

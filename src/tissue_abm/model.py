@@ -17,7 +17,6 @@ One step is one day. Each day:
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from functools import partial
 
@@ -33,10 +32,7 @@ from tissue_abm.readouts import grid_snapshot, readout_row
 from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
 from tissue_abm.systemic import Day
 from tissue_abm.therapy import Therapy
-from tissue_abm.tissue import TissueBase
-
-INITIAL_ARREST_AGE_MAX = 30
-"""Initial senescent cells arrested 0..29 days before the start (assumed: a recent cohort)."""
+from tissue_abm.tissue import INITIAL_ARREST_AGE_MAX, TissueBase
 
 
 class TissueModel(TissueBase, mesa.Model):
@@ -104,15 +100,11 @@ class TissueModel(TissueBase, mesa.Model):
                                       divisions=self.random.randrange(p.replicative_limit // 2 + 1))
                 healthy.damage = healthy.damage_scale * equilibrium
 
-        source = self._secretion(day)
-        for _ in range(math.ceil(10.0 / p.sasp_decay)):  # ~e^-10 of the initial transient left
-            rules.diffuse_decay(self.sasp.data, source, p.sasp_diffusion, p.sasp_decay, self.torus)
-
-        # Immune cells at the recruitment/departure balance of the settled field.
-        occupied = self.rng.random(self.immune.data.shape) < rules.immune_occupancy(
-            self._recruitment_prob(self.sasp.data), p.immune_lifetime)
+        self._settle_field(self.sasp.data, self._secretion(day))
+        occupied = self.rng.random(self.immune.data.shape) < self._initial_immune_prob(
+            self.sasp.data)
         for coordinate in zip(*np.nonzero(occupied), strict=True):
-            ImmuneCell(self, self.grid[coordinate], lifetime=self._lifetime())
+            ImmuneCell(self, self.grid[coordinate], lifetime=int(self._lifetimes()))
 
         for healthy in self.agents_by_type[HealthyCell]:
             healthy.exposure = float(healthy.cell.sasp) * day.inflammation
@@ -148,10 +140,6 @@ class TissueModel(TissueBase, mesa.Model):
         return [by_type[kind] for kind in (HealthyCell, SenescentCell, ImmuneCell)
                 if kind in by_type]
 
-    def _lifetime(self) -> int:
-        """A geometric residence time with mean `immune_lifetime` days (>= 1)."""
-        return int(self.rng.geometric(1.0 / self.params.immune_lifetime))
-
     def _recruitment_intents(self) -> list[Intent]:
         """Each immune-free site draws a recruit with a probability rising with its SASP."""
         u = self.rng.random(self.immune.data.shape)
@@ -160,7 +148,7 @@ class TissueModel(TissueBase, mesa.Model):
                 for cell in map(self.grid.__getitem__, zip(*np.nonzero(arrivals), strict=True))]
 
     def _recruit(self, cell: Cell) -> None:
-        ImmuneCell(self, cell, lifetime=self._lifetime())
+        ImmuneCell(self, cell, lifetime=int(self._lifetimes()))
 
     def _secretion(self, day: Day) -> np.ndarray:
         """SASP secreted today at each site (SASP units per day)."""

@@ -88,6 +88,18 @@ def first_event(u: Num, probs: tuple) -> Num:
     return (len(probs) + 1 - above) % (len(probs) + 1)
 
 
+def any_event_prob(probs: tuple) -> Num:
+    """Probability that one of several competing events happens: 1 - prod(1 - p_k).
+
+    It is the last threshold of `first_event`: with each p_k replaced by an upper bound, draws u
+    at or above it give no event, so only the draws below need the probabilities themselves.
+    """
+    none = 1.0
+    for p in probs:
+        none = none * (1.0 - p)
+    return 1.0 - none
+
+
 def lognormal_multiplier(z: Num, sigma: float) -> Num:
     """Log-normal multiplier with mean 1 from standard normal draw(s) z."""
     return _exp(sigma * z - 0.5 * sigma * sigma)
@@ -228,6 +240,11 @@ def diffuse_decay(field: np.ndarray, source: np.ndarray, diffusion: float, decay
 def recruitment_prob(sasp: Num, base: float, max_rate: float, half: float) -> Num:
     """Daily probability that an immune-free site receives an immune cell, rising with SASP."""
     return base + max_rate * hill(sasp, half, 1.0)
+
+
+def max_recruitment_prob(base: float, max_rate: float) -> float:
+    """Upper bound of `recruitment_prob` over all SASP levels (the Hill term stays below 1)."""
+    return base + max_rate
 
 
 def immune_occupancy(recruitment: Num, lifetime: float) -> Num:

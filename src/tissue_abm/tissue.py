@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -9,6 +11,9 @@ from tissue_abm import rules
 from tissue_abm.params import Parameters
 from tissue_abm.systemic import Day, days_of, systemic_timeline
 from tissue_abm.therapy import Therapy
+
+INITIAL_ARREST_AGE_MAX = 30
+"""Initial senescent cells were arrested 0..29 days before the start (assumed: a recent cohort)."""
 
 
 class TissueBase:
@@ -22,6 +27,8 @@ class TissueBase:
     therapy: Therapy
     start_age: int
     time: float
+    torus: bool
+    rng: np.random.Generator
     _records: list[dict[str, float]]
 
     def _extend_timeline(self, days: int) -> None:
@@ -40,6 +47,20 @@ class TissueBase:
         p = self.params
         return rules.recruitment_prob(sasp, p.immune_recruit_base, p.immune_recruit_max,
                                       p.immune_recruit_half_sasp)
+
+    def _settle_field(self, field: np.ndarray, source: np.ndarray) -> None:
+        """Run the SASP field of the initial senescent cells to its steady state, in place."""
+        p = self.params
+        for _ in range(math.ceil(10.0 / p.sasp_decay)):  # ~e^-10 of the initial transient left
+            rules.diffuse_decay(field, source, p.sasp_diffusion, p.sasp_decay, self.torus)
+
+    def _initial_immune_prob(self, sasp: np.ndarray) -> np.ndarray:
+        """Chance that a site starts with an immune cell: recruitment/departure balance."""
+        return rules.immune_occupancy(self._recruitment_prob(sasp), self.params.immune_lifetime)
+
+    def _lifetimes(self, count: int | None = None) -> np.ndarray | int:
+        """Geometric residence time(s) with mean `immune_lifetime` days (>= 1); one if no count."""
+        return self.rng.geometric(1.0 / self.params.immune_lifetime, count)
 
     @property
     def readouts(self) -> pd.DataFrame:

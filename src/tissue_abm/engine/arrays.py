@@ -29,7 +29,7 @@ from tissue_abm.readouts import grid_snapshot, readout_row
 from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
 from tissue_abm.systemic import Day
 from tissue_abm.therapy import Therapy
-from tissue_abm.tissue import TissueBase
+from tissue_abm.tissue import INITIAL_ARREST_AGE_MAX, TissueBase
 
 # Kinds of intent, and the readout tally each counts (moves count nothing).
 _KINDS = ("healthy_deaths", "new_primary", "new_paracrine", "new_replicative", "divisions",
@@ -43,10 +43,6 @@ _ON_IMMUNE_SLOT = np.isin(np.arange(len(_KINDS)), (_DEPART, _MOVE, _RECRUIT))
 
 Intents = list[tuple[int, np.ndarray, np.ndarray]]
 """Groups of intents of one kind: (kind, acting sites, target sites)."""
-
-INITIAL_ARREST_AGE_MAX = 30
-"""Initial senescent cells arrested 0..29 days before the start (as in the agents engine)."""
-
 
 def moore_neighbours(size: int, torus: bool) -> np.ndarray:
     """Flat indices of the 8 Moore neighbours of every site, shape (size², 8); -1 = none."""
@@ -138,12 +134,9 @@ class ArrayTissue(TissueBase):
         self.damage[healthy] = self.damage_scale[healthy] * rules.equilibrium_damage(
             day.damage_drive, day.damage_repair)
 
-        source = self._secretion(day)
-        for _ in range(int(np.ceil(10.0 / p.sasp_decay))):  # ~e^-10 of the transient left
-            rules.diffuse_decay(self.sasp, source, p.sasp_diffusion, p.sasp_decay, self.torus)
-
-        occupied = np.flatnonzero(rng.random(tissue.size) < rules.immune_occupancy(
-            self._recruitment_prob(self.sasp.ravel()), p.immune_lifetime))
+        self._settle_field(self.sasp, self._secretion(day))
+        occupied = np.flatnonzero(rng.random(tissue.size)
+                                  < self._initial_immune_prob(self.sasp.ravel()))
         self.immune.ravel()[occupied] = True
         self.lifetime[occupied] = self._lifetimes(occupied.size)
         self.exposure[healthy] = self.sasp.ravel()[healthy] * day.inflammation
@@ -182,11 +175,11 @@ class ArrayTissue(TissueBase):
         self.exposure = rules.exposure_step(self.exposure, sasp, p.exposure_memory)
         self.damage = rules.damage_step(self.damage, day.damage_drive * self.damage_scale,
                                         day.damage_repair, sasp, p.damage_sasp_gain)
-        # An event needs u below the chance that any event happens, which is at most `bound`:
-        # the probabilities are computed only for those few cells.
+        # Only draws below the chance of any event at the highest rates can give one: the
+        # probabilities are computed for those few cells alone.
         u = rng.random(tissue.size)
-        bound = 1.0 - ((1.0 - p.healthy_death_rate) * (1.0 - p.primary_max_rate)
-                       * (1.0 - p.paracrine_max_rate) * (1.0 - day.division_prob))
+        bound = rules.any_event_prob((p.healthy_death_rate, p.primary_max_rate,
+                                      p.paracrine_max_rate, day.division_prob))
         cells = np.flatnonzero((u < bound) & (tissue == HEALTHY))
         event = rules.first_event(u[cells], (
             p.healthy_death_rate,
@@ -250,7 +243,8 @@ class ArrayTissue(TissueBase):
         p = self.params
         sasp, immune = self.sasp.ravel(), self.immune.ravel()
         u = self.rng.random(sasp.size)
-        maybe = np.flatnonzero((u < p.immune_recruit_base + p.immune_recruit_max) & ~immune)
+        bound = rules.max_recruitment_prob(p.immune_recruit_base, p.immune_recruit_max)
+        maybe = np.flatnonzero((u < bound) & ~immune)
         arrivals = maybe[u[maybe] < self._recruitment_prob(sasp[maybe])]
         return [(_RECRUIT, arrivals, arrivals)]
 
@@ -282,10 +276,6 @@ class ArrayTissue(TissueBase):
         self.lifetime[recruits] = self._lifetimes(recruits.size)
 
     # --- shared pieces ----------------------------------------------------------------------
-
-    def _lifetimes(self, count: int) -> np.ndarray:
-        """Geometric residence times with mean `immune_lifetime` days (>= 1)."""
-        return self.rng.geometric(1.0 / self.params.immune_lifetime, count)
 
     def _secretion(self, day: Day) -> np.ndarray:
         """SASP secreted today at each site (SASP units per day)."""
