@@ -1,52 +1,63 @@
-"""Cell-updates per second of the two engines, their ratio, memory, and memory bandwidth.
+"""Cell-updates per second of the engines and kernels, their ratios, memory, and bandwidth.
 
-One invocation measures, on this machine and in the same run:
+One invocation measures, on this machine and in the same run (untreated tissue from 12 months,
+every process active; a cell-update is one site for one day; medians over seeds):
 
-- both engines at 100 x 100 (untreated tissue from 12 months, every process active): median of
-  the repeats of sites x days / wall time, and the array/agents ratio;
-- the array engine at 1000 x 1000 and 2000 x 2000: cell-updates per second and peak memory
-  (tracemalloc of the run, separately from the timing);
+- 100 x 100: the agents engine, the array engine's numpy kernel and its compiled (numba)
+  kernel on 1 thread, and the array/agents ratios;
+- 1000 x 1000 and 2000 x 2000: the numpy kernel, and the compiled kernel on 1 and 2 threads;
+- peak memory (VmHWM, the peak resident set of a fresh process; Linux) of a 1000 x 1000 run
+  over two simulated years with daily readouts, and of a 2000 x 2000 run over a few days;
 - this machine's memory bandwidth (a numpy copy of a 256 MiB array, bytes read + written per
-  second) and the fraction of it the array engine achieves at 1000 x 1000, counting the bytes of
-  state one day of the model must at least touch.
+  second) and the fraction of it the compiled kernel achieves at 1000 x 1000, counting the bytes
+  of state one day must at least read and write once.
 
-    python benchmarks/bench_engines.py [--days 30] [--repeats 3] [--large 1000 2000]
+    python benchmarks/bench_engines.py [--days 20] [--repeats 3] [--large 1000 2000]
+                                       [--memory-days 730]
 """
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
-import tracemalloc
 
 import numpy as np
 
 from tissue_abm import TissueModel
-from tissue_abm.engine import ArrayTissue
+from tissue_abm.engine import KERNELS, ArrayTissue, set_threads, warm_up
 
 START_AGE = 365
 
 
-def rate(engine, size, days, seed):
-    """Cell-updates (sites x days) per second of `days` steps after set-up."""
-    model = engine(size=size, start_age=START_AGE, days=days, rng=seed)
+def rate(make, size, days, seed):
+    """Cell-updates (sites x days) per second of `days` steps after set-up and one warm-up day."""
+    model = make(size=size, start_age=START_AGE, days=days + 1, rng=seed)
+    model.step()
     start = time.perf_counter()
     for _ in range(days):
         model.step()
     return size * size * days / (time.perf_counter() - start)
 
 
-def median_rate(engine, size, days, repeats):
-    return statistics.median(rate(engine, size, days, seed) for seed in range(repeats))
+def median_rate(make, size, days, repeats):
+    return statistics.median(rate(make, size, days, seed) for seed in range(repeats))
 
 
-def peak_mib(engine, size, days):
-    tracemalloc.start()
-    model = engine(size=size, start_age=START_AGE, days=days, rng=0)
-    for _ in range(days):
-        model.step()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak / 2**20
+def array(kernel):
+    return lambda **kwargs: ArrayTissue(kernel=kernel, **kwargs)
+
+
+def peak_mib(size, days):
+    """Peak resident memory (MiB) of a fresh process that runs the array engine for `days`."""
+    code = (f"from tissue_abm.engine import ArrayTissue\n"
+            f"m = ArrayTissue(size={size}, start_age={START_AGE}, days={days}, rng=0)\n"
+            f"while m.running: m.step()\n"
+            f"assert len(m.readouts) == {days + 1}\n"
+            "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])")
+    # VmHWM, the process's own peak (ru_maxrss would include this parent's, inherited at fork)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1]) / 1024  # KiB
 
 
 def bandwidth(mib=256, repeats=5):
@@ -70,27 +81,45 @@ def state_bytes(model):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--days", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large", type=int, nargs="*", default=[1000, 2000])
+    parser.add_argument("--memory-days", type=int, default=730)
     args = parser.parse_args()
+    warm_up()
+    compiled = "numba" in KERNELS
+    print(f"{args.days} days from {START_AGE} days of age, median of {args.repeats} seeds; "
+          f"kernels here: {', '.join(KERNELS)}")
 
-    print(f"{args.days} days from {START_AGE} days of age, median of {args.repeats} seeds")
+    set_threads(1)
     agents = median_rate(TissueModel, 100, args.days, args.repeats)
-    array = median_rate(ArrayTissue, 100, args.days, args.repeats)
-    print(f"100x100   agents {agents / 1e6:8.3f} M cell-updates/s   array {array / 1e6:8.3f} "
-          f"M/s   ratio {array / agents:6.0f}")
+    print(f"100x100    agents             {agents / 1e6:8.2f} M cell-updates/s")
+    for kernel in KERNELS:
+        measured = median_rate(array(kernel), 100, args.days, args.repeats)
+        print(f"100x100    array {kernel:5s} 1 thread {measured / 1e6:8.2f} M/s   "
+              f"x{measured / agents:,.0f} the agents engine")
 
     bytes_per_second = bandwidth()
     print(f"memory bandwidth (numpy copy): {bytes_per_second / 1e9:.1f} GB/s")
     for size in args.large:
-        measured = median_rate(ArrayTissue, size, args.days, args.repeats)
-        model = ArrayTissue(size=size, start_age=START_AGE, days=1, rng=0)
-        floor = bytes_per_second / state_bytes(model)
-        print(f"{size}x{size} array {measured / 1e6:8.2f} M cell-updates/s, "
-              f"{measured / floor:.1%} of the bandwidth bound ({floor / 1e6:.0f} M/s at "
-              f"{state_bytes(model):.0f} B/site), peak {peak_mib(ArrayTissue, size, 3):.0f} MiB "
-              "(3 days)")
+        runs = [("numpy", 1)] + ([("numba", 1), ("numba", 2)] if compiled else [])
+        for kernel, threads in runs:
+            set_threads(threads)
+            days = args.days if kernel == "numba" else max(3, args.days // 4)
+            measured = median_rate(array(kernel), size, days, args.repeats)
+            line = (f"{size}x{size}  array {kernel:5s} {threads} thread{'s' * (threads > 1)} "
+                    f"{measured / 1e6:7.2f} M/s")
+            if kernel == "numba" and threads == 1 and size == 1000:
+                model = ArrayTissue(size=size, start_age=START_AGE, days=1, rng=0)
+                floor = bytes_per_second / state_bytes(model)
+                line += (f"   {measured / floor:.1%} of the bandwidth bound "
+                         f"({floor / 1e6:,.0f} M/s at {state_bytes(model):.0f} B/site)")
+            print(line)
+    set_threads(None)
+
+    print(f"peak memory, 1000x1000 for {args.memory_days} days with daily readouts: "
+          f"{peak_mib(1000, args.memory_days):,.0f} MiB")
+    print(f"peak memory, 2000x2000 for 3 days: {peak_mib(2000, 3):,.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from test_model import (
     variant,
 )
 from tissue_abm import Parameters, Senolytic, Therapy
-from tissue_abm.engine import ArrayTissue
+from tissue_abm.engine import KERNELS, ArrayTissue
 from tissue_abm.readouts import EVENTS, READOUTS, SITE_STATES
 from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
 from tissue_abm.tissue import INITIAL_ARREST_AGE_MAX
@@ -45,10 +45,12 @@ STATE_ARRAYS = ("damage", "exposure", "damage_scale", "divisions", "arrest_age",
 
 
 def active_tissue(size: int = 20, days: int = 30, rng: int | np.random.Generator = 7,
-                  torus: bool = True, **changes: float) -> ArrayTissue:
+                  torus: bool = True, kernel: str | None = None,
+                  **changes: float) -> ArrayTissue:
     """The busy old tissue of `test_model.active_model` on the array engine."""
     return ArrayTissue(params=variant(ACTIVE_PARAMS, **changes), therapy=ACTIVE_THERAPY,
-                       size=size, start_age=ACTIVE_START_AGE, days=days, torus=torus, rng=rng)
+                       size=size, start_age=ACTIVE_START_AGE, days=days, torus=torus, rng=rng,
+                       kernel=kernel)
 
 
 def last_readout(model: ArrayTissue) -> dict:
@@ -309,19 +311,24 @@ def test_neighbour_table_is_the_moore_neighbourhood(torus: bool) -> None:
             assert (row >= 0).all()
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("rng", [3, 17])
 @pytest.mark.parametrize("torus", [True, False], ids=["torus", "closed"])
-def test_invariants_hold_every_day_with_all_processes_active(torus: bool, rng: int) -> None:
+def test_invariants_hold_every_day_with_all_processes_active(torus: bool, rng: int,
+                                                             kernel: str) -> None:
     days = 60
-    model = active_tissue(size=25, days=days, rng=rng, torus=torus)
+    model = active_tissue(size=25, days=days, rng=rng, torus=torus, kernel=kernel)
     immune_moves = run_checking_every_day(model, days)
     assert_busy_run(model.readouts, immune_moves)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("torus", [True, False], ids=["torus", "closed"])
-def test_fully_chemotactic_immune_cells_step_up_the_sasp_gradient(torus: bool) -> None:
+def test_fully_chemotactic_immune_cells_step_up_the_sasp_gradient(torus: bool,
+                                                                  kernel: str) -> None:
     days = 30
-    model = active_tissue(size=20, days=days, rng=21, torus=torus, immune_chemotaxis=1.0)
+    model = active_tissue(size=20, days=days, rng=21, torus=torus, kernel=kernel,
+                          immune_chemotaxis=1.0)
     assert run_checking_every_day(model, days, chemotactic=True) > 0
 
 

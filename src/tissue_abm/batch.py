@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from tissue_abm.engine import set_threads, warm_up
 from tissue_abm.results import (
     GRID_SUFFIX,
     MANIFEST,
@@ -190,8 +191,14 @@ def _plan(sources: list[Source], overrides: dict[str, int | str]) -> Plan:
 # --- running -----------------------------------------------------------------------------------
 
 
-def execute(specs: list[RunSpec]) -> list[Outcome]:
-    """Run a chunk of runs (in a worker); a run that raises is returned with its error."""
+def execute(specs: list[RunSpec], threads: int | None = None) -> list[Outcome]:
+    """Run a chunk of runs (in a worker); a run that raises is returned with its error.
+
+    Args:
+        specs: The runs.
+        threads: Threads of the compiled array kernel (one per worker in a pool; None: all).
+    """
+    set_threads(threads)
     outcomes = []
     for spec in specs:
         clock = time.perf_counter()
@@ -279,6 +286,8 @@ def _dispatch(todo: list[RunSpec], workers: int, scheduler: str | None,
             for outcome in execute([spec]):
                 finished(outcome)
         return
+    if any(spec.scenario.engine == "array" for spec in todo):
+        warm_up()  # compiled once here, not by every worker at once
     size = max(1, min(8, len(todo) // (4 * workers)))
     queue = [todo[i:i + size] for i in range(0, len(todo), size)]
     restarts = 0
@@ -289,7 +298,7 @@ def _dispatch(todo: list[RunSpec], workers: int, scheduler: str | None,
             try:
                 while queue or flying:
                     while queue and len(flying) < 2 * slots:
-                        future = executor.submit(execute, queue[0])  # may find it broken
+                        future = executor.submit(execute, queue[0], 1)  # may find it broken
                         flying[future] = queue.pop(0)
                     done, _ = wait(flying, timeout=1.0, return_when=FIRST_COMPLETED)
                     for future in done:

@@ -192,6 +192,17 @@ def diffusion_substeps(diffusion: float, decay: float) -> int:
     return max(1, math.ceil((4.0 * diffusion + decay) / 0.9))
 
 
+def diffusion_scheme(diffusion: float, decay: float) -> tuple[int, float, float, float]:
+    """The explicit scheme's numbers: sub-steps n, step dt, weight kept, weight of inflow.
+
+    One sub-step is f <- keep f + spread (sum of the 4 neighbours) + dt source, i.e.
+    f + dt (D (sum of 4 - 4 f) - decay f + source).
+    """
+    n = diffusion_substeps(diffusion, decay)
+    dt = 1.0 / n
+    return n, dt, 1.0 - dt * (4.0 * diffusion + decay), dt * diffusion
+
+
 def diffuse_decay(field: np.ndarray, source: np.ndarray, diffusion: float, decay: float,
                   torus: bool) -> np.ndarray:
     """Advance a 2-D field by one day in place: diffusion, first-order decay and a source.
@@ -210,9 +221,7 @@ def diffuse_decay(field: np.ndarray, source: np.ndarray, diffusion: float, decay
     Returns:
         `field`, for chaining.
     """
-    n = diffusion_substeps(diffusion, decay)
-    dt = 1.0 / n
-    keep = 1.0 - dt * (4.0 * diffusion + decay)  # f + dt (D (sum of 4 - 4 f) - decay f + s)
+    n, dt, keep, spread = diffusion_scheme(diffusion, decay)
     released = dt * source
     padded = np.empty((field.shape[0] + 2, field.shape[1] + 2), dtype=field.dtype)
     inflow = np.empty_like(field)
@@ -227,7 +236,7 @@ def diffuse_decay(field: np.ndarray, source: np.ndarray, diffusion: float, decay
         np.add(padded[:-2, 1:-1], padded[2:, 1:-1], out=inflow)
         inflow += padded[1:-1, :-2]
         inflow += padded[1:-1, 2:]
-        inflow *= dt * diffusion
+        inflow *= spread
         field *= keep
         field += inflow
         field += released

@@ -1,9 +1,9 @@
-"""`ArrayTissue`: the model card's processes on whole-grid numpy arrays (the array engine).
+"""`ArrayTissue`: the model card's processes on whole-grid arrays (the array engine).
 
 The same day as `tissue_abm.model.TissueModel`, with the same rules (`tissue_abm.rules`), the
 same update scheme and conflict rule, and the same readouts — only the bookkeeping differs: a
-cell is a site index, its state lives in arrays, and the daily decisions of all cells are made
-at once.
+cell is a site index, its state lives in compact arrays (float32 fields), and the daily
+decisions of all cells are made at once.
 
 1. *Decide* from the start-of-day state. Healthy cells accrue damage and exposure and draw one
    competing event (death, primary, paracrine senescence, division into a random vacant
@@ -11,8 +11,12 @@ at once.
    cells depart, attack a random senescent cell on or next to their site, or move to a free
    neighbour (up the SASP gradient, ties at random, or at random); immune-free sites draw
    recruits. Each decision is an intent on one slot (the tissue or the immune slot of a site).
-2. *Apply* in a uniformly random priority: the first intent on a slot wins.
+2. *Apply*: the intent of highest random priority on a slot wins (`intents`).
 3. *SASP field*, 4. *readouts*: as in the agents engine.
+
+Two kernels carry out the day: `kernel` (numba, compiled and multithreaded; the default where
+numba is installed) and the whole-array numpy methods below (everywhere). Random numbers are
+counter-based (`draws`): both kernels draw the very same numbers, in any number of threads.
 
 Arrays are indexed by flat site number (row-major, `x * size + y`); `neighbours[i]` holds the
 eight Moore neighbours of site i (-1 beyond a closed boundary).
@@ -20,10 +24,35 @@ eight Moore neighbours of site i (-1 beyond a closed boundary).
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 
 from tissue_abm import rules
+from tissue_abm.engine import draws
+from tissue_abm.engine.intents import (
+    BY_IMMUNE,
+    DEPART,
+    DIE,
+    DIVIDE,
+    EVENTS,
+    KILL,
+    MOVE,
+    OFFSETS,
+    ON_IMMUNE_SLOT,
+    PARACRINE,
+    PRIMARY,
+    RECRUIT,
+    REPLICATIVE,
+    SEN_DEATH,
+    SENOLYSIS,
+    Rates,
+    claim_id,
+    day_rates,
+    tally,
+)
 from tissue_abm.params import Parameters
 from tissue_abm.readouts import grid_snapshot, readout_row
 from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
@@ -31,38 +60,60 @@ from tissue_abm.systemic import Day
 from tissue_abm.therapy import Therapy
 from tissue_abm.tissue import INITIAL_ARREST_AGE_MAX, TissueBase
 
-# Kinds of intent, and the readout tally each counts (moves count nothing).
-_KINDS = ("healthy_deaths", "new_primary", "new_paracrine", "new_replicative", "divisions",
-          "senescent_deaths", "cleared_senolytic", "cleared_immune", "immune_departed", "",
-          "immune_recruited")
-(_DIE, _PRIMARY, _PARACRINE, _REPLICATIVE, _DIVIDE, _SEN_DEATH, _SENOLYSIS, _KILL, _DEPART,
- _MOVE, _RECRUIT) = range(len(_KINDS))
+try:
+    from tissue_abm.engine import kernel as compiled
+except ImportError:  # numba missing or unusable on this platform: the numpy path runs alone
+    compiled = None
 
-_ON_IMMUNE_SLOT = np.isin(np.arange(len(_KINDS)), (_DEPART, _MOVE, _RECRUIT))
-"""Kinds that claim the immune slot of their target site (all others claim its tissue slot)."""
+type Kernel = Literal["numba", "numpy"]
+KERNELS: tuple[Kernel, ...] = ("numba", "numpy") if compiled is not None else ("numpy",)
+"""Kernels available here, the default first."""
+
+
+def set_threads(count: int | None) -> None:
+    """Threads the compiled kernel may use in the calling thread; None = all cores.
+
+    Batch workers run one thread each, so that workers x threads does not exceed the cores.
+    Results do not depend on it. Without numba this does nothing.
+    """
+    if compiled is not None:
+        compiled.set_threads(count)
+
+
+def warm_up() -> None:
+    """Compile the kernel now, or load it from numba's cache.
+
+    Called before workers start, so that they find it compiled instead of each compiling it
+    (~15 s) at their first run.
+    """
+    if compiled is not None:
+        ArrayTissue(size=8, days=1, rng=0).step()
 
 Intents = list[tuple[int, np.ndarray, np.ndarray]]
 """Groups of intents of one kind: (kind, acting sites, target sites)."""
+
+Totals = tuple[int, int, int, float, float]
+"""End-of-day totals: healthy, senescent and immune counts, SASP sum, damage sum of healthy."""
+
 
 def moore_neighbours(size: int, torus: bool) -> np.ndarray:
     """Flat indices of the 8 Moore neighbours of every site, shape (size², 8); -1 = none."""
     x, y = np.divmod(np.arange(size * size), size)
     columns = []
-    for dx in (-1, 0, 1):
-        for dy in (-1, 0, 1):
-            if dx == dy == 0:
-                continue
-            nx, ny = x + dx, y + dy
-            if torus:
-                columns.append((nx % size) * size + ny % size)
-            else:
-                inside = (nx >= 0) & (nx < size) & (ny >= 0) & (ny < size)
-                columns.append(np.where(inside, nx * size + ny, -1))
+    for dx, dy in OFFSETS:
+        nx, ny = x + dx, y + dy
+        if torus:
+            columns.append((nx % size) * size + ny % size)
+        else:
+            inside = (nx >= 0) & (nx < size) & (ny >= 0) & (ny < size)
+            columns.append(np.where(inside, nx * size + ny, -1))
     return np.stack(columns, axis=1).astype(np.int64)
 
 
 def pick(mask: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Column of a uniformly chosen True in each row of `mask` (each row must have one).
+
+    The choice is the rank min(floor(u * count), count - 1) among the row's True columns.
 
     Args:
         mask: Boolean array, shape (rows, columns).
@@ -82,18 +133,36 @@ class ArrayTissue(TissueBase):
         start_age: Organism age at day 0, days.
         days: Planned length of the run, days; `running` turns False when it is reached.
         time: Days simulated so far.
+        kernel: "numba" (compiled, multithreaded) or "numpy" (whole-array numpy); the same
+            random numbers and rules, so the same run up to float32 rounding.
+        key: The run's random key (uint64): every daily draw is `draws.uniform` of it.
         tissue: Site states (EMPTY/HEALTHY/SENESCENT), int8, shape (size, size).
         immune: Immune cell present, bool, shape (size, size).
-        sasp: SASP field (SASP units), shape (size, size).
+        sasp: SASP field (SASP units), float32, shape (size, size).
     """
 
     def __init__(self, params: Parameters | None = None, therapy: Therapy | None = None,
                  size: int = 100, start_age: int = 90, days: int = 640, torus: bool = True,
-                 rng: int | np.random.Generator | None = None) -> None:
-        """Create the tissue at `start_age` and record day 0 (arguments as `TissueModel`)."""
+                 rng: int | np.random.Generator | None = None,
+                 kernel: Kernel | None = None) -> None:
+        """Create the tissue at `start_age` and record day 0.
+
+        Args:
+            params: Biological parameters (defaults if None).
+            therapy: Drug regimens (untreated if None).
+            size: Lattice side L (sites), >= 3.
+            start_age: Organism age at day 0, days, >= 0.
+            days: Planned number of days, >= 0 (`running` is False after them).
+            torus: Whether the lattice wraps around (else closed boundaries).
+            rng: Seed or numpy Generator of the set-up and of the run's random key.
+            kernel: "numba" or "numpy"; None picks the first of `KERNELS` (numba if installed).
+        """
         if size < 3 or start_age < 0 or days < 0:
             raise ValueError(f"need size >= 3, start_age >= 0 and days >= 0; got size={size}, "
                              f"start_age={start_age}, days={days}")
+        if kernel is not None and kernel not in KERNELS:
+            raise ValueError(f"kernel {kernel!r} is not available here; allowed: {KERNELS}")
+        self.kernel = kernel or KERNELS[0]
         self.params = params if params is not None else Parameters()
         self.therapy = therapy if therapy is not None else Therapy()
         self.start_age, self.days, self.torus, self.time = start_age, days, torus, 0
@@ -101,20 +170,33 @@ class ArrayTissue(TissueBase):
         self._extend_timeline(days)
 
         sites = size * size
-        self.neighbours = moore_neighbours(size, torus)
         self.tissue = np.full((size, size), EMPTY, dtype=np.int8)
         self.immune = np.zeros((size, size), dtype=bool)
-        self.sasp = np.zeros((size, size))
-        self.damage = np.zeros(sites)
-        self.exposure = np.zeros(sites)
-        self.damage_scale = np.ones(sites)
-        self.divisions = np.zeros(sites, dtype=np.int64)
-        self.arrest_age = np.zeros(sites, dtype=np.int64)
-        self.lifetime = np.zeros(sites, dtype=np.int64)
+        self.sasp = np.zeros((size, size), dtype=np.float32)
+        self.damage = np.zeros(sites, dtype=np.float32)
+        self.exposure = np.zeros(sites, dtype=np.float32)
+        self.damage_scale = np.ones(sites, dtype=np.float32)
+        self.divisions = np.zeros(sites, dtype=np.int16)
+        self.arrest_age = np.zeros(sites, dtype=np.int32)
+        self.lifetime = np.zeros(sites, dtype=np.int32)
 
         self._populate(self._days[0])
-        self._records = [self._readout(self._days[0], np.zeros(len(_KINDS), dtype=np.int64))]
+        self.key = self.rng.integers(0, 2**64, dtype=np.uint64, endpoint=False)
+        if self.kernel == "numba":
+            self._buffers = compiled.Buffers(size)
+        self._records = [self._readout(self._days[0], np.zeros(EVENTS, np.int64),
+                                       self._totals())]
         self.running = days > 0
+
+    @cached_property
+    def neighbours(self) -> np.ndarray:
+        """Flat indices of the 8 Moore neighbours of every site (`moore_neighbours`)."""
+        return moore_neighbours(self.tissue.shape[0], self.torus)
+
+    @cached_property
+    def _sites(self) -> np.ndarray:
+        """Every flat site index, as uint64 draw counters."""
+        return np.arange(self.tissue.size, dtype=np.uint64)
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -134,7 +216,7 @@ class ArrayTissue(TissueBase):
         self.damage[healthy] = self.damage_scale[healthy] * rules.equilibrium_damage(
             day.damage_drive, day.damage_repair)
 
-        self._settle_field(self.sasp, self._secretion(day))
+        self._settle_field(self.sasp, self._secretion(day.sasp_output))
         occupied = np.flatnonzero(rng.random(tissue.size)
                                   < self._initial_immune_prob(self.sasp.ravel()))
         self.immune.ravel()[occupied] = True
@@ -146,72 +228,100 @@ class ArrayTissue(TissueBase):
     def step(self) -> None:
         """Advance the tissue by one day (decide, apply in random priority, field, readouts)."""
         self.time += 1
-        t = self.time
-        day = self._day(t)
+        day = self._day(self.time)
+        rates = day_rates(self.params, day)
+        if self.kernel == "numba":
+            events, totals = self._numba_day(rates, compiled.day_keys(self.key, self.time))
+        else:
+            events, totals = self._numpy_day(rates, draws.day_keys(self.key, self.time))
+        self._records.append(self._readout(day, events, totals))
+        self.running = self.time < self.days
 
-        groups = [*self._healthy_intents(day), *self._senescent_intents(day),
-                  *self._immune_intents(day), *self._recruitment_intents()]
+    def _numba_day(self, rates: Rates, keys: np.ndarray) -> tuple[np.ndarray, Totals]:
+        """One day by the compiled kernel (`tissue_abm.engine.kernel`)."""
+        p = self.params
+        state = (self.tissue.ravel(), self.immune.ravel(), self.damage, self.exposure,
+                 self.damage_scale, self.divisions, self.arrest_age, self.lifetime)
+        b = self._buffers
+        compiled.decide(self.tissue.shape[0], self.torus, *state, self.sasp.ravel(), keys, rates,
+                      b.tissue_kind, b.tissue_target, b.immune_kind, b.immune_target)
+        events = compiled.resolve_and_apply(*state, keys, rates, b.tissue_kind, b.tissue_target,
+                                          b.immune_kind, b.immune_target, b.best, b.winner)
+        swapped, totals = compiled.secrete_and_diffuse(
+            self.torus, self.tissue, self.immune, self.damage, self.arrest_age, self.sasp,
+            b.field, b.release, rates, *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay))
+        if swapped:
+            self.sasp, b.field = b.field, self.sasp
+        return events, totals
+
+    def _numpy_day(self, rates: Rates, keys: np.ndarray) -> tuple[np.ndarray, Totals]:
+        """One day by whole-array numpy operations."""
+        groups = [*self._healthy_intents(rates, keys), *self._senescent_intents(rates, keys),
+                  *self._immune_intents(rates, keys), *self._recruitment_intents(rates, keys)]
         kind = np.concatenate([np.full(len(sources), k) for k, sources, _ in groups])
         source = np.concatenate([sources for _, sources, _ in groups])
         target = np.concatenate([targets for _, _, targets in groups])
-        slot = target + self.tissue.size * _ON_IMMUNE_SLOT[kind]
-        order = np.lexsort((self.rng.random(slot.size), slot))  # random priority within a slot
+        slot = target + self.tissue.size * ON_IMMUNE_SLOT[kind]
+        priority = draws.bits(keys[draws.PRIORITY],
+                              claim_id(source, BY_IMMUNE[kind]).astype(np.uint64))
+        order = np.lexsort((~priority, slot))  # within a slot, the highest priority first
         first = np.ones(order.size, dtype=bool)
         first[1:] = slot[order][1:] != slot[order][:-1]
         won = order[first]
-        self._apply(kind[won], source[won], target[won])
+        self._apply(kind[won], source[won], target[won], rates, keys)
+        rules.diffuse_decay(self.sasp, self._secretion(rates.sasp_output),
+                            self.params.sasp_diffusion, self.params.sasp_decay, self.torus)
+        return np.bincount(kind[won], minlength=EVENTS), self._totals()
 
-        rules.diffuse_decay(self.sasp, self._secretion(day), self.params.sasp_diffusion,
-                            self.params.sasp_decay, self.torus)
-        self._records.append(self._readout(day, np.bincount(kind[won], minlength=len(_KINDS))))
-        self.running = t < self.days
+    def _draw(self, keys: np.ndarray, stream: int, sites: np.ndarray | None = None) -> np.ndarray:
+        """Uniforms of `stream` today for `sites` (flat indices; all sites if None)."""
+        counters = self._sites if sites is None else sites.astype(np.uint64)
+        return draws.uniform(keys[stream], counters)
 
-    def _healthy_intents(self, day: Day) -> Intents:
-        p, rng = self.params, self.rng
+    def _healthy_intents(self, r: Rates, keys: np.ndarray) -> Intents:
         tissue = self.tissue.ravel()
         # Damage and exposure advance at every site (values off healthy sites are never read):
         # whole-array arithmetic, no gathers.
-        sasp = self.sasp.ravel() * day.inflammation
-        self.exposure = rules.exposure_step(self.exposure, sasp, p.exposure_memory)
-        self.damage = rules.damage_step(self.damage, day.damage_drive * self.damage_scale,
-                                        day.damage_repair, sasp, p.damage_sasp_gain)
+        sasp = self.sasp.ravel() * np.float32(r.inflammation)
+        self.exposure[:] = rules.exposure_step(self.exposure, sasp, r.exposure_memory)
+        self.damage[:] = rules.damage_step(self.damage, r.damage_drive * self.damage_scale,
+                                           r.damage_repair, sasp, r.damage_sasp_gain)
         # Only draws below the chance of any event at the highest rates can give one: the
         # probabilities are computed for those few cells alone.
-        u = rng.random(tissue.size)
-        bound = rules.any_event_prob((p.healthy_death_rate, p.primary_max_rate,
-                                      p.paracrine_max_rate, day.division_prob))
-        cells = np.flatnonzero((u < bound) & (tissue == HEALTHY))
+        u = self._draw(keys, draws.EVENT)
+        cells = np.flatnonzero((u < r.event_bound) & (tissue == HEALTHY))
         event = rules.first_event(u[cells], (
-            p.healthy_death_rate,
-            rules.primary_senescence_prob(self.damage[cells], p.primary_max_rate,
-                                          p.primary_damage_half, p.primary_hill),
-            rules.paracrine_senescence_prob(self.exposure[cells], p.paracrine_max_rate,
-                                            p.paracrine_half_sasp, p.paracrine_hill),
-            day.division_prob,
+            r.healthy_death,
+            rules.primary_senescence_prob(self.damage[cells], r.primary_max, r.primary_half,
+                                          r.primary_hill),
+            rules.paracrine_senescence_prob(self.exposure[cells], r.paracrine_max,
+                                            r.paracrine_half, r.paracrine_hill),
+            r.division,
         ))
         dividing = cells[event == 4]
         around = self.neighbours[dividing]
         vacant = (around >= 0) & (tissue[around] == EMPTY)
         able = vacant.any(axis=1)
         dividing, around, vacant = dividing[able], around[able], vacant[able]
-        arrested = self.divisions[dividing] >= p.replicative_limit
-        daughters = around[~arrested][np.arange((~arrested).sum()),
-                                      pick(vacant[~arrested], rng.random((~arrested).sum()))]
+        arrested = self.divisions[dividing] >= r.replicative_limit
+        parents = dividing[~arrested]
+        daughters = around[~arrested][np.arange(parents.size),
+                                      pick(vacant[~arrested],
+                                           self._draw(keys, draws.DIVISION_PICK, parents))]
         return [*((kind, cells[event == k], cells[event == k])
-                  for k, kind in ((1, _DIE), (2, _PRIMARY), (3, _PARACRINE))),
-                (_REPLICATIVE, dividing[arrested], dividing[arrested]),
-                (_DIVIDE, dividing[~arrested], daughters)]
+                  for k, kind in ((1, DIE), (2, PRIMARY), (3, PARACRINE))),
+                (REPLICATIVE, dividing[arrested], dividing[arrested]),
+                (DIVIDE, parents, daughters)]
 
-    def _senescent_intents(self, day: Day) -> Intents:
+    def _senescent_intents(self, r: Rates, keys: np.ndarray) -> Intents:
         cells = np.flatnonzero(self.tissue.ravel() == SENESCENT)
         self.arrest_age[cells] += 1
-        event = rules.first_event(self.rng.random(cells.size), (
-            self.params.senescent_death_rate, day.senolytic_fraction))
-        return [(_SEN_DEATH, cells[event == 1], cells[event == 1]),
-                (_SENOLYSIS, cells[event == 2], cells[event == 2])]
+        event = rules.first_event(self._draw(keys, draws.EVENT, cells),
+                                  (r.senescent_death, r.senolysis))
+        return [(SEN_DEATH, cells[event == 1], cells[event == 1]),
+                (SENOLYSIS, cells[event == 2], cells[event == 2])]
 
-    def _immune_intents(self, day: Day) -> Intents:
-        p, rng = self.params, self.rng
+    def _immune_intents(self, r: Rates, keys: np.ndarray) -> Intents:
         tissue, immune, sasp = self.tissue.ravel(), self.immune.ravel(), self.sasp.ravel()
         cells = np.flatnonzero(immune)
         self.lifetime[cells] -= 1
@@ -221,10 +331,11 @@ class ArrayTissue(TissueBase):
         near = np.concatenate([staying[:, None], self.neighbours[staying]], axis=1)
         prey = (near >= 0) & (tissue[near] == SENESCENT)
         hunting = prey.any(axis=1)
-        strike = rng.random(hunting.sum()) < day.immune_competence
-        hunters, near_h, prey_h = staying[hunting][strike], near[hunting][strike], prey[hunting][
-            strike]
-        victims = near_h[np.arange(hunters.size), pick(prey_h, rng.random(hunters.size))]
+        strike = self._draw(keys, draws.STRIKE, staying[hunting]) < r.immune_competence
+        hunters = staying[hunting][strike]
+        victims = near[hunting][strike][np.arange(hunters.size),
+                                        pick(prey[hunting][strike],
+                                             self._draw(keys, draws.PREY_PICK, hunters))]
 
         walkers = staying[~hunting]
         around = self.neighbours[walkers]
@@ -232,70 +343,76 @@ class ArrayTissue(TissueBase):
         able = free.any(axis=1)
         walkers, around, free = walkers[able], around[able], free[able]
         level = np.where(free, sasp[around], -np.inf)
-        chemotactic = rng.random(walkers.size) < p.immune_chemotaxis
+        chemotactic = self._draw(keys, draws.CHEMOTAXIS, walkers) < r.immune_chemotaxis
         best = free & (level == level.max(axis=1, keepdims=True))
         choice = np.where(chemotactic[:, None], best, free)
-        steps = around[np.arange(walkers.size), pick(choice, rng.random(walkers.size))]
-        return [(_DEPART, cells[leaving], cells[leaving]), (_KILL, hunters, victims),
-                (_MOVE, walkers, steps)]
+        steps = around[np.arange(walkers.size),
+                       pick(choice, self._draw(keys, draws.MOVE_PICK, walkers))]
+        return [(DEPART, cells[leaving], cells[leaving]), (KILL, hunters, victims),
+                (MOVE, walkers, steps)]
 
-    def _recruitment_intents(self) -> Intents:
-        p = self.params
+    def _recruitment_intents(self, r: Rates, keys: np.ndarray) -> Intents:
         sasp, immune = self.sasp.ravel(), self.immune.ravel()
-        u = self.rng.random(sasp.size)
-        bound = rules.max_recruitment_prob(p.immune_recruit_base, p.immune_recruit_max)
-        maybe = np.flatnonzero((u < bound) & ~immune)
-        arrivals = maybe[u[maybe] < self._recruitment_prob(sasp[maybe])]
-        return [(_RECRUIT, arrivals, arrivals)]
+        u = self._draw(keys, draws.RECRUIT)
+        maybe = np.flatnonzero((u < r.recruit_bound) & ~immune)
+        arrivals = maybe[u[maybe] < rules.recruitment_prob(sasp[maybe], r.recruit_base,
+                                                           r.recruit_max, r.recruit_half)]
+        return [(RECRUIT, arrivals, arrivals)]
 
-    def _apply(self, kind: np.ndarray, source: np.ndarray, target: np.ndarray) -> None:
+    def _apply(self, kind: np.ndarray, source: np.ndarray, target: np.ndarray, r: Rates,
+               keys: np.ndarray) -> None:
         """Carry out the winning intents (no two touch the same slot)."""
         tissue, immune = self.tissue.ravel(), self.immune.ravel()
-        of = {k: kind == k for k in range(len(_KINDS))}
-        tissue[source[of[_DIE] | of[_SEN_DEATH] | of[_SENOLYSIS]]] = EMPTY
-        tissue[target[of[_KILL]]] = EMPTY
-        arrest = source[of[_PRIMARY] | of[_PARACRINE] | of[_REPLICATIVE]]
+        of = {k: kind == k for k in range(EVENTS)}
+        tissue[source[of[DIE] | of[SEN_DEATH] | of[SENOLYSIS]]] = EMPTY
+        tissue[target[of[KILL]]] = EMPTY
+        arrest = source[of[PRIMARY] | of[PARACRINE] | of[REPLICATIVE]]
         tissue[arrest] = SENESCENT
         self.arrest_age[arrest] = 0
 
-        parents, daughters = source[of[_DIVIDE]], target[of[_DIVIDE]]
+        parents, daughters = source[of[DIVIDE]], target[of[DIVIDE]]
         self.divisions[parents] += 1
         tissue[daughters] = HEALTHY
         for state in (self.damage, self.exposure, self.divisions):
             state[daughters] = state[parents]
         self.damage_scale[daughters] = rules.lognormal_multiplier(
-            self.rng.standard_normal(daughters.size), self.params.damage_heterogeneity)
+            draws.standard_normal(self._draw(keys, draws.DAUGHTER_A, daughters),
+                                  self._draw(keys, draws.DAUGHTER_B, daughters)),
+            r.damage_heterogeneity)
 
-        immune[source[of[_DEPART]]] = False
-        movers, steps = source[of[_MOVE]], target[of[_MOVE]]
+        immune[source[of[DEPART]]] = False
+        movers, steps = source[of[MOVE]], target[of[MOVE]]
         immune[movers] = False
         immune[steps] = True
         self.lifetime[steps] = self.lifetime[movers]
-        recruits = source[of[_RECRUIT]]
+        recruits = source[of[RECRUIT]]
         immune[recruits] = True
-        self.lifetime[recruits] = self._lifetimes(recruits.size)
+        self.lifetime[recruits] = draws.geometric(self._draw(keys, draws.RESIDENCE, recruits),
+                                                  r.residence_log)
 
     # --- shared pieces ----------------------------------------------------------------------
 
-    def _secretion(self, day: Day) -> np.ndarray:
-        """SASP secreted today at each site (SASP units per day)."""
-        source = np.zeros(self.sasp.shape)
+    def _secretion(self, output: float) -> np.ndarray:
+        """SASP secreted today at each site (SASP units per day), float32."""
+        source = np.zeros(self.sasp.shape, dtype=np.float32)
         cells = np.flatnonzero(self.tissue.ravel() == SENESCENT)
         source.ravel()[cells] = rules.sasp_secretion(self.arrest_age[cells],
-                                                     self.params.sasp_maturation, day.sasp_output)
+                                                     self.params.sasp_maturation, output)
         return source
 
-    def _readout(self, day: Day, events: np.ndarray) -> dict[str, float]:
+    def _totals(self) -> Totals:
         tissue = self.tissue.ravel()
         healthy = tissue == HEALTHY
-        return readout_row(
-            day, self.params, sites=tissue.size, healthy=int(healthy.sum()),
-            senescent=int(np.count_nonzero(tissue == SENESCENT)),
-            immune=int(np.count_nonzero(self.immune)),
-            events={name: int(n) for name, n in zip(_KINDS, events, strict=True) if name},
-            sasp_sum=float(self.sasp.sum()), damage_sum=float(self.damage[healthy].sum()))
+        return (int(healthy.sum()), int(np.count_nonzero(tissue == SENESCENT)),
+                int(np.count_nonzero(self.immune)), float(self.sasp.sum(dtype=np.float64)),
+                float(self.damage[healthy].sum(dtype=np.float64)))
+
+    def _readout(self, day: Day, events: np.ndarray, totals: Totals) -> dict[str, float]:
+        healthy, senescent, immune, sasp_sum, damage_sum = totals
+        return readout_row(day, self.params, sites=self.tissue.size, healthy=healthy,
+                           senescent=senescent, immune=immune, events=tally(events),
+                           sasp_sum=sasp_sum, damage_sum=damage_sum)
 
     def snapshot(self) -> pd.DataFrame:
         """The whole grid now, one row per site (see `readouts.SNAPSHOT`)."""
         return grid_snapshot(self.age, self.tissue, self.immune, self.sasp)
-

@@ -1,0 +1,429 @@
+"""The array engine's day compiled with numba (the default kernel of `ArrayTissue`).
+
+Three passes a day:
+
+1. `decide` (parallel over rows): damage and exposure advance, and every site writes the intent
+   of its tissue cell and of its immune slot (`intents.KINDS`) into dense kind/target arrays.
+2. `resolve_and_apply` (serial, over the few sites with an intent): the claim of highest random
+   priority wins each slot; winners are carried out.
+3. `secrete_and_diffuse` (parallel over rows, once per sub-step): senescent cells secrete and
+   the SASP field diffuses and decays; then the day's totals are summed.
+
+The biology is `tissue_abm.rules` compiled as it is (each rule registered with
+`register_jitable`) and the random numbers are `tissue_abm.engine.draws`: the functions the
+numpy kernel calls on arrays. Both kernels therefore draw the same numbers and decide alike;
+float32 rounding of damage and exposure may differ in the last bit. Sums are taken per row and
+then over rows in order, so the result does not depend on the number of threads
+(`numba.set_num_threads`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba.extending import overload, register_jitable
+
+from tissue_abm import rules
+from tissue_abm.engine import draws
+from tissue_abm.engine.intents import (
+    BY_IMMUNE,
+    DEPART,
+    DIE,
+    DIVIDE,
+    EVENTS,
+    KILL,
+    MOVE,
+    OFFSETS,
+    ON_IMMUNE_SLOT,
+    PARACRINE,
+    PRIMARY,
+    RECRUIT,
+    REPLICATIVE,
+    SEN_DEATH,
+    SENOLYSIS,
+    Rates,
+    claim_id,
+)
+from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
+
+
+@overload(rules._exp)
+def _scalar_exp(x):
+    """`rules._exp` in compiled code, where it only ever sees scalars: `math.exp`."""
+    return lambda x: math.exp(x)
+
+
+for _function in (rules.hill, rules.first_event, rules.lognormal_multiplier, rules.damage_step,
+                  rules.exposure_step, rules.primary_senescence_prob,
+                  rules.paracrine_senescence_prob, rules.sasp_secretion, rules.recruitment_prob,
+                  draws.mix, draws.bits, draws.uniform, draws.standard_normal, draws.geometric,
+                  claim_id):
+    register_jitable(_function)
+
+def set_threads(count: int | None) -> None:
+    """Threads the compiled functions use when called from this thread; None = all cores."""
+    available = numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(available if count is None else max(1, min(count, available)))
+
+
+day_keys = numba.njit(cache=True)(draws.day_keys)
+"""`draws.day_keys`, compiled: the same keys, without the cost of a dozen tiny numpy calls."""
+
+_DX = np.array([dx for dx, _ in OFFSETS])
+_DY = np.array([dy for _, dy in OFFSETS])
+
+
+class Buffers:
+    """Work arrays allocated once per run and reused every day."""
+
+    def __init__(self, size: int) -> None:
+        """Buffers for an L x L grid (`size` = L)."""
+        sites = size * size
+        padded = -(-sites // 8) * 8  # kinds are scanned 8 at a time (`_nonzero`)
+        self.tissue_kind = np.zeros(padded, dtype=np.int8)
+        self.tissue_target = np.zeros(sites, dtype=np.int32)
+        self.immune_kind = np.zeros(padded, dtype=np.int8)
+        self.immune_target = np.zeros(sites, dtype=np.int32)
+        self.best = np.zeros(2 * sites, dtype=np.uint64)
+        self.winner = np.full(2 * sites, -1, dtype=np.int64)
+        self.field = np.zeros((size, size), dtype=np.float32)
+        self.release = np.zeros((size, size), dtype=np.float32)
+
+
+@numba.njit(inline="always")
+def _neighbour(x, y, k, size, torus):
+    """Flat index of Moore neighbour k (`OFFSETS` order) of site (x, y); -1 beyond the edge."""
+    nx, ny = x + _DX[k], y + _DY[k]
+    if 0 <= nx < size and 0 <= ny < size:
+        return nx * size + ny
+    if torus:
+        return _wrap(nx, size, True) * size + _wrap(ny, size, True)
+    return -1
+
+
+@numba.njit(inline="always")
+def _wrap(z, size, torus):
+    """Coordinate z in -1..size on the lattice: wrapped on a torus, clamped otherwise.
+
+    (Clamping is the closed boundary's mirror for diffusion; comparisons, not `%`, which
+    would cost an integer division.)
+    """
+    if z < 0:
+        return size - 1 if torus else 0
+    if z >= size:
+        return 0 if torus else size - 1
+    return z
+
+
+@numba.njit(inline="always")
+def _rank(u, count):
+    """Which of `count` options a uniform u chooses (as `arrays.pick`)."""
+    return min(int(u * count), count - 1)
+
+
+@numba.njit(parallel=True, cache=True)
+def decide(size: int, torus: bool, tissue, immune, damage, exposure, damage_scale, divisions,
+           arrest_age, lifetime, sasp, keys, r: Rates, tissue_kind, tissue_target, immune_kind,
+           immune_target) -> None:
+    """Advance damage and exposure and write every site's intents (flat arrays, in place)."""
+    # Scalars hoisted out of the loop, and one flat loop: numba compiles a nested prange loop
+    # several times slower.
+    inflammation, memory = np.float32(r.inflammation), r.exposure_memory
+    drive, repair, gain = r.damage_drive, r.damage_repair, r.damage_sasp_gain
+    event_key, recruit_key = keys[draws.EVENT], keys[draws.RECRUIT]
+    event_bound, recruit_bound = r.event_bound, r.recruit_bound
+    for i in numba.prange(size * size):
+        counter = np.uint64(i)
+        seen = sasp[i] * inflammation
+        exposure[i] = rules.exposure_step(exposure[i], seen, memory)
+        damage[i] = rules.damage_step(damage[i], drive * damage_scale[i], repair, seen, gain)
+        kind = 0
+        if tissue[i] == HEALTHY:
+            u = draws.uniform(event_key, counter)
+            if u < event_bound:
+                kind, target = _healthy_intent(np.int64(i), u, size, torus, tissue, damage,
+                                               exposure, divisions, keys, r)
+                tissue_target[i] = target
+        elif tissue[i] == SENESCENT:
+            arrest_age[i] += 1
+            event = rules.first_event(draws.uniform(event_key, counter),
+                                      (r.senescent_death, r.senolysis))
+            kind = SEN_DEATH if event == 1 else SENOLYSIS if event == 2 else 0
+            tissue_target[i] = i
+        tissue_kind[i] = kind
+
+        kind = 0
+        if immune[i]:
+            kind, target = _immune_intent(np.int64(i), size, torus, tissue, immune, lifetime,
+                                          sasp, keys, r)
+            immune_target[i] = target
+        else:
+            u = draws.uniform(recruit_key, counter)
+            if u < recruit_bound and u < rules.recruitment_prob(
+                    sasp[i], r.recruit_base, r.recruit_max, r.recruit_half):
+                kind = RECRUIT
+                immune_target[i] = i
+        immune_kind[i] = kind
+
+
+@numba.njit(inline="always")
+def _healthy_intent(i, u, size, torus, tissue, damage, exposure, divisions, keys, r):
+    """(kind, target) of healthy cell i whose draw u fell below the event bound."""
+    if r.division_from <= u < r.division_to:  # division, whatever the cell's damage and exposure
+        return _division(i, size, torus, tissue, divisions, keys, r.replicative_limit)
+    event = rules.first_event(u, (
+        r.healthy_death,
+        rules.primary_senescence_prob(damage[i], r.primary_max, r.primary_half, r.primary_hill),
+        rules.paracrine_senescence_prob(exposure[i], r.paracrine_max, r.paracrine_half,
+                                        r.paracrine_hill),
+        r.division))
+    if event == 4:
+        return _division(i, size, torus, tissue, divisions, keys, r.replicative_limit)
+    return (0, DIE, PRIMARY, PARACRINE)[event], i
+
+
+@numba.njit
+def _division(i, size, torus, tissue, divisions, keys, limit):
+    """(kind, target) of healthy cell i that divides (or arrests at the replicative limit).
+
+    It divides into a random vacant neighbour; nothing happens if none is vacant. A function
+    of its own, called only for the few cells that divide: inlined, its loops slow down the
+    whole decision loop.
+    """
+    x, y = divmod(i, size)
+    vacant = 0
+    for k in range(8):
+        j = _neighbour(x, y, k, size, torus)
+        vacant += j >= 0 and tissue[j] == EMPTY
+    if vacant == 0:
+        return 0, i
+    if divisions[i] >= limit:
+        return REPLICATIVE, i
+    rank = _rank(draws.uniform(keys[draws.DIVISION_PICK], np.uint64(i)), vacant)
+    for k in range(8):
+        j = _neighbour(x, y, k, size, torus)
+        if j >= 0 and tissue[j] == EMPTY:
+            if rank == 0:
+                return DIVIDE, j
+            rank -= 1
+    return 0, i  # not reached: rank < vacant
+
+
+@numba.njit
+def _immune_intent(i, size, torus, tissue, immune, lifetime, sasp, keys, r):
+    """(kind, target) of the immune cell on site i: depart, kill, move or nothing."""
+    lifetime[i] -= 1
+    if lifetime[i] <= 0:
+        return DEPART, i
+    counter = np.uint64(i)
+    x, y = divmod(i, size)
+    prey = int(tissue[i] == SENESCENT)
+    for k in range(8):
+        j = _neighbour(x, y, k, size, torus)
+        prey += j >= 0 and tissue[j] == SENESCENT
+    if prey > 0:
+        if draws.uniform(keys[draws.STRIKE], counter) >= r.immune_competence:
+            return 0, i
+        rank = _rank(draws.uniform(keys[draws.PREY_PICK], counter), prey)
+        if tissue[i] == SENESCENT:
+            if rank == 0:
+                return KILL, i
+            rank -= 1
+        for k in range(8):
+            j = _neighbour(x, y, k, size, torus)
+            if j >= 0 and tissue[j] == SENESCENT:
+                if rank == 0:
+                    return KILL, j
+                rank -= 1
+    free = 0
+    top = np.float32(-np.inf)
+    for k in range(8):
+        j = _neighbour(x, y, k, size, torus)
+        if j >= 0 and not immune[j]:
+            free += 1
+            top = max(top, sasp[j])
+    if free == 0:
+        return 0, i
+    chemotactic = draws.uniform(keys[draws.CHEMOTAXIS], counter) < r.immune_chemotaxis
+    options = 0
+    for k in range(8):
+        j = _neighbour(x, y, k, size, torus)
+        options += j >= 0 and not immune[j] and (not chemotactic or sasp[j] == top)
+    rank = _rank(draws.uniform(keys[draws.MOVE_PICK], counter), options)
+    for k in range(8):
+        j = _neighbour(x, y, k, size, torus)
+        if j >= 0 and not immune[j] and (not chemotactic or sasp[j] == top):
+            if rank == 0:
+                return MOVE, j
+            rank -= 1
+    return 0, i  # not reached: rank < options
+
+
+@numba.njit(cache=True)
+def _nonzero(first, second):
+    """Sites where either int8 array is non-zero, in order; reads 8 sites at a time.
+
+    Both arrays must have a length divisible by 8 (`Buffers` pads them).
+    """
+    words_first, words_second = first.view(np.uint64), second.view(np.uint64)
+    found = []
+    for w in range(words_first.size):
+        if words_first[w] | words_second[w]:
+            for i in range(8 * w, 8 * w + 8):
+                if first[i] or second[i]:
+                    found.append(i)
+    return found
+
+
+@numba.njit(cache=True)
+def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
+                      lifetime, keys, r: Rates, tissue_kind, tissue_target, immune_kind,
+                      immune_target, best, winner) -> np.ndarray:
+    """Settle conflicts (highest priority wins a slot), carry out the winners, tally them.
+
+    `best` and `winner` (2 slots per site) must come in with `winner` all -1; they go out so.
+    Returns the tally of winning intents, indexed by kind code.
+    """
+    sites = tissue.size
+    acting = _nonzero(tissue_kind, immune_kind)
+    claims = 0
+    for i in acting:
+        claims += (tissue_kind[i] != 0) + (immune_kind[i] != 0)
+    kind = np.empty(claims, dtype=np.int8)
+    source = np.empty(claims, dtype=np.int64)
+    target = np.empty(claims, dtype=np.int64)
+    c = 0
+    for i in acting:
+        if tissue_kind[i]:
+            kind[c], source[c], target[c] = tissue_kind[i], i, tissue_target[i]
+            c += 1
+        if immune_kind[i]:
+            kind[c], source[c], target[c] = immune_kind[i], i, immune_target[i]
+            c += 1
+
+    slot = target + sites * ON_IMMUNE_SLOT[kind]
+    for c in range(claims):
+        priority = draws.bits(keys[draws.PRIORITY],
+                              np.uint64(claim_id(source[c], BY_IMMUNE[kind[c]])))
+        s = slot[c]
+        if winner[s] < 0 or priority > best[s]:
+            best[s] = priority
+            winner[s] = c
+
+    events = np.zeros(EVENTS, dtype=np.int64)
+    resident = np.empty(claims, dtype=np.int32)  # days left of each moving immune cell
+    for c in range(claims):  # departures and state changes first, ...
+        if winner[slot[c]] != c:
+            continue
+        k, i, j = kind[c], source[c], target[c]
+        events[k] += 1
+        if k in (DIE, SEN_DEATH, SENOLYSIS):
+            tissue[i] = EMPTY
+        elif k == KILL:
+            tissue[j] = EMPTY
+        elif k in (PRIMARY, PARACRINE, REPLICATIVE):
+            tissue[i] = SENESCENT
+            arrest_age[i] = 0
+        elif k == DIVIDE:
+            divisions[i] += 1
+            tissue[j] = HEALTHY
+            damage[j], exposure[j], divisions[j] = damage[i], exposure[i], divisions[i]
+            daughter = np.uint64(j)
+            damage_scale[j] = rules.lognormal_multiplier(
+                draws.standard_normal(draws.uniform(keys[draws.DAUGHTER_A], daughter),
+                                      draws.uniform(keys[draws.DAUGHTER_B], daughter)),
+                r.damage_heterogeneity)
+        elif k in (DEPART, MOVE):
+            resident[c] = lifetime[i]
+            immune[i] = False
+    for c in range(claims):  # ... then immune arrivals, into slots vacated the same day
+        if winner[slot[c]] != c:
+            continue
+        k, i, j = kind[c], source[c], target[c]
+        if k == MOVE:
+            immune[j] = True
+            lifetime[j] = resident[c]
+        elif k == RECRUIT:
+            immune[i] = True
+            lifetime[i] = int(draws.geometric(
+                draws.uniform(keys[draws.RESIDENCE], np.uint64(i)), r.residence_log))
+    for c in range(claims):
+        winner[slot[c]] = -1
+    return events
+
+
+@numba.njit(parallel=True, cache=True)
+def secrete_and_diffuse(torus: bool, tissue, immune, damage, arrest_age, field, other, release,
+                        r: Rates, substeps: int, dt: float, keep: float, spread: float):
+    """Secretion, diffusion and decay of one day in `substeps` sub-steps, then the totals.
+
+    The sub-steps alternate between `field` and `other` (both (L, L) float32); `release` is a
+    work array of the same shape. Arithmetic is float32 in the order of `rules.diffuse_decay`,
+    so both kernels give the same field.
+
+    Returns:
+        (whether the new field is in `other`, (healthy, senescent, immune, SASP sum,
+        damage sum of healthy cells)).
+    """
+    size = field.shape[0]
+    keep32, spread32, dt32 = np.float32(keep), np.float32(spread), np.float32(dt)
+    flat_tissue, flat_release = tissue.ravel(), release.ravel()
+    for i in numba.prange(size * size):
+        flat_release[i] = 0
+        if flat_tissue[i] == SENESCENT:
+            flat_release[i] = dt32 * np.float32(rules.sasp_secretion(
+                arrest_age[i], r.sasp_maturation, r.sasp_output))
+    source, target = field, other
+    for _ in range(substeps):
+        for x in numba.prange(size):
+            _diffuse_row(source[_wrap(x - 1, size, torus)], source[x],
+                         source[_wrap(x + 1, size, torus)], release[x], target[x], torus,
+                         keep32, spread32)
+        source, target = target, source
+
+    return substeps % 2 == 1, _totals(tissue, immune, source, damage)
+
+
+@numba.njit(cache=True, fastmath={"reassoc"})
+def _totals(tissue, immune, sasp, damage):
+    """(healthy, senescent, immune, SASP sum, damage sum of healthy cells) of the grid.
+
+    Serial, hence the same in any number of threads: letting the sums reassociate within a row
+    vectorises them, and this runs faster than a parallel loop (which does not vectorise).
+    """
+    size = tissue.shape[0]
+    rows = np.zeros((size, 5))
+    for x in range(size):
+        states, present, field = tissue[x], immune[x], sasp[x]
+        row_damage = damage[x * size:(x + 1) * size]
+        healthy = senescent = immune_cells = 0
+        sasp_sum = damage_sum = 0.0
+        for y in range(size):
+            healthy += states[y] == HEALTHY
+            senescent += states[y] == SENESCENT
+            immune_cells += present[y]
+            sasp_sum += field[y]
+            damage_sum += row_damage[y] if states[y] == HEALTHY else np.float32(0.0)
+        rows[x, 0], rows[x, 1], rows[x, 2] = healthy, senescent, immune_cells
+        rows[x, 3], rows[x, 4] = sasp_sum, damage_sum
+    totals = np.zeros(5)
+    for x in range(size):
+        totals += rows[x]
+    return int(totals[0]), int(totals[1]), int(totals[2]), totals[3], totals[4]
+
+
+@numba.njit(inline="always")
+def _diffuse_row(up, row, down, release, out, torus, keep, spread):
+    """One sub-step of one row: keep * f + spread * (sum of the 4 neighbours) + release."""
+    size = row.size
+    left = row[size - 1] if torus else row[0]
+    right = row[0] if torus else row[size - 1]
+    out[0] = row[0] * keep + ((up[0] + down[0]) + left + row[1]) * spread + release[0]
+    for y in range(1, size - 1):
+        out[y] = (row[y] * keep + ((up[y] + down[y]) + row[y - 1] + row[y + 1]) * spread
+                  + release[y])
+    last = size - 1
+    out[last] = (row[last] * keep + ((up[last] + down[last]) + row[last - 1] + right) * spread
+                 + release[last])

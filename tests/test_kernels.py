@@ -1,0 +1,99 @@
+"""The two kernels of the array engine: the compiled (numba) and the numpy kernel.
+
+Both draw the same counter-based random numbers (`tissue_abm.engine.draws`) and decide by the
+same rules, so on the same seed they must give the same run: the same sites, immune cells,
+events and SASP field (the field is computed in float32 in the same order: bit for bit), with
+damage and exposure equal up to float32 rounding (relative 1e-5). The compiled kernel must also
+give the same run in any number of threads.
+"""
+
+from __future__ import annotations
+
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from pandas.testing import assert_frame_equal
+
+from test_array_engine import active_tissue, step_days
+from tissue_abm import Parameters, Rapamycin, Senolytic, Therapy
+from tissue_abm.engine import KERNELS, ArrayTissue, set_threads
+from tissue_abm.readouts import EVENTS
+
+try:
+    import numba
+
+    THREADS = numba.config.NUMBA_NUM_THREADS
+except ImportError:  # the numpy kernel alone
+    THREADS = 1
+
+needs_numba = pytest.mark.skipif("numba" not in KERNELS, reason="numba is not installed")
+
+EXACT = ("tissue", "immune", "sasp", "divisions", "arrest_age", "lifetime")
+"""State that must agree exactly between kernels."""
+ROUNDED = ("damage", "exposure", "damage_scale")
+"""float32 state that may differ in the last bits (different order of float32 operations)."""
+
+
+def assert_same_run(first: ArrayTissue, second: ArrayTissue, exact_floats: bool) -> None:
+    for name in EXACT:
+        assert_array_equal(getattr(first, name), getattr(second, name), err_msg=name)
+    healthy = first.tissue.ravel() == 1
+    for name in ROUNDED:
+        a, b = getattr(first, name)[healthy], getattr(second, name)[healthy]
+        if exact_floats:
+            assert_array_equal(a, b, err_msg=name)
+        else:
+            assert_allclose(a, b, rtol=1e-5, err_msg=name)
+    a, b = first.readouts, second.readouts
+    integers = [name for name in a.columns if a[name].dtype.kind == "i"]
+    assert_frame_equal(a[integers], b[integers])
+    if exact_floats:
+        assert_frame_equal(a, b)
+    else:
+        assert_frame_equal(a, b, check_exact=False, rtol=1e-5)
+
+
+@needs_numba
+@pytest.mark.parametrize("torus", [True, False], ids=["torus", "closed"])
+def test_both_kernels_give_the_same_run(torus: bool) -> None:
+    # 25 x 25 = 625 sites: not a multiple of 8 (the compiled kernel scans 8 sites at a time)
+    runs = [step_days(active_tissue(size=25, days=60, rng=5, torus=torus, kernel=kernel), 60)
+            for kernel in ("numba", "numpy")]
+    assert_same_run(*runs, exact_floats=False)
+    events = runs[0].readouts[list(EVENTS)].sum()
+    assert (events > 0).sum() >= 8, f"too quiet a run to compare:\n{events}"
+
+
+@needs_numba
+def test_both_kernels_give_the_same_run_under_therapy() -> None:
+    therapy = Therapy(rapamycin=Rapamycin(dose=2.0, start_age=300),
+                      senolytic=Senolytic(start_age=300, every=20, fraction=0.5))
+    runs = []
+    for kernel in ("numba", "numpy"):
+        model = ArrayTissue(params=Parameters(initial_senescent_fraction=0.05), therapy=therapy,
+                            size=30, start_age=300, days=90, rng=8, kernel=kernel)
+        runs.append(step_days(model, 90))
+    assert_same_run(*runs, exact_floats=False)
+    assert runs[0].readouts["cleared_senolytic"].sum() > 0
+
+
+@needs_numba
+@pytest.mark.skipif(THREADS < 2, reason="numba has only one thread on this machine")
+def test_thread_count_does_not_change_the_run() -> None:
+    runs = []
+    for threads in (1, 2):
+        set_threads(threads)
+        try:
+            runs.append(step_days(active_tissue(size=64, days=40, rng=9, kernel="numba"), 40))
+        finally:
+            set_threads(None)
+    assert_same_run(*runs, exact_floats=True)
+
+
+def test_an_unknown_kernel_is_refused_with_the_allowed_ones() -> None:
+    with pytest.raises(ValueError, match=r"kernel 'fortran' is not available here; allowed: \("):
+        ArrayTissue(size=5, days=1, rng=1, kernel="fortran")
+
+
+def test_kernel_defaults_to_the_first_available() -> None:
+    assert ArrayTissue(size=5, days=1, rng=1).kernel == KERNELS[0]
+    assert KERNELS[-1] == "numpy"
