@@ -244,9 +244,10 @@ class ArrayTissue(TissueBase):
                  self.damage_scale, self.divisions, self.arrest_age, self.lifetime)
         b = self._buffers
         compiled.decide(self.tissue.shape[0], self.torus, *state, self.sasp.ravel(), keys, rates,
-                      b.tissue_kind, b.tissue_target, b.immune_kind, b.immune_target)
+                      b.tissue_kind, b.tissue_target, b.immune_kind, b.immune_target,
+                      b.vacancies)
         events = compiled.resolve_and_apply(*state, keys, rates, b.tissue_kind, b.tissue_target,
-                                          b.immune_kind, b.immune_target, b.best, b.winner)
+                                          b.immune_kind, b.immune_target, b.winner)
         swapped, totals = compiled.secrete_and_diffuse(
             self.torus, self.tissue, self.immune, self.damage, self.arrest_age, self.sasp,
             b.field, b.release, rates, *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay))

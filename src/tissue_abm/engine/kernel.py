@@ -1,20 +1,21 @@
 """The array engine's day compiled with numba (the default kernel of `ArrayTissue`).
 
-Three passes a day:
+Three steps a day:
 
-1. `decide` (parallel over rows): damage and exposure advance, and every site writes the intent
-   of its tissue cell and of its immune slot (`intents.KINDS`) into dense kind/target arrays.
-2. `resolve_and_apply` (serial, over the few sites with an intent): the claim of highest random
-   priority wins each slot; winners are carried out.
+1. `decide` (parallel): damage and exposure advance everywhere, and the cheap draws rule out
+   most sites; then the few marked sites write the intent of their tissue cell and of their
+   immune slot (`intents.KINDS`) into dense kind/target arrays.
+2. `resolve_and_apply` (serial, over the ~1% of sites with an intent): the claim of highest
+   random priority wins each slot; winners are carried out.
 3. `secrete_and_diffuse` (parallel over rows, once per sub-step): senescent cells secrete and
    the SASP field diffuses and decays; then the day's totals are summed.
 
 The biology is `tissue_abm.rules` compiled as it is (each rule registered with
 `register_jitable`) and the random numbers are `tissue_abm.engine.draws`: the functions the
 numpy kernel calls on arrays. Both kernels therefore draw the same numbers and decide alike;
-float32 rounding of damage and exposure may differ in the last bit. Sums are taken per row and
-then over rows in order, so the result does not depend on the number of threads
-(`numba.set_num_threads`).
+float32 rounding of damage and exposure may differ in the last bit. Every site's decision
+depends only on the start-of-day state and its own draws, and the totals are summed serially,
+so the result does not depend on the number of threads (`set_threads`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ for _function in (rules.hill, rules.first_event, rules.lognormal_multiplier, rul
                   claim_id):
     register_jitable(_function)
 
+
 def set_threads(count: int | None) -> None:
     """Threads the compiled functions use when called from this thread; None = all cores."""
     available = numba.config.NUMBA_NUM_THREADS
@@ -81,14 +83,14 @@ class Buffers:
     def __init__(self, size: int) -> None:
         """Buffers for an L x L grid (`size` = L)."""
         sites = size * size
-        padded = -(-sites // 8) * 8  # kinds are scanned 8 at a time (`_nonzero`)
+        padded = -(-sites // 8) * 8  # kinds are scanned 8 at a time
         self.tissue_kind = np.zeros(padded, dtype=np.int8)
         self.tissue_target = np.zeros(sites, dtype=np.int32)
         self.immune_kind = np.zeros(padded, dtype=np.int8)
         self.immune_target = np.zeros(sites, dtype=np.int32)
-        self.best = np.zeros(2 * sites, dtype=np.uint64)
-        self.winner = np.full(2 * sites, -1, dtype=np.int64)
+        self.winner = np.full(2 * sites, -1, dtype=np.int32)
         self.field = np.zeros((size, size), dtype=np.float32)
+        self.vacancies = np.zeros((size, size), dtype=np.int8)
         self.release = np.zeros((size, size), dtype=np.float32)
 
 
@@ -123,49 +125,96 @@ def _rank(u, count):
     return min(int(u * count), count - 1)
 
 
+_CANDIDATE = -1
+"""Kind mark of a site that may have an intent today (the first pass of `decide`)."""
+
+
 @numba.njit(parallel=True, cache=True)
 def decide(size: int, torus: bool, tissue, immune, damage, exposure, damage_scale, divisions,
            arrest_age, lifetime, sasp, keys, r: Rates, tissue_kind, tissue_target, immune_kind,
-           immune_target) -> None:
-    """Advance damage and exposure and write every site's intents (flat arrays, in place)."""
-    # Scalars hoisted out of the loop, and one flat loop: numba compiles a nested prange loop
-    # several times slower.
+           immune_target, vacancies) -> None:
+    """Advance damage and exposure and write every site's intents (flat arrays, in place).
+
+    `vacancies` ((L, L) int8) is a work array: the number of empty neighbours of each site.
+
+    Two passes: a light one over every site (damage, exposure and the draws that rule most
+    sites out), then the decisions of the few marked sites. One loop with the decisions inline
+    runs at half the speed: its rare branches slow down the common path.
+    """
+    # A healthy cell whose draw is at or above `division_from` can only divide (or do nothing):
+    # it is a candidate only next to a vacancy. Most cells have none, so this rules out most of
+    # the draws that fall below `event_bound`, which division dominates.
+    _count_vacancies(tissue.reshape((size, size)), torus, vacancies)
+    flat_vacancies = vacancies.ravel()
     inflammation, memory = np.float32(r.inflammation), r.exposure_memory
     drive, repair, gain = r.damage_drive, r.damage_repair, r.damage_sasp_gain
     event_key, recruit_key = keys[draws.EVENT], keys[draws.RECRUIT]
-    event_bound, recruit_bound = r.event_bound, r.recruit_bound
-    for i in numba.prange(size * size):
-        counter = np.uint64(i)
+    event_bound, recruit_bound, only_division = r.event_bound, r.recruit_bound, r.division_from
+    for i in numba.prange(size * size):  # flat: numba compiles a nested prange loop slower
         seen = sasp[i] * inflammation
         exposure[i] = rules.exposure_step(exposure[i], seen, memory)
         damage[i] = rules.damage_step(damage[i], drive * damage_scale[i], repair, seen, gain)
-        kind = 0
-        if tissue[i] == HEALTHY:
-            u = draws.uniform(event_key, counter)
-            if u < event_bound:
-                kind, target = _healthy_intent(np.int64(i), u, size, torus, tissue, damage,
-                                               exposure, divisions, keys, r)
-                tissue_target[i] = target
-        elif tissue[i] == SENESCENT:
-            arrest_age[i] += 1
-            event = rules.first_event(draws.uniform(event_key, counter),
-                                      (r.senescent_death, r.senolysis))
-            kind = SEN_DEATH if event == 1 else SENOLYSIS if event == 2 else 0
-            tissue_target[i] = i
-        tissue_kind[i] = kind
+        counter = np.uint64(i)
+        state = tissue[i]
+        u = draws.uniform(event_key, counter)
+        tissue_kind[i] = _CANDIDATE if state == SENESCENT or (state == HEALTHY and (
+            u < only_division or (u < event_bound and flat_vacancies[i] > 0))) else 0
+        immune_kind[i] = _CANDIDATE if immune[i] or (
+            draws.uniform(recruit_key, counter) < recruit_bound) else 0
 
-        kind = 0
-        if immune[i]:
-            kind, target = _immune_intent(np.int64(i), size, torus, tissue, immune, lifetime,
-                                          sasp, keys, r)
-            immune_target[i] = target
-        else:
-            u = draws.uniform(recruit_key, counter)
-            if u < recruit_bound and u < rules.recruitment_prob(
-                    sasp[i], r.recruit_base, r.recruit_max, r.recruit_half):
-                kind = RECRUIT
-                immune_target[i] = i
-        immune_kind[i] = kind
+    marks_tissue, marks_immune = tissue_kind.view(np.uint64), immune_kind.view(np.uint64)
+    for word in numba.prange(marks_tissue.size):  # 8 sites at a time; most have no mark
+        if marks_tissue[word] == 0 and marks_immune[word] == 0:
+            continue
+        for i in range(8 * word, 8 * word + 8):
+            if tissue_kind[i]:
+                kind, tissue_target[i] = _tissue_intent(
+                    np.int64(i), size, torus, tissue, damage, exposure, divisions, arrest_age,
+                    keys, r)
+                tissue_kind[i] = kind
+            if immune_kind[i]:
+                kind, immune_target[i] = _immune_intent(
+                    np.int64(i), size, torus, tissue, immune, lifetime, sasp, keys, r)
+                immune_kind[i] = kind
+
+
+@numba.njit(parallel=True)
+def _count_vacancies(tissue, torus, out):
+    """Number of empty Moore neighbours of every site of the (L, L) grid, into `out`."""
+    size = tissue.shape[0]
+    for x in numba.prange(size):
+        up, row, down = tissue[_wrap(x - 1, size, torus)], tissue[x], tissue[_wrap(x + 1, size,
+                                                                                   torus)]
+        edge_rows = not torus and (x == 0 or x == size - 1)
+        for y in range(size):  # interior of the row first: no wrapping, so it vectorises
+            if 0 < y < size - 1 and not edge_rows:
+                out[x, y] = ((up[y - 1] == EMPTY) + (up[y] == EMPTY) + (up[y + 1] == EMPTY)
+                             + (row[y - 1] == EMPTY) + (row[y + 1] == EMPTY)
+                             + (down[y - 1] == EMPTY) + (down[y] == EMPTY)
+                             + (down[y + 1] == EMPTY))
+            else:
+                out[x, y] = _empty_neighbours(tissue, x, y, size, torus)
+
+
+@numba.njit
+def _empty_neighbours(tissue, x, y, size, torus):
+    """Number of empty Moore neighbours of site (x, y) of the (L, L) grid (any site)."""
+    count = 0
+    for k in range(8):
+        j = _neighbour(x, y, k, size, torus)
+        count += j >= 0 and tissue.ravel()[j] == EMPTY
+    return count
+
+
+@numba.njit(inline="always")
+def _tissue_intent(i, size, torus, tissue, damage, exposure, divisions, arrest_age, keys, r):
+    """(kind, target) of the marked tissue cell on site i."""
+    u = draws.uniform(keys[draws.EVENT], np.uint64(i))
+    if tissue[i] == SENESCENT:
+        arrest_age[i] += 1
+        event = rules.first_event(u, (r.senescent_death, r.senolysis))
+        return (0, SEN_DEATH, SENOLYSIS)[event], i
+    return _healthy_intent(i, u, size, torus, tissue, damage, exposure, divisions, keys, r)
 
 
 @numba.njit(inline="always")
@@ -184,13 +233,11 @@ def _healthy_intent(i, u, size, torus, tissue, damage, exposure, divisions, keys
     return (0, DIE, PRIMARY, PARACRINE)[event], i
 
 
-@numba.njit
+@numba.njit(inline="always")
 def _division(i, size, torus, tissue, divisions, keys, limit):
     """(kind, target) of healthy cell i that divides (or arrests at the replicative limit).
 
-    It divides into a random vacant neighbour; nothing happens if none is vacant. A function
-    of its own, called only for the few cells that divide: inlined, its loops slow down the
-    whole decision loop.
+    It divides into a random vacant neighbour; nothing happens if none is vacant.
     """
     x, y = divmod(i, size)
     vacant = 0
@@ -211,13 +258,21 @@ def _division(i, size, torus, tissue, divisions, keys, limit):
     return 0, i  # not reached: rank < vacant
 
 
-@numba.njit
+@numba.njit(inline="always")
 def _immune_intent(i, size, torus, tissue, immune, lifetime, sasp, keys, r):
-    """(kind, target) of the immune cell on site i: depart, kill, move or nothing."""
+    """(kind, target) of the marked immune slot of site i.
+
+    An immune cell departs, kills, moves or does nothing; an empty slot may recruit one.
+    """
+    counter = np.uint64(i)
+    if not immune[i]:
+        u = draws.uniform(keys[draws.RECRUIT], counter)
+        recruited = u < rules.recruitment_prob(sasp[i], r.recruit_base, r.recruit_max,
+                                               r.recruit_half)
+        return RECRUIT if recruited else 0, i
     lifetime[i] -= 1
     if lifetime[i] <= 0:
         return DEPART, i
-    counter = np.uint64(i)
     x, y = divmod(i, size)
     prey = int(tissue[i] == SENESCENT)
     for k in range(8):
@@ -262,54 +317,45 @@ def _immune_intent(i, size, torus, tissue, immune, lifetime, sasp, keys, r):
 
 
 @numba.njit(cache=True)
-def _nonzero(first, second):
-    """Sites where either int8 array is non-zero, in order; reads 8 sites at a time.
-
-    Both arrays must have a length divisible by 8 (`Buffers` pads them).
-    """
-    words_first, words_second = first.view(np.uint64), second.view(np.uint64)
-    found = []
-    for w in range(words_first.size):
-        if words_first[w] | words_second[w]:
-            for i in range(8 * w, 8 * w + 8):
-                if first[i] or second[i]:
-                    found.append(i)
-    return found
-
-
-@numba.njit(cache=True)
 def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
                       lifetime, keys, r: Rates, tissue_kind, tissue_target, immune_kind,
-                      immune_target, best, winner) -> np.ndarray:
+                      immune_target, winner) -> np.ndarray:
     """Settle conflicts (highest priority wins a slot), carry out the winners, tally them.
 
-    `best` and `winner` (2 slots per site) must come in with `winner` all -1; they go out so.
+    `winner` (int32, 2 slots per site) must come in all -1; it goes out so.
     Returns the tally of winning intents, indexed by kind code.
     """
-    sites = tissue.size
-    acting = _nonzero(tissue_kind, immune_kind)
+    # The claims, in site order. Kinds are read 8 sites at a time (`Buffers` pads them to a
+    # multiple of 8): most words hold none.
+    words_tissue, words_immune = tissue_kind.view(np.uint64), immune_kind.view(np.uint64)
     claims = 0
-    for i in acting:
-        claims += (tissue_kind[i] != 0) + (immune_kind[i] != 0)
+    for word in range(words_tissue.size):
+        if words_tissue[word] | words_immune[word]:
+            for i in range(8 * word, 8 * word + 8):
+                claims += (tissue_kind[i] != 0) + (immune_kind[i] != 0)
     kind = np.empty(claims, dtype=np.int8)
     source = np.empty(claims, dtype=np.int64)
     target = np.empty(claims, dtype=np.int64)
     c = 0
-    for i in acting:
-        if tissue_kind[i]:
-            kind[c], source[c], target[c] = tissue_kind[i], i, tissue_target[i]
-            c += 1
-        if immune_kind[i]:
-            kind[c], source[c], target[c] = immune_kind[i], i, immune_target[i]
-            c += 1
+    for word in range(words_tissue.size):
+        if words_tissue[word] | words_immune[word]:
+            for i in range(8 * word, 8 * word + 8):
+                if tissue_kind[i]:
+                    kind[c], source[c], target[c] = tissue_kind[i], i, tissue_target[i]
+                    c += 1
+                if immune_kind[i]:
+                    kind[c], source[c], target[c] = immune_kind[i], i, immune_target[i]
+                    c += 1
 
-    slot = target + sites * ON_IMMUNE_SLOT[kind]
+    # Slots 2 t (tissue) and 2 t + 1 (immune) of target site t: adjacent, so that claims in
+    # site order touch `winner` nearly in order. A slot's incumbent priority is recomputed (a
+    # hash) rather than stored: conflicts are rare, memory traffic is not.
+    slot = 2 * target + ON_IMMUNE_SLOT[kind]
+    priority = draws.bits(keys[draws.PRIORITY],
+                          claim_id(source, BY_IMMUNE[kind]).astype(np.uint64))
     for c in range(claims):
-        priority = draws.bits(keys[draws.PRIORITY],
-                              np.uint64(claim_id(source[c], BY_IMMUNE[kind[c]])))
         s = slot[c]
-        if winner[s] < 0 or priority > best[s]:
-            best[s] = priority
+        if winner[s] < 0 or priority[c] > priority[winner[s]]:
             winner[s] = c
 
     events = np.zeros(EVENTS, dtype=np.int64)
