@@ -8,6 +8,7 @@
     tissue-abm plot RESULTS [--out DIR]
     tissue-abm report RESULTS [--out DIR] [--readout NAME] [--reference NAME]
     tissue-abm params
+    tissue-abm viz [SCENARIO.toml] [--port N]
 
 Errors in the input are reported in one line (file, key, value, what is allowed) with exit
 status 2, before any simulation starts. An interrupted run exits with 130 and writes nothing;
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import socket
+import subprocess
 import sys
 import time
 import typing
@@ -57,6 +60,7 @@ from tissue_abm.results import (
     write_run,
 )
 from tissue_abm.scenario import ENGINES, ScenarioError, load_scenario, run_scenario
+from tissue_abm.viz.serve import DEFAULT_PORT, HOST, start_server
 
 DEFAULT_RESULTS = Path("results")
 
@@ -143,11 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     params = commands.add_parser("params", help="print the parameter table (Markdown)")
     params.set_defaults(handler=lambda args: print(parameters_markdown(), end=""))
+
+    viz = commands.add_parser(
+        "viz", help="show the agents engine in the browser",
+        description="Start the browser view (a Solara server on 127.0.0.1): the grid, charts "
+        "over age, Step/Play/Reset and the controls. Ctrl-C stops it.")
+    viz.add_argument("scenario", type=Path, nargs="?", default=None,
+                     help="scenario file the page starts with (default: "
+                     "scenarios/untreated.toml)")
+    viz.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                     help=f"TCP port (default: {DEFAULT_PORT})")
+    viz.set_defaults(handler=_viz)
     return parser
 
 
 class _AnalysisError(Exception):
     """Results that cannot be analysed as asked (none there, an unknown readout, ...)."""
+
+
+class _ServerError(Exception):
+    """The browser view cannot start (its port is taken, ...)."""
 
 
 def _positive(text: str) -> int:
@@ -157,12 +176,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: a whole number "
+                                         "from 1 to 65535")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0
-    except (ScenarioError, OutputError, _AnalysisError) as err:
+    except (ScenarioError, OutputError, _AnalysisError, _ServerError) as err:
         print(f"tissue-abm: error: {err}", file=sys.stderr)
         return 2
     except BatchInterrupted as err:
@@ -237,6 +264,29 @@ def _batch(args: argparse.Namespace) -> int:
     if args.report and summary.done:
         _write_report(args.out, None, "senescent_fraction", "untreated")
     return 1 if summary.failed else 0
+
+
+def _viz(args: argparse.Namespace) -> int:
+    if args.scenario is not None:
+        load_scenario(args.scenario)  # a bad file: one line and exit 2, before the server starts
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((HOST, args.port))
+        except OSError as err:
+            raise _ServerError(f"port {args.port} on {HOST} is not free ({err.strerror}); "
+                               "choose another with --port") from None
+    print(f"browser view: http://{HOST}:{args.port}  (Ctrl-C stops it)", flush=True)
+    server = start_server(args.scenario, args.port)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:  # the server got the same Ctrl-C and shuts down
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        return 0
 
 
 def _plot(args: argparse.Namespace) -> None:

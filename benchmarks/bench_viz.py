@@ -1,0 +1,88 @@
+"""Time of one Step plus redraw of the browser view at 100×100 (target: at most 0.5 s).
+
+Renders the page in-process (`solara.render`, no browser), as the server does: the untreated
+scenario on its 100×100 grid, first run on to `--warmup-days` (12 months by default, when
+senescence, SASP and immune traffic are under way). Then clicks Step `--repeats` times and prints
+the median time of a click: the model's day plus the redraw of the grid image and the three
+charts (PNG) and the widget updates. The parts are timed separately too: the model's day alone,
+the grid and the charts redrawn (blitted) to PNG, and the first drawing of all four figures
+(as after Reset). Sending the PNGs to the browser and showing them is not included.
+
+    python benchmarks/bench_viz.py [--repeats 15] [--warmup-days 275] [--sasp]
+"""
+
+import argparse
+import contextlib
+import io
+import statistics
+import time
+
+import ipyvuetify as v
+import solara
+
+from tissue_abm.viz import app, components
+from tissue_abm.viz.controls import ViewedTissue, initial_values, model_params
+
+
+@solara.component
+def AppPage():
+    with solara.AppLayout():
+        app.Page()
+
+
+def median_ms(action, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15, help="Step clicks timed (default 15)")
+    parser.add_argument("--warmup-days", type=int, default=275,
+                        help="days run before timing (default 275: to 12 months of age)")
+    parser.add_argument("--sasp", action="store_true", help="time with the SASP field shown")
+    args = parser.parse_args()
+
+    with contextlib.redirect_stdout(io.StringIO()):  # outside Jupyter, the app bar is printed
+        _, rc = solara.render(AppPage(), handle_error=False)
+    step = rc.find(v.Btn, children=["Step"]).widget
+    interval = rc.find(v.Slider, label="Render Interval (steps)").widget
+    if args.warmup_days:
+        interval.v_model = args.warmup_days
+        step.click()
+        interval.v_model = 1
+    if args.sasp:
+        rc.find(v.Switch, label="show the SASP field").widget.v_model = True
+    day = rc.find(v.Html, class_="tissue-day").widget
+
+    click = median_ms(step.click, args.repeats)
+    model = ViewedTissue(**initial_values(model_params(None)))
+    for _ in range(args.warmup_days):
+        model.step()
+    model_day = median_ms(model.step, args.repeats)
+    grid_drawing = components.GridDrawing(model, args.sasp)
+    chart_drawings = [components.ChartDrawing(model, name) for name in components.CHARTS]
+    grid = median_ms(grid_drawing.png, args.repeats)
+    charts = median_ms(lambda: [chart.png(model.readouts) for chart in chart_drawings],
+                       args.repeats)
+    first = median_ms(lambda: [components.GridDrawing(model, args.sasp).png(), *(
+        components.ChartDrawing(model, name).png(model.readouts)
+        for name in components.CHARTS)], 3)
+    size = model.tissue.data.shape
+    print(f"browser view, {size[0]}×{size[1]}, {'SASP field' if args.sasp else 'site states'}; "
+          f"{day.children[0]}")
+    print(f"Step + redraw (one click, median of {args.repeats}): {click:.0f} ms "
+          f"(target <= 500 ms)")
+    rest = click - model_day - grid - charts
+    print(f"  of which: model day {model_day:.0f} ms, grid figure {grid:.0f} ms, "
+          f"charts {charts:.0f} ms, the rest (Solara, widgets) ~{rest:.0f} ms")
+    print(f"first drawing of the four figures (after Reset; axes, ticks, legends): {first:.0f} ms")
+    rc.close()
+
+
+if __name__ == "__main__":
+    main()

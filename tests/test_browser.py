@@ -1,0 +1,223 @@
+"""The browser view in a real browser: Debian's chromium driven by Playwright.
+
+The test starts `tissue-abm viz scenarios/untreated.toml` on a free port (in its own process
+group, stopped with Ctrl-C like a user would), opens the page, and checks what a user sees: the
+grid image, Step advancing the day counter and changing the image, Play and pause, a changed
+control taking effect on Reset, the render interval stepping many days at once. Every request
+must go to the local server and succeed; the server is told to use an unreachable CDN, so a
+front-end file missing from the local assets fails the test instead of being fetched.
+
+It is skipped only when /usr/bin/chromium is missing and `CI` is not set (in CI it fails).
+Playwright's own browser download (`playwright install`) is never used.
+
+The README screenshot is made by the same code:
+
+    python tests/test_browser.py docs/viz.png
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "untreated.toml"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+NO_CDN = "http://127.0.0.1:9/no-cdn/"
+"""Where the server would fetch front-end files it does not have: nowhere (port 9 refuses)."""
+VIEWPORT = {"width": 1440, "height": 1000}
+TIMEOUT_MS = 30_000
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def viz_server(scenario: Path, log: Path, startup_s: float = 60.0) -> Iterator[str]:
+    """Run `tissue-abm viz SCENARIO --port N` and yield its URL; stop it with Ctrl-C after."""
+    port = free_port()
+    env = dict(os.environ, SOLARA_ASSETS_CDN=NO_CDN)
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tissue_abm.cli", "viz", str(scenario), "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + startup_s
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"server exited ({server.returncode}): {log.read_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not up after {startup_s} s: {log.read_text()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGINT)  # Ctrl-C: the CLI and the server stop
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        stopped = server.returncode
+    assert stopped == 0, f"Ctrl-C should stop the browser view cleanly; exit {stopped}"
+
+
+@dataclass
+class Seen:
+    """What the browser saw."""
+
+    days: list[str] = field(default_factory=list)
+    settings: list[str] = field(default_factory=list)
+    now: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    grid_changed_on_step: bool = False
+
+
+def day_of(text: str) -> int:
+    return int(re.match(r"Day (\d+) of", text).group(1))
+
+
+def use_page(page, url: str, screenshot: Path, render_interval_clicks: int = 1) -> Seen:
+    """Drive the page as a user would and save a screenshot at the end; return what was seen.
+
+    Loads the page, steps one day, plays and pauses, changes the rapamycin schedule to daily
+    and the grid size to 80, resets, then steps with the largest render interval
+    `render_interval_clicks` times, and saves the screenshot.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
+    seen = Seen()
+    page.on("request", lambda request: seen.requests.append(request.url))
+    page.on("websocket", lambda socket: seen.requests.append(socket.url))
+    page.on("requestfailed", lambda request: seen.failures.append(f"failed: {request.url}"))
+    page.on("response", lambda response: seen.failures.append(
+        f"{response.status}: {response.url}") if response.status >= 400 else None)
+    day = page.locator(".tissue-day")
+    grid = page.locator(".tissue-grid-image")
+
+    page.goto(url)
+    try:
+        grid.wait_for(timeout=45_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"no grid image after 45 s; failed requests: {seen.failures}"
+                             ) from None
+    expect(day).to_contain_text("Day 0 of 640", timeout=TIMEOUT_MS)
+    seen.days.append(day.inner_text())
+    seen.settings.append(page.locator(".tissue-settings").inner_text())
+    before = grid.screenshot()
+
+    page.get_by_role("button", name="Step").click()
+    expect(day).to_contain_text("Day 1 of 640", timeout=TIMEOUT_MS)
+    seen.days.append(day.inner_text())
+    deadline = time.monotonic() + 10
+    while not seen.grid_changed_on_step and time.monotonic() < deadline:
+        seen.grid_changed_on_step = grid.screenshot() != before
+        page.wait_for_timeout(100)
+
+    page.get_by_role("button", name="▶").click()
+    expect(day).not_to_contain_text(re.compile(r"Day [01] of"), timeout=TIMEOUT_MS)
+    page.get_by_role("button", name="❚❚").click()
+    expect(page.get_by_role("button", name="Step")).to_be_enabled(timeout=TIMEOUT_MS)
+    seen.days.append(day.inner_text())
+
+    page.locator(".v-input", has_text="Rapamycin schedule").locator(".v-select__slot").click()
+    page.get_by_role("option", name="daily", exact=True).click()
+    size = page.locator(".v-input", has_text="Grid size").get_by_role("slider")
+    size.focus()
+    size.press("ArrowLeft")
+    size.press("ArrowLeft")  # 100 -> 80 sites per side
+    page.get_by_role("button", name="Reset").click()
+    expect(page.locator(".tissue-settings")).to_contain_text("80×80 sites", timeout=TIMEOUT_MS)
+    seen.settings.append(page.locator(".tissue-settings").inner_text())
+    seen.days.append(day.inner_text())
+
+    interval = page.locator(".v-input", has_text="Render Interval").get_by_role("slider")
+    interval.focus()
+    interval.press("End")
+    days_per_click = int(interval.get_attribute("aria-valuenow"))
+    for click in range(1, render_interval_clicks + 1):
+        page.get_by_role("button", name="Step").click()
+        expect(day).to_contain_text(f"Day {click * days_per_click} of", timeout=60_000)
+    seen.days.append(day.inner_text())
+    seen.now.append(page.locator(".tissue-now").inner_text())
+    page.wait_for_timeout(300)  # let the charts' images arrive
+    page.screenshot(path=str(screenshot))
+    return seen
+
+
+@contextmanager
+def chromium_page() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport=VIEWPORT)
+        finally:
+            browser.close()
+
+
+def test_browser_view_steps_resets_and_stays_offline(tmp_path):
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; CI must run the browser test "
+                        "(apt-get install -y chromium)")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); not in CI")
+    shot = tmp_path / "viz.png"
+    with viz_server(SCENARIO, tmp_path / "server.log") as url, chromium_page() as page:
+        seen = use_page(page, url, shot)
+
+    assert seen.days[0].startswith("Day 0 of 640 · age 90 days")
+    assert seen.settings[0].startswith("untreated · seed 1 · 100×100 sites · rapamycin none")
+    assert seen.days[1].startswith("Day 1 of 640 · age 91 days")
+    assert seen.grid_changed_on_step, "the grid image did not change after Step"
+    assert day_of(seen.days[2]) >= 2  # Play ran on
+    assert seen.days[3].startswith("Day 0 of 640")  # Reset started again ...
+    assert "80×80 sites · rapamycin 1 mg/kg daily from 90 d" in seen.settings[1]  # ... as set
+    assert day_of(seen.days[4]) >= 90  # one Step of the largest render interval
+    exposure = float(re.search(r"rapamycin ([\d.]+) mg/kg", seen.now[0]).group(1))
+    assert exposure > 1.0, seen.now[0]  # the daily rapamycin acts
+    assert shot.stat().st_size > 50_000
+
+    server = urllib.parse.urlsplit(url).netloc
+    elsewhere = sorted({r for r in seen.requests if urllib.parse.urlsplit(r).scheme not in (
+        "data", "blob") and urllib.parse.urlsplit(r).netloc != server})
+    assert seen.requests and not elsewhere, f"fetched from elsewhere than {server}: {elsewhere}"
+    assert any(r.startswith("ws://") for r in seen.requests)  # the page's websocket, local too
+    assert not seen.failures, seen.failures
+
+
+if __name__ == "__main__":  # the README screenshot, by the same steps as the test
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/viz.png")
+    log = out.with_suffix(".server.log")
+    with viz_server(SCENARIO, log) as url, chromium_page() as page:
+        result = use_page(page, url, out, render_interval_clicks=3)
+    log.unlink()
+    print(f"{out}: {result.days[-1]}; {result.settings[-1]}")

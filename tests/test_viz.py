@@ -1,0 +1,360 @@
+"""The browser view in-process: controls, the model they build, the drawings, the page, the CLI.
+
+The page is rendered with `solara.render` (no browser) inside an `AppLayout`, so that SolaraViz's
+sidebar (Step, Reset, the controls) is rendered too; buttons are clicked and controls set on
+the widgets, as the browser would.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import socket
+from pathlib import Path
+
+import ipyvuetify as v
+import ipywidgets
+import numpy as np
+import pytest
+import solara
+from mesa.visualization.solara_viz import _check_model_params
+
+from scenario_files import assert_one_line_error
+from tissue_abm import cli
+from tissue_abm.scenario import ScenarioError, load_scenario
+from tissue_abm.therapy import Oxytocin, Rapamycin, Senolytic
+from tissue_abm.viz import app, components, controls, serve
+from tissue_abm.viz.controls import ViewedTissue, apply_controls, initial_values, model_params
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
+
+
+def scenario(name: str):
+    return load_scenario(SCENARIOS / f"{name}.toml")
+
+
+# --- the controls and the model they build ----------------------------------------------------
+
+
+def test_controls_left_as_in_scenario_give_the_scenario_with_seed_and_size():
+    combined = scenario("combined")
+    settings = apply_controls(combined, seed="7", size=30)
+    assert settings.therapy == combined.therapy
+    assert settings.parameters == combined.parameters
+    assert (settings.seed, settings.size) == (7, 30)
+    assert (settings.start_age, settings.end_age) == (combined.start_age, combined.end_age)
+
+
+def test_a_schedule_overrides_the_scenario_and_none_or_off_removes_a_drug():
+    untreated, combined, senolytic = scenario("untreated"), scenario("combined"), scenario(
+        "senolytic")
+    rapa = apply_controls(untreated, rapamycin="daily", rapamycin_dose=2.0,
+                          rapamycin_start_age=100).therapy.rapamycin
+    assert rapa == Rapamycin(dose=2.0, every=1, start_age=100)
+    cycled = apply_controls(combined, oxytocin="5 days on, 2 off", oxytocin_dose=0.5,
+                            oxytocin_start_age=200).therapy
+    assert cycled.oxytocin == Oxytocin(dose=0.5, every=1, on_days=5, off_days=2, start_age=200)
+    assert cycled.rapamycin == combined.therapy.rapamycin  # left as in the scenario
+    assert apply_controls(combined, rapamycin="none").therapy.rapamycin is None
+    assert apply_controls(combined, rapamycin="weekly").therapy.rapamycin.every == 7
+    assert apply_controls(untreated, senolytic="on").therapy.senolytic == Senolytic(
+        start_age=untreated.start_age)
+    assert apply_controls(senolytic, senolytic="on").therapy.senolytic == (
+        senolytic.therapy.senolytic)
+    assert apply_controls(senolytic, senolytic="off").therapy.senolytic is None
+    assert apply_controls(untreated, immune_kill=0.25).parameters.immune_kill == 0.25
+
+
+@pytest.mark.parametrize(("controls_given", "words"), [
+    ({"seed": "abc"}, ["seed = 'abc'", "whole number"]),
+    ({"seed": "-3"}, ["seed = '-3'"]),
+    ({"size": 2}, ["size = 2", "from 3"]),
+    ({"rapamycin": "hourly"}, ["rapamycin schedule 'hourly'", "daily"]),
+    ({"senolytic": "maybe"}, ["senolytic 'maybe'", "on"]),
+    ({"rapamycin": "daily", "rapamycin_dose": -1.0}, ["therapy.rapamycin.dose = -1.0"]),
+])
+def test_bad_control_values_are_one_line_errors(controls_given, words):
+    with pytest.raises(ScenarioError) as caught:
+        apply_controls(scenario("untreated"), **controls_given)
+    message = str(caught.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_model_params_start_at_the_given_scenario_and_build_it():
+    params = model_params(SCENARIOS / "combined.toml")
+    assert params["scenario_file"]["value"] == "combined"
+    assert set(params["scenario_file"]["values"]) == {
+        "combined", "oxytocin", "rapamycin", "senolytic", "untreated"}
+    assert params["rapamycin_start_age"].value == 365
+    assert params["immune_kill"].value == scenario("combined").parameters.immune_kill
+    _check_model_params(ViewedTissue.__init__, params)  # SolaraViz accepts every name
+    model = ViewedTissue(**initial_values(params))
+    assert model.settings.therapy == scenario("combined").therapy
+    assert model.tissue.data.shape == (100, 100)
+    assert model.start_age == 90 and model.days == 640
+
+
+def test_a_scenario_file_outside_the_folder_is_offered_and_picked(tmp_path, monkeypatch):
+    own = tmp_path / "mine.toml"
+    own.write_text('name = "mine"\nsize = 12\nstart_age = 100\nend_age = 130\n', "utf-8")
+    monkeypatch.setenv(serve.SCENARIO_ENV, str(own))
+    params = model_params(controls.started_with())
+    assert params["scenario_file"]["value"] == "mine"
+    assert "untreated" in params["scenario_file"]["values"]
+    model = ViewedTissue(**initial_values(params))
+    assert (model.settings.name, model.tissue.data.shape, model.days) == ("mine", (12, 12), 30)
+    with pytest.raises(ScenarioError, match="scenario 'nope' is not allowed"):
+        ViewedTissue("nope")
+
+
+def test_viewed_tissue_is_the_agents_engine_with_the_same_run():
+    from tissue_abm.model import TissueModel
+
+    file = scenario("rapamycin")
+    viewed = ViewedTissue("rapamycin", rng=3, size=12)
+    reference = TissueModel(params=file.parameters, therapy=file.therapy, size=12,
+                            start_age=file.start_age, days=file.days, torus=file.torus, rng=3)
+    for _ in range(5):
+        viewed.step()
+        reference.step()
+    assert viewed.readouts.equals(reference.readouts)
+    assert "rng" in inspect.signature(ViewedTissue.__init__).parameters  # Mesa 4: rng, not seed
+
+
+# --- the drawings -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_model():
+    model = ViewedTissue("combined", rng=5, size=20, rapamycin="daily", rapamycin_start_age=90)
+    for _ in range(6):
+        model.step()
+    return model
+
+
+def test_grid_is_one_image_of_the_states_with_immune_markers_on_top(small_model):
+    fig = components.grid_figure(small_model)
+    ax = fig.axes[0]
+    assert len(ax.images) == 1
+    np.testing.assert_array_equal(ax.images[0].get_array(), small_model.tissue.data.T)
+    markers = ax.collections[0].get_offsets()
+    assert sorted(map(tuple, np.asarray(markers).astype(int))) == sorted(
+        zip(*np.nonzero(small_model.immune.data), strict=True))
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["empty", "healthy", "senescent", "immune cell"]
+
+
+def test_sasp_switch_draws_the_field_with_a_colour_bar(small_model):
+    fig = components.grid_figure(small_model, show_sasp=True)
+    ax, colour_bar = fig.axes
+    np.testing.assert_allclose(ax.images[0].get_array(), small_model.sasp.data.T)
+    assert colour_bar.get_ylabel() == "SASP (units)"
+    assert len(ax.collections) == 1  # the immune markers stay on top
+
+
+def test_charts_plot_the_readouts_over_age(small_model):
+    table = small_model.readouts
+    lines = {line.get_label(): line for name in components.CHARTS
+             for ax in components.chart_figure(small_model, name, table).axes
+             for line in ax.get_lines()}
+    for name, column in [("senescent fraction", "senescent_fraction"),
+                         ("healthy fraction", "healthy_fraction"),
+                         ("vacant fraction", "empty_fraction"),
+                         ("tissue function", "tissue_function"), ("mean SASP", "mean_sasp"),
+                         ("rapamycin exposure", "rapamycin_exposure"),
+                         ("oxytocin level", "oxytocin_level")]:
+        np.testing.assert_allclose(lines[name].get_xdata(), table["age"])
+        np.testing.assert_allclose(lines[name].get_ydata(), table[column])
+    assert table["rapamycin_exposure"].iloc[-1] > 0  # the daily rapamycin acts from day 0
+
+
+def test_blitted_redraws_equal_full_redraws(small_model):
+    """Each day only the data is drawn over the kept frame; the picture is the same."""
+    grid = components.GridDrawing(small_model, show_sasp=True)
+    chart = components.ChartDrawing(small_model, "tissue function")
+    grid.png(), chart.png(small_model.readouts)  # the first frames
+    for _ in range(3):
+        small_model.step()
+    pictures = [grid.png(), chart.png(small_model.readouts)]
+    fresh = [components.GridDrawing(small_model, show_sasp=True).png(),
+             components.ChartDrawing(small_model, "tissue function").png(small_model.readouts)]
+    for blitted, full in zip(pictures, fresh, strict=True):
+        assert blitted == full
+
+
+def test_nice_axis_tops_round_up_to_few_steps():
+    assert [components.nice_top(v, 0.001) for v in (0.0, 0.0011, 0.013, 0.7, 1.0, 3.3, 9.1)] == [
+        0.001, 0.0012, 0.015, 0.8, 1.0, 4.0, 10.0]
+    assert components.nice_top(0.2, 1.2) == 1.2
+
+
+def test_day_counter_counts_days_and_says_when_the_run_ends():
+    model = ViewedTissue("untreated", size=5)
+    model.days = 2
+    model.running = True
+    assert components.day_text(model).startswith("Day 0 of 2 · age 90 days (3.0 months)")
+    model.step()
+    model.step()
+    assert components.day_text(model).startswith("Day 2 of 2 (end of run) · age 92 days")
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+
+@solara.component
+def AppPage():
+    """The page inside Solara's app layout, as the server shows it (sidebar included)."""
+    with solara.AppLayout():
+        app.Page()
+
+
+@pytest.fixture
+def page():
+    _, rc = solara.render(AppPage(), handle_error=False)
+    yield rc
+    rc.close()
+
+
+def text(rc, css_class: str) -> str:
+    return rc.find(v.Html, class_=css_class).widget.children[0]
+
+
+def image(rc, css_class: str) -> bytes:
+    return bytes(rc.find(ipywidgets.Image, _dom_classes=("solara-image", css_class)).widget.value)
+
+
+def click(rc, label: str) -> None:
+    rc.find(v.Btn, children=[label]).widget.click()
+
+
+def test_page_shows_day_zero_and_steps_day_by_day(page):
+    assert text(page, "tissue-day").startswith("Day 0 of 640 · age 90 days")
+    assert "untreated · seed 1 · 100×100 sites" in text(page, "tissue-settings")
+    grid, charts = image(page, "tissue-grid-image"), [
+        bytes(w.value) for w in page.find(ipywidgets.Image, _dom_classes=(
+            "solara-image", "tissue-chart")).widgets]
+    assert grid.startswith(b"\x89PNG") and len(charts) == 3
+    click(page, "Step")
+    assert text(page, "tissue-day").startswith("Day 1 of 640 · age 91 days")
+    assert image(page, "tissue-grid-image") != grid
+    after = [bytes(w.value) for w in page.find(ipywidgets.Image, _dom_classes=(
+        "solara-image", "tissue-chart")).widgets]
+    assert all(new != old for new, old in zip(after, charts, strict=True))
+    click(page, "Step")
+    assert text(page, "tissue-day").startswith("Day 2 of 640")
+
+
+def test_sasp_switch_on_the_page_redraws_the_grid(page):
+    before = image(page, "tissue-grid-image")
+    page.find(v.Switch, label="show the SASP field").widget.v_model = True
+    assert image(page, "tissue-grid-image") != before
+
+
+def test_reset_builds_a_model_with_the_changed_controls(page):
+    click(page, "Step")
+    page.find(v.Slider, label="Grid size (10-200 sites per side)").widget.v_model = 40
+    page.find(v.Select, label="Rapamycin schedule").widget.v_model = "daily"
+    page.find(v.Select, label="Scenario").widget.v_model = "oxytocin"
+    seed = page.find(v.TextField, label="Seed").widget
+    seed.v_model = "12"
+    seed.fire_event("focusout", None)
+    assert text(page, "tissue-day").startswith("Day 1 ")  # nothing applies before Reset
+    click(page, "Reset")
+    assert text(page, "tissue-day").startswith("Day 0 of 640")
+    settings = text(page, "tissue-settings")
+    assert settings.startswith("oxytocin · seed 12 · 40×40 sites · rapamycin 1 mg/kg daily "
+                               "from 90 d · oxytocin 1 young levels daily from 365 d")
+    click(page, "Step")
+    assert "rapamycin 0.00 mg/kg" not in text(page, "tissue-now")  # the new regimen acts
+
+
+def test_a_bad_seed_on_the_page_is_reported_and_the_scenario_seed_used(page):
+    seed = page.find(v.TextField, label="Seed").widget
+    seed.v_model = "12x"
+    seed.fire_event("keyup.enter", None)
+    click(page, "Reset")
+    assert text(page, "tissue-problem") == (
+        "seed = '12x' is not allowed; allowed: a whole number >= 0; the scenario's seed is used")
+    assert text(page, "tissue-settings").startswith("untreated · seed 1 ·")
+    click(page, "Step")
+    assert text(page, "tissue-day").startswith("Day 1 of 640")
+    seed.v_model = "4"
+    seed.fire_event("keyup.enter", None)
+    click(page, "Reset")
+    assert not page.find(v.Html, class_="tissue-problem").widgets
+    assert text(page, "tissue-settings").startswith("untreated · seed 4 ·")
+
+
+# --- the command line and the server ----------------------------------------------------------
+
+
+def test_viz_rejects_a_bad_scenario_file_in_one_line_before_starting(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(cli, "start_server", lambda *a, **k: pytest.fail("server started"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nsize = 1\n', "utf-8")
+    assert cli.main(["viz", str(bad)]) == 2
+    assert_one_line_error(capsys.readouterr().err, str(bad), "size = 1 is not allowed")
+    assert cli.main(["viz", str(tmp_path / "missing.toml")]) == 2
+    assert_one_line_error(capsys.readouterr().err, "no such scenario file")
+
+
+def test_viz_refuses_a_port_in_use_or_out_of_range(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "start_server", lambda *a, **k: pytest.fail("server started"))
+    with socket.socket() as taken:
+        taken.bind((serve.HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["viz", "--port", str(port)]) == 2
+    assert_one_line_error(capsys.readouterr().err, f"port {port}", "--port")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["viz", "--port", "70000"])
+    assert stop.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, "'70000' is not allowed")
+
+
+def test_viz_starts_the_server_on_the_scenario_and_port(capsys, monkeypatch):
+    started = []
+
+    class Server:
+        def wait(self, timeout=None):
+            return 0
+
+    def fake(scenario, port):
+        started.append((scenario, port))
+        return Server()
+
+    monkeypatch.setattr(cli, "start_server", fake)
+    assert cli.main(["viz", str(SCENARIOS / "combined.toml"), "--port", "8123"]) == 0
+    assert started == [(SCENARIOS / "combined.toml", 8123)]
+    assert "http://127.0.0.1:8123" in capsys.readouterr().out
+
+
+def test_server_command_and_environment_are_local_and_offline(tmp_path):
+    command = serve.server_command(8124)
+    assert command[1:4] == ["-m", "solara", "run"] and Path(command[4]) == serve.APP
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    assert command[command.index("--port") + 1] == "8124"
+    env = serve.server_environment(Path("scenarios/combined.toml"), base={"KEEP": "1"})
+    assert env[serve.SCENARIO_ENV] == str((Path("scenarios") / "combined.toml").resolve())
+    assert env["SOLARA_ASSETS_PROXY"] == "true" and env["KEEP"] == "1"
+    assert serve.SCENARIO_ENV not in serve.server_environment(None, base={
+        serve.SCENARIO_ENV: "stale.toml"})
+
+
+def test_solara_assets_hold_every_front_end_file_the_page_asks_for():
+    """Offline: each versioned CDN package Solara's page template names is in the local cache."""
+    import solara.server.settings as server_settings
+
+    template = (Path(solara.__file__).parent / "server" / "templates" / "solara.html.j2")
+    wanted = set(re.findall(r"\{\{cdn\}\}/((?:@[\w-]+/)?[\w-]+@\d[\w.-]*)/",
+                            template.read_text("utf-8")))
+    assert "requirejs@2.3.6" in wanted
+    cache = server_settings.assets.proxy_cache_dir
+    assert (cache / server_settings.assets.fontawesome_path.lstrip("/")).is_file()
+    vuetify3 = {name for name in wanted if "vuetify3" in name}  # only for ipyvuetify 3 (pinned <2)
+    missing = sorted(name for name in wanted - vuetify3 if not (cache / name).is_dir())
+    assert not missing, f"not in {cache} (install solara-assets): {missing}"
