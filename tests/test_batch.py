@@ -44,12 +44,14 @@ snapshots = [98]
 SLOW = """
 name = "{name}"
 seed = {seed}
+engine = "agents"
 replicates = 8
 size = 26
 start_age = 300
 end_age = 350
 """
-"""Sixteen runs over two files, about half a second each: long enough to interrupt mid-way."""
+"""Sixteen runs over two files, about half a second each on the agents engine (the array engine
+finishes them before a signal lands): long enough to interrupt mid-way."""
 
 
 def write_files(folder: Path, template: str) -> list[Path]:

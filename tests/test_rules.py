@@ -711,3 +711,16 @@ def test_max_recruitment_prob_bounds_recruitment_at_every_sasp():
     probs = rules.recruitment_prob(sasp, 0.0005, 0.02, 0.2)
     assert (probs < rules.max_recruitment_prob(0.0005, 0.02)).all()
     assert probs[-1] == pytest.approx(rules.max_recruitment_prob(0.0005, 0.02), rel=1e-6)
+
+
+@pytest.mark.parametrize("half", [0.2, 1.0, 7.5])
+def test_recruitment_prob_bound_bounds_recruitment_and_is_tight_at_zero(half):
+    sasp = np.concatenate([[0.0], np.logspace(-8, 6, 400)]).astype(np.float32)
+    probs = rules.recruitment_prob(sasp, 0.0005, 0.02, half)
+    bounds = rules.recruitment_prob_bound(sasp, 0.0005, 0.02, half)
+    assert (probs <= bounds).all()
+    assert bounds[0] == probs[0] == pytest.approx(0.0005)
+    # tight where SASP is low (most sites), never above the SASP-free maximum
+    low = sasp < 0.01 * half
+    assert (bounds[low] - probs[low] <= 0.02 * 0.011).all()
+    assert (bounds <= rules.max_recruitment_prob(0.0005, 0.02)).all()

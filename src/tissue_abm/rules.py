@@ -256,6 +256,15 @@ def max_recruitment_prob(base: float, max_rate: float) -> float:
     return base + max_rate
 
 
+def recruitment_prob_bound(sasp: Num, base: float, max_rate: float, half: float) -> Num:
+    """An upper bound of `recruitment_prob` without a power: base + max_rate min(1, sasp/half).
+
+    The Hill term x / (half + x) is at most x / half and at most 1. Near zero SASP, where most
+    sites are, the bound is close to `base`: draws above it need not compute the probability.
+    """
+    return base + max_rate * np.minimum(1.0, sasp / half)
+
+
 def immune_occupancy(recruitment: Num, lifetime: float) -> Num:
     """Steady-state probability that a site holds an immune cell.
 

@@ -59,6 +59,7 @@ def _scalar_exp(x):
 for _function in (rules.hill, rules.first_event, rules.lognormal_multiplier, rules.damage_step,
                   rules.exposure_step, rules.primary_senescence_prob,
                   rules.paracrine_senescence_prob, rules.sasp_secretion, rules.recruitment_prob,
+                  rules.recruitment_prob_bound,
                   draws.mix, draws.bits, draws.uniform, draws.standard_normal, draws.geometric,
                   claim_id):
     register_jitable(_function)
@@ -149,7 +150,7 @@ def decide(size: int, torus: bool, tissue, immune, damage, exposure, damage_scal
     inflammation, memory = np.float32(r.inflammation), r.exposure_memory
     drive, repair, gain = r.damage_drive, r.damage_repair, r.damage_sasp_gain
     event_key, recruit_key = keys[draws.EVENT], keys[draws.RECRUIT]
-    event_bound, recruit_bound, only_division = r.event_bound, r.recruit_bound, r.division_from
+    event_bound, only_division = r.event_bound, r.division_from
     for i in numba.prange(size * size):  # flat: numba compiles a nested prange loop slower
         seen = sasp[i] * inflammation
         exposure[i] = rules.exposure_step(exposure[i], seen, memory)
@@ -159,8 +160,9 @@ def decide(size: int, torus: bool, tissue, immune, damage, exposure, damage_scal
         u = draws.uniform(event_key, counter)
         tissue_kind[i] = _CANDIDATE if state == SENESCENT or (state == HEALTHY and (
             u < only_division or (u < event_bound and flat_vacancies[i] > 0))) else 0
-        immune_kind[i] = _CANDIDATE if immune[i] or (
-            draws.uniform(recruit_key, counter) < recruit_bound) else 0
+        immune_kind[i] = _CANDIDATE if immune[i] or draws.uniform(
+            recruit_key, counter) < rules.recruitment_prob_bound(
+                sasp[i], r.recruit_base, r.recruit_max, r.recruit_half) else 0
 
     marks_tissue, marks_immune = tissue_kind.view(np.uint64), immune_kind.view(np.uint64)
     for word in numba.prange(marks_tissue.size):  # 8 sites at a time; most have no mark
