@@ -50,8 +50,8 @@ size = 26
 start_age = 300
 end_age = 350
 """
-"""Sixteen runs over two files, about half a second each on the agents engine (the array engine
-finishes them before a signal lands): long enough to interrupt mid-way."""
+"""Sixteen runs over two files, a few tenths of a second each on the agents engine (several
+times the array engine's time): long enough to interrupt mid-way."""
 
 
 def write_files(folder: Path, template: str) -> list[Path]:
@@ -250,10 +250,19 @@ def test_resume_without_files_uses_the_scenario_texts_of_the_manifest(small, tmp
     assert run_files(out) == run_files(reference)
 
 
+def default_sigint() -> None:
+    """In the child before it starts: Ctrl-C acts as in a terminal.
+
+    A command started in the background by a non-interactive shell (as CI may start the
+    tests) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_batch(files, out: Path, results: int) -> subprocess.Popen:
     """Start `tissue-abm batch` on two workers; return once `results` runs are written."""
     process = subprocess.Popen(cli_batch(files, out, "--workers", "2"), stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while len(list((out / RUNS).glob("*/*.parquet"))) < results:
         assert process.poll() is None, "the batch ended before it could be interrupted"
