@@ -724,3 +724,14 @@ def test_recruitment_prob_bound_bounds_recruitment_and_is_tight_at_zero(half):
     low = sasp < 0.01 * half
     assert (bounds[low] - probs[low] <= 0.02 * 0.011).all()
     assert (bounds <= rules.max_recruitment_prob(0.0005, 0.02)).all()
+
+
+@pytest.mark.parametrize("n", [1.0, 2.0, 3.5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hill_without_a_power_equals_the_power_formula(n, dtype):
+    x = np.concatenate([[0.0], np.logspace(-6, 6, 500)]).astype(dtype)
+    expected = (x / dtype(0.7)) ** dtype(n) / (1 + (x / dtype(0.7)) ** dtype(n))
+    np.testing.assert_allclose(rules.hill(x, 0.7, n), expected, rtol=4 * np.finfo(dtype).eps)
+    # a Python float gives the array's value (agents and array engines agree)
+    assert rules.hill(float(x[250]), 0.7, n) == pytest.approx(
+        float(rules.hill(x[250:251].astype(np.float64), 0.7, n)[0]), rel=1e-15)

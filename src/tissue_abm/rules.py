@@ -47,7 +47,14 @@ def hill(x: Num, half: float, n: float) -> Num:
     Returns:
         Response in [0, 1): 0 at x = 0, 1/2 at x = half, monotone increasing in x.
     """
-    r = (x / half) ** n
+    r = x / half
+    # The usual coefficients without a power function (the same values: x**2 and x**1 are
+    # exact products and copies in numpy and the C library alike), for the compiled kernel,
+    # where a power is the costliest operation of a cell's day.
+    if n == 2.0:
+        r = r * r
+    elif n != 1.0:
+        r = r**n
     return r / (1.0 + r)
 
 

@@ -185,17 +185,23 @@ def _count_vacancies(tissue, torus, out):
     """Number of empty Moore neighbours of every site of the (L, L) grid, into `out`."""
     size = tissue.shape[0]
     for x in numba.prange(size):
-        up, row, down = tissue[_wrap(x - 1, size, torus)], tissue[x], tissue[_wrap(x + 1, size,
-                                                                                   torus)]
-        edge_rows = not torus and (x == 0 or x == size - 1)
-        for y in range(size):  # interior of the row first: no wrapping, so it vectorises
-            if 0 < y < size - 1 and not edge_rows:
-                out[x, y] = ((up[y - 1] == EMPTY) + (up[y] == EMPTY) + (up[y + 1] == EMPTY)
-                             + (row[y - 1] == EMPTY) + (row[y + 1] == EMPTY)
-                             + (down[y - 1] == EMPTY) + (down[y] == EMPTY)
-                             + (down[y + 1] == EMPTY))
-            else:
+        if not torus and (x == 0 or x == size - 1):
+            for y in range(size):
                 out[x, y] = _empty_neighbours(tissue, x, y, size, torus)
+            continue
+        _count_row(tissue[_wrap(x - 1, size, True)], tissue[x], tissue[_wrap(x + 1, size, True)],
+                   out[x])
+        out[x, 0] = _empty_neighbours(tissue, x, 0, size, torus)
+        out[x, size - 1] = _empty_neighbours(tissue, x, size - 1, size, torus)
+
+
+@numba.njit(inline="always")
+def _count_row(up, row, down, out):
+    """Empty neighbours of the inner sites of one row (a loop without branches: it vectorises)."""
+    for y in range(1, row.size - 1):
+        out[y] = ((up[y - 1] == EMPTY) + (up[y] == EMPTY) + (up[y + 1] == EMPTY)
+                  + (row[y - 1] == EMPTY) + (row[y + 1] == EMPTY)
+                  + (down[y - 1] == EMPTY) + (down[y] == EMPTY) + (down[y + 1] == EMPTY))
 
 
 @numba.njit
