@@ -84,10 +84,11 @@ def warm_up() -> None:
     """Compile the kernel now, or load it from numba's cache.
 
     Called before workers start, so that they find it compiled instead of each compiling it
-    (~15 s) at their first run.
+    (30-45 s here) at their first run.
     """
     if compiled is not None:
         ArrayTissue(size=8, days=1, rng=0).step()
+
 
 Intents = list[tuple[int, np.ndarray, np.ndarray]]
 """Groups of intents of one kind: (kind, acting sites, target sites)."""
@@ -244,10 +245,11 @@ class ArrayTissue(TissueBase):
                  self.damage_scale, self.divisions, self.arrest_age, self.lifetime)
         b = self._buffers
         compiled.decide(self.tissue.shape[0], self.torus, *state, self.sasp.ravel(), keys, rates,
-                      b.tissue_kind, b.tissue_target, b.immune_kind, b.immune_target,
-                      b.vacancies)
-        events = compiled.resolve_and_apply(*state, keys, rates, b.tissue_kind, b.tissue_target,
-                                          b.immune_kind, b.immune_target, b.winner)
+                        b.tissue_kind, b.tissue_target, b.immune_kind, b.immune_target,
+                        b.vacancies)
+        events = compiled.resolve_and_apply(*state, keys, rates, b.tissue_kind,
+                                            b.tissue_target, b.immune_kind, b.immune_target,
+                                            b.winner)
         swapped, totals = compiled.secrete_and_diffuse(
             self.torus, self.tissue, self.immune, self.damage, self.arrest_age, self.sasp,
             b.field, b.release, rates, *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay))
