@@ -84,7 +84,7 @@ def warm_up() -> None:
     """Compile the kernel now, or load it from numba's cache.
 
     Called before workers start, so that they find it compiled instead of each compiling it
-    (30-45 s here) at their first run.
+    (about 45 s here) at their first run.
     """
     if compiled is not None:
         ArrayTissue(size=8, days=1, rng=0).step()
