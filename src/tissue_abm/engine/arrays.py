@@ -232,27 +232,21 @@ class ArrayTissue(TissueBase):
         day = self._day(self.time)
         rates = day_rates(self.params, day)
         if self.kernel == "numba":
-            events, totals = self._numba_day(rates, compiled.day_keys(self.key, self.time))
+            events, totals = self._numba_day(rates)
         else:
             events, totals = self._numpy_day(rates, draws.day_keys(self.key, self.time))
         self._records.append(self._readout(day, events, totals))
         self.running = self.time < self.days
 
-    def _numba_day(self, rates: Rates, keys: np.ndarray) -> tuple[np.ndarray, Totals]:
+    def _numba_day(self, rates: Rates) -> tuple[np.ndarray, Totals]:
         """One day by the compiled kernel (`tissue_abm.engine.kernel`)."""
-        p = self.params
-        state = (self.tissue.ravel(), self.immune.ravel(), self.damage, self.exposure,
-                 self.damage_scale, self.divisions, self.arrest_age, self.lifetime)
-        b = self._buffers
-        compiled.decide(self.tissue.shape[0], self.torus, *state, self.sasp.ravel(), keys, rates,
-                        b.tissue_kind, b.tissue_target, b.immune_kind, b.immune_target,
-                        b.vacancies)
-        events = compiled.resolve_and_apply(*state, keys, rates, b.tissue_kind,
-                                            b.tissue_target, b.immune_kind, b.immune_target,
-                                            b.winner)
-        swapped, totals = compiled.secrete_and_diffuse(
-            self.torus, self.tissue, self.immune, self.damage, self.arrest_age, self.sasp,
-            b.field, b.release, rates, *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay))
+        p, b = self.params, self._buffers
+        events, swapped, totals = compiled.day(
+            self.tissue.shape[0], self.torus, self.tissue, self.immune, self.damage,
+            self.exposure, self.damage_scale, self.divisions, self.arrest_age, self.lifetime,
+            self.sasp, self.key, self.time, rates, b.tissue_kind, b.tissue_target,
+            b.immune_kind, b.immune_target, b.vacancies, b.winner, b.field, b.release,
+            *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay))
         if swapped:
             self.sasp, b.field = b.field, self.sasp
         return events, totals

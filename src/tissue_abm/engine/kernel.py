@@ -1,6 +1,6 @@
 """The array engine's day compiled with numba (the default kernel of `ArrayTissue`).
 
-Three steps a day:
+Three steps a day, which `day` runs in one call from Python:
 
 1. `decide` (parallel): damage and exposure advance everywhere, and the cheap draws rule out
    most sites; then the few marked sites write the intent of their tissue cell and of their
@@ -128,6 +128,33 @@ def _rank(u, count):
 
 _CANDIDATE = -1
 """Kind mark of a site that may have an intent today (the first pass of `decide`)."""
+
+
+@numba.njit(cache=True)
+def day(size: int, torus: bool, tissue, immune, damage, exposure, damage_scale, divisions,
+        arrest_age, lifetime, sasp, key, t: int, r: Rates, b_tissue_kind, b_tissue_target,
+        b_immune_kind, b_immune_target, b_vacancies, b_winner, b_field, b_release,
+        substeps: int, dt: float, keep: float, spread: float):
+    """One day: `decide`, `resolve_and_apply`, `secrete_and_diffuse`, in one call from Python.
+
+    Args are the state arrays (`tissue`, `immune` and `sasp` (L, L); the others flat), the
+    run key, the day t, its rates, the work arrays of `Buffers` (b_...) and the diffusion
+    scheme (`rules.diffusion_scheme`).
+
+    Returns:
+        (tally of events by kind code, whether the new field is in `b_field`, totals).
+    """
+    keys = day_keys(key, t)
+    flat_tissue, flat_immune = tissue.ravel(), immune.ravel()
+    decide(size, torus, flat_tissue, flat_immune, damage, exposure, damage_scale, divisions,
+           arrest_age, lifetime, sasp.ravel(), keys, r, b_tissue_kind, b_tissue_target,
+           b_immune_kind, b_immune_target, b_vacancies)
+    events = resolve_and_apply(flat_tissue, flat_immune, damage, exposure, damage_scale,
+                               divisions, arrest_age, lifetime, keys, r, b_tissue_kind,
+                               b_tissue_target, b_immune_kind, b_immune_target, b_winner)
+    swapped, totals = secrete_and_diffuse(torus, tissue, immune, damage, arrest_age, sasp,
+                                          b_field, b_release, r, substeps, dt, keep, spread)
+    return events, swapped, totals
 
 
 @numba.njit(parallel=True, cache=True)
