@@ -735,3 +735,12 @@ def test_hill_without_a_power_equals_the_power_formula(n, dtype):
     # a Python float gives the array's value (agents and array engines agree)
     assert rules.hill(float(x[250]), 0.7, n) == pytest.approx(
         float(rules.hill(x[250:251].astype(np.float64), 0.7, n)[0]), rel=1e-15)
+
+
+@pytest.mark.parametrize("lifetime", [1.0, 6.0, 30.0])
+def test_departure_prob_gives_the_mean_residence_time(lifetime):
+    p = rules.departure_prob(lifetime)
+    assert 0.0 < p <= 1.0
+    # mean of the geometric residence on 1, 2, ... days: sum of P(K >= k) = sum (1 - p)^(k-1)
+    days = np.arange(1, 20_000)
+    assert np.sum((1.0 - p) ** (days - 1)) == pytest.approx(lifetime, rel=1e-9)

@@ -63,9 +63,7 @@ class TissueModel(TissueBase, mesa.Model):
             torus: Whether the lattice wraps around (else closed boundaries).
             rng: Seed or numpy Generator; same seed, same run.
         """
-        if size < 3 or start_age < 0 or days < 0:
-            raise ValueError(f"need size >= 3, start_age >= 0 and days >= 0; got size={size}, "
-                             f"start_age={start_age}, days={days}")
+        self._check_run(size, start_age, days)
         super().__init__(rng=rng)
         self.params = params if params is not None else Parameters()
         self.therapy = therapy if therapy is not None else Therapy()

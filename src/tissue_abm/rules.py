@@ -272,6 +272,15 @@ def recruitment_prob_bound(sasp: Num, base: float, max_rate: float, half: float)
     return base + max_rate * np.minimum(1.0, sasp / half)
 
 
+def departure_prob(lifetime: float) -> float:
+    """Daily probability that a resident immune cell leaves: 1 / its mean residence time.
+
+    Args:
+        lifetime: Mean residence time, days, >= 1 (residence is geometric on 1, 2, ... days).
+    """
+    return 1.0 / lifetime
+
+
 def immune_occupancy(recruitment: Num, lifetime: float) -> Num:
     """Steady-state probability that a site holds an immune cell.
 

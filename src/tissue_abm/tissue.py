@@ -31,6 +31,13 @@ class TissueBase:
     rng: np.random.Generator
     _records: list[dict[str, float]]
 
+    @staticmethod
+    def _check_run(size: int, start_age: int, days: int) -> None:
+        """Refuse a lattice below 3 x 3, a negative start age or a negative number of days."""
+        if size < 3 or start_age < 0 or days < 0:
+            raise ValueError(f"need size >= 3, start_age >= 0 and days >= 0; got size={size}, "
+                             f"start_age={start_age}, days={days}")
+
     def _extend_timeline(self, days: int) -> None:
         """(Re)compute the systemic timeline for days 0..days; earlier days do not change."""
         self.timeline = systemic_timeline(self.params, self.therapy, self.start_age, days)
@@ -60,7 +67,7 @@ class TissueBase:
 
     def _lifetimes(self, count: int | None = None) -> np.ndarray | int:
         """Geometric residence time(s) with mean `immune_lifetime` days (>= 1); one if no count."""
-        return self.rng.geometric(1.0 / self.params.immune_lifetime, count)
+        return self.rng.geometric(rules.departure_prob(self.params.immune_lifetime), count)
 
     @property
     def readouts(self) -> pd.DataFrame:

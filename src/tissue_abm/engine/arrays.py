@@ -158,9 +158,7 @@ class ArrayTissue(TissueBase):
             rng: Seed or numpy Generator of the set-up and of the run's random key.
             kernel: "numba" or "numpy"; None picks the first of `KERNELS` (numba if installed).
         """
-        if size < 3 or start_age < 0 or days < 0:
-            raise ValueError(f"need size >= 3, start_age >= 0 and days >= 0; got size={size}, "
-                             f"start_age={start_age}, days={days}")
+        self._check_run(size, start_age, days)
         if kernel is not None and kernel not in KERNELS:
             raise ValueError(f"kernel {kernel!r} is not available here; allowed: {KERNELS}")
         self.kernel = kernel or KERNELS[0]

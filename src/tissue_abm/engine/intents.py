@@ -110,4 +110,4 @@ def day_rates(p: Parameters, day: Day) -> Rates:
         recruit_bound=rules.max_recruitment_prob(p.immune_recruit_base, p.immune_recruit_max),
         sasp_maturation=p.sasp_maturation, sasp_output=day.sasp_output,
         damage_heterogeneity=p.damage_heterogeneity,
-        residence_log=draws.log_stay_prob(1.0 / p.immune_lifetime))
+        residence_log=draws.log_stay_prob(rules.departure_prob(p.immune_lifetime)))
