@@ -320,6 +320,34 @@ class Parameters(BaseModel):
         "Tissue function below which the organism is no longer in good health.",
     )
 
+    # --- organism survival (Karin 2019 saturating removal) ---------------------------------------
+    sr_removal_max: float = _param(
+        0.15, "1/day", 0.001, 10.0,
+        "Karin 2019 mouse fit to C57BL/6J survival, Fig. 4b: β = 0.15/day (§1 [R])",
+        "Maximal removal rate β of the organism's senescent cells (tissue_abm.survival).",
+    )
+    sr_half_saturation: float = _param(
+        0.5, "SR units", 0.001, 100.0,
+        "Karin 2019 mouse fit, Fig. 4b: κ = 0.5 (§1 [R])",
+        "Senescent abundance κ at which removal is half of sr_removal_max.",
+    )
+    sr_noise: float = _param(
+        0.16, "1/day", 0.0, 10.0,
+        "Karin 2019 mouse fit, Fig. 4b: ε = 0.16/day (§1 [R])",
+        "Noise amplitude ε of the senescent abundance (the noise term is √(2ε) dW).",
+    )
+    sr_death_threshold: float = _param(
+        17.0, "SR units", 0.1, 1000.0,
+        "Karin 2019 mouse fit, Fig. 4b: X_c = 17 (§1 [R])",
+        "Senescent abundance X_c above which the organism dies.",
+    )
+    sr_burden_scale: float = _param(
+        300.0, "SR units per unit senescent fraction", 1.0, 100000.0,
+        "assumed (provisional): to be fitted to the untreated median lifespan ≈ 2.4 y of the "
+        "SR mouse fit (§1 [C]; docs/validation.md)",
+        "Senescent abundance k of the organism per unit of the tissue's senescent fraction.",
+    )
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.initial_senescent_fraction > self.initial_occupancy:

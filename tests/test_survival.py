@@ -1,0 +1,427 @@
+"""Organism survival from the senescent burden (Karin 2019 saturating removal, post hoc)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.lines import Line2D
+
+from tissue_abm import Parameters
+from tissue_abm.plots import survival_curves
+from tissue_abm.rules import DAYS_PER_YEAR
+from tissue_abm.survival import (
+    burden_paths,
+    hazard,
+    kaplan_meier,
+    lifespans,
+    organism_deaths,
+    quantile_lifespan,
+    survival_curves_table,
+    survival_summary,
+)
+
+DEFAULTS = Parameters()
+START = 90.0
+AGES = np.arange(START, START + 1001.0)          # 90 to 1090 days, daily
+SLOPE = 1e-4                                      # senescent fraction per day on a rising burden
+
+
+def varied(**changes) -> Parameters:
+    return Parameters(**{**DEFAULTS.model_dump(), **changes})
+
+
+def rising(slope: float = SLOPE, ages: np.ndarray = AGES) -> np.ndarray:
+    """A senescent fraction rising linearly from 0 at the first age."""
+    return slope * (ages - ages[0])
+
+
+def results_table(runs: list[dict], ages: np.ndarray = AGES, sweep: str | None = None,
+                  ) -> pd.DataFrame:
+    """A hand-made results table in the layout of `load_results`. Each run: `scenario`,
+    `replicate`, `seed` and `fraction` (its senescent fraction on `ages`); with `sweep`, also
+    `value` (the swept column's value, one point per distinct value)."""
+    frames = []
+    for run in runs:
+        frame = pd.DataFrame({"scenario": run["scenario"], "point": run.get("point", 0)}, index=[0])
+        if sweep:
+            frame[sweep] = run["value"]
+        frame = frame.assign(replicate=run["replicate"], seed=run["seed"], engine="array")
+        frame = frame.loc[np.zeros(ages.size, dtype=int)].reset_index(drop=True)
+        frame["day"] = np.arange(ages.size)
+        frame["age"] = ages
+        frame["senescent_fraction"] = run["fraction"]
+        frame["tissue_function"] = 1.0 - run["fraction"]
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    for column in ("scenario", "engine"):
+        table[column] = table[column].astype("category")
+    return table
+
+
+# --- the SR path of one run -----------------------------------------------------------------
+
+
+def test_without_noise_the_organism_follows_the_tissue_burden_exactly_and_dies_on_crossing():
+    quiet = varied(sr_noise=0.0)
+    fraction = rising()
+    paths = burden_paths(AGES, fraction, quiet, 3, np.random.default_rng(0))
+    np.testing.assert_array_equal(paths, np.repeat((300.0 * fraction)[:, None], 3, axis=1))
+    # k·s = 300·1e-4·(age − 90) = 0.03·(age − 90) first exceeds X_c = 17 at age − 90 = 567
+    lifespan, observed = organism_deaths(AGES, fraction, quiet, 3, np.random.default_rng(0))
+    np.testing.assert_array_equal(lifespan, np.full(3, START + 567.0))
+    assert observed.all()
+
+
+def test_an_organism_that_never_crosses_is_censored_at_the_last_age():
+    lifespan, observed = organism_deaths(AGES, np.full(AGES.size, 0.01), varied(sr_noise=0.0), 4,
+                                         np.random.default_rng(0))
+    np.testing.assert_array_equal(lifespan, np.full(4, AGES[-1]))
+    assert not observed.any()
+
+
+def test_the_noise_variance_grows_as_2_eps_t_whatever_the_readout_interval():
+    # A high burden (m = 150 ≫ κ) saturates removal: its pull on a deviation d is
+    # β·κ·d/m² ≈ 3e-6·d per day, negligible, so X − m diffuses freely with variance 2ε·(t − t0).
+    # Variance of 2000 paths after 500 days: expected 2·0.16·500 = 160, standard error
+    # 160·√(2/2000) ≈ 5; tolerance 10% (≈ 3 SE). A wrong √Δt scaling with 5-day gaps gives 32
+    # or 800.
+    for gap in (1.0, 5.0):
+        ages = np.arange(START, START + 500.0 + gap, gap)
+        paths = burden_paths(ages, np.full(ages.size, 0.5), DEFAULTS, 2000,
+                             np.random.default_rng(3))
+        spread = np.var(paths[-1] - 150.0)
+        assert spread == pytest.approx(2 * DEFAULTS.sr_noise * 500.0, rel=0.10), gap
+
+
+def test_noise_brings_deaths_before_the_noise_free_crossing_on_a_rising_burden():
+    # Without noise all 400 die at age 657 (previous test). With ε = 0.16/day the
+    # fluctuations carry X over X_c earlier: ~80% are dead before 657 (20 seeds: 0.75-0.82),
+    # so a floor of 60% is ~9 binomial standard errors (√(0.8·0.2/400) = 0.02) below.
+    lifespan, observed = organism_deaths(AGES, rising(), DEFAULTS, 400, np.random.default_rng(1))
+    assert np.mean(observed & (lifespan < START + 567.0)) > 0.6
+
+
+def test_removal_holds_an_unsaturated_burden_but_not_a_saturated_one():
+    # Constant burden for 1000 days, 400 organisms, the same noise with and without removal
+    # (β = 0.15 vs 0.001). At m = 0.25 < κ removal is unsaturated (pull ≈ 0.13/day, stationary
+    # sd of X ≈ 1): it keeps X far below X_c = 17 (expected deaths ≈ 0.3%; without removal X
+    # diffuses, sd ≈ 18 by 1000 days, and ~63% die). At m = 10 = 20κ removal is saturated
+    # (pull ≈ 0.0007/day): it barely changes the fate, ~80% die either way. Over 20 seeds:
+    # at most 1% and at least 59% dead at m = 0.25, differences at most 0.045 and at least
+    # 77% dead at m = 10. Bounds: 3% is ~10x the expected share, 40% is ~8 SE below 63%, 0.1
+    # is twice the largest difference seen.
+    def dead(burden: float, removal: float) -> float:
+        params = varied(sr_removal_max=removal)
+        fraction = np.full(AGES.size, burden / params.sr_burden_scale)
+        return organism_deaths(AGES, fraction, params, 400, np.random.default_rng(2))[1].mean()
+
+    assert dead(0.25, 0.15) < 0.03
+    assert dead(0.25, 0.001) > 0.4
+    assert abs(dead(10.0, 0.15) - dead(10.0, 0.001)) < 0.1
+    assert dead(10.0, 0.15) > 0.6
+
+
+def test_with_karins_own_burden_path_the_median_lifespan_is_karins():
+    # Drive the organisms with Karin's deterministic SR path (production η·t, η = 0.084/day/y,
+    # t in years, from birth): the scheme then is Karin's Euler–Maruyama simulation, whose
+    # median with the Fig. 4b mouse parameters is 2.38 y ≈ 870 d (literature.md §1 [C],
+    # n = 20,000). 4000 organisms: sd of lifespan ≈ 135 d, standard error of the median
+    # ≈ 1.25·135/√4000 ≈ 3 d (10 seeds: 861-872 d); tolerance 15 d (5 SE).
+    days = np.arange(0.0, 1601.0)
+    eta = 0.084 / 365.0
+    beta, kappa = DEFAULTS.sr_removal_max, DEFAULTS.sr_half_saturation
+    burden = np.zeros(days.size)
+    for n in range(days.size - 1):
+        burden[n + 1] = burden[n] + eta * days[n] - beta * burden[n] / (burden[n] + kappa)
+    lifespan, observed = organism_deaths(days, burden / DEFAULTS.sr_burden_scale, DEFAULTS, 4000,
+                                         np.random.default_rng(4))
+    median = quantile_lifespan(kaplan_meier(lifespan, observed), 0.5)
+    assert median == pytest.approx(2.38 * 365.0, abs=15.0)
+
+
+@pytest.mark.parametrize(("ages", "fraction", "organisms", "message"), [
+    (AGES, rising()[:-1], 5, "same length"),
+    (AGES[::-1], rising(), 5, "strictly increasing"),
+    (AGES, rising() + 0.95, 5, "from 0 to 1"),
+    (AGES, np.where(AGES > 500, np.nan, 0.01), 5, "from 0 to 1"),
+    (AGES, rising(), 0, "organisms = 0"),
+    (AGES, rising(), 2.5, "organisms = 2.5"),
+])
+def test_bad_run_inputs_are_named(ages, fraction, organisms, message):
+    with pytest.raises(ValueError, match=message):
+        organism_deaths(ages, fraction, DEFAULTS, organisms, np.random.default_rng(0))
+
+
+# --- lifespans of a results table ----------------------------------------------------------
+
+
+def two_scenarios() -> pd.DataFrame:
+    runs = [{"scenario": name, "replicate": r, "seed": 7 + r, "fraction": rising(slope)}
+            for name, slope in (("untreated", SLOPE), ("rapamycin", SLOPE / 2)) for r in range(2)]
+    return results_table(runs)
+
+
+def test_lifespans_give_one_row_per_run_and_organism_with_the_run_labels():
+    results = results_table([
+        {"scenario": "untreated", "value": v, "point": p, "replicate": r, "seed": 7 + r,
+         "fraction": rising(SLOPE * (1 + p))}
+        for p, v in enumerate((0.4, 0.8)) for r in range(3)], sweep="immune_kill")
+    table = lifespans(results, organisms=20)
+    assert list(table.columns) == ["scenario", "point", "immune_kill", "replicate", "organism",
+                                   "start_age", "lifespan", "observed"]
+    assert len(table) == 2 * 3 * 20
+    counts = table.groupby(["point", "immune_kill", "replicate"]).size()
+    assert len(counts) == 6 and (counts == 20).all()
+    assert (table["start_age"] == START).all()
+    assert table["lifespan"].between(START, AGES[-1]).all()
+    assert table["observed"].dtype == bool
+    assert (table.loc[~table["observed"], "lifespan"] == AGES[-1]).all()
+    assert table.attrs["sweep_columns"] == ["immune_kill"]
+
+
+def test_lifespans_are_reproducible_per_run_and_ignore_row_order_and_other_runs():
+    results = two_scenarios()
+    first = lifespans(results, organisms=50)
+    pd.testing.assert_frame_equal(first, lifespans(results, organisms=50))
+    shuffled = results.sample(frac=1.0, random_state=0)
+    pd.testing.assert_frame_equal(first, lifespans(shuffled, organisms=50))
+    alone = lifespans(results[results["scenario"] == "rapamycin"], organisms=50)
+    pd.testing.assert_frame_equal(
+        alone[["replicate", "lifespan", "observed"]],
+        first.loc[first["scenario"] == "rapamycin",
+                  ["replicate", "lifespan", "observed"]].reset_index(drop=True))
+
+
+def test_runs_with_different_seeds_get_different_organisms():
+    runs = [{"scenario": "untreated", "replicate": r, "seed": seed, "fraction": rising()}
+            for r, seed in enumerate((7, 8))]
+    table = lifespans(results_table(runs), organisms=50)
+    one, two = (table.loc[table["replicate"] == r, "lifespan"].to_numpy() for r in (0, 1))
+    assert not np.array_equal(one, two)
+
+
+def test_a_higher_burden_gives_a_shorter_median_lifespan():
+    # One run each, 400 organisms, the same seed (common random numbers). Burden 1.5x higher:
+    # the noise-free crossing moves from 567 to 378 days after the start, and the median by
+    # 82-113 d (10 seeds); the standard error of each median is ~8 d (1.25·sd/√400,
+    # sd ≈ 130 d), so a margin of 50 d is > 3 SE of the difference below the smallest seen.
+    runs = [{"scenario": name, "replicate": 0, "seed": 1, "fraction": rising(slope)}
+            for name, slope in (("low", SLOPE), ("high", 1.5 * SLOPE))]
+    summary = survival_summary(lifespans(results_table(runs), organisms=400)).set_index(
+        "scenario")
+    assert summary.loc["high", "median_lifespan"] < summary.loc["low", "median_lifespan"] - 50.0
+    assert summary.loc["high", "p90_lifespan"] < summary.loc["low", "p90_lifespan"]
+
+
+@pytest.mark.parametrize("column", ["seed", "senescent_fraction", "age"])
+def test_lifespans_name_a_missing_column(column):
+    with pytest.raises(ValueError, match=rf"lack column.*'{column}'"):
+        lifespans(two_scenarios().drop(columns=column))
+
+
+def test_summaries_name_a_missing_column():
+    table = lifespans(two_scenarios(), organisms=5)
+    for function in (survival_summary, survival_curves_table, hazard):
+        with pytest.raises(ValueError, match=r"lack column.*'observed'"):
+            function(table.drop(columns="observed"))
+
+
+# --- Kaplan-Meier ---------------------------------------------------------------------------
+
+
+def test_kaplan_meier_matches_a_hand_computed_example_with_ties_and_censoring():
+    # t=1 death; t=2 a death and a censoring; t=3 two deaths; t=4 censored; t=6 death.
+    # at risk 7, 6, 4, 2, 1 (the censored one at 2 is at risk at 2); survival
+    # 6/7, 6/7·5/6 = 5/7, 5/7·2/4 = 5/14, 5/14, 0.
+    lifespan = np.array([3.0, 1.0, 2.0, 6.0, 3.0, 2.0, 4.0])
+    observed = np.array([True, True, True, True, True, False, False])
+    km = kaplan_meier(lifespan, observed)
+    np.testing.assert_array_equal(km["age"], [1.0, 2.0, 3.0, 4.0, 6.0])
+    np.testing.assert_array_equal(km["at_risk"], [7, 6, 4, 2, 1])
+    np.testing.assert_array_equal(km["deaths"], [1, 1, 2, 0, 1])
+    np.testing.assert_array_equal(km["censored"], [0, 1, 0, 1, 0])
+    np.testing.assert_allclose(km["survival"], [6 / 7, 5 / 7, 5 / 14, 5 / 14, 0.0])
+    assert quantile_lifespan(km, 0.5) == 3.0          # first survival ≤ 0.5
+    assert quantile_lifespan(km, 0.9) == 6.0          # first survival ≤ 0.1
+    assert quantile_lifespan(km, 0.2) == 2.0          # 5/7 ≤ 0.8 < 6/7
+
+
+def test_a_quantile_lands_on_the_age_where_survival_equals_its_level():
+    # 4 deaths at 1, 2, 3, 4: survival 0.75, 0.75·2/3 (= 0.5 up to rounding), 0.25, 0
+    km = kaplan_meier(np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4, dtype=bool))
+    assert quantile_lifespan(km, 0.5) == 2.0
+    assert quantile_lifespan(km, 0.75) == 3.0
+
+
+def test_all_censored_means_survival_one_and_median_not_reached():
+    km = kaplan_meier(np.array([5.0, 7.0, 7.0]), np.zeros(3, dtype=bool))
+    assert (km["survival"] == 1.0).all()
+    assert math.isnan(quantile_lifespan(km, 0.5))
+
+
+@pytest.mark.parametrize("q", [0.0, 1.0, -0.5, 2.0])
+def test_a_quantile_outside_0_1_is_refused(q):
+    km = kaplan_meier(np.array([1.0]), np.array([True]))
+    with pytest.raises(ValueError, match=r"q = .* allowed: a number strictly between 0 and 1"):
+        quantile_lifespan(km, q)
+
+
+@pytest.mark.parametrize(("lifespan", "observed"), [
+    (np.array([]), np.array([], dtype=bool)),
+    (np.array([1.0, 2.0]), np.array([True])),
+    (np.array([1.0, np.nan]), np.array([True, True])),
+])
+def test_kaplan_meier_refuses_bad_input(lifespan, observed):
+    with pytest.raises(ValueError, match="lifespan"):
+        kaplan_meier(lifespan, observed)
+
+
+# --- groups and the cluster bootstrap -------------------------------------------------------
+
+
+def test_summary_counts_and_its_medians_are_the_pooled_kaplan_meier_quantiles():
+    table = lifespans(two_scenarios(), organisms=50)
+    summary = survival_summary(table, n_boot=200).set_index("scenario")
+    for name, frame in table.groupby("scenario", observed=True):
+        km = kaplan_meier(frame["lifespan"].to_numpy(), frame["observed"].to_numpy())
+        row = summary.loc[name]
+        assert (row["runs"], row["organisms"], row["deaths"]) == (2, 100, frame["observed"].sum())
+        np.testing.assert_equal(row["median_lifespan"], quantile_lifespan(km, 0.5))
+        np.testing.assert_equal(row["p90_lifespan"], quantile_lifespan(km, 0.9))
+        assert row["median_ci_low"] <= row["median_lifespan"] <= row["median_ci_high"]
+
+
+def heterogeneous(copies: int = 1, organisms: int = 100, noise: float | None = None,
+                  ) -> pd.DataFrame:
+    """Lifespans of one group of 4 tissues with different burden slopes, each run `copies`
+    times with the same seed (identical organisms)."""
+    slopes = SLOPE * np.array([0.7, 0.9, 1.1, 1.4])
+    runs = [{"scenario": "untreated", "replicate": c * 4 + i, "seed": 20 + i,
+             "fraction": rising(slope)}
+            for c in range(copies) for i, slope in enumerate(slopes)]
+    params = DEFAULTS if noise is None else varied(sr_noise=noise)
+    return lifespans(results_table(runs), params, organisms=organisms)
+
+
+def test_the_interval_contains_the_estimate_and_narrows_with_more_runs():
+    # The same 4 tissues, each run once or 4 times: the pooled estimate is the same, but with
+    # 16 runs the resampled mixture of tissues varies half as much (sd ∝ 1/√runs), so the
+    # interval should be about half as wide (10 sets of seeds: ratios 0.37-0.61); 0.75
+    # leaves room for the lumpy percentiles of a 4-run bootstrap (35 distinct resamples).
+    few = survival_summary(heterogeneous(1), n_boot=2000).iloc[0]
+    many = survival_summary(heterogeneous(4), n_boot=2000).iloc[0]
+    assert few["median_lifespan"] == many["median_lifespan"]
+    for row in (few, many):
+        assert row["median_ci_low"] <= row["median_lifespan"] <= row["median_ci_high"]
+    width = {name: row["median_ci_high"] - row["median_ci_low"]
+             for name, row in (("few", few), ("many", many))}
+    assert 0 < width["many"] < 0.75 * width["few"]
+
+
+def test_more_organisms_per_tissue_do_not_narrow_the_interval_when_they_share_their_fate():
+    # Without noise every organism of a run dies on the same day, so 200 organisms per tissue
+    # carry no more information than 2: the cluster bootstrap gives the same interval (an
+    # organism-level bootstrap would narrow it ~10-fold).
+    two = survival_summary(heterogeneous(organisms=2, noise=0.0), n_boot=500)
+    many = survival_summary(heterogeneous(organisms=200, noise=0.0), n_boot=500)
+    pd.testing.assert_frame_equal(two.drop(columns=["organisms", "deaths"]),
+                                  many.drop(columns=["organisms", "deaths"]))
+    assert two.loc[0, "median_ci_high"] > two.loc[0, "median_ci_low"]
+
+
+def test_a_single_run_has_no_interval_and_an_unreached_median_is_nan():
+    runs = [{"scenario": "untreated", "replicate": 0, "seed": 1,
+             "fraction": np.full(AGES.size, 0.001)}]
+    row = survival_summary(lifespans(results_table(runs), organisms=50)).iloc[0]
+    assert row["runs"] == 1
+    assert math.isnan(row["median_lifespan"]) and math.isnan(row["p90_lifespan"])
+    assert math.isnan(row["median_ci_low"]) and math.isnan(row["median_ci_high"])
+
+
+def test_a_median_not_reached_in_many_resamples_has_an_open_upper_bound():
+    # Two tissues, one lethal (all die) and one harmless (none die), 50 organisms each: the
+    # pooled median sits at the last death; a resample of the harmless tissue twice (1 in 4)
+    # never reaches it, so the upper bound of a 95% interval is inf.
+    runs = [{"scenario": "untreated", "replicate": r, "seed": 1, "fraction": fraction}
+            for r, fraction in enumerate((np.full(AGES.size, 0.1), np.full(AGES.size, 0.0)))]
+    row = survival_summary(lifespans(results_table(runs), organisms=50), n_boot=400).iloc[0]
+    assert math.isfinite(row["median_lifespan"]) and math.isinf(row["median_ci_high"])
+
+
+def test_curves_on_a_grid_are_the_kaplan_meier_steps_with_a_band():
+    table = lifespans(two_scenarios(), organisms=50)
+    grid = np.array([50.0, START, 400.0, 500.0, 600.0, 700.0, 2000.0])
+    curves = survival_curves_table(table, grid, n_boot=300)
+    assert len(curves) == 2 * grid.size
+    for name, frame in table.groupby("scenario", observed=True):
+        km = kaplan_meier(frame["lifespan"].to_numpy(), frame["observed"].to_numpy())
+        rows = curves[curves["scenario"] == name]
+        expected = [km.loc[km["age"] <= age, "survival"].iloc[-1] if (km["age"] <= age).any()
+                    else 1.0 for age in grid[:-1]]
+        np.testing.assert_allclose(rows["survival"].to_numpy()[:-1], expected)
+        assert math.isnan(rows["survival"].iloc[-1])          # after the last follow-up
+        inside = rows.iloc[:-1]
+        assert (inside["ci_low"] <= inside["survival"] + 1e-12).all()
+        assert (inside["survival"] <= inside["ci_high"] + 1e-12).all()
+
+
+def test_hazard_is_deaths_per_organism_day_at_risk_in_each_bin():
+    # Run 0 from age 0: a death at 10 and a censoring at 40; run 1 from age 15: a death at 45.
+    # Bins of 30 days from 0: [0, 30] deaths 1, exposure 10 + 30 + 15 = 55;
+    # (30, 60] deaths 1, exposure 10 + 15 = 25.
+    table = pd.DataFrame({"scenario": "s", "point": 0, "replicate": [0, 0, 1],
+                          "organism": [0, 1, 0], "start_age": [0.0, 0.0, 15.0],
+                          "lifespan": [10.0, 40.0, 45.0], "observed": [True, False, True]})
+    rates = hazard(table, width=30.0, n_boot=100)
+    np.testing.assert_array_equal(rates["age_low"], [0.0, 30.0])
+    np.testing.assert_array_equal(rates["age_high"], [30.0, 60.0])
+    np.testing.assert_array_equal(rates["deaths"], [1, 1])
+    np.testing.assert_array_equal(rates["exposure"], [55.0, 25.0])
+    np.testing.assert_allclose(rates["hazard"], [1 / 55, 1 / 25])
+
+
+def test_hazard_rises_with_age_on_a_rising_burden():
+    # Karin's signature: mortality rises steeply with age. 4 runs x 200 organisms; compare the
+    # 100-day bins starting 100 and 300 days after the start (each from > 90 deaths; 10 sets
+    # of seeds: a 3.0-4.1-fold rise, intervals always apart), asking for a 2-fold rise with
+    # the intervals apart.
+    runs = [{"scenario": "untreated", "replicate": r, "seed": 30 + r, "fraction": rising()}
+            for r in range(4)]
+    rates = hazard(lifespans(results_table(runs), organisms=200), width=100.0,
+                   n_boot=500).set_index("age_low")
+    assert rates.index[-1] + 100.0 == AGES[-1]            # the bins end at the last age
+    early, late = rates.loc[START + 100.0], rates.loc[START + 300.0]
+    assert late["hazard"] > 2 * early["hazard"]
+    assert late["ci_low"] > early["ci_high"]
+
+
+@pytest.mark.parametrize(("function", "arguments", "message"), [
+    (survival_summary, {"confidence": 1.0}, "confidence = 1.0"),
+    (survival_summary, {"n_boot": 0}, "n_boot = 0"),
+    (survival_curves_table, {"ages": np.array([[1.0]])}, "ages must be"),
+    (hazard, {"width": 0.0}, "width = 0.0"),
+])
+def test_bad_summary_arguments_are_named(function, arguments, message):
+    table = lifespans(two_scenarios(), organisms=5)
+    with pytest.raises(ValueError, match=message):
+        function(table, **arguments)
+
+
+# --- figure ---------------------------------------------------------------------------------
+
+
+def test_survival_curves_draw_a_step_curve_and_band_per_group_and_the_median_line():
+    table = lifespans(two_scenarios(), organisms=50)
+    fig = survival_curves(table, n_boot=100)
+    ax = fig.axes[0]
+    curves = [line for line in ax.get_lines() if line.get_label() in ("untreated", "rapamycin")]
+    assert sorted(line.get_label() for line in curves) == ["rapamycin", "untreated"]
+    assert len(ax.collections) == 2                       # the bands
+    median = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(median) == 1 and set(median[0].get_ydata()) == {0.5}
+    years = curves[0].get_xdata()
+    assert years[0] == pytest.approx(START / DAYS_PER_YEAR)     # age in years
+    assert isinstance(curves[0], Line2D) and curves[0].get_drawstyle() == "steps-post"
