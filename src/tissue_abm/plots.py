@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from tissue_abm import analysis, synergy
+from tissue_abm import analysis, survival, synergy
 from tissue_abm.readouts import SITE_STATES
 from tissue_abm.results import (
     GRID_SUFFIX,
@@ -192,6 +192,44 @@ def end_distributions(results: pd.DataFrame, readout: str = "senescent_fraction"
     return fig
 
 
+def survival_curves(lifespans_table: pd.DataFrame, confidence: float = 0.95,
+                    n_boot: int = 1000, seed: int = 0) -> Figure:
+    """Kaplan–Meier survival of the SR organisms of each group, with cluster-bootstrap bands.
+
+    Args:
+        lifespans_table: The output of `survival.lifespans`.
+        confidence: Coverage of the pointwise band (resampling runs; see
+            `survival.survival_curves_table`), strictly between 0 and 1.
+        n_boot: Bootstrap resamples, ≥ 1.
+        seed: Seed of the resampling.
+
+    Returns:
+        The figure: one axes, one step curve (and band, with ≥ 2 runs) per group against age in
+        years, a dashed line at survival 0.5 (median lifespan) and a legend.
+    """
+    curves = survival.survival_curves_table(lifespans_table, confidence=confidence,
+                                            n_boot=n_boot, seed=seed)
+    labels, order, colours = _groups(curves, curves.attrs["sweep_columns"])
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for lab in order:
+        rows = curves[(labels == lab).to_numpy()]
+        years = rows["age"].to_numpy() / DAYS_PER_YEAR
+        ax.step(years, rows["survival"].to_numpy(), where="post", color=colours[lab],
+                label=lab, lw=1.5)
+        ax.fill_between(years, rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy(),
+                        step="post", color=colours[lab], alpha=0.2, lw=0)
+    ax.axhline(0.5, color="0.3", ls="--", lw=0.8)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("age (years)")
+    ax.set_ylabel("survival (fraction alive)")
+    ax.grid(alpha=0.3)
+    ax.legend(title="scenario", frameon=False, loc="lower left")
+    ax.set_title("Organism survival (Karin 2019 saturating removal)\n"
+                 f"{confidence:.0%} band: bootstrap over runs")
+    return fig
+
+
 def synergy_bars(table: pd.DataFrame) -> Figure:
     """The excess of each synergy method as bars with CI error bars, over the ±10% band.
 
@@ -229,6 +267,70 @@ def synergy_bars(table: pd.DataFrame) -> Figure:
     readout = table.attrs.get("readout")
     ax.set_title(f"Synergy: {label(readout)}" if readout else "Synergy")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
+    return fig
+
+
+def synergy_surface(table: pd.DataFrame, method: str | None = "bliss") -> Figure:
+    """SynergyFinder-style synergy map of a dose grid: the excess of each combination cell.
+
+    Args:
+        table: The output of `synergy.dose_grid_synergy` (columns `dose_a`, `dose_b`,
+            `method`, `excess`, `ci_low`, `ci_high`; fractions, shown ×100 as %).
+        method: The method to draw (`bliss` or `hsa`); None for every method, side by side.
+
+    Returns:
+        The figure: one heatmap per method, drug A's dose on x and drug B's dose on y (rising
+        upwards), coloured by the excess in % on a diverging map centred on 0 (red synergy,
+        blue antagonism; the same symmetric scale, at least ±10%, in every panel). Each cell is
+        annotated with its excess, in bold with an asterisk where its CI excludes 0. Titles name
+        the method and readout and give the mean excess over the grid with its CI.
+
+    Raises:
+        ValueError: If the table is empty, or `method` is not None or one of its methods.
+    """
+    present = list(dict.fromkeys(table["method"]))
+    if not present:
+        raise ValueError("table has no rows; allowed: the output of synergy.dose_grid_synergy")
+    if method is not None and method not in present:
+        raise ValueError(f"method = {method!r} is not allowed; allowed: None or one of "
+                         + ", ".join(present))
+    methods = present if method is None else [method]
+    percent = 100.0 * table["excess"].to_numpy(dtype=float)
+    span = max(float(np.nanmax(np.abs(percent), initial=0.0)), synergy.BAND)
+    confidence = table.attrs.get("confidence", 0.95)
+    summary = table.attrs.get("summary", {})
+    fig = Figure(figsize=(4.4 * len(methods) + 1.4, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(methods), squeeze=False).ravel()
+    for ax, name in zip(axes, methods, strict=True):
+        part = table[table["method"] == name].assign(
+            percent=lambda t: 100.0 * t["excess"],
+            excludes_zero=lambda t: (t["ci_low"] > 0) | (t["ci_high"] < 0))
+        cells = part.pivot(index="dose_b", columns="dose_a", values="percent")
+        marked = part.pivot(index="dose_b", columns="dose_a", values="excludes_zero")
+        mesh = ax.pcolormesh(np.ma.masked_invalid(cells.to_numpy(dtype=float)), cmap="RdBu_r",
+                             vmin=-span, vmax=span, edgecolors="white", linewidth=0.5)
+        ax.set_xticks(np.arange(cells.shape[1]) + 0.5, [f"{d:g}" for d in cells.columns])
+        ax.set_yticks(np.arange(cells.shape[0]) + 0.5, [f"{d:g}" for d in cells.index])
+        for (row, col), value in np.ndenumerate(cells.to_numpy()):
+            if np.isnan(value):
+                continue
+            star = bool(marked.iat[row, col])
+            ax.text(col + 0.5, row + 0.5, f"{value:+.1f}" + ("*" if star else ""),
+                    ha="center", va="center", fontsize=9,
+                    fontweight="bold" if star else "normal",
+                    color="white" if abs(value) > 0.6 * span else "black")
+        ax.set_xlabel(table.attrs.get("dose_a", "dose of drug A"))
+        ax.set_ylabel(table.attrs.get("dose_b", "dose of drug B"))
+        title = "HSA" if name == "hsa" else name.capitalize()
+        if name in summary:
+            grid = summary[name]
+            title += (f": mean {100.0 * grid['mean_excess']:+.1f}% ({confidence:.0%} CI "
+                      f"{100.0 * grid['ci_low']:+.1f} to {100.0 * grid['ci_high']:+.1f})")
+        ax.set_title(title, fontsize=10)
+    fig.colorbar(mesh, ax=list(axes), label="excess over expected effect (%)")
+    readout = table.attrs.get("readout")
+    fig.suptitle(f"Synergy map{': ' + label(readout) if readout else ''} "
+                 f"(* bold: {confidence:.0%} CI excludes 0)")
     return fig
 
 
