@@ -78,19 +78,21 @@ class HealthyCell(TissueCell):
         damage: Accumulated damage (units of primary_damage_half), >= 0.
         exposure: Running average of the effective SASP it has seen (SASP units), >= 0.
         divisions: Divisions so far; at `replicative_limit` a division attempt arrests it.
-        damage_scale: Its own multiplier of the damage rate (log-normal, mean 1).
+        damage_scale: Its own multiplier of the damage rate (log-normal, mean 1), drawn at
+            birth unless given (a transplant draws it from the perturbation's generator).
     """
 
     STATE = HEALTHY
 
     def __init__(self, model: TissueModel, cell: Cell, damage: float, divisions: int,
-                 exposure: float = 0.0) -> None:
+                 exposure: float = 0.0, damage_scale: float | None = None) -> None:
         super().__init__(model, cell)
         self.damage = damage
         self.exposure = exposure
         self.divisions = divisions
-        self.damage_scale = rules.lognormal_multiplier(
-            self.random.gauss(0.0, 1.0), model.params.damage_heterogeneity)
+        self.damage_scale = damage_scale if damage_scale is not None else (
+            rules.lognormal_multiplier(self.random.gauss(0.0, 1.0),
+                                       model.params.damage_heterogeneity))
 
     def decide(self, day: Day) -> Intent | None:
         """Accrue damage and SASP exposure, then draw today's event.
@@ -148,7 +150,8 @@ class SenescentCell(TissueCell):
 
     Attributes:
         arrest_age: Days since arrest; the SASP matures with it.
-        cause: How it arose: "new_primary", "new_paracrine", "new_replicative" or "initial".
+        cause: How it arose: "new_primary", "new_paracrine", "new_replicative", "initial" or
+            "perturbation" (a pulse or a transplant).
     """
 
     STATE = SENESCENT

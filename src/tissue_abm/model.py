@@ -2,6 +2,8 @@
 
 One step is one day. Each day:
 
+0. *Perturbations* due at the age the step leaves (a pulse of induced senescence, a transplant;
+   see `perturbation`).
 1. *Systemic state* — age, drug exposure, oxytocin, mTORC1, autophagy, immune competence: one row
    of the precomputed `systemic_timeline`.
 2. *Decide* — every agent reads the start-of-day state and returns at most one `Intent`
@@ -18,6 +20,7 @@ One step is one day. Each day:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from functools import partial
 
 import mesa
@@ -26,8 +29,16 @@ import pandas as pd
 from mesa.discrete_space import Cell, OrthogonalMooreGrid
 
 from tissue_abm import rules
-from tissue_abm.agents import HealthyCell, ImmuneCell, Intent, SenescentCell, immune_slot
+from tissue_abm.agents import (
+    HealthyCell,
+    ImmuneCell,
+    Intent,
+    SenescentCell,
+    TissueCell,
+    immune_slot,
+)
 from tissue_abm.params import Parameters
+from tissue_abm.perturbation import Perturbation
 from tissue_abm.readouts import grid_snapshot, readout_row
 from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
 from tissue_abm.systemic import Day
@@ -47,11 +58,13 @@ class TissueModel(TissueBase, mesa.Model):
         grid: `OrthogonalMooreGrid` with property layers `tissue` (EMPTY/HEALTHY/SENESCENT),
             `immune` (bool) and `sasp` (SASP units).
         timeline: Systemic state of every day (pandas DataFrame, one row per day).
+        perturbations: Experimental perturbations, in time order (`perturbation`).
     """
 
     def __init__(self, params: Parameters | None = None, therapy: Therapy | None = None,
                  size: int = 100, start_age: int = 90, days: int = 640, torus: bool = True,
-                 rng: int | np.random.Generator | None = None) -> None:
+                 rng: int | np.random.Generator | None = None,
+                 perturbations: Sequence[Perturbation] = ()) -> None:
         """Create the tissue at `start_age` and record day 0.
 
         Args:
@@ -61,9 +74,15 @@ class TissueModel(TissueBase, mesa.Model):
             start_age: Organism age at day 0, days, >= 0.
             days: Planned number of days, >= 0 (`running` is False after them).
             torus: Whether the lattice wraps around (else closed boundaries).
-            rng: Seed or numpy Generator; same seed, same run.
+            rng: Seed or numpy Generator; same seed, same run. The perturbations draw from
+                their own generators (`perturbation.perturbation_seed`).
+            perturbations: Pulses and transplants, ages in [start_age, start_age + days) and
+                not decreasing; each is applied at the start of the step leaving its age.
+
+        Raises:
+            ValueError: If an argument is out of range (see `TissueBase._set_up_run`).
         """
-        self._check_run(size, start_age, days)
+        self._set_up_run(size, start_age, days, perturbations, rng)
         super().__init__(rng=rng)
         self.params = params if params is not None else Parameters()
         self.therapy = therapy if therapy is not None else Therapy()
@@ -111,7 +130,8 @@ class TissueModel(TissueBase, mesa.Model):
 
     def step(self) -> None:
         """Advance the tissue by one day (decide, apply in random priority, field, readouts)."""
-        t = round(self.time)
+        t = round(self.time)  # Mesa has advanced the clock already: this step makes day t
+        self._perturb(self.start_age + t - 1, self.tissue.data)
         day = self._day(t)
 
         intents = [intent for agents in self._agent_sets()
@@ -147,6 +167,23 @@ class TissueModel(TissueBase, mesa.Model):
 
     def _recruit(self, cell: Cell) -> None:
         ImmuneCell(self, cell, lifetime=int(self._lifetimes()))
+
+    def _make_senescent(self, sites: np.ndarray) -> None:
+        for cell in self._replaced(sites):
+            SenescentCell(self, cell, cause="perturbation")
+
+    def _make_healthy(self, sites: np.ndarray, damage_scale: np.ndarray) -> None:
+        for cell, scale in zip(self._replaced(sites), damage_scale, strict=True):
+            HealthyCell(self, cell, damage=0.0, divisions=0, damage_scale=float(scale))
+
+    def _replaced(self, sites: np.ndarray) -> list[Cell]:
+        """The grid cells of `sites` (flat indices), each cleared of its tissue cell."""
+        cells = [self.grid[coordinate] for coordinate in zip(
+            *np.unravel_index(sites, self.tissue.data.shape), strict=True)]
+        for cell in cells:
+            for agent in [a for a in cell.agents if isinstance(a, TissueCell)]:
+                agent.vacate()
+        return cells
 
     def _secretion(self, day: Day) -> np.ndarray:
         """SASP secreted today at each site (SASP units per day)."""

@@ -32,8 +32,22 @@ For batch work a file may also ask for replicates, a parameter sweep and output 
     every = 7             # keep the readouts of every 7th day (and the first and last)
     snapshots = [365, 730]  # ages (days) at which the whole grid is saved
 
+Experimental perturbations (`tissue_abm.perturbation`) are a list of tables, in time order::
+
+    [[perturbation]]
+    kind = "pulse"        # each healthy cell turns senescent with probability `fraction`
+    age = 180             # days, from start_age to end_age - 1
+    fraction = 0.05
+
+    [[perturbation]]
+    kind = "transplant"   # the `cells` sites nearest the lattice centre get new cells
+    age = 270
+    cells = 50
+    state = "senescent"   # or "healthy" (the control transplant)
+
 A sweep key is a parameter name or a dotted path into the file (`therapy.oxytocin.start_age`,
-`size`). Every sweep point is validated like the file itself when the file is loaded.
+`size`, `perturbation.0.age` for the first perturbation table). Every sweep point is validated
+like the file itself when the file is loaded.
 
 Every problem is reported as a `ScenarioError` whose message is one line naming the file, the
 key, the bad value and what is allowed.
@@ -59,6 +73,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tissue_abm.engine import ArrayTissue
 from tissue_abm.model import TissueModel
 from tissue_abm.params import Parameters
+from tissue_abm.perturbation import PERTURBATIONS, Perturbation, check_perturbations
 from tissue_abm.therapy import DAYS, MAX_AGE, Therapy
 
 ENGINES = {"array": ArrayTissue, "agents": TissueModel}
@@ -70,8 +85,10 @@ class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message is one line for the user."""
 
 
-SWEEPABLE = ("size", "torus", "start_age", "end_age", "engine", "parameters", "therapy")
-"""Top-level keys a sweep may vary (through dotted paths below `parameters` and `therapy`)."""
+SWEEPABLE = ("size", "torus", "start_age", "end_age", "engine", "parameters", "therapy",
+             "perturbation")
+"""Top-level keys a sweep may vary (through dotted paths below `parameters`, `therapy` and
+`perturbation`: `perturbation.<position from 0>.<key>`)."""
 
 
 class Sweep(BaseModel):
@@ -163,6 +180,10 @@ class Scenario(BaseModel):
     replicates: int = Field(1, ge=1, le=100_000, description="Runs per sweep point in a batch.")
     sweep: Sweep | None = Field(None, description="Parameter values to sweep in a batch.")
     output: Output = Field(default_factory=Output, description="What each run keeps.")
+    perturbation: list[Perturbation] = Field(
+        default_factory=list, description="Experimental perturbations, in time order.",
+        json_schema_extra={"allowed": "a list of tables [[perturbation]], each with kind = "
+                           + " or ".join(repr(kind) for kind in PERTURBATIONS)})
 
     @model_validator(mode="after")
     def _ages(self) -> Self:
@@ -173,6 +194,7 @@ class Scenario(BaseModel):
         if outside:
             raise ValueError(f"output.snapshots: age {outside[0]} is outside the run; allowed: "
                              f"ages from start_age ({self.start_age}) to end_age ({self.end_age})")
+        check_perturbations(self.perturbation, self.size, self.start_age, self.end_age)
         return self
 
     @property
@@ -185,7 +207,9 @@ class Scenario(BaseModel):
                        engine: str | None = None, source: str = "command line") -> Scenario:
         """A copy with the given settings changed (None: unchanged), validated like the file.
 
-        Shortening the run with `days` drops the snapshot ages it no longer reaches.
+        Shortening the run with `days` drops the snapshot ages and the perturbations it no
+        longer reaches (the last ones, as perturbations are in time order, so the others keep
+        their positions and their random numbers).
         """
         data = self.model_dump()
         if seed is not None:
@@ -201,6 +225,8 @@ class Scenario(BaseModel):
             data["end_age"] = self.start_age + days
             data["output"]["snapshots"] = [age for age in self.output.snapshots
                                            if age <= data["end_age"]]
+            data["perturbation"] = [perturbation for perturbation in data["perturbation"]
+                                    if perturbation["age"] < data["end_age"]]
         if size is not None:
             data["size"] = size
         return validate_scenario(data, source)
@@ -225,6 +251,13 @@ class Scenario(BaseModel):
         base = self.model_dump(exclude={"sweep"})
         paths = {sweep_column(key): (table, key, sweep_path(key, source))
                  for table in ("grid", "zip") for key in getattr(self.sweep, table)}
+        for _, key, path in paths.values():
+            if path[0] == "perturbation" and int(path[1]) >= len(self.perturbation):
+                count = len(self.perturbation)
+                raise ScenarioError(f"{source}: sweep key '{key}' is not allowed; the run has "
+                                    f"{count} [[perturbation]] table(s) (a run shortened with "
+                                    "--days keeps those it reaches); allowed: "
+                                    f"perturbation.<i>.<key> with i below {count}")
         points = []
         for index, raw in enumerate(self.sweep.points()):
             data = copy.deepcopy(base)
@@ -241,10 +274,10 @@ class Scenario(BaseModel):
         return points
 
     def create_model(self) -> ArrayTissue | TissueModel:
-        """The model of this scenario on its engine, seeded with `seed`."""
+        """The model of this scenario on its engine, seeded with `seed`, with its perturbations."""
         return ENGINES[self.engine](params=self.parameters, therapy=self.therapy, size=self.size,
                                     start_age=self.start_age, days=self.days, torus=self.torus,
-                                    rng=self.seed)
+                                    rng=self.seed, perturbations=self.perturbation)
 
 
 class SweepPoint(NamedTuple):
@@ -273,8 +306,9 @@ def sweep_path(key: str, source: str) -> tuple[str, ...]:
     if key in Parameters.model_fields:
         return ("parameters", key)
     path = tuple(key.split("."))
-    depth = {"parameters": (2,), "therapy": (2, 3)}.get(path[0], (1,))
-    if path[0] in SWEEPABLE and len(path) in depth:
+    depth = {"parameters": (2,), "therapy": (2, 3), "perturbation": (3,)}.get(path[0], (1,))
+    if path[0] in SWEEPABLE and len(path) in depth and (
+            path[0] != "perturbation" or path[1].isdecimal()):
         return path
     choices = [c for c in [*Parameters.model_fields, *SWEEPABLE] if c != key]
     close = difflib.get_close_matches(key, choices, n=1) or difflib.get_close_matches(
@@ -282,11 +316,18 @@ def sweep_path(key: str, source: str) -> tuple[str, ...]:
     hint = f"did you mean '{close[0]}'? " if close else ""
     raise ScenarioError(f"{source}: sweep key '{key}' is not allowed; {hint}allowed: a parameter "
                         "name (see `tissue-abm params`), " + ", ".join(SWEEPABLE[:5])
-                        + " or a path such as therapy.rapamycin.dose")
+                        + " or a path such as therapy.rapamycin.dose or perturbation.0.age")
 
 
 def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set `path` in the dumped scenario `data`, creating missing tables.
+
+    A list item on the path must exist (`sweep_points` checks it).
+    """
     for part in path[:-1]:
+        if isinstance(data, list):
+            data = data[int(part)]
+            continue
         if data.get(part) is None:
             data[part] = {}
         data = data[part]
@@ -295,7 +336,7 @@ def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 def _get_path(data: dict[str, Any], path: tuple[str, ...]) -> Any:
     for part in path:
-        data = data[part]
+        data = data[int(part)] if isinstance(data, list) else data[part]
     return data
 
 
@@ -304,7 +345,7 @@ def _sweep_error(err: ValidationError, raw: dict[str, Any],
     """One line for an invalid sweep point, naming the sweep key when the error is its own."""
     error = err.errors()[0]
     for table, key, path in paths.values():
-        if tuple(str(p) for p in error["loc"]) == path:
+        if _key_path(error["loc"]) == path:
             return f"sweep.{table}.{key}: {describe_error(error)}"
     point = ", ".join(f"{column} = {value!r}" for column, value in raw.items())
     return f"sweep point ({point}): {describe_error(error)}"
@@ -422,11 +463,19 @@ def one_line(text: str) -> str:
 
 def describe_error(error: dict[str, Any]) -> str:
     """One line for one pydantic error: the key, the bad value and what is allowed."""
-    loc = tuple(str(part) for part in error["loc"])
+    loc = _key_path(error["loc"])
     key = ".".join(loc)
     kind = error["type"]
     value = error.get("input")
-    owner, field = _field_of(Scenario, loc)
+    owner, field = _field_of(Scenario, error["loc"])
+    if kind in ("union_tag_invalid", "union_tag_not_found"):  # the kind of a perturbation
+        tag = error["ctx"]["discriminator"].strip("'")
+        allowed = "one of " + ", ".join(repr(name) for name in PERTURBATIONS)
+        if kind == "union_tag_not_found":
+            return f"missing required key '{key}.{tag}'; allowed: {allowed}"
+        return f"{key}.{tag} = {value[tag]!r} is not allowed; allowed: {allowed}"
+    if kind == "model_attributes_type":
+        return f"{key} = {value!r} is not allowed; allowed: a table of keys"
     if kind == "extra_forbidden":
         allowed = sorted(owner.model_fields) if owner is not None else []
         close = difflib.get_close_matches(loc[-1], allowed, n=1)
@@ -435,7 +484,8 @@ def describe_error(error: dict[str, Any]) -> str:
             "see `tissue-abm params`" if owner is Parameters else ", ".join(allowed))
         return f"unknown key '{key}'; {hint}allowed keys: {listing}"
     if kind == "missing":
-        return f"missing required key '{key}'"
+        allowed = f"; allowed: {_allowed(field)}" if field is not None else ""
+        return f"missing required key '{key}'{allowed}"
     if kind == "value_error":
         where = f"{key}: " if key else ""
         return f"{where}{error['ctx']['error']}"
@@ -443,11 +493,26 @@ def describe_error(error: dict[str, Any]) -> str:
     return f"{key or 'scenario'} = {value!r} is not allowed; allowed: {allowed}"
 
 
-def _field_of(model: type[BaseModel], loc: tuple[str, ...]) -> tuple[type | None, Any]:
+def _is_tag(loc: tuple[str | int, ...], depth: int) -> bool:
+    """Whether loc[depth] is the kind tag pydantic puts after the position of a perturbation."""
+    return depth > 0 and isinstance(loc[depth - 1], int) and loc[depth] in PERTURBATIONS
+
+
+def _key_path(loc: tuple[str | int, ...]) -> tuple[str, ...]:
+    """The key path of a pydantic error location, as written in the file (no kind tags)."""
+    return tuple(str(part) for depth, part in enumerate(loc) if not _is_tag(loc, depth))
+
+
+def _field_of(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[type | None, Any]:
     """The model class holding the last key of `loc`, and its FieldInfo (None if unknown)."""
     owner: type[BaseModel] | None = model
     field = None
     for depth, part in enumerate(loc):
+        if isinstance(part, int) and depth < len(loc) - 1:
+            continue  # an item of a list: its class comes from the kind tag that follows
+        if _is_tag(loc, depth):
+            owner = PERTURBATIONS[part]
+            continue
         if owner is None or part not in owner.model_fields:
             return owner, None
         field = owner.model_fields[part]
@@ -469,6 +534,9 @@ def _model_class(annotation: Any) -> type[BaseModel] | None:
 def _allowed(field: Any) -> str:
     """What a field accepts, in words: type, range and unit, or the list of choices."""
     annotation = field.annotation
+    extra = field.json_schema_extra or {}
+    if "allowed" in extra:
+        return extra["allowed"]
     if typing.get_origin(annotation) is Literal:
         return "one of " + ", ".join(repr(v) for v in typing.get_args(annotation))
     if _model_class(annotation) is not None:
@@ -488,5 +556,5 @@ def _allowed(field: Any) -> str:
                     if getattr(m, "pattern", None)), None)
     if pattern:
         text += " of letters, digits, '_', '.' or '-' (at most 64, starting alnum)"
-    unit = (field.json_schema_extra or {}).get("unit")
+    unit = extra.get("unit")
     return f"{text} ({unit})" if unit else text

@@ -1,14 +1,23 @@
-"""What both engines share: the systemic timeline, the organism's age and the readout table."""
+"""What both engines share: timeline, age, readouts and experimental perturbations."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from tissue_abm import rules
 from tissue_abm.params import Parameters
+from tissue_abm.perturbation import (
+    Perturbation,
+    check_perturbations,
+    choose_sites,
+    made_state,
+    perturbation_rng,
+    perturbation_seed,
+)
 from tissue_abm.systemic import Day, days_of, systemic_timeline
 from tissue_abm.therapy import Therapy
 
@@ -19,8 +28,9 @@ INITIAL_ARREST_AGE_MAX = 30
 class TissueBase:
     """Base of `TissueModel` (agents) and `ArrayTissue` (arrays).
 
-    Subclasses set `params`, `therapy`, `start_age` and `time` (days simulated), and append one
-    `readouts.readout_row` per day to `_records`.
+    Subclasses set `params`, `therapy`, `start_age` and `time` (days simulated), append one
+    `readouts.readout_row` per day to `_records`, call `_perturb` at the start of each step and
+    make cells with `_make_senescent` and `_make_healthy`.
     """
 
     params: Parameters
@@ -29,14 +39,71 @@ class TissueBase:
     time: float
     torus: bool
     rng: np.random.Generator
+    perturbations: tuple[Perturbation, ...]
+    _perturbation_seed: int
     _records: list[dict[str, float]]
 
-    @staticmethod
-    def _check_run(size: int, start_age: int, days: int) -> None:
-        """Refuse a lattice below 3 x 3, a negative start age or a negative number of days."""
+    def _set_up_run(self, size: int, start_age: int, days: int,
+                   perturbations: Sequence[Perturbation],
+                   rng: int | np.random.Generator | None) -> None:
+        """Check the run's arguments; keep the perturbations and the seed of their draws.
+
+        Must be called before `rng` is used (the seed of a Generator is drawn from a copy of
+        it; see `perturbation.perturbation_seed`).
+
+        Raises:
+            ValueError: For a lattice below 3 x 3, a negative start age or number of days, or a
+                perturbation the run cannot apply (`perturbation.check_perturbations`).
+        """
         if size < 3 or start_age < 0 or days < 0:
             raise ValueError(f"need size >= 3, start_age >= 0 and days >= 0; got size={size}, "
                              f"start_age={start_age}, days={days}")
+        check_perturbations(perturbations, size, start_age, start_age + days)
+        self.perturbations = tuple(perturbations)
+        self._perturbation_seed = perturbation_seed(rng)
+
+    def _perturb(self, age: int, tissue: np.ndarray) -> None:
+        """Apply the perturbations due at `age`, in list order (the step leaving `age` starts).
+
+        The sites come from `perturbation.choose_sites` with the perturbation's own generator;
+        a transplant of healthy cells then draws their damage multipliers from it.
+
+        Args:
+            age: The age the starting step leaves, days.
+            tissue: The engine's site states, shape (L, L) (read before each perturbation).
+        """
+        for index, perturbation in enumerate(self.perturbations):
+            if perturbation.age != age:
+                continue
+            rng = perturbation_rng(self._perturbation_seed, index)
+            sites = choose_sites(perturbation, tissue, rng)
+            if made_state(perturbation) == rules.SENESCENT:
+                self._make_senescent(sites)
+            else:
+                self._make_healthy(sites, rules.lognormal_multiplier(
+                    rng.standard_normal(sites.size), self.params.damage_heterogeneity))
+
+    def _make_senescent(self, sites: np.ndarray) -> None:
+        """Put a new senescent cell on each of `sites`, replacing what was there.
+
+        The new cells start at arrest age 0; immune cells on the sites stay.
+
+        Args:
+            sites: Flat site indices (row-major, x * L + y), each at most once.
+        """
+        raise NotImplementedError
+
+    def _make_healthy(self, sites: np.ndarray, damage_scale: np.ndarray) -> None:
+        """Put a young healthy cell on each of `sites`, replacing what was there.
+
+        The new cells have damage 0, no divisions and no SASP exposure yet; immune cells on the
+        sites stay.
+
+        Args:
+            sites: Flat site indices (row-major, x * L + y), each at most once.
+            damage_scale: Damage-rate multiplier of each new cell (> 0, mean 1).
+        """
+        raise NotImplementedError
 
     def _extend_timeline(self, days: int) -> None:
         """(Re)compute the systemic timeline for days 0..days; earlier days do not change."""

@@ -5,6 +5,8 @@ same update scheme and conflict rule, and the same readouts — only the bookkee
 cell is a site index, its state lives in compact arrays (float32 fields), and the daily
 decisions of all cells are made at once.
 
+0. *Perturbations* due at the age the step leaves (`tissue_abm.perturbation`), on the state
+   arrays, between days.
 1. *Decide* from the start-of-day state. Healthy cells accrue damage and exposure and draw one
    competing event (death, primary, paracrine senescence, division into a random vacant
    neighbour or a replicative arrest); senescent cells age and draw death or senolysis; immune
@@ -24,6 +26,7 @@ eight Moore neighbours of site i (-1 beyond a closed boundary).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Literal
 
@@ -54,6 +57,7 @@ from tissue_abm.engine.intents import (
     tally,
 )
 from tissue_abm.params import Parameters
+from tissue_abm.perturbation import Perturbation
 from tissue_abm.readouts import grid_snapshot, readout_row
 from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
 from tissue_abm.systemic import Day
@@ -140,12 +144,14 @@ class ArrayTissue(TissueBase):
         tissue: Site states (EMPTY/HEALTHY/SENESCENT), int8, shape (size, size).
         immune: Immune cell present, bool, shape (size, size).
         sasp: SASP field (SASP units), float32, shape (size, size).
+        perturbations: Experimental perturbations, in time order (`perturbation`).
     """
 
     def __init__(self, params: Parameters | None = None, therapy: Therapy | None = None,
                  size: int = 100, start_age: int = 90, days: int = 640, torus: bool = True,
                  rng: int | np.random.Generator | None = None,
-                 kernel: Kernel | None = None) -> None:
+                 kernel: Kernel | None = None,
+                 perturbations: Sequence[Perturbation] = ()) -> None:
         """Create the tissue at `start_age` and record day 0.
 
         Args:
@@ -155,10 +161,17 @@ class ArrayTissue(TissueBase):
             start_age: Organism age at day 0, days, >= 0.
             days: Planned number of days, >= 0 (`running` is False after them).
             torus: Whether the lattice wraps around (else closed boundaries).
-            rng: Seed or numpy Generator of the set-up and of the run's random key.
+            rng: Seed or numpy Generator of the set-up and of the run's random key. The
+                perturbations draw from their own generators (`perturbation.perturbation_seed`).
             kernel: "numba" or "numpy"; None picks the first of `KERNELS` (numba if installed).
+            perturbations: Pulses and transplants, ages in [start_age, start_age + days) and
+                not decreasing; each is applied at the start of the step leaving its age.
+
+        Raises:
+            ValueError: If an argument is out of range (see `TissueBase._set_up_run`) or the
+                kernel is not available.
         """
-        self._check_run(size, start_age, days)
+        self._set_up_run(size, start_age, days, perturbations, rng)
         if kernel is not None and kernel not in KERNELS:
             raise ValueError(f"kernel {kernel!r} is not available here; allowed: {KERNELS}")
         self.kernel = kernel or KERNELS[0]
@@ -226,6 +239,7 @@ class ArrayTissue(TissueBase):
 
     def step(self) -> None:
         """Advance the tissue by one day (decide, apply in random priority, field, readouts)."""
+        self._perturb(self.start_age + self.time, self.tissue)
         self.time += 1
         day = self._day(self.time)
         rates = day_rates(self.params, day)
@@ -384,6 +398,16 @@ class ArrayTissue(TissueBase):
         immune[recruits] = True
         self.lifetime[recruits] = draws.geometric(self._draw(keys, draws.RESIDENCE, recruits),
                                                   r.residence_log)
+
+    def _make_senescent(self, sites: np.ndarray) -> None:
+        self.tissue.ravel()[sites] = SENESCENT
+        self.arrest_age[sites] = 0
+
+    def _make_healthy(self, sites: np.ndarray, damage_scale: np.ndarray) -> None:
+        self.tissue.ravel()[sites] = HEALTHY
+        for state in (self.damage, self.exposure, self.divisions):
+            state[sites] = 0
+        self.damage_scale[sites] = damage_scale
 
     # --- shared pieces ----------------------------------------------------------------------
 
