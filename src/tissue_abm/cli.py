@@ -7,13 +7,17 @@
                      [--report] [--quiet]
     tissue-abm plot RESULTS [--out DIR]
     tissue-abm report RESULTS [--out DIR] [--readout NAME] [--reference NAME]
+    tissue-abm sensitivity SCENARIO.toml --params A,B=LOW:HIGH,... --samples N
+                           [--method morris|sobol] [--replicates N] [--days N] [--size N]
+                           [--out DIR] [--workers N] [--scheduler ADDRESS] [--readout NAME]
+                           [--seed N] [--resume] [--quiet]
     tissue-abm params
     tissue-abm viz [SCENARIO.toml] [--port N]
 
 Errors in the input are reported in one line (file, key, value, what is allowed) with exit
 status 2, before any simulation starts. An interrupted run exits with 130 and writes nothing;
-an interrupted batch exits with 130 and keeps its finished runs for `--resume`. A batch in
-which runs failed exits with 1.
+an interrupted batch (or sensitivity study) exits with 130 and keeps its finished runs for
+`--resume`. A batch in which runs failed exits with 1.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tissue_abm import analysis, synergy
+from tissue_abm import analysis, sensitivity, synergy
 from tissue_abm.analysis import healthspan, start_end_summary
 from tissue_abm.batch import (
     BatchInterrupted,
@@ -145,6 +149,49 @@ def build_parser() -> argparse.ArgumentParser:
                         help="scenario the others are compared with (default: untreated)")
     report.set_defaults(handler=_report)
 
+    study = commands.add_parser(
+        "sensitivity", help="rank the parameters that drive the combination's benefit",
+        description="Global sensitivity analysis (SALib: Morris or Sobol') of the benefit of "
+        "the combined therapy over the better single drug. At each parameter point the "
+        "scenario runs three times with the same seeds: rapamycin alone, oxytocin alone and "
+        "both. Writes the runs (a resumable batch), the benefit per point, the indices (CSV) "
+        "and a figure to --out; prints the ranked parameters. See docs/sensitivity.md.")
+    study.add_argument("scenario", type=Path,
+                       help="scenario file with [therapy.rapamycin] and [therapy.oxytocin]")
+    study.add_argument("--params", required=True, metavar="A,B=LOW:HIGH,...",
+                       help="parameters to vary: a name varies its scenario value x0.5 to x2 "
+                       "(clipped to its allowed range), name=low:high sets the range "
+                       "(names: `tissue-abm params`)")
+    study.add_argument("--samples", type=_positive, required=True,
+                       help="Morris trajectories r (r(k+1) points) or Sobol' base samples N, "
+                       "a power of 2 (N(k+2) points)")
+    study.add_argument("--method", choices=sensitivity.METHODS, default="morris",
+                       help="morris (screening; default) or sobol (variance shares)")
+    study.add_argument("--replicates", type=_positive, default=None,
+                       help="replicates per point and variant (default: the file's)")
+    study.add_argument("--days", type=_positive, default=None,
+                       help="days to simulate from the start age (default: to the file's "
+                       "end_age)")
+    study.add_argument("--size", type=_positive, default=None,
+                       help="lattice side L in sites (default: the file's)")
+    study.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "sensitivity",
+                       help="study folder (default: results/sensitivity)")
+    study.add_argument("--workers", type=_positive, default=None,
+                       help="worker processes (default: all cores; 1 runs in this process)")
+    study.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on a Dask cluster: tcp://host:port, or 'local'")
+    study.add_argument("--readout", choices=sensitivity.READOUT_CHOICES,
+                       default="senescent_fraction", metavar="NAME",
+                       help="readout of the benefit at the end of the runs, or healthspan "
+                       "(default: senescent_fraction)")
+    study.add_argument("--seed", type=int, default=None,
+                       help="base seed of the replicates, the design and the bootstrap "
+                       "(default: the file's)")
+    study.add_argument("--resume", action="store_true",
+                       help="finish the study in --out (same inputs; --readout may differ)")
+    study.add_argument("--quiet", action="store_true", help="no progress bar")
+    study.set_defaults(handler=_sensitivity)
+
     params = commands.add_parser("params", help="print the parameter table (Markdown)")
     params.set_defaults(handler=lambda args: print(parameters_markdown(), end=""))
 
@@ -198,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         kept = (f"finished runs are kept in {args.out}; finish with --resume"
-                if args.command == "batch" else "nothing written")
+                if args.command in ("batch", "sensitivity") else "nothing written")
         print(f"tissue-abm: interrupted; {kept}", file=sys.stderr)
         return 130
 
@@ -264,6 +311,65 @@ def _batch(args: argparse.Namespace) -> int:
     if args.report and summary.done:
         _write_report(args.out, None, "senescent_fraction", "untreated")
     return 1 if summary.failed else 0
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    study = sensitivity.plan_study(args.scenario, args.params, samples=args.samples,
+                                   method=args.method, replicates=args.replicates,
+                                   days=args.days, size=args.size, seed=args.seed)
+    print(f"{args.method}: {len(study.factors)} parameters, {study.points} points x "
+          f"{len(sensitivity.VARIANTS)} variants x {study.scenario.replicates} replicates = "
+          f"{study.runs} runs of {study.scenario.days} days on "
+          f"{study.scenario.size}x{study.scenario.size}")
+    with Progress(TextColumn("[bold]sensitivity[/]"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("runs, {task.fields[failed]} failed"), TimeElapsedColumn(),
+                  TextColumn("left"), TimeRemainingColumn(), console=console,
+                  disable=args.quiet, transient=True) as bar:
+        task = bar.add_task("sensitivity", total=study.runs, failed=0)
+        summary = sensitivity.run_study(
+            study, args.out, workers=args.workers, scheduler=args.scheduler, resume=args.resume,
+            progress=lambda done, failed, total: bar.update(task, completed=done + failed,
+                                                            failed=failed))
+    print(f"{summary.done} of {summary.total} runs done ({summary.skipped} earlier), "
+          f"{summary.failed} failed; {summary.wall_seconds:.1f} s "
+          f"(simulation {summary.run_seconds:.1f} s)")
+    if summary.failed:
+        print(f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); no indices "
+              "without them; re-run them with --resume", file=sys.stderr)
+        return 1
+    try:
+        result = sensitivity.analyse(study, args.out, args.readout)
+    except ValueError as err:
+        raise _AnalysisError(str(err)) from None
+    _print_indices(result.indices, result.benefit)
+    for path in result.files:
+        print(f"written: {path}")
+    return 0
+
+
+def _print_indices(table: pd.DataFrame, gains: pd.DataFrame) -> None:
+    """The ranked indices, and the benefit they explain."""
+    readout = table.attrs["readout"]
+    morris = table.attrs["method"] == "morris"
+    out = Table(title=f"what drives the benefit of the combination on {readout} "
+                f"({'Morris' if morris else 'Sobol'}, most influential first)")
+    columns = ["rank", "parameter", "range"] + (
+        ["mu_star", "± conf", "mu", "sigma"] if morris else ["ST", "± conf", "S1", "± conf"])
+    for column in columns:
+        out.add_column(column, justify="left" if column in ("parameter", "range") else "right",
+                       no_wrap=column != "range", overflow="fold")
+    values = ["mu_star", "mu_star_conf", "mu", "sigma"] if morris else [
+        "ST", "ST_conf", "S1", "S1_conf"]
+    for row in table.itertuples(index=False):
+        out.add_row(str(row.rank), row.parameter, f"{row.low:g} to {row.high:g} {row.unit}",
+                    *(f"{getattr(row, v):.2g}" for v in values))
+    console.print(out)
+    benefit = gains["benefit"]
+    better = gains.attrs["higher_is_better"]
+    print(f"benefit of the combination over the better single drug on {readout} "
+          f"({'higher' if better else 'lower'} is better; > 0: combination better): mean "
+          f"{benefit.mean():+.4g}, from {benefit.min():+.4g} to {benefit.max():+.4g} over "
+          f"{len(gains)} points; combination better at {(benefit > 0).sum()}")
 
 
 def _viz(args: argparse.Namespace) -> int:
