@@ -194,8 +194,10 @@ class Parameters(BaseModel):
         "Daily probability that an immune-free site receives an immune cell without SASP.",
     )
     immune_recruit_max: float = _param(
-        0.02, "1/site/day", 0.0, 1.0,
-        "SASP chemokines (CCL2) recruit NK cells (Iannello 2013, §6 [R]); magnitude assumed",
+        0.0474, "1/site/day", 0.0, 1.0,
+        "SASP chemokines (CCL2) recruit NK cells (Iannello 2013, §6 [R]); magnitude fitted to "
+        "the young pulse-chase half-life 5 ± 1 d (Karin 2019, §1 [S]; tissue_abm.calibration, "
+        "docs/validation.md)",
         "Extra daily recruitment probability at saturating local SASP.",
     )
     immune_recruit_half_sasp: float = _param(
@@ -215,19 +217,20 @@ class Parameters(BaseModel):
     )
     immune_kill: float = _param(
         0.8, "probability", 0.0, 1.0,
-        "assumed: calibrated to the young senescent-cell half-life ~5 d (Karin 2019, §1 [S])",
+        "assumed: NK cells kill a contacted target within hours; the young half-life is "
+        "fitted through immune_recruit_max",
         "Daily probability that a young immune cell kills an adjacent senescent cell.",
     )
     immune_old_fraction: float = _param(
-        0.1, "fraction", 0.0, 1.0,
-        "per-cell NK cytotoxicity falls with age (Brauning 2022, Solana 1999, §6 [R]); "
-        "old half-life ~25 d vs ~5 d young (Karin 2019, §1 [S])",
+        0.0259, "fraction", 0.0, 1.0,
+        "per-cell NK cytotoxicity falls with age (Brauning 2022, Solana 1999, §6 [R]); fitted "
+        "to the old pulse-chase half-life 25 ± 6 d (Karin 2019, §1 [S]; "
+        "tissue_abm.calibration, docs/validation.md)",
         "Immune killing competence in very old tissue relative to young.",
     )
     immune_decline_age: float = _param(
         365.0, "day", 1.0, 3650.0,
-        "assumed: immunosenescence sets in during the second year of a mouse's life; with "
-        "immune_old_fraction it gives pulse half-lives ~6 d at 3 mo and ~24 d at 22 mo",
+        "assumed: immunosenescence sets in during the second year of a mouse's life",
         "Age at which immune competence has fallen halfway to its old level.",
     )
     rapa_immune_boost: float = _param(
@@ -342,9 +345,9 @@ class Parameters(BaseModel):
         "Senescent abundance X_c above which the organism dies.",
     )
     sr_burden_scale: float = _param(
-        300.0, "SR units per unit senescent fraction", 1.0, 100000.0,
-        "assumed (provisional): to be fitted to the untreated median lifespan ≈ 2.4 y of the "
-        "SR mouse fit (§1 [C]; docs/validation.md)",
+        158.0, "SR units per unit senescent fraction", 1.0, 100000.0,
+        "fitted to the untreated median lifespan 2.4 y of the SR mouse fit (§1 [C]; "
+        "tissue_abm.calibration, docs/validation.md)",
         "Senescent abundance k of the organism per unit of the tissue's senescent fraction.",
     )
 
