@@ -11,6 +11,8 @@
                            [--method morris|sobol] [--replicates N] [--days N] [--size N]
                            [--out DIR] [--workers N] [--scheduler ADDRESS] [--readout NAME]
                            [--seed N] [--resume] [--quiet]
+    tissue-abm validate RESULTS [--out docs/validation.md]
+    tissue-abm calibrate [--replicates N] [--steps N]
     tissue-abm params
     tissue-abm viz [SCENARIO.toml] [--port N]
 
@@ -43,7 +45,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tissue_abm import analysis, sensitivity, synergy
+from tissue_abm import analysis, calibration, sensitivity, synergy
 from tissue_abm.analysis import healthspan, start_end_summary
 from tissue_abm.batch import (
     BatchInterrupted,
@@ -64,6 +66,7 @@ from tissue_abm.results import (
     write_run,
 )
 from tissue_abm.scenario import ENGINES, ScenarioError, load_scenario, run_scenario
+from tissue_abm.validation import validation_page
 from tissue_abm.viz.serve import DEFAULT_PORT, HOST, start_server
 
 DEFAULT_RESULTS = Path("results")
@@ -191,6 +194,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="finish the study in --out (same inputs; --readout may differ)")
     study.add_argument("--quiet", action="store_true", help="no progress bar")
     study.set_defaults(handler=_sensitivity)
+
+    validate = commands.add_parser(
+        "validate", help="write the validation page from a batch of the experiments",
+        description="Write docs/validation.md: the calibration targets (met or not), the "
+        "expected behaviours and the experiment library's answers, from the results of "
+        "`tissue-abm batch scenarios/*.toml scenarios/experiments/*.toml`.")
+    validate.add_argument("results", type=Path, help="batch folder")
+    validate.add_argument("--out", type=Path, default=Path("docs/validation.md"),
+                          help="page to write; its figures go to a folder of the same name "
+                          "(default: docs/validation.md and docs/validation/)")
+    validate.set_defaults(handler=_validate)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="fit the calibrated parameters to their anchors",
+        description="Fit immune_recruit_max, immune_old_fraction and sr_burden_scale in turn "
+        "to the young and old pulse-chase half-lives and the median lifespan (runs the "
+        "experiment files in this process) and print the values for params.py.")
+    calibrate.add_argument("--replicates", type=_positive, default=8,
+                           help="replicates per scenario and evaluation (default: 8)")
+    calibrate.add_argument("--steps", type=_positive, default=7,
+                           help="bisection steps per parameter (default: 7)")
+    calibrate.set_defaults(handler=_calibrate)
 
     params = commands.add_parser("params", help="print the parameter table (Markdown)")
     params.set_defaults(handler=lambda args: print(parameters_markdown(), end=""))
@@ -406,6 +431,28 @@ def _plot(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     _write_report(args.results, args.out, args.readout, args.reference)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    out = args.out
+    with console.status("computing the validation page"):
+        try:
+            page = validation_page(args.results, figures=out.with_suffix(""))
+        except (FileNotFoundError, ValueError) as err:
+            raise _AnalysisError(str(err)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    print(f"validation page: {out}")
+
+
+def _calibrate(args: argparse.Namespace) -> None:
+    result = calibration.fit(replicates=args.replicates, steps=args.steps)
+    p = result.params
+    print(f"immune_recruit_max = {p.immune_recruit_max:g}\n"
+          f"immune_old_fraction = {p.immune_old_fraction:g}\n"
+          f"sr_burden_scale = {p.sr_burden_scale:g}\n"
+          f"half-lives: young {result.half_lives.young.value:.2f} d, old "
+          f"{result.half_lives.old.value:.2f} d; median lifespan {result.median_lifespan:.0f} d")
 
 
 def _write_report(results: Path, out: Path | None, readout: str, reference: str) -> None:
