@@ -23,7 +23,9 @@ from tissue_abm.survival import (
     survival_summary,
 )
 
-DEFAULTS = Parameters()
+# Karin's SR parameters with a burden scale of 300 (the hand-made burdens below are sized for
+# it), independent of the calibrated default.
+DEFAULTS = Parameters(sr_burden_scale=300.0)
 START = 90.0
 AGES = np.arange(START, START + 1001.0)          # 90 to 1090 days, daily
 SLOPE = 1e-4                                      # senescent fraction per day on a rising burden
@@ -198,7 +200,7 @@ def test_lifespans_are_reproducible_per_run_and_ignore_row_order_and_other_runs(
 def test_runs_with_different_seeds_get_different_organisms():
     runs = [{"scenario": "untreated", "replicate": r, "seed": seed, "fraction": rising()}
             for r, seed in enumerate((7, 8))]
-    table = lifespans(results_table(runs), organisms=50)
+    table = lifespans(results_table(runs), DEFAULTS, organisms=50)
     one, two = (table.loc[table["replicate"] == r, "lifespan"].to_numpy() for r in (0, 1))
     assert not np.array_equal(one, two)
 
@@ -210,7 +212,7 @@ def test_a_higher_burden_gives_a_shorter_median_lifespan():
     # sd ≈ 130 d), so a margin of 50 d is > 3 SE of the difference below the smallest seen.
     runs = [{"scenario": name, "replicate": 0, "seed": 1, "fraction": rising(slope)}
             for name, slope in (("low", SLOPE), ("high", 1.5 * SLOPE))]
-    summary = survival_summary(lifespans(results_table(runs), organisms=400)).set_index(
+    summary = survival_summary(lifespans(results_table(runs), DEFAULTS, organisms=400)).set_index(
         "scenario")
     assert summary.loc["high", "median_lifespan"] < summary.loc["low", "median_lifespan"] - 50.0
     assert summary.loc["high", "p90_lifespan"] < summary.loc["low", "p90_lifespan"]
@@ -335,7 +337,7 @@ def test_more_organisms_per_tissue_do_not_narrow_the_interval_when_they_share_th
 def test_a_single_run_has_no_interval_and_an_unreached_median_is_nan():
     runs = [{"scenario": "untreated", "replicate": 0, "seed": 1,
              "fraction": np.full(AGES.size, 0.001)}]
-    row = survival_summary(lifespans(results_table(runs), organisms=50)).iloc[0]
+    row = survival_summary(lifespans(results_table(runs), DEFAULTS, organisms=50)).iloc[0]
     assert row["runs"] == 1
     assert math.isnan(row["median_lifespan"]) and math.isnan(row["p90_lifespan"])
     assert math.isnan(row["median_ci_low"]) and math.isnan(row["median_ci_high"])
@@ -347,7 +349,7 @@ def test_a_median_not_reached_in_many_resamples_has_an_open_upper_bound():
     # never reaches it, so the upper bound of a 95% interval is inf.
     runs = [{"scenario": "untreated", "replicate": r, "seed": 1, "fraction": fraction}
             for r, fraction in enumerate((np.full(AGES.size, 0.1), np.full(AGES.size, 0.0)))]
-    row = survival_summary(lifespans(results_table(runs), organisms=50), n_boot=400).iloc[0]
+    row = survival_summary(lifespans(results_table(runs), DEFAULTS, organisms=50), n_boot=400).iloc[0]
     assert math.isfinite(row["median_lifespan"]) and math.isinf(row["median_ci_high"])
 
 
@@ -390,7 +392,7 @@ def test_hazard_rises_with_age_on_a_rising_burden():
     # the intervals apart.
     runs = [{"scenario": "untreated", "replicate": r, "seed": 30 + r, "fraction": rising()}
             for r in range(4)]
-    rates = hazard(lifespans(results_table(runs), organisms=200), width=100.0,
+    rates = hazard(lifespans(results_table(runs), DEFAULTS, organisms=200), width=100.0,
                    n_boot=500).set_index("age_low")
     assert rates.index[-1] + 100.0 == AGES[-1]            # the bins end at the last age
     early, late = rates.loc[START + 100.0], rates.loc[START + 300.0]

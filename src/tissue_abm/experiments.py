@@ -29,6 +29,7 @@ from tissue_abm.analysis import (
     check_scenarios,
     compare,
     percentile_ci,
+    run_columns,
 )
 
 PEAK_WINDOW = 14
@@ -36,6 +37,9 @@ PEAK_WINDOW = 14
 
 FIT_FLOOR = 0.2
 """The half-life fit stops once the excess falls below this share of its peak (noise floor)."""
+
+DECAY_RESOLUTION = 1e-9
+"""Decay rates (1/day) below this are rounding noise of a flat excess: no half-life."""
 
 SECONDARY = ("new_primary", "new_paracrine")
 """Events that count as host (secondary) senescence after a transplant."""
@@ -125,7 +129,7 @@ def half_life(age: np.ndarray, excess: np.ndarray, start: float) -> float:
     if stop - peak < 3:
         return math.nan
     slope = np.polyfit(age[peak:stop], np.log(excess[peak:stop]), 1)[0]
-    return float(math.log(2.0) / -slope) if slope < 0 else math.nan
+    return float(math.log(2.0) / -slope) if slope < -DECAY_RESOLUTION else math.nan
 
 
 def pulse_chase(results: pd.DataFrame, pulse: str, control: str, pulse_age: float,
@@ -135,7 +139,8 @@ def pulse_chase(results: pd.DataFrame, pulse: str, control: str, pulse_age: floa
 
     The excess is the pulsed run's senescent count minus its paired control's. The estimate is
     the half-life (`half_life`) of the excess averaged over replicates; the interval resamples
-    the replicate pairs with replacement and refits (resamples that do not decay are left out).
+    the replicate pairs with replacement and refits (a resample that does not decay counts as
+    an infinite half-life).
 
     Args:
         results: A table from `load_results` with both scenarios.
@@ -161,7 +166,10 @@ def pulse_chase(results: pd.DataFrame, pulse: str, control: str, pulse_age: floa
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, n, size=(n_boot, n))
     boot = np.array([half_life(ages, values[:, pick].mean(axis=1), pulse_age) for pick in picks])
-    return Estimate(estimate, *percentile_ci(boot, confidence), n)
+    # A resample that does not decay has an unbounded half-life: it counts as +inf, not dropped.
+    low, high = np.quantile(np.where(np.isnan(boot), np.inf, boot),
+                            [0.5 - confidence / 2, 0.5 + confidence / 2], method="inverted_cdf")
+    return Estimate(estimate, float(low), float(high), n)
 
 
 def difference_by_age(results: pd.DataFrame, scenario: str, reference: str, readout: str,
@@ -198,6 +206,9 @@ def difference_by_age(results: pd.DataFrame, scenario: str, reference: str, read
     for age in ages:
         table = compare(chosen, readout, reference, day=round(age - start), n_boot=n_boot,
                         seed=seed, confidence=confidence)
+        if len(table) != 1:
+            raise ValueError(f"scenario {scenario!r} has {len(table)} sweep points; select one "
+                             "(filter the results on its sweep columns) before comparing")
         row = table.iloc[0]
         rows.append({"age": float(age), "mean": row["mean"],
                      "reference_mean": row["reference_mean"], "difference": row["difference"],
@@ -234,7 +245,7 @@ def secondary_senescence(results: pd.DataFrame, transplant: str, sham: str, age:
     events = results[(results["age"] > age) & (results["age"] <= age + window)].copy()
     events["secondary"] = events[list(SECONDARY)].sum(axis=1)
     check_scenarios(events, [transplant, sham])
-    totals = events.groupby(["scenario", "replicate", "seed"], observed=True)[
+    totals = events.groupby([*run_columns(events), "seed"], observed=True, dropna=False)[
         "secondary"].sum().reset_index().assign(age=age)
     pairs = paired_difference(totals, transplant, sham, "secondary")["difference"].to_numpy()
     if pairs.size < 2:
