@@ -349,7 +349,8 @@ def test_a_median_not_reached_in_many_resamples_has_an_open_upper_bound():
     # never reaches it, so the upper bound of a 95% interval is inf.
     runs = [{"scenario": "untreated", "replicate": r, "seed": 1, "fraction": fraction}
             for r, fraction in enumerate((np.full(AGES.size, 0.1), np.full(AGES.size, 0.0)))]
-    row = survival_summary(lifespans(results_table(runs), DEFAULTS, organisms=50), n_boot=400).iloc[0]
+    table = lifespans(results_table(runs), DEFAULTS, organisms=50)
+    row = survival_summary(table, n_boot=400).iloc[0]
     assert math.isfinite(row["median_lifespan"]) and math.isinf(row["median_ci_high"])
 
 

@@ -3,7 +3,8 @@
 The public entry points: `TissueModel` (the Mesa model), `Parameters` (every biological parameter
 with its source), `Therapy` (drug regimens), `load_scenario` / `run_scenario` (scenario files),
 `plan_batch` / `run_batch` (many runs, resumable), `load_results` (readouts as a pandas
-DataFrame) and the modules `analysis`, `synergy`, `plots` and `report` on top of it.
+DataFrame), and the modules on top of it: `analysis`, `survival`, `synergy`, `experiments`,
+`spatial`, `plots`, `report`, `sensitivity` and `validation`.
 """
 
 from tissue_abm.batch import plan_batch, run_batch

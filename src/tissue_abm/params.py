@@ -319,7 +319,7 @@ class Parameters(BaseModel):
     healthspan_threshold: float = _param(
         0.95, "function", 0.0, 1.0,
         "assumed: a 5% loss from a perfect tissue counts as unhealthy (untreated tissue "
-        "crosses it at ~20 months with the defaults)",
+        "crosses it at ~21 months with the defaults)",
         "Tissue function below which the organism is no longer in good health.",
     )
 
