@@ -12,7 +12,7 @@
                            [--out DIR] [--workers N] [--scheduler ADDRESS] [--readout NAME]
                            [--seed N] [--resume] [--quiet]
     tissue-abm validate RESULTS [--out docs/validation.md]
-    tissue-abm calibrate [--replicates N] [--steps N]
+    tissue-abm calibrate [--replicates N] [--halvings N]
     tissue-abm params
     tissue-abm viz [SCENARIO.toml] [--port N]
 
@@ -213,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
         "experiment files in this process) and print the values for params.py.")
     calibrate.add_argument("--replicates", type=_positive, default=8,
                            help="replicates per scenario and evaluation (default: 8)")
-    calibrate.add_argument("--steps", type=_positive, default=7,
-                           help="bisection steps per parameter (default: 7)")
+    calibrate.add_argument("--halvings", type=_positive, default=7,
+                           help="halvings of the bisection bracket per parameter (default: 7)")
     calibrate.set_defaults(handler=_calibrate)
 
     params = commands.add_parser("params", help="print the parameter table (Markdown)")
@@ -446,7 +446,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> None:
-    result = calibration.fit(replicates=args.replicates, steps=args.steps)
+    result = calibration.fit(replicates=args.replicates, steps=args.halvings)
     p = result.params
     print(f"immune_recruit_max = {p.immune_recruit_max:g}\n"
           f"immune_old_fraction = {p.immune_old_fraction:g}\n"
