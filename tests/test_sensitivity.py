@@ -23,19 +23,19 @@ name = "tiny"
 seed = 3
 replicates = 2
 size = 25
-start_age = 400
-end_age = 480
+start_age = 700
+end_age = 780
 
 [parameters]
 initial_senescent_fraction = 0.03   # a burden for the drugs to act on within 80 days
 
 [therapy.rapamycin]
 dose = 1.0
-start_age = 400
+start_age = 700
 
 [therapy.oxytocin]
 dose = 1.0
-start_age = 400
+start_age = 700
 """
 """A small combined scenario: 25x25, 80 days with both drugs from the start (~20 ms a run)."""
 

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.lines import Line2D
 
 from tissue_abm import Parameters
-from tissue_abm.plots import survival_curves
+from tissue_abm.plots import hazard_curves, survival_curves
 from tissue_abm.rules import DAYS_PER_YEAR
 from tissue_abm.survival import (
     burden_paths,
@@ -428,3 +428,17 @@ def test_survival_curves_draw_a_step_curve_and_band_per_group_and_the_median_lin
     years = curves[0].get_xdata()
     assert years[0] == pytest.approx(START / DAYS_PER_YEAR)     # age in years
     assert isinstance(curves[0], Line2D) and curves[0].get_drawstyle() == "steps-post"
+
+
+def test_hazard_curves_draw_one_line_per_group_on_a_log_scale_without_empty_bins():
+    table = lifespans(two_scenarios(), DEFAULTS, organisms=50)
+    fig = hazard_curves(table, width=60.0, n_boot=100)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert sorted(lines) == ["rapamycin", "untreated"]
+    expected = hazard(table, width=60.0, n_boot=100)
+    for label, line in lines.items():
+        rows = expected[(expected["scenario"] == label) & (expected["deaths"] > 0)]
+        np.testing.assert_allclose(line.get_ydata(), rows["hazard"].to_numpy())
+        assert (line.get_ydata() > 0).all()            # empty bins (hazard 0) are left out

@@ -95,6 +95,7 @@ def test_validation_page_from_a_partial_batch(small_batch, tmp_path):
     row = next(line for line in page.splitlines() if "knock-out raises" in line)
     assert row.endswith("**holds** |")
     assert (tmp_path / "figures" / "survival.png").stat().st_size > 0
+    assert (tmp_path / "figures" / "hazard.png").stat().st_size > 0
 
 
 def test_validate_cli_writes_the_page(small_batch, tmp_path, capsys):

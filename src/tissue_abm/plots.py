@@ -230,6 +230,43 @@ def survival_curves(lifespans_table: pd.DataFrame, confidence: float = 0.95,
     return fig
 
 
+def hazard_curves(lifespans_table: pd.DataFrame, width: float = 30.0,
+                  confidence: float = 0.95, n_boot: int = 1000, seed: int = 0) -> Figure:
+    """Hazard of death over age of the SR organisms of each group, with cluster-bootstrap bands.
+
+    Args:
+        lifespans_table: The output of `survival.lifespans`.
+        width: Width of the age bins, days (> 0).
+        confidence: Coverage of the band (see `survival.hazard`), strictly between 0 and 1.
+        n_boot: Bootstrap resamples, ≥ 1.
+        seed: Seed of the resampling.
+
+    Returns:
+        The figure: one axes, the daily hazard per group on a log scale against the middle of
+        each age bin in years (bins without deaths are left out), with its band and a legend.
+    """
+    table = survival.hazard(lifespans_table, width=width, confidence=confidence, n_boot=n_boot,
+                            seed=seed)
+    table = table[table["deaths"] > 0]
+    labels, order, colours = _groups(table, table.attrs.get("sweep_columns"))
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for lab in order:
+        rows = table[(labels == lab).to_numpy()]
+        years = 0.5 * (rows["age_low"] + rows["age_high"]).to_numpy() / DAYS_PER_YEAR
+        ax.plot(years, rows["hazard"].to_numpy(), color=colours[lab], label=lab, lw=1.5)
+        ax.fill_between(years, rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy(),
+                        color=colours[lab], alpha=0.2, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("age (years)")
+    ax.set_ylabel("hazard (deaths per organism-day)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(title="scenario", frameon=False, loc="lower right")
+    ax.set_title(f"Hazard over age ({width:g}-day bins)\n"
+                 f"{confidence:.0%} band: bootstrap over runs")
+    return fig
+
+
 def synergy_bars(table: pd.DataFrame) -> Figure:
     """The excess of each synergy method as bars with CI error bars, over the ±10% band.
 

@@ -280,8 +280,10 @@ def _therapies(c: _Context) -> str:
                            ignore_index=True)
         chosen = chosen.drop(columns=[col for col in chosen.columns if col.startswith(
             "therapy.")])
-        figure = _save(plots.survival_curves(chosen, n_boot=c.n_boot), c.figures,
-                       "survival.png", "Survival (Kaplan–Meier, 95% band)")
+        figure = (_save(plots.survival_curves(chosen, n_boot=c.n_boot), c.figures,
+                        "survival.png", "Survival (Kaplan–Meier, 95% band)")
+                  + _save(plots.hazard_curves(chosen, n_boot=c.n_boot), c.figures,
+                          "hazard.png", "Hazard over age (30-day bins, 95% band)"))
     return ("## Therapies: lifespan and healthspan\n\n"
             "Therapies from 12 months as in the canonical scenarios (rapamycin 1 mg/kg daily, "
             "a daily oxytocin pulse of one young level, both together; the senolytic every 30 "
