@@ -411,6 +411,23 @@ def test_secondary_senescence_refuses_a_table_with_several_sweep_points():
         secondary_senescence(table(*runs), "transplant", "sham", PULSE, window=10)
 
 
+
+def test_secondary_senescence_refuses_runs_that_skip_days_of_the_window():
+    # Event tallies are daily: a table kept every other day would undercount the window.
+    results = table(*transplant_runs(3, 10))
+    every_other = results[results["age"] % 2 == 0]
+    with pytest.raises(ValueError, match=r"keeps \d+ of the 10 days .*output.every = 1"):
+        secondary_senescence(every_other, "transplant", "sham", PULSE, window=10)
+    # A window reaching past the end of the runs is refused the same way.
+    with pytest.raises(ValueError, match="of the 10000 days"):
+        secondary_senescence(results, "transplant", "sham", PULSE, window=10_000)
+
+
+def test_paired_difference_names_the_missing_label_column():
+    results = table(*transplant_runs(2, 10)).drop(columns="replicate")
+    with pytest.raises(ValueError, match=r"lack the column.*replicate"):
+        paired_difference(results, "transplant", "sham", "senescent")
+
 # --- the experiments on the model ---------------------------------------------------------------
 
 SIZE = 50

@@ -77,6 +77,10 @@ def paired_difference(results: pd.DataFrame, treated: str, control: str,
     Raises:
         ValueError: If a scenario or the readout is missing, or paired runs differ in seed.
     """
+    absent = [c for c in ("scenario", "replicate", "seed", "age") if c not in results.columns]
+    if absent:
+        raise ValueError(f"the results lack the column(s) {', '.join(absent)}; allowed: a "
+                         "table from load_results")
     check_readouts(results, [readout])
     check_scenarios(results, [treated, control])
     keys = ["replicate", "age"]
@@ -242,9 +246,10 @@ def secondary_senescence(results: pd.DataFrame, transplant: str, sham: str, age:
     check_confidence(confidence)
     if not window > 0:
         raise ValueError(f"window = {window!r} is not allowed; allowed: a number of days > 0")
+    check_scenarios(results, [transplant, sham])
     events = results[(results["age"] > age) & (results["age"] <= age + window)].copy()
+    _check_daily(events, age, window)
     events["secondary"] = events[list(SECONDARY)].sum(axis=1)
-    check_scenarios(events, [transplant, sham])
     totals = events.groupby([*run_columns(events), "seed"], observed=True, dropna=False)[
         "secondary"].sum().reset_index().assign(age=age)
     pairs = paired_difference(totals, transplant, sham, "secondary")["difference"].to_numpy()
@@ -254,3 +259,16 @@ def secondary_senescence(results: pd.DataFrame, transplant: str, sham: str, age:
     rng = np.random.default_rng(seed)
     boot = pairs[rng.integers(0, pairs.size, size=(n_boot, pairs.size))].mean(axis=1)
     return Estimate(float(pairs.mean()), *percentile_ci(boot, confidence), pairs.size)
+
+
+def _check_daily(events: pd.DataFrame, age: float, window: float) -> None:
+    """ValueError unless every run keeps every day of the window (event tallies are daily)."""
+    wanted = math.floor(age + window) - math.floor(age)
+    kept = events.groupby([*run_columns(events), "seed"], observed=True, dropna=False)[
+        "age"].nunique()
+    short = kept[kept < wanted]
+    if len(kept) == 0 or len(short):
+        have = int(short.min()) if len(short) else 0
+        raise ValueError(f"a run keeps {have} of the {wanted} days after age {age:g} (window "
+                         f"{window:g} days); allowed: runs that keep every day of the window "
+                         "(output.every = 1, end_age at or after age + window)")
