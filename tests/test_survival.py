@@ -442,3 +442,22 @@ def test_hazard_curves_draw_one_line_per_group_on_a_log_scale_without_empty_bins
         rows = expected[(expected["scenario"] == label) & (expected["deaths"] > 0)]
         np.testing.assert_allclose(line.get_ydata(), rows["hazard"].to_numpy())
         assert (line.get_ydata() > 0).all()            # empty bins (hazard 0) are left out
+
+
+def test_each_batch_point_can_drive_its_organisms_with_its_own_parameters():
+    # Two sweep points of one scenario on the same burden and seed: the point whose burden
+    # scale is doubled dies earlier, exactly as a table computed with that scale alone.
+    fraction = rising()
+    runs = [{"scenario": "untreated", "point": point, "value": scale, "replicate": 0,
+             "seed": 7, "fraction": fraction} for point, scale in enumerate((300.0, 600.0))]
+    results = results_table(runs, sweep="sr_burden_scale")
+    own = {("untreated", 0): DEFAULTS, ("untreated", 1): varied(sr_burden_scale=600.0)}
+    table = lifespans(results, own, organisms=40)
+    for point, params in enumerate(own.values()):
+        alone = lifespans(results[results["point"] == point], params, organisms=40)
+        np.testing.assert_array_equal(table.loc[table["point"] == point, "lifespan"],
+                                      alone["lifespan"])
+    by_point = table.groupby("point")["lifespan"].median()
+    assert by_point[1] < by_point[0]
+    with pytest.raises(ValueError, match="'point'"):
+        lifespans(results.drop(columns="point"), own)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tissue_abm.batch import plan_batch, run_batch
+from tissue_abm.batch import plan_batch, point_parameters, run_batch
 from tissue_abm.calibration import HALF_LIFE_YOUNG, bisect, median_lifespan, oxytocin_ratio
 from tissue_abm.cli import main
 from tissue_abm.params import Parameters
@@ -96,6 +96,14 @@ def test_validation_page_from_a_partial_batch(small_batch, tmp_path):
     assert row.endswith("**holds** |")
     assert (tmp_path / "figures" / "survival.png").stat().st_size > 0
     assert (tmp_path / "figures" / "hazard.png").stat().st_size > 0
+
+
+def test_point_parameters_are_each_runs_own(small_batch):
+    own = point_parameters(small_batch)
+    assert set(own) == {(name, 0) for name in ("wild_type", "immune_knockout",
+                                               "senolytic_control", "pulse_chase_young")}
+    assert own[("immune_knockout", 0)].immune_kill == 0.0      # the file's override
+    assert own[("wild_type", 0)] == Parameters()
 
 
 def test_validate_cli_writes_the_page(small_batch, tmp_path, capsys):

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from tissue_abm.engine import set_threads, warm_up
+from tissue_abm.params import Parameters
 from tissue_abm.results import (
     GRID_SUFFIX,
     MANIFEST,
@@ -464,6 +465,16 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise OutputError(f"{folder}: no batch here ({MANIFEST} is missing)") from None
     except (OSError, ValueError) as err:
         raise OutputError(f"{folder / MANIFEST}: cannot read the manifest ({err})") from None
+
+
+def point_parameters(folder: str | Path) -> dict[tuple[str, int], Parameters]:
+    """The parameters every run of a batch ran with, by (scenario, sweep point).
+
+    Raises:
+        OutputError: If the folder holds no readable manifest.
+    """
+    return {(entry["scenario"], entry["point"]): Parameters.model_validate(entry["parameters"])
+            for entry in read_manifest(Path(folder))["points"]}
 
 
 def _claim(folder: Path, plan: Plan, resume: bool) -> Path:

@@ -44,7 +44,7 @@ In use: `lifespans(load_results(folder))` gives one row per organism; `survival_
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -163,14 +163,17 @@ LIFESPAN_COLUMNS = ("organism", "start_age", "lifespan", "observed")
 three)."""
 
 
-def lifespans(results: pd.DataFrame, params: Parameters | None = None,
+def lifespans(results: pd.DataFrame,
+              params: Parameters | Mapping[tuple[str, int], Parameters] | None = None,
               organisms: int = 200) -> pd.DataFrame:
     """Lifespans of `organisms` SR organisms driven by each run's senescent burden.
 
     Args:
         results: A table from `load_results` (one row per run and kept day; a run's rows may be
             in any order).
-        params: The SR parameters; default `Parameters()`.
+        params: The SR parameters: one set for every run (default `Parameters()`), or each
+            batch run's own, by (scenario, sweep point) as `batch.point_parameters` gives them
+            (then `results` need the `point` column of a batch).
         organisms: Organisms per run, ≥ 1.
 
     Returns:
@@ -185,15 +188,21 @@ def lifespans(results: pd.DataFrame, params: Parameters | None = None,
             or fractions are invalid (see `burden_paths`).
     """
     _check_columns(results, NEEDED, "results", "a table from load_results")
-    params = params if params is not None else Parameters()
+    by_point = isinstance(params, Mapping)
+    if by_point:
+        _check_columns(results, ("point",), "results", "the results of a batch")
+    else:
+        params = params if params is not None else Parameters()
     keys = run_columns(results)
     ordered = results.sort_values([*keys, "age"], kind="stable")
     parts = []
     for _, run in grouped(ordered, keys):
         rng = np.random.default_rng([int(run["seed"].iloc[0]), SEED_SALT])
         ages = run["age"].to_numpy(dtype=float)
+        own = params[(str(run["scenario"].iloc[0]), int(run["point"].iloc[0]))] if by_point \
+            else params
         lifespan, observed = organism_deaths(
-            ages, run["senescent_fraction"].to_numpy(dtype=float), params, organisms, rng)
+            ages, run["senescent_fraction"].to_numpy(dtype=float), own, organisms, rng)
         part = run[keys].iloc[np.zeros(organisms, dtype=int)].reset_index(drop=True)
         part["organism"] = np.arange(organisms)
         part["start_age"] = ages[0]

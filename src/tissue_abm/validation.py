@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from tissue_abm import calibration, experiments, plots, spatial, survival
 from tissue_abm.analysis import end_state, median_healthspan, run_columns
-from tissue_abm.batch import read_manifest
+from tissue_abm.batch import point_parameters, read_manifest
 from tissue_abm.calibration import HALF_LIFE_OLD, HALF_LIFE_YOUNG, MEDIAN_LIFESPAN, Target
 from tissue_abm.params import Parameters
 from tissue_abm.report import markdown_table
@@ -44,14 +44,13 @@ N_BOOT = 1000
 
 
 def validation_page(folder: str | Path, figures: str | Path | None = None,
-                    params: Parameters | None = None, n_boot: int = N_BOOT) -> str:
+                    n_boot: int = N_BOOT) -> str:
     """The validation page (Markdown) of the batch in `folder`.
 
     Args:
         folder: A batch folder (`tissue-abm batch ... --out folder`).
         figures: Folder for the page's figures (PNG), linked relative to `figures`' parent;
             None draws none.
-        params: Parameters of the survival readout (defaults if None).
         n_boot: Bootstrap resamples of every interval.
 
     Returns:
@@ -59,12 +58,13 @@ def validation_page(folder: str | Path, figures: str | Path | None = None,
     """
     folder = Path(folder)
     results = load_results(folder)
-    params = params or Parameters()
+    own = point_parameters(folder)
+    params = own.get(("wild_type", 0), Parameters())  # the calibrated values this batch used
     names = set(results["scenario"].astype(str).unique())
     long = [s for s, _ in THERAPIES.values() if s in names] + [
         s for s in ("rapamycin_dose_response", "rapamycin_schedule", "dose_grid")
         if s in names]
-    lives = survival.lifespans(results[results["scenario"].isin(long)], params)
+    lives = survival.lifespans(results[results["scenario"].isin(long)], own)
     context = _Context(results, lives, end_state(results, params.healthspan_threshold),
                        n_boot, None if figures is None else Path(figures))
     manifest = read_manifest(folder)
