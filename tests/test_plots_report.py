@@ -188,8 +188,13 @@ def test_report_has_the_scenarios_summary_numbers_synergy_and_figures(batch, rep
     assert "## Senescent fraction compared with untreated" in text
     assert "## Synergy of rapamycin and oxytocin" in text
     assert re.search(r"\| Bliss \|.*\| (synergy|additive|antagonism|uncertain)", text)
+    # Organism survival: a row per scenario with the share of organisms alive at the end.
+    assert "## Organism survival" in text
+    for scenario in CANONICAL:
+        assert re.search(rf"^\| {scenario} \| 3 \| .* \| \d+% at \d+ \|$", text, re.M)
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert "trajectories.png" in links and "synergy_senescent_fraction.png" in links
+    assert "survival.png" in links
     assert all(is_png(report.parent / link) for link in links)
 
 

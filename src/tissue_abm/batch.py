@@ -471,10 +471,14 @@ def point_parameters(folder: str | Path) -> dict[tuple[str, int], Parameters]:
     """The parameters every run of a batch ran with, by (scenario, sweep point).
 
     Raises:
-        OutputError: If the folder holds no readable manifest.
+        OutputError: If the folder holds no readable manifest, or one without sweep points.
     """
+    manifest = read_manifest(Path(folder))
+    if "points" not in manifest:
+        raise OutputError(f"{folder}: the manifest lists no sweep points (it was not written "
+                          "by tissue-abm batch)")
     return {(entry["scenario"], entry["point"]): Parameters.model_validate(entry["parameters"])
-            for entry in read_manifest(Path(folder))["points"]}
+            for entry in manifest["points"]}
 
 
 def _claim(folder: Path, plan: Plan, resume: bool) -> Path:

@@ -16,10 +16,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tissue_abm import analysis, plots, synergy
-from tissue_abm.batch import read_manifest
+from tissue_abm import analysis, plots, survival, synergy
+from tissue_abm.batch import point_parameters, read_manifest
 from tissue_abm.params import Parameters
-from tissue_abm.results import MANIFEST, load_results, now, prepare_output, write_atomic
+from tissue_abm.results import (
+    MANIFEST,
+    OutputError,
+    load_results,
+    now,
+    prepare_output,
+    write_atomic,
+)
 
 REPORT = "report.md"
 """File name of the report inside its output folder."""
@@ -81,7 +88,9 @@ def write_report(folder: str | Path, out: str | Path | None = None,
     group (mean and CI of senescent fraction, tissue function and mean SASP on the last kept
     day, median healthspan); the difference from `reference` with bootstrap CIs; the Bliss
     and HSA synergy of rapamycin and oxytocin with verdicts when the untreated, rapamycin,
-    oxytocin and combined scenarios are all present; and links to the figures. The
+    oxytocin and combined scenarios are all present; organism survival per group (median and
+    90th-percentile lifespan, share alive at the end; `survival`, each batch run with its own
+    parameters) with its figure; and links to the figures. The
     comparison and synergy sections cover `readout` and tissue function.
 
     Args:
@@ -122,6 +131,7 @@ def write_report(folder: str | Path, out: str | Path | None = None,
         *(_compare_section(results, r, reference, level, confidence, n_boot, seed)
           for r in readouts),
         _synergy_section(results, readouts, level, confidence, n_boot, seed),
+        _survival_section(folder, results, target, confidence, min(n_boot, 1000), seed, dpi),
         _figure_section(figures, target),
     ]
     path = target / REPORT
@@ -272,6 +282,47 @@ def _synergy_section(results: pd.DataFrame, readouts: Sequence[str], level: str,
              "excess", f"{level} CI", "verdict"], rows,
             align=["l", *["r"] * 6, "l"]))
     return "\n".join(text)
+
+
+def _survival_section(folder: Path, results: pd.DataFrame, target: Path, confidence: float,
+                      n_boot: int, seed: int, dpi: int) -> str:
+    """Organism survival (Karin 2019 saturating removal) per group, and its figure."""
+    try:  # each batch run's own parameters; defaults for a folder of single runs
+        own = point_parameters(folder) if "point" in results else None
+    except OutputError:
+        own = None
+    lives = survival.lifespans(results, own)
+    summary = survival.survival_summary(lives, confidence=confidence, n_boot=n_boot, seed=seed)
+    groups = analysis.group_columns(lives)
+    ends = lives.groupby(groups, observed=True, dropna=False).agg(
+        alive=("observed", lambda seen: 1.0 - seen.mean()), last=("lifespan", "max"))
+    summary = summary.merge(ends.reset_index(), on=groups, how="left")
+    summary["label"] = analysis.group_labels(summary, analysis.sweep_columns(results)).to_numpy()
+    order = plots.ordered(summary["label"], dict(zip(
+        summary["label"], summary["scenario"].astype(str), strict=True)))
+    rows = [[row.label, row.runs, _lifespan(row.median_lifespan, row.median_ci_low,
+                                            row.median_ci_high),
+             _lifespan(row.p90_lifespan, row.p90_ci_low, row.p90_ci_high),
+             f"{row.alive:.0%} at {number(row.last)}"]
+            for row in summary.set_index("label", drop=False).loc[order].itertuples()]
+    figure = plots.survival_curves(lives, confidence=confidence, n_boot=n_boot, seed=seed)
+    figure.savefig(target / "survival.png", dpi=dpi)
+    return "\n".join([
+        "## Organism survival\n",
+        "Each run's senescent burden drives 200 organisms of Karin et al. 2019's saturating-"
+        "removal model (`tissue_abm.survival`); lifespans in days of age with "
+        f"{confidence:.0%} intervals from a bootstrap over runs (an open bound: \"not reached\" "
+        "in too many resamples). Alive at end: the share of organisms alive when the runs "
+        "end.\n",
+        markdown_table(["group", "runs", "median lifespan", "90th percentile", "alive at end"],
+                       rows),
+        "![Organism survival](survival.png)\n",
+    ])
+
+
+def _lifespan(value: float, low: float, high: float) -> str:
+    """A lifespan (days) with its interval; "not reached" when the runs end before it."""
+    return "not reached" if math.isnan(value) else interval(value, low, high)
 
 
 def _figure_section(figures: Sequence[Path], target: Path) -> str:
