@@ -567,7 +567,7 @@ def figure(table: pd.DataFrame) -> Figure:
                 capsize=3, label="μ* (95% CI)")
         ax.plot(table["sigma"], y + 0.4, "D", mfc="white", mec="black", ms=5,
                 label="σ (non-linearity, interactions)")
-        ax.set_xlabel(f"effect on the benefit in {readout} over the parameter's range")
+        ax.set_xlabel(f"effect on the benefit in {readout}\nover the parameter's range")
         title = "Morris screening"
     else:
         height = 0.38
