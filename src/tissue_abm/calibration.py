@@ -31,6 +31,7 @@ import pandas as pd
 from tissue_abm.batch import execute, plan_batch
 from tissue_abm.experiments import Estimate, pulse_chase
 from tissue_abm.params import Parameters
+from tissue_abm.rules import DAYS_PER_YEAR
 from tissue_abm.survival import kaplan_meier, lifespans, quantile_lifespan
 from tissue_abm.systemic import systemic_timeline
 from tissue_abm.therapy import Therapy
@@ -40,8 +41,6 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "scenarios" / "experiments"
 
 PULSE_FILES = ("wild_type.toml", "pulse_chase_young.toml", "pulse_chase_old.toml")
 """The pulse–chase experiment: two pulses and their paired, unpulsed control."""
-
-DAYS_PER_YEAR = 365.25
 
 HALF_LIFE_YOUNG_AGE = 90
 """Age (days) of the young pulse (pulse_chase_young.toml)."""
@@ -192,23 +191,18 @@ def fit(replicates: int = 8, steps: int = 7, base: Parameters | None = None,
     def with_(name: str, value: float) -> Parameters:
         return Parameters(**{**params.model_dump(), name: value})
 
-    def young(x: float) -> float:
-        value = half_lives(pulse_chase_results(with_("immune_recruit_max", x), replicates),
-                           n_boot=1).young.value
-        log(f"immune_recruit_max = {x:.4g}: young half-life {value:.2f} d")
-        return value
+    def half_life_fit(name: str, which: str, target: Target, low: float,
+                      high: float) -> Parameters:
+        """`params` with `name` bisected so the `which` ("young"/"old") half-life hits it."""
+        def measure(x: float) -> float:
+            lives = half_lives(pulse_chase_results(with_(name, x), replicates), n_boot=1)
+            value = getattr(lives, which).value
+            log(f"{name} = {x:.4g}: {which} half-life {value:.2f} d")
+            return value
+        return with_(name, round(bisect(measure, target.value, low, high, steps), 4))
 
-    params = with_("immune_recruit_max", round(bisect(young, HALF_LIFE_YOUNG.value, 0.005, 0.5,
-                                                      steps), 4))
-
-    def old(x: float) -> float:
-        value = half_lives(pulse_chase_results(with_("immune_old_fraction", x), replicates),
-                           n_boot=1).old.value
-        log(f"immune_old_fraction = {x:.4g}: old half-life {value:.2f} d")
-        return value
-
-    params = with_("immune_old_fraction", round(bisect(old, HALF_LIFE_OLD.value, 0.01, 1.0,
-                                                       steps), 4))
+    params = half_life_fit("immune_recruit_max", "young", HALF_LIFE_YOUNG, 0.005, 0.5)
+    params = half_life_fit("immune_old_fraction", "old", HALF_LIFE_OLD, 0.01, 1.0)
     results = pulse_chase_results(params, replicates)
     runs = _run([EXPERIMENTS / "wild_type.toml"], params, replicates)
 

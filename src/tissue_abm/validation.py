@@ -26,9 +26,10 @@ from tissue_abm.calibration import HALF_LIFE_OLD, HALF_LIFE_YOUNG, MEDIAN_LIFESP
 from tissue_abm.params import Parameters
 from tissue_abm.report import markdown_table
 from tissue_abm.results import load_results, load_snapshots
+from tissue_abm.rules import DAYS_PER_YEAR
 from tissue_abm.synergy import dose_grid_summary, dose_grid_synergy
 
-YEAR = calibration.DAYS_PER_YEAR
+YEAR = DAYS_PER_YEAR
 LATE_AGE = 730
 """Age (days, 24 months) at which late-life burden is compared."""
 THERAPIES = {
@@ -109,17 +110,17 @@ class _Context:
                    ) -> tuple[float, float, float]:
         """Median healthspan (days; inf: not reached) with a bootstrap interval over runs."""
         spans = self.select(self.ends, scenario, point)["healthspan"].to_numpy(dtype=float)
-        return _median_interval(spans, median_healthspan, self.n_boot)
+        return _boot_interval(spans, median_healthspan, self.n_boot)
 
     def value_at(self, scenario: str, readout: str, age: float,
                  point: dict[str, float] | None = None) -> tuple[float, float, float]:
         """Mean of a readout at an age over runs, with a bootstrap interval."""
         chosen = self.select(self.results, scenario, point)
         x = chosen.loc[np.isclose(chosen["age"], age), readout].to_numpy(dtype=float)
-        return _median_interval(x, np.mean, self.n_boot)
+        return _boot_interval(x, np.mean, self.n_boot)
 
 
-def _median_interval(values: np.ndarray, statistic: Callable[[np.ndarray], float],
+def _boot_interval(values: np.ndarray, statistic: Callable[[np.ndarray], float],
                      n_boot: int, confidence: float = 0.95) -> tuple[float, float, float]:
     """`statistic` of `values` with a percentile bootstrap interval (inf-safe quantiles)."""
     if values.size == 0:
@@ -143,6 +144,11 @@ def _days(value: float, low: float = math.nan, high: float = math.nan, digits: i
     if math.isnan(low) and math.isnan(high):
         return text
     return f"{text} [{one(low)}, {one(high)}]"
+
+
+def _months(age: float) -> str:
+    """An age in days as whole months."""
+    return f"{12 * age / YEAR:.0f} months"
 
 
 def _percent(value: float, low: float = math.nan, high: float = math.nan) -> str:
@@ -317,7 +323,7 @@ def _timing(c: _Context) -> str:
         for start in sorted(c.select(c.results, scenario)[column].unique()):
             point = {column: float(start)}
             life = c.lifespan(scenario, point)
-            rows.append([label, f"{start / 30.44:.0f} months",
+            rows.append([label, _months(start),
                          _days(life["median_lifespan"], life["median_ci_low"],
                                life["median_ci_high"]),
                          _days(*c.healthspan(scenario, point)),
@@ -375,7 +381,7 @@ def _transplant(c: _Context) -> str:
         function = experiments.difference_by_age(chosen, "transplant_senescent",
                                                  "transplant_healthy", "tissue_function",
                                                  [later], n_boot=c.n_boot).iloc[0]
-        rows.append([f"{age / 30.44:.0f} months",
+        rows.append([_months(age),
                      f"{extra.value:.1f} [{extra.ci_low:.1f}, {extra.ci_high:.1f}]",
                      f"{100 * function['difference']:+.2f} pp [{100 * function['ci_low']:+.2f},"
                      f" {100 * function['ci_high']:+.2f}]"])
@@ -398,7 +404,7 @@ def _spatial(folder: Path, names: set[str]) -> str:
     table = spatial.senescent_spatial(shots, n_null=99)
     rows = []
     for (scenario, age), part in table.groupby(["scenario", "age"], observed=True):
-        rows.append([scenario, f"{age / 30.44:.0f} months", f"{part['senescent'].mean():.0f}",
+        rows.append([scenario, _months(age), f"{part['senescent'].mean():.0f}",
                      f"{part['R'].mean():.3f}", f"{part['R_null'].mean():.3f}",
                      f"{(part['p_value'] < 0.05).mean():.0%}", f"{part['g_1'].mean():.2f}"])
     return ("## Spatial statistics\n\n"
