@@ -77,6 +77,22 @@ def test_both_kernels_give_the_same_run_under_therapy() -> None:
 
 
 @needs_numba
+@pytest.mark.parametrize(("primary_hill", "paracrine_hill"), [(0.7, 1.5), (1.0, 3.0)])
+def test_both_kernels_give_the_same_run_for_other_hill_coefficients(
+        primary_hill: float, paracrine_hill: float) -> None:
+    # The compiled kernel rules out most healthy cells with `rules.hill_bound`, whose form
+    # depends on the coefficient: each form must rule out only cells with nothing to do.
+    params = Parameters(primary_hill=primary_hill, paracrine_hill=paracrine_hill,
+                        primary_max_rate=0.01, initial_senescent_fraction=0.05)
+    runs = [step_days(ArrayTissue(params=params, size=30, start_age=500, days=60, rng=3,
+                                  kernel=kernel), 60)
+            for kernel in ("numba", "numpy")]
+    assert_same_run(*runs, exact_floats=False)
+    events = runs[0].readouts[["new_primary", "new_paracrine", "divisions"]].sum()
+    assert (events > 0).all(), f"too quiet a run to compare:\n{events}"
+
+
+@needs_numba
 @pytest.mark.skipif(THREADS < 2, reason="numba has only one thread on this machine")
 def test_thread_count_does_not_change_the_run() -> None:
     runs = []

@@ -50,6 +50,21 @@ def test_hill_limits(half, n):
     assert rules.hill(1e6 * half, half, n) == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.parametrize("n", [0.5, 0.99, 1.0, 1.5, 2.0, 3.7, 8.0])
+@pytest.mark.parametrize("half", [0.01, 0.4, 3.0])
+def test_hill_bound_bounds_hill_and_is_tight_near_zero(half, n):
+    x = np.concatenate([[0.0], np.logspace(-8, 4, 600)]) * half
+    bounds, responses = rules.hill_bound(x, half, n), rules.hill(x, half, n)
+    # The bound is x * (1 / half) squared, not (x / half) squared: both roundings are ~1e-16
+    # relative, which the kernel's margin (1e-9) covers; here 1e-12 is ample.
+    assert (bounds >= responses * (1.0 - 1e-12)).all()
+    assert (bounds <= 1.0).all()
+    # tight where the response is small, for the coefficients the defaults use (n = 2)
+    if n == 2.0:
+        low = x < 0.01 * half
+        np.testing.assert_allclose(bounds[low], responses[low], rtol=1.1e-4, atol=0.0)
+
+
 def test_hill_steeper_with_larger_coefficient():
     below = 0.5
     above = 2.0

@@ -58,6 +58,16 @@ def hill(x: Num, half: float, n: float) -> Num:
     return r / (1.0 + r)
 
 
+def hill_bound(x: Num, half: float, n: float) -> Num:
+    """An upper bound of `hill` without a power: min(1, x/half)^m, m = 2, 1 or 0.
+
+    The response is below r^n and below 1 (r = x/half); for r < 1, r^n <= r^m with m the
+    largest of 2, 1, 0 not above n. Near zero signal, where most cells are, the bound is tight.
+    """
+    r = np.minimum(1.0, x * (1.0 / half))  # a product: far cheaper than a division
+    return r * r if n >= 2.0 else r if n >= 1.0 else np.maximum(r, 1.0)  # r <= 1: 1, as r
+
+
 def age_decline(age: Num, old_fraction: float, half_age: float, n: float = 4.0) -> Num:
     """Level relative to youth that falls with age towards `old_fraction`.
 

@@ -46,7 +46,7 @@ def tally(events: np.ndarray) -> dict[str, int]:
     return {name: n for name, n in zip(KINDS, events[1:].tolist(), strict=True) if name}
 
 
-_MARGIN = 1e-9
+MARGIN = 1e-9
 """Relative margin kept from a band edge, far above float64 rounding (~1e-16)."""
 
 
@@ -100,9 +100,9 @@ def day_rates(p: Parameters, day: Day) -> Rates:
         # above the chance of death or senescence at their highest, below the chance of any
         # event at their lowest (0). The margins cover rounding in `rules.first_event`.
         division_from=rules.any_event_prob((p.healthy_death_rate, p.primary_max_rate,
-                                            p.paracrine_max_rate)) * (1.0 + _MARGIN),
+                                            p.paracrine_max_rate)) * (1.0 + MARGIN),
         division_to=rules.any_event_prob((p.healthy_death_rate, day.division_prob))
-        * (1.0 - _MARGIN),
+        * (1.0 - MARGIN),
         senescent_death=p.senescent_death_rate, senolysis=day.senolytic_fraction,
         immune_competence=day.immune_competence, immune_chemotaxis=p.immune_chemotaxis,
         recruit_base=p.immune_recruit_base, recruit_max=p.immune_recruit_max,

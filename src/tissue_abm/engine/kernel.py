@@ -20,14 +20,16 @@ so the result does not depend on the number of threads (`set_threads`).
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 import numba
 import numpy as np
 from numba.extending import overload, register_jitable
 
 from tissue_abm import rules
-from tissue_abm.engine import draws
+from tissue_abm.engine import draws, intents
 from tissue_abm.engine.intents import (
     BY_IMMUNE,
     DEPART,
@@ -35,6 +37,7 @@ from tissue_abm.engine.intents import (
     DIVIDE,
     EVENTS,
     KILL,
+    MARGIN,
     MOVE,
     OFFSETS,
     ON_IMMUNE_SLOT,
@@ -56,8 +59,9 @@ def _scalar_exp(x):
     return lambda x: math.exp(x)
 
 
-for _function in (rules.hill, rules.first_event, rules.lognormal_multiplier, rules.damage_step,
-                  rules.exposure_step, rules.primary_senescence_prob,
+for _function in (rules.hill, rules.hill_bound, rules.any_event_prob, rules.first_event,
+                  rules.lognormal_multiplier, rules.damage_step, rules.exposure_step,
+                  rules.primary_senescence_prob,
                   rules.paracrine_senescence_prob, rules.sasp_secretion, rules.recruitment_prob,
                   rules.recruitment_prob_bound,
                   draws.mix, draws.bits, draws.uniform, draws.standard_normal, draws.geometric,
@@ -84,15 +88,25 @@ class Buffers:
     def __init__(self, size: int) -> None:
         """Buffers for an L x L grid (`size` = L)."""
         sites = size * size
-        padded = -(-sites // 8) * 8  # kinds are scanned 8 at a time
-        self.tissue_kind = np.zeros(padded, dtype=np.int8)
-        self.tissue_target = np.zeros(sites, dtype=np.int32)
-        self.immune_kind = np.zeros(padded, dtype=np.int8)
-        self.immune_target = np.zeros(sites, dtype=np.int32)
-        self.winner = np.full(2 * sites, -1, dtype=np.int32)
-        self.field = np.zeros((size, size), dtype=np.float32)
         self.vacancies = np.zeros((size, size), dtype=np.int8)
-        self.release = np.zeros((size, size), dtype=np.float32)
+        self.wall = np.full(size, HEALTHY, dtype=np.int8)  # beyond a closed edge: never empty
+        self.marks = np.zeros((size, -(-size // 8) * 8), dtype=np.int8)  # rows of whole words
+        # The candidates of row x and their intents are at x L .. x L + counts[x] - 1.
+        self.counts = np.zeros(size, dtype=np.int32)
+        self.candidates = np.zeros(sites, dtype=np.int32)
+        self.tissue_kind = np.zeros(sites, dtype=np.int8)
+        self.tissue_target = np.zeros(sites, dtype=np.int32)
+        self.immune_kind = np.zeros(sites, dtype=np.int8)
+        self.immune_target = np.zeros(sites, dtype=np.int32)
+        self.field = np.zeros((size, size), dtype=np.float32)
+        self.secreting = np.zeros(sites, dtype=np.int32)  # senescent sites, ...
+        self.secretion = np.zeros(sites, dtype=np.float32)  # ... and what each secretes
+
+    def day_arguments(self) -> tuple:
+        """The work arrays in the order `day` takes them."""
+        return (self.vacancies, self.wall, self.marks, self.counts, self.candidates,
+                self.tissue_kind, self.tissue_target, self.immune_kind, self.immune_target,
+                self.field, self.secreting, self.secretion)
 
 
 @numba.njit(inline="always")
@@ -126,119 +140,147 @@ def _rank(u, count):
     return min(int(u * count), count - 1)
 
 
-_CANDIDATE = -1
-"""Kind mark of a site that may have an intent today (the first pass of `decide`)."""
+_TISSUE, _IMMUNE = 1, 2
+"""Bits of a site's mark: its tissue cell, its immune slot may have an intent today."""
 
 
 @numba.njit(cache=True)
 def day(size: int, torus: bool, tissue, immune, damage, exposure, damage_scale, divisions,
-        arrest_age, lifetime, sasp, key, t: int, r: Rates, b_tissue_kind, b_tissue_target,
-        b_immune_kind, b_immune_target, b_vacancies, b_winner, b_field, b_release,
-        substeps: int, dt: float, keep: float, spread: float):
+        arrest_age, lifetime, sasp, key, t: int, r: Rates, b_vacancies, b_wall, b_marks,
+        b_counts, b_candidates, b_tissue_kind, b_tissue_target, b_immune_kind, b_immune_target,
+        b_field, b_secreting, b_secretion, substeps: int, dt: float, keep: float, spread: float):
     """One day: `decide`, `resolve_and_apply`, `secrete_and_diffuse`, in one call from Python.
 
     Args are the state arrays (`tissue`, `immune` and `sasp` (L, L); the others flat), the
-    run key, the day t, its rates, the work arrays of `Buffers` (b_...) and the diffusion
-    scheme (`rules.diffusion_scheme`).
+    run key, the day t, its rates, the work arrays of `Buffers` (b_..., in the order of
+    `Buffers.day_arguments`) and the diffusion scheme (`rules.diffusion_scheme`).
 
     Returns:
         (tally of events by kind code, whether the new field is in `b_field`, totals).
     """
     keys = day_keys(key, t)
-    flat_tissue, flat_immune = tissue.ravel(), immune.ravel()
-    decide(size, torus, flat_tissue, flat_immune, damage, exposure, damage_scale, divisions,
-           arrest_age, lifetime, sasp.ravel(), keys, r, b_tissue_kind, b_tissue_target,
-           b_immune_kind, b_immune_target, b_vacancies)
-    events = resolve_and_apply(flat_tissue, flat_immune, damage, exposure, damage_scale,
-                               divisions, arrest_age, lifetime, keys, r, b_tissue_kind,
-                               b_tissue_target, b_immune_kind, b_immune_target, b_winner)
+    decide(torus, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
+           lifetime, sasp, keys, r, b_vacancies, b_wall, b_marks, b_counts, b_candidates,
+           b_tissue_kind, b_tissue_target, b_immune_kind, b_immune_target)
+    events = resolve_and_apply(tissue.ravel(), immune.ravel(), damage, exposure, damage_scale,
+                               divisions, arrest_age, lifetime, keys, r, b_counts, b_candidates,
+                               b_tissue_kind, b_tissue_target, b_immune_kind, b_immune_target)
     swapped, totals = secrete_and_diffuse(torus, tissue, immune, damage, arrest_age, sasp,
-                                          b_field, b_release, r, substeps, dt, keep, spread)
+                                          b_field, b_counts, b_candidates, b_secreting,
+                                          b_secretion, r, substeps, dt, keep, spread)
     return events, swapped, totals
 
 
 @numba.njit(parallel=True, cache=True)
-def decide(size: int, torus: bool, tissue, immune, damage, exposure, damage_scale, divisions,
-           arrest_age, lifetime, sasp, keys, r: Rates, tissue_kind, tissue_target, immune_kind,
-           immune_target, vacancies) -> None:
-    """Advance damage and exposure and write every site's intents (flat arrays, in place).
+def decide(torus: bool, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
+           lifetime, sasp, keys, r: Rates, vacancies, wall, marks, counts, candidates,
+           tissue_kind, tissue_target, immune_kind, immune_target) -> None:
+    """Advance damage and exposure and write the intents of every site, row by row, in place.
 
-    `vacancies` ((L, L) int8) is a work array: the number of empty neighbours of each site.
+    `tissue`, `immune`, `sasp`, `vacancies` and `marks` are (L, L) (`marks` padded); the
+    other state arrays are flat. Each row is done in three passes while it is in cache:
 
-    Two passes: a light one over every site (damage, exposure and the draws that rule most
-    sites out), then the decisions of the few marked sites. One loop with the decisions inline
-    runs at half the speed: its rare branches slow down the common path.
+    1. a pass without branches over every site (it vectorises): damage, exposure and the
+       cheap draws that rule most sites out, written as marks (`_TISSUE`, `_IMMUNE`);
+    2. the marked sites' indices, gathered into the row's part of `candidates`;
+    3. the decisions of those few sites, written beside them (`tissue_kind`, ...).
+
+    One loop with the decisions inline runs at half the speed: its rare branches slow down
+    the common path. Rows are independent (a decision reads its neighbours' start-of-day
+    state only), so they run in parallel.
     """
-    # A healthy cell whose draw is at or above `division_from` can only divide (or do nothing):
-    # it is a candidate only next to a vacancy. Most cells have none, so this rules out most of
-    # the draws that fall below `event_bound`, which division dominates.
-    _count_vacancies(tissue.reshape((size, size)), torus, vacancies)
-    flat_vacancies = vacancies.ravel()
-    inflammation, memory = np.float32(r.inflammation), r.exposure_memory
-    drive, repair, gain = r.damage_drive, r.damage_repair, r.damage_sasp_gain
-    event_key, recruit_key = keys[draws.EVENT], keys[draws.RECRUIT]
-    event_bound, only_division = r.event_bound, r.division_from
-    for i in numba.prange(size * size):  # flat: numba compiles a nested prange loop slower
-        seen = sasp[i] * inflammation
-        exposure[i] = rules.exposure_step(exposure[i], seen, memory)
-        damage[i] = rules.damage_step(damage[i], drive * damage_scale[i], repair, seen, gain)
-        counter = np.uint64(i)
-        state = tissue[i]
-        u = draws.uniform(event_key, counter)
-        tissue_kind[i] = _CANDIDATE if state == SENESCENT or (state == HEALTHY and (
-            u < only_division or (u < event_bound and flat_vacancies[i] > 0))) else 0
-        immune_kind[i] = _CANDIDATE if immune[i] or draws.uniform(
-            recruit_key, counter) < rules.recruitment_prob_bound(
-                sasp[i], r.recruit_base, r.recruit_max, r.recruit_half) else 0
-
-    marks_tissue, marks_immune = tissue_kind.view(np.uint64), immune_kind.view(np.uint64)
-    for word in numba.prange(marks_tissue.size):  # 8 sites at a time; most have no mark
-        if marks_tissue[word] == 0 and marks_immune[word] == 0:
-            continue
-        for i in range(8 * word, 8 * word + 8):
-            if tissue_kind[i]:
-                kind, tissue_target[i] = _tissue_intent(
-                    np.int64(i), size, torus, tissue, damage, exposure, divisions, arrest_age,
-                    keys, r)
-                tissue_kind[i] = kind
-            if immune_kind[i]:
-                kind, immune_target[i] = _immune_intent(
-                    np.int64(i), size, torus, tissue, immune, lifetime, sasp, keys, r)
-                immune_kind[i] = kind
-
-
-@numba.njit(parallel=True)
-def _count_vacancies(tissue, torus, out):
-    """Number of empty Moore neighbours of every site of the (L, L) grid, into `out`."""
     size = tissue.shape[0]
+    flat_tissue, flat_immune, flat_sasp = tissue.ravel(), immune.ravel(), sasp.ravel()
     for x in numba.prange(size):
-        if not torus and (x == 0 or x == size - 1):
-            for y in range(size):
-                out[x, y] = _empty_neighbours(tissue, x, y, size, torus)
-            continue
-        _count_row(tissue[_wrap(x - 1, size, True)], tissue[x], tissue[_wrap(x + 1, size, True)],
-                   out[x])
-        out[x, 0] = _empty_neighbours(tissue, x, 0, size, torus)
-        out[x, size - 1] = _empty_neighbours(tissue, x, size - 1, size, torus)
+        up = tissue[_wrap(x - 1, size, True)] if torus or x > 0 else wall
+        down = tissue[_wrap(x + 1, size, True)] if torus or x < size - 1 else wall
+        _count_row(up, tissue[x], down, torus, vacancies[x])
+        start = x * size
+        end = start + size
+        _mark_row(start, tissue[x], immune[x], damage[start:end], exposure[start:end],
+                  damage_scale[start:end], sasp[x], vacancies[x], keys, r, marks[x])
+        counts[x] = found = _gather(marks[x], start, size, candidates)
+        for c in range(start, start + found):
+            i = np.int64(candidates[c])
+            mark = marks[x, i - start]
+            tissue_kind[c] = immune_kind[c] = 0
+            if mark & _TISSUE:
+                tissue_kind[c], tissue_target[c] = _tissue_intent(
+                    i, size, torus, flat_tissue, damage, exposure, divisions, arrest_age, keys,
+                    r)
+            if mark & _IMMUNE:
+                immune_kind[c], immune_target[c] = _immune_intent(
+                    i, size, torus, flat_tissue, flat_immune, lifetime, flat_sasp, keys, r)
 
 
 @numba.njit(inline="always")
-def _count_row(up, row, down, out):
-    """Empty neighbours of the inner sites of one row (a loop without branches: it vectorises)."""
-    for y in range(1, row.size - 1):
+def _count_row(up, row, down, torus, out):
+    """Number of empty Moore neighbours of each site of one row, into `out`.
+
+    `up` and `down` are the rows either side (a never-empty wall beyond a closed edge); the
+    inner loop has no branches, so it vectorises.
+    """
+    last = row.size - 1
+    for y in range(1, last):
         out[y] = ((up[y - 1] == EMPTY) + (up[y] == EMPTY) + (up[y + 1] == EMPTY)
                   + (row[y - 1] == EMPTY) + (row[y + 1] == EMPTY)
                   + (down[y - 1] == EMPTY) + (down[y] == EMPTY) + (down[y + 1] == EMPTY))
+    for y, inner, outer in ((0, 1, last), (last, last - 1, 0)):  # outer: across a torus's seam
+        out[y] = ((up[y] == EMPTY) + (down[y] == EMPTY) + (up[inner] == EMPTY)
+                  + (row[inner] == EMPTY) + (down[inner] == EMPTY)
+                  + torus * ((up[outer] == EMPTY) + (row[outer] == EMPTY)
+                             + (down[outer] == EMPTY)))
 
 
-@numba.njit
-def _empty_neighbours(tissue, x, y, size, torus):
-    """Number of empty Moore neighbours of site (x, y) of the (L, L) grid (any site)."""
-    count = 0
-    for k in range(8):
-        j = _neighbour(x, y, k, size, torus)
-        count += j >= 0 and tissue.ravel()[j] == EMPTY
-    return count
+@numba.njit(inline="always")
+def _mark_row(start, row, immune, damage, exposure, damage_scale, sasp, vacancies, keys, r,
+              marks):
+    """Advance damage and exposure of one row's sites (flat indices start...) and mark them.
+
+    Every array is the row's (indexed from 0, so that no index can be negative and the loop
+    vectorises). A healthy cell whose draw is at or above a bound of its chance of death or
+    senescence can only divide (or do nothing): it is marked only next to a vacancy. Most cells
+    have none, so this rules out most of the draws that fall below `event_bound`, which
+    division dominates. The bound (`rules.hill_bound`) needs no power.
+    """
+    inflammation, memory = np.float32(r.inflammation), r.exposure_memory
+    drive, repair, gain = r.damage_drive, r.damage_repair, r.damage_sasp_gain
+    event_key, recruit_key = keys[draws.EVENT], keys[draws.RECRUIT]
+    for y in range(row.size):
+        seen = sasp[y] * inflammation
+        exposure[y] = rules.exposure_step(exposure[y], seen, memory)
+        damage[y] = rules.damage_step(damage[y], drive * damage_scale[y], repair, seen, gain)
+        counter = np.uint64(start + y)
+        u = draws.uniform(event_key, counter)
+        # Draws at or above this bound of the chance of death or senescence can only divide.
+        only_division = (1.0 + MARGIN) * rules.any_event_prob((
+            r.healthy_death,
+            r.primary_max * rules.hill_bound(damage[y], r.primary_half, r.primary_hill),
+            r.paracrine_max * rules.hill_bound(exposure[y], r.paracrine_half,
+                                                r.paracrine_hill)))
+        tissue_mark = (row[y] == SENESCENT) | ((row[y] == HEALTHY) & (
+            (u < only_division) | ((u < r.event_bound) & (vacancies[y] > 0))))
+        immune_mark = immune[y] | (draws.uniform(recruit_key, counter)
+                                   < rules.recruitment_prob_bound(sasp[y], r.recruit_base,
+                                                                  r.recruit_max, r.recruit_half))
+        marks[y] = _TISSUE * np.int8(tissue_mark) + _IMMUNE * np.int8(immune_mark)
+
+
+@numba.njit(inline="always")
+def _gather(marks, start, size, out):
+    """Write the flat indices (start + y) of the marked sites of a row into out[start...].
+
+    Returns their number. Marks are read 8 at a time (the row is padded to whole words):
+    most words hold none.
+    """
+    found = 0
+    words = marks.view(np.uint64)
+    for word in range(words.size):
+        if words[word]:
+            for y in range(8 * word, min(8 * word + 8, size)):
+                out[start + found] = start + y
+                found += marks[y] != 0
+    return found
 
 
 @numba.njit(inline="always")
@@ -353,50 +395,59 @@ def _immune_intent(i, size, torus, tissue, immune, lifetime, sasp, keys, r):
 
 @numba.njit(cache=True)
 def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
-                      lifetime, keys, r: Rates, tissue_kind, tissue_target, immune_kind,
-                      immune_target, winner) -> np.ndarray:
+                      lifetime, keys, r: Rates, counts, candidates, tissue_kind, tissue_target,
+                      immune_kind, immune_target) -> np.ndarray:
     """Settle conflicts (highest priority wins a slot), carry out the winners, tally them.
 
-    `winner` (int32, 2 slots per site) must come in all -1; it goes out so.
+    The intents are those `decide` wrote beside each row's candidates.
     Returns the tally of winning intents, indexed by kind code.
     """
-    # The claims, in site order. Kinds are read 8 sites at a time (`Buffers` pads them to a
-    # multiple of 8): most words hold none.
-    words_tissue, words_immune = tissue_kind.view(np.uint64), immune_kind.view(np.uint64)
+    size = counts.size
     claims = 0
-    for word in range(words_tissue.size):
-        if words_tissue[word] | words_immune[word]:
-            for i in range(8 * word, 8 * word + 8):
-                claims += (tissue_kind[i] != 0) + (immune_kind[i] != 0)
+    for x in range(size):
+        for c in range(x * size, x * size + counts[x]):
+            claims += (tissue_kind[c] != 0) + (immune_kind[c] != 0)
     kind = np.empty(claims, dtype=np.int8)
     source = np.empty(claims, dtype=np.int64)
     target = np.empty(claims, dtype=np.int64)
-    c = 0
-    for word in range(words_tissue.size):
-        if words_tissue[word] | words_immune[word]:
-            for i in range(8 * word, 8 * word + 8):
-                if tissue_kind[i]:
-                    kind[c], source[c], target[c] = tissue_kind[i], i, tissue_target[i]
-                    c += 1
-                if immune_kind[i]:
-                    kind[c], source[c], target[c] = immune_kind[i], i, immune_target[i]
-                    c += 1
+    n = 0
+    for x in range(size):  # in site order
+        for c in range(x * size, x * size + counts[x]):
+            if tissue_kind[c]:
+                kind[n], source[n], target[n] = tissue_kind[c], candidates[c], tissue_target[c]
+                n += 1
+            if immune_kind[c]:
+                kind[n], source[n], target[n] = immune_kind[c], candidates[c], immune_target[c]
+                n += 1
 
-    # Slots 2 t (tissue) and 2 t + 1 (immune) of target site t: adjacent, so that claims in
-    # site order touch `winner` nearly in order. A slot's incumbent priority is recomputed (a
-    # hash) rather than stored: conflicts are rare, memory traffic is not.
+    # Slot 2 t (tissue) or 2 t + 1 (immune) of target site t. The best claim on each slot is
+    # kept in a small open-addressing table (about 2 entries per claim), which stays in cache
+    # where an array over all slots would not.
     slot = 2 * target + ON_IMMUNE_SLOT[kind]
     priority = draws.bits(keys[draws.PRIORITY],
                           claim_id(source, BY_IMMUNE[kind]).astype(np.uint64))
+    bits = 4
+    while (1 << bits) < 2 * claims:
+        bits += 1
+    held = np.full(1 << bits, -1, dtype=np.int64)  # the slot of each entry (-1: free)
+    best = np.empty(1 << bits, dtype=np.int64)  # its best claim so far
+    entry = np.empty(claims, dtype=np.int64)
     for c in range(claims):
         s = slot[c]
-        if winner[s] < 0 or priority[c] > priority[winner[s]]:
-            winner[s] = c
+        e = np.int64((np.uint64(s) * draws.GOLDEN) >> np.uint64(64 - bits))  # Fibonacci hash
+        while held[e] != -1 and held[e] != s:
+            e = (e + 1) & ((1 << bits) - 1)
+        if held[e] == -1:
+            held[e], best[e] = s, c
+        elif priority[c] > priority[best[e]]:
+            best[e] = c
+        entry[c] = e
+    won = best[entry] == np.arange(claims)
 
     events = np.zeros(EVENTS, dtype=np.int64)
     resident = np.empty(claims, dtype=np.int32)  # days left of each moving immune cell
     for c in range(claims):  # departures and state changes first, ...
-        if winner[slot[c]] != c:
+        if not won[c]:
             continue
         k, i, j = kind[c], source[c], target[c]
         events[k] += 1
@@ -420,7 +471,7 @@ def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions,
             resident[c] = lifetime[i]
             immune[i] = False
     for c in range(claims):  # ... then immune arrivals, into slots vacated the same day
-        if winner[slot[c]] != c:
+        if not won[c]:
             continue
         k, i, j = kind[c], source[c], target[c]
         if k == MOVE:
@@ -430,38 +481,46 @@ def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions,
             immune[i] = True
             lifetime[i] = int(draws.geometric(
                 draws.uniform(keys[draws.RESIDENCE], np.uint64(i)), r.residence_log))
-    for c in range(claims):
-        winner[slot[c]] = -1
     return events
 
 
 @numba.njit(parallel=True, cache=True)
-def secrete_and_diffuse(torus: bool, tissue, immune, damage, arrest_age, field, other, release,
-                        r: Rates, substeps: int, dt: float, keep: float, spread: float):
+def secrete_and_diffuse(torus: bool, tissue, immune, damage, arrest_age, field, other, counts,
+                        candidates, secreting, secretion, r: Rates, substeps: int, dt: float,
+                        keep: float, spread: float):
     """Secretion, diffusion and decay of one day in `substeps` sub-steps, then the totals.
 
-    The sub-steps alternate between `field` and `other` (both (L, L) float32); `release` is a
-    work array of the same shape. Arithmetic is float32 in the order of `rules.diffuse_decay`,
-    so both kernels give the same field.
+    The sub-steps alternate between `field` and `other` (both (L, L) float32). Each diffuses
+    every row, then adds the secretion of the few senescent cells (listed once, in the work
+    arrays `secreting` and `secretion`): f <- keep f + spread (sum of the 4 neighbours), then
+    f <- f + dt source, in float32 and in the order of `rules.diffuse_decay`, so both kernels
+    give the same field.
 
     Returns:
         (whether the new field is in `other`, (healthy, senescent, immune, SASP sum,
         damage sum of healthy cells)).
     """
     size = field.shape[0]
-    keep32, spread32, dt32 = np.float32(keep), np.float32(spread), np.float32(dt)
-    flat_tissue, flat_release = tissue.ravel(), release.ravel()
-    for i in numba.prange(size * size):
-        flat_release[i] = 0
-        if flat_tissue[i] == SENESCENT:
-            flat_release[i] = dt32 * np.float32(rules.sasp_secretion(
-                arrest_age[i], r.sasp_maturation, r.sasp_output))
+    keep32, spread32 = np.float32(keep), np.float32(spread)
+    # Every senescent cell is one of today's candidates: all that were senescent this morning,
+    # and those arrested today (they had an intent).
+    flat_tissue, sources = tissue.ravel(), 0
+    for x in range(size):
+        for c in range(x * size, x * size + counts[x]):
+            i = candidates[c]
+            if flat_tissue[i] == SENESCENT:
+                secreting[sources] = i
+                secretion[sources] = np.float32(dt) * np.float32(rules.sasp_secretion(
+                    arrest_age[i], r.sasp_maturation, r.sasp_output))
+                sources += 1
     source, target = field, other
     for _ in range(substeps):
         for x in numba.prange(size):
             _diffuse_row(source[_wrap(x - 1, size, torus)], source[x],
-                         source[_wrap(x + 1, size, torus)], release[x], target[x], torus,
-                         keep32, spread32)
+                         source[_wrap(x + 1, size, torus)], target[x], torus, keep32, spread32)
+        flat_target = target.ravel()
+        for k in range(sources):
+            flat_target[secreting[k]] += secretion[k]
         source, target = target, source
 
     return substeps % 2 == 1, _totals(tissue, immune, source, damage)
@@ -496,15 +555,38 @@ def _totals(tissue, immune, sasp, damage):
 
 
 @numba.njit(inline="always")
-def _diffuse_row(up, row, down, release, out, torus, keep, spread):
-    """One sub-step of one row: keep * f + spread * (sum of the 4 neighbours) + release."""
+def _diffuse_row(up, row, down, out, torus, keep, spread):
+    """One sub-step of one row without sources: keep * f + spread * (sum of the 4 neighbours)."""
     size = row.size
     left = row[size - 1] if torus else row[0]
     right = row[0] if torus else row[size - 1]
-    out[0] = row[0] * keep + ((up[0] + down[0]) + left + row[1]) * spread + release[0]
+    out[0] = row[0] * keep + ((up[0] + down[0]) + left + row[1]) * spread
     for y in range(1, size - 1):
-        out[y] = (row[y] * keep + ((up[y] + down[y]) + row[y - 1] + row[y + 1]) * spread
-                  + release[y])
+        out[y] = row[y] * keep + ((up[y] + down[y]) + row[y - 1] + row[y + 1]) * spread
     last = size - 1
-    out[last] = (row[last] * keep + ((up[last] + down[last]) + row[last - 1] + right) * spread
-                 + release[last])
+    out[last] = row[last] * keep + ((up[last] + down[last]) + row[last - 1] + right) * spread
+
+
+def _drop_stale_cache() -> None:
+    """Forget this module's compiled code cached from other versions of the modules it uses.
+
+    Numba's on-disk cache checks only the contents of the file that defines a function, not of
+    `rules`, `draws` and `intents`, whose functions are compiled in: without this, an edited
+    rule would keep running its old compiled version. (Where the cache cannot be written, as in
+    a read-only install that is never edited, it does nothing.)
+    """
+    folder = Path(day.stats.cache_path)
+    sources = b"".join(Path(module.__file__).read_bytes() for module in (rules, draws, intents))
+    digest = hashlib.sha256(sources).hexdigest()
+    stamp = folder / f"{__name__}.dependencies"
+    try:
+        if not stamp.is_file() or stamp.read_text() != digest:
+            for index in folder.glob(f"{Path(__file__).stem}.*.nbi"):
+                index.unlink(missing_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(digest)
+    except OSError:
+        pass
+
+
+_drop_stale_cache()
