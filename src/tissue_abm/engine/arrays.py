@@ -256,7 +256,7 @@ class ArrayTissue(TissueBase):
         events, swapped, totals = compiled.day(
             self.tissue.shape[0], self.torus, self.tissue, self.immune, self.damage,
             self.exposure, self.damage_scale, self.divisions, self.arrest_age, self.lifetime,
-            self.sasp, self.key, self.time, rates, *b.day_arguments(),
+            self.sasp, self.key, self.time, tuple(rates), *b.day_arguments(),
             *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay))
         if swapped:
             self.sasp, b.field = b.field, self.sasp

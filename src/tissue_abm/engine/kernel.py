@@ -2,13 +2,15 @@
 
 Three steps a day, which `day` runs in one call from Python:
 
-1. `decide` (parallel): damage and exposure advance everywhere, and the cheap draws rule out
-   most sites; then the few marked sites write the intent of their tissue cell and of their
-   immune slot (`intents.KINDS`) into dense kind/target arrays.
-2. `resolve_and_apply` (serial, over the ~1% of sites with an intent): the claim of highest
-   random priority wins each slot; winners are carried out.
-3. `secrete_and_diffuse` (parallel over rows, once per sub-step): senescent cells secrete and
-   the SASP field diffuses and decays; then the day's totals are summed.
+1. `decide` (parallel over rows): damage and exposure advance everywhere, and cheap draws
+   and bounds rule out most sites; the few candidates left (about 1%) are listed per row and
+   write the intent of their tissue cell and of their immune slot (`intents.KINDS`) beside
+   them.
+2. `resolve_and_apply` (serial, over the intents): the claim of highest random priority wins
+   each slot; winners are carried out.
+3. `secrete_and_diffuse` (parallel over rows, once per sub-step): the SASP field diffuses and
+   decays, and the senescent cells (all among the candidates) secrete; then the day's totals
+   are summed.
 
 The biology is `tissue_abm.rules` compiled as it is (each rule registered with
 `register_jitable`) and the random numbers are `tissue_abm.engine.draws`: the functions the
@@ -146,19 +148,20 @@ _TISSUE, _IMMUNE = 1, 2
 
 @numba.njit(cache=True)
 def day(size: int, torus: bool, tissue, immune, damage, exposure, damage_scale, divisions,
-        arrest_age, lifetime, sasp, key, t: int, r: Rates, b_vacancies, b_wall, b_marks,
+        arrest_age, lifetime, sasp, key, t: int, rates: tuple, b_vacancies, b_wall, b_marks,
         b_counts, b_candidates, b_tissue_kind, b_tissue_target, b_immune_kind, b_immune_target,
         b_field, b_secreting, b_secretion, substeps: int, dt: float, keep: float, spread: float):
     """One day: `decide`, `resolve_and_apply`, `secrete_and_diffuse`, in one call from Python.
 
     Args are the state arrays (`tissue`, `immune` and `sasp` (L, L); the others flat), the
-    run key, the day t, its rates, the work arrays of `Buffers` (b_..., in the order of
-    `Buffers.day_arguments`) and the diffusion scheme (`rules.diffusion_scheme`).
+    run key, the day t, its `Rates` as a plain tuple (which numba types in a third of the
+    time of a named one: a few microseconds a day), the work arrays of `Buffers` (b_..., in
+    the order of `Buffers.day_arguments`) and the diffusion scheme (`rules.diffusion_scheme`).
 
     Returns:
         (tally of events by kind code, whether the new field is in `b_field`, totals).
     """
-    keys = day_keys(key, t)
+    keys, r = day_keys(key, t), Rates(*rates)
     decide(torus, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
            lifetime, sasp, keys, r, b_vacancies, b_wall, b_marks, b_counts, b_candidates,
            b_tissue_kind, b_tissue_target, b_immune_kind, b_immune_target)
