@@ -4,7 +4,7 @@ One invocation measures, on this machine and in the same run (untreated tissue f
 every process active; a cell-update is one site for one day; medians over seeds):
 
 - 100 x 100: the agents engine, the array engine's numpy kernel and its compiled (numba)
-  kernel on 1 thread, and the array/agents ratios;
+  kernel on 1 thread (and 2), and the array/agents ratios;
 - 1000 x 1000 and 2000 x 2000: the numpy kernel, and the compiled kernel on 1 and 2 threads;
 - peak memory (VmHWM, the peak resident set of a fresh process; Linux) of a 1000 x 1000 run
   over two simulated years with daily readouts, and of a 2000 x 2000 run over a few days;
@@ -94,10 +94,11 @@ def main():
     set_threads(1)
     agents = median_rate(TissueModel, 100, args.days, args.repeats)
     print(f"100x100    agents             {agents / 1e6:8.2f} M cell-updates/s")
-    for kernel in KERNELS:
+    for kernel, threads in [(kernel, 1) for kernel in KERNELS] + [("numba", 2)] * compiled:
+        set_threads(threads)
         measured = median_rate(array(kernel), 100, args.days, args.repeats)
-        print(f"100x100    array {kernel:5s} 1 thread {measured / 1e6:8.2f} M/s   "
-              f"x{measured / agents:,.0f} the agents engine")
+        print(f"100x100    array {kernel:5s} {threads} thread{'s' * (threads > 1)} "
+              f"{measured / 1e6:7.2f} M/s   x{measured / agents:,.0f} the agents engine")
 
     bytes_per_second = bandwidth()
     print(f"memory bandwidth (numpy copy): {bytes_per_second / 1e9:.1f} GB/s")
