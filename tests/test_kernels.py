@@ -113,3 +113,25 @@ def test_an_unknown_kernel_is_refused_with_the_allowed_ones() -> None:
 def test_kernel_defaults_to_the_first_available() -> None:
     assert ArrayTissue(size=5, days=1, rng=1).kernel == KERNELS[0]
     assert KERNELS[-1] == "numpy"
+
+
+@needs_numba
+def test_the_compiled_cache_is_dropped_when_a_compiled_module_changes(tmp_path) -> None:
+    from tissue_abm.engine import kernel
+
+    def cache_files():
+        return sorted(path.name for path in tmp_path.iterdir() if path.suffix != ".dependencies")
+
+    compiled = ["kernel.day-1.py312.nbi", "kernel.day-1.py312.1.nbc"]
+    other = ["other.f-1.py312.nbi"]  # another module's cache, never touched
+    for name in compiled + other:
+        (tmp_path / name).write_bytes(b"compiled")
+    kernel.drop_stale_cache(tmp_path)  # no record of the sources it was built from: dropped
+    assert cache_files() == other
+    for name in compiled:
+        (tmp_path / name).write_bytes(b"compiled")
+    kernel.drop_stale_cache(tmp_path)  # the same sources: kept
+    assert cache_files() == sorted(compiled + other)
+    (tmp_path / "tissue_abm.engine.kernel.dependencies").write_text("an older rules.py")
+    kernel.drop_stale_cache(tmp_path)
+    assert cache_files() == other

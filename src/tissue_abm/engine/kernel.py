@@ -570,26 +570,25 @@ def _diffuse_row(up, row, down, out, torus, keep, spread):
     out[last] = row[last] * keep + ((up[last] + down[last]) + row[last - 1] + right) * spread
 
 
-def _drop_stale_cache() -> None:
-    """Forget this module's compiled code cached from other versions of the modules it uses.
+def drop_stale_cache(folder: Path) -> None:
+    """Forget this module's compiled code cached in `folder` from other versions of its modules.
 
     Numba's on-disk cache checks only the contents of the file that defines a function, not of
     `rules`, `draws` and `intents`, whose functions are compiled in: without this, an edited
     rule would keep running its old compiled version. (Where the cache cannot be written, as in
     a read-only install that is never edited, it does nothing.)
     """
-    folder = Path(day.stats.cache_path)
     sources = b"".join(Path(module.__file__).read_bytes() for module in (rules, draws, intents))
     digest = hashlib.sha256(sources).hexdigest()
     stamp = folder / f"{__name__}.dependencies"
     try:
         if not stamp.is_file() or stamp.read_text() != digest:
-            for index in folder.glob(f"{Path(__file__).stem}.*.nbi"):
-                index.unlink(missing_ok=True)
+            for cached in folder.glob(f"{Path(__file__).stem}.*.nb[ic]"):  # index and data
+                cached.unlink(missing_ok=True)
             folder.mkdir(parents=True, exist_ok=True)
             stamp.write_text(digest)
     except OSError:
         pass
 
 
-_drop_stale_cache()
+drop_stale_cache(Path(day.stats.cache_path))
