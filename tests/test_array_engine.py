@@ -36,6 +36,7 @@ from test_model import (
 )
 from tissue_abm import Parameters, Senolytic, Therapy
 from tissue_abm.engine import KERNELS, ArrayTissue
+from tissue_abm.perturbation import Pulse, Transplant
 from tissue_abm.readouts import EVENTS, READOUTS, SITE_STATES
 from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
 from tissue_abm.tissue import INITIAL_ARREST_AGE_MAX
@@ -421,6 +422,40 @@ def test_stepping_past_the_planned_end_continues_the_same_run(planned: int) -> N
 
 
 # --- 3. readout table and snapshot ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("planned", [10, 30])
+def test_run_for_is_the_same_run_as_stepping_day_by_day(kernel: str, planned: int) -> None:
+    # run_for runs the days between perturbations in one kernel call: chunks that end at the
+    # perturbations (days 3 and 7; two at day 7), at the planned end (day 10) and past it must
+    # give the very same run as single steps. Both go 12 days in uneven pieces.
+    perturbations = [Pulse(age=ACTIVE_START_AGE + 3, fraction=0.2),
+                     Transplant(age=ACTIVE_START_AGE + 7, cells=20, state="healthy"),
+                     Pulse(age=ACTIVE_START_AGE + 7, fraction=0.1)]
+
+    def tissue() -> ArrayTissue:
+        return ArrayTissue(params=ACTIVE_PARAMS, therapy=ACTIVE_THERAPY, size=16,
+                           start_age=ACTIVE_START_AGE, days=planned, rng=9, kernel=kernel,
+                           perturbations=perturbations)
+
+    stepped, chunked = step_days(tissue(), 12), tissue()
+    for days in (0, 2, 6, 0, 4):
+        chunked.run_for(days)
+    assert chunked.time == 12 and chunked.running == stepped.running == (planned > 12)
+    assert_same_run(stepped, chunked)
+    # The perturbations took effect: a run without them differs.
+    plain = ArrayTissue(params=ACTIVE_PARAMS, therapy=ACTIVE_THERAPY, size=16,
+                        start_age=ACTIVE_START_AGE, days=planned, rng=9, kernel=kernel)
+    plain.run_for(12)
+    assert not np.array_equal(plain.tissue, chunked.tissue)
+
+
+def test_run_for_a_negative_number_of_days_is_refused() -> None:
+    model = active_tissue(days=5)
+    with pytest.raises(ValueError, match="days >= 0"):
+        model.run_for(-1)
+    assert model.time == 0 and len(model.readouts) == 1
 
 
 def test_readout_columns_are_the_documented_readouts_as_in_the_agents_engine() -> None:

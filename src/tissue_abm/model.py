@@ -194,6 +194,11 @@ class TissueModel(TissueBase, mesa.Model):
 
     # --- readouts ---------------------------------------------------------------------------
 
+    @property
+    def readouts(self) -> pd.DataFrame:
+        """Daily readouts so far (one row per day, day 0 = initial state)."""
+        return pd.DataFrame.from_records(self._records)
+
     def _readout(self, day: Day, events: Counter) -> dict[str, float]:
         by_type = self.agents_by_type
         healthy = by_type.get(HealthyCell, ())

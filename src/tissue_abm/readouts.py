@@ -11,6 +11,7 @@ import pandas as pd
 
 from tissue_abm import rules
 from tissue_abm.params import Parameters
+from tissue_abm.rules import Num
 from tissue_abm.systemic import Day
 
 EVENTS: dict[str, str] = {
@@ -52,10 +53,13 @@ READOUTS: dict[str, str] = {
 """Column name -> meaning (with unit) of the daily readout table."""
 
 
-def readout_row(day: Day, params: Parameters, sites: int, healthy: int, senescent: int,
-                immune: int, events: dict[str, int], sasp_sum: float,
-                damage_sum: float) -> dict[str, float]:
+def readout_row(day: Day, params: Parameters, sites: int, healthy: Num, senescent: Num,
+                immune: Num, events: dict[str, Num], sasp_sum: Num,
+                damage_sum: Num) -> dict[str, Num]:
     """One row of the daily readout table, from the aggregates an engine tallies.
+
+    Or many rows at once: given a `Day` of arrays (`systemic.day_columns`) and arrays of the
+    aggregates over the same days, it returns the table's columns.
 
     Args:
         day: The systemic state of the day.
@@ -82,7 +86,7 @@ def readout_row(day: Day, params: Parameters, sites: int, healthy: int, senescen
         "empty_fraction": (sites - healthy - senescent) / sites,
         **{name: events.get(name, 0) for name in EVENTS},
         "mean_sasp": mean_sasp,
-        "mean_damage": damage_sum / healthy if healthy else float("nan"),
+        "mean_damage": damage_sum / np.where(healthy > 0, healthy, np.nan),
         "mtorc1": day.mtorc1,
         "autophagy": day.autophagy,
         "immune_competence": day.immune_competence,

@@ -118,3 +118,8 @@ def days_of(timeline: pd.DataFrame) -> list[Day]:
     """The timeline as a list of `Day` records with plain Python numbers (fast attribute access)."""
     return [Day(int(row[0]), *map(float, row[1:]))
             for row in timeline.itertuples(index=False, name=None)]
+
+
+def day_columns(timeline: pd.DataFrame) -> Day:
+    """The timeline as one `Day` whose fields are numpy arrays over its days (whole columns)."""
+    return Day._make(timeline[name].to_numpy() for name in Day._fields)

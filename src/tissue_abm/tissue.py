@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 from tissue_abm import rules
 from tissue_abm.params import Parameters
@@ -28,9 +27,9 @@ INITIAL_ARREST_AGE_MAX = 30
 class TissueBase:
     """Base of `TissueModel` (agents) and `ArrayTissue` (arrays).
 
-    Subclasses set `params`, `therapy`, `start_age` and `time` (days simulated), append one
-    `readouts.readout_row` per day to `_records`, call `_perturb` at the start of each step and
-    make cells with `_make_senescent` and `_make_healthy`.
+    Subclasses set `params`, `therapy`, `start_age` and `time` (days simulated), give the
+    `readouts` table (rows from `readouts.readout_row`), call `_perturb` at the start of each
+    step and make cells with `_make_senescent` and `_make_healthy`.
     """
 
     params: Parameters
@@ -41,7 +40,6 @@ class TissueBase:
     rng: np.random.Generator
     perturbations: tuple[Perturbation, ...]
     _perturbation_seed: int
-    _records: list[dict[str, float]]
 
     def _set_up_run(self, size: int, start_age: int, days: int,
                    perturbations: Sequence[Perturbation],
@@ -135,11 +133,6 @@ class TissueBase:
     def _lifetimes(self, count: int | None = None) -> np.ndarray | int:
         """Geometric residence time(s) with mean `immune_lifetime` days (>= 1); one if no count."""
         return self.rng.geometric(rules.departure_prob(self.params.immune_lifetime), count)
-
-    @property
-    def readouts(self) -> pd.DataFrame:
-        """Daily readouts so far (one row per day, day 0 = initial state)."""
-        return pd.DataFrame.from_records(self._records)
 
     @property
     def age(self) -> float:

@@ -53,14 +53,14 @@ from tissue_abm.engine.intents import (
     SENOLYSIS,
     Rates,
     claim_id,
-    day_rates,
+    rates_table,
     tally,
 )
 from tissue_abm.params import Parameters
 from tissue_abm.perturbation import Perturbation
 from tissue_abm.readouts import grid_snapshot, readout_row
 from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
-from tissue_abm.systemic import Day
+from tissue_abm.systemic import Day, day_columns
 from tissue_abm.therapy import Therapy
 from tissue_abm.tissue import INITIAL_ARREST_AGE_MAX, TissueBase
 
@@ -91,7 +91,7 @@ def warm_up() -> None:
     (about 45 s here) at their first run.
     """
     if compiled is not None:
-        ArrayTissue(size=8, days=1, rng=0).step()
+        ArrayTissue(size=8, days=1, rng=0).run_for(1)
 
 
 Intents = list[tuple[int, np.ndarray, np.ndarray]]
@@ -179,6 +179,9 @@ class ArrayTissue(TissueBase):
         self.therapy = therapy if therapy is not None else Therapy()
         self.start_age, self.days, self.torus, self.time = start_age, days, torus, 0
         self.rng = np.random.default_rng(rng)
+        # Each day's event tally (by kind code) and totals (as in `Totals`), row t = day t.
+        self._tallies = np.zeros((0, EVENTS), dtype=np.int64)
+        self._aggregates = np.zeros((0, 5))
         self._extend_timeline(days)
 
         sites = size * size
@@ -196,8 +199,7 @@ class ArrayTissue(TissueBase):
         self.key = self.rng.integers(0, 2**64, dtype=np.uint64, endpoint=False)
         if self.kernel == "numba":
             self._buffers = compiled.Buffers(size)
-        self._records = [self._readout(self._days[0], np.zeros(EVENTS, np.int64),
-                                       self._totals())]
+        self._aggregates[0] = self._totals()
         self.running = days > 0
 
     @cached_property
@@ -235,35 +237,70 @@ class ArrayTissue(TissueBase):
         self.lifetime[occupied] = self._lifetimes(occupied.size)
         self.exposure[healthy] = self.sasp.ravel()[healthy] * day.inflammation
 
-    # --- one day ----------------------------------------------------------------------------
+    def _extend_timeline(self, days: int) -> None:
+        """The timeline, the rates of its days, and rows for their tallies and totals."""
+        super()._extend_timeline(days)
+        self._rates = rates_table(self.params, day_columns(self.timeline))
+        more = len(self.timeline) - len(self._tallies)
+        self._tallies = np.concatenate([self._tallies, np.zeros((more, EVENTS), np.int64)])
+        self._aggregates = np.concatenate([self._aggregates, np.zeros((more, 5))])
+
+    # --- days -------------------------------------------------------------------------------
 
     def step(self) -> None:
         """Advance the tissue by one day (decide, apply in random priority, field, readouts)."""
-        self._perturb(self.start_age + self.time, self.tissue)
-        self.time += 1
-        day = self._day(self.time)
-        rates = day_rates(self.params, day)
-        if self.kernel == "numba":
-            events, totals = self._numba_day(rates)
-        else:
-            events, totals = self._numpy_day(rates, draws.day_keys(self.key, self.time))
-        self._records.append(self._readout(day, events, totals))
+        self.run_for(1)
+
+    def run_for(self, days: int) -> None:
+        """Advance the tissue by `days` days: the same as as many `step`s, in fewer calls.
+
+        The compiled kernel runs the days between perturbations in one call.
+
+        Raises:
+            ValueError: If `days` is negative.
+        """
+        if days < 0:
+            raise ValueError(f"need days >= 0, got {days}")
+        end = self.time + days
+        self._day(end)  # the timeline and its rates reach the last day
+        while self.time < end:
+            self._perturb(self.start_age + self.time, self.tissue)
+            # Perturbations act between days: go on to the next one due, or to the end.
+            stop = min([end] + [q.age - self.start_age for q in self.perturbations
+                                if q.age - self.start_age > self.time])
+            if self.kernel == "numba":
+                self._numba_days(self.time + 1, stop)
+            else:
+                for t in range(self.time + 1, stop + 1):
+                    self._numpy_day(t)
+            self.time = stop
         self.running = self.time < self.days
 
-    def _numba_day(self, rates: Rates) -> tuple[np.ndarray, Totals]:
-        """One day by the compiled kernel (`tissue_abm.engine.kernel`)."""
-        p, b = self.params, self._buffers
-        events, swapped, totals = compiled.day(
-            self.tissue.shape[0], self.torus, self.tissue, self.immune, self.damage,
-            self.exposure, self.damage_scale, self.divisions, self.arrest_age, self.lifetime,
-            self.sasp, self.key, self.time, tuple(rates), *b.day_arguments(),
-            *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay))
-        if swapped:
-            self.sasp, b.field = b.field, self.sasp
-        return events, totals
+    @property
+    def readouts(self) -> pd.DataFrame:
+        """Daily readouts so far (one row per day, day 0 = initial state)."""
+        days = slice(0, self.time + 1)
+        healthy, senescent, immune = self._aggregates[days, :3].T.astype(np.int64)
+        sasp_sum, damage_sum = self._aggregates[days, 3:].T
+        return pd.DataFrame(readout_row(
+            day_columns(self.timeline.iloc[days]), self.params, sites=self.tissue.size,
+            healthy=healthy, senescent=senescent, immune=immune,
+            events=tally(self._tallies[days]), sasp_sum=sasp_sum, damage_sum=damage_sum))
 
-    def _numpy_day(self, rates: Rates, keys: np.ndarray) -> tuple[np.ndarray, Totals]:
-        """One day by whole-array numpy operations."""
+    def _numba_days(self, first: int, last: int) -> None:
+        """Days first..last by the compiled kernel (`tissue_abm.engine.kernel`)."""
+        p, b = self.params, self._buffers
+        if compiled.run_days(
+                first, last, self.torus, self.tissue, self.immune, self.damage, self.exposure,
+                self.damage_scale, self.divisions, self.arrest_age, self.lifetime, self.sasp,
+                self.key, self._rates, self._tallies, self._aggregates, *b.day_arguments(),
+                *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay)):
+            self.sasp, b.field = b.field, self.sasp
+
+    def _numpy_day(self, t: int) -> None:
+        """Day t by whole-array numpy operations."""
+        # Python floats, as numpy treats them (NEP 50): float32 arithmetic stays float32.
+        rates, keys = Rates(*self._rates[t].tolist()), draws.day_keys(self.key, t)
         groups = [*self._healthy_intents(rates, keys), *self._senescent_intents(rates, keys),
                   *self._immune_intents(rates, keys), *self._recruitment_intents(rates, keys)]
         kind = np.concatenate([np.full(len(sources), k) for k, sources, _ in groups])
@@ -279,7 +316,8 @@ class ArrayTissue(TissueBase):
         self._apply(kind[won], source[won], target[won], rates, keys)
         rules.diffuse_decay(self.sasp, self._secretion(rates.sasp_output),
                             self.params.sasp_diffusion, self.params.sasp_decay, self.torus)
-        return np.bincount(kind[won], minlength=EVENTS), self._totals()
+        self._tallies[t] = np.bincount(kind[won], minlength=EVENTS)
+        self._aggregates[t] = self._totals()
 
     def _draw(self, keys: np.ndarray, stream: int, sites: np.ndarray | None = None) -> np.ndarray:
         """Uniforms of `stream` today for `sites` (flat indices; all sites if None)."""
@@ -424,12 +462,6 @@ class ArrayTissue(TissueBase):
         return (int(healthy.sum()), int(np.count_nonzero(tissue == SENESCENT)),
                 int(np.count_nonzero(self.immune)), float(self.sasp.sum(dtype=np.float64)),
                 float(self.damage[healthy].sum(dtype=np.float64)))
-
-    def _readout(self, day: Day, events: np.ndarray, totals: Totals) -> dict[str, float]:
-        healthy, senescent, immune, sasp_sum, damage_sum = totals
-        return readout_row(day, self.params, sites=self.tissue.size, healthy=healthy,
-                           senescent=senescent, immune=immune, events=tally(events),
-                           sasp_sum=sasp_sum, damage_sum=damage_sum)
 
     def snapshot(self) -> pd.DataFrame:
         """The whole grid now, one row per site (see `readouts.SNAPSHOT`)."""

@@ -41,9 +41,9 @@ def claim_id(source, by_immune):
     return 2 * source + by_immune
 
 
-def tally(events: np.ndarray) -> dict[str, int]:
-    """Readout event counts from a tally indexed by kind code."""
-    return {name: n for name, n in zip(KINDS, events[1:].tolist(), strict=True) if name}
+def tally(events: np.ndarray) -> dict[str, np.ndarray]:
+    """Readout event counts over days from tallies indexed by kind code, shape (days, EVENTS)."""
+    return {name: events[:, code] for code, name in enumerate(KINDS, start=1) if name}
 
 
 MARGIN = 1e-9
@@ -84,8 +84,25 @@ class Rates(NamedTuple):
     residence_log: float
 
 
+RATES = len(Rates._fields)
+"""Number of rates a day has (columns of `rates_table`)."""
+
+
+def rates_table(p: Parameters, days: Day) -> np.ndarray:
+    """`day_rates` of many days, one row each in `Rates` order: shape (days, RATES), float64.
+
+    Args:
+        p: Model parameters.
+        days: A `Day` of arrays over the days (`systemic.day_columns`).
+    """
+    return np.column_stack(np.broadcast_arrays(*map(np.asarray, day_rates(p, days))))
+
+
 def day_rates(p: Parameters, day: Day) -> Rates:
-    """The rates of `day` under parameters `p`, with the bounds that let draws skip cells."""
+    """The rates of `day` under parameters `p`, with the bounds that let draws skip cells.
+
+    Given a `Day` of arrays over days, the rates that vary are arrays over the same days.
+    """
     return Rates(
         inflammation=day.inflammation, exposure_memory=p.exposure_memory,
         damage_drive=day.damage_drive, damage_repair=day.damage_repair,

@@ -1,6 +1,6 @@
 """The array engine's day compiled with numba (the default kernel of `ArrayTissue`).
 
-Three steps a day, which `day` runs in one call from Python:
+Three steps a day, which `run_days` runs for many days in one call from Python:
 
 1. `decide` (parallel over rows): damage and exposure advance everywhere, and cheap draws
    and bounds rule out most sites; the few candidates left (about 1%) are listed per row and
@@ -29,6 +29,7 @@ from pathlib import Path
 import numba
 import numpy as np
 from numba.extending import overload, register_jitable
+from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from tissue_abm import rules
 from tissue_abm.engine import draws, intents
@@ -37,7 +38,6 @@ from tissue_abm.engine.intents import (
     DEPART,
     DIE,
     DIVIDE,
-    EVENTS,
     KILL,
     MARGIN,
     MOVE,
@@ -45,6 +45,7 @@ from tissue_abm.engine.intents import (
     ON_IMMUNE_SLOT,
     PARACRINE,
     PRIMARY,
+    RATES,
     RECRUIT,
     REPLICATIVE,
     SEN_DEATH,
@@ -105,7 +106,7 @@ class Buffers:
         self.secretion = np.zeros(sites, dtype=np.float32)  # ... and what each secretes
 
     def day_arguments(self) -> tuple:
-        """The work arrays in the order `day` takes them."""
+        """The work arrays in the order `run_days` takes them."""
         return (self.vacancies, self.wall, self.marks, self.counts, self.candidates,
                 self.tissue_kind, self.tissue_target, self.immune_kind, self.immune_target,
                 self.field, self.secreting, self.secretion)
@@ -147,31 +148,39 @@ _TISSUE, _IMMUNE = 1, 2
 
 
 @numba.njit(cache=True)
-def day(size: int, torus: bool, tissue, immune, damage, exposure, damage_scale, divisions,
-        arrest_age, lifetime, sasp, key, t: int, rates: tuple, b_vacancies, b_wall, b_marks,
-        b_counts, b_candidates, b_tissue_kind, b_tissue_target, b_immune_kind, b_immune_target,
-        b_field, b_secreting, b_secretion, substeps: int, dt: float, keep: float, spread: float):
-    """One day: `decide`, `resolve_and_apply`, `secrete_and_diffuse`, in one call from Python.
+def run_days(first: int, last: int, torus: bool, tissue, immune, damage, exposure,
+             damage_scale, divisions, arrest_age, lifetime, sasp, key, rates, tallies,
+             aggregates, b_vacancies, b_wall, b_marks, b_counts, b_candidates, b_tissue_kind,
+             b_tissue_target, b_immune_kind, b_immune_target, b_field, b_secreting,
+             b_secretion, substeps: int, dt: float, keep: float, spread: float) -> bool:
+    """Days `first` to `last` (inclusive) in one call from Python.
 
-    Args are the state arrays (`tissue`, `immune` and `sasp` (L, L); the others flat), the
-    run key, the day t, its `Rates` as a plain tuple (which numba types in a third of the
-    time of a named one: a few microseconds a day), the work arrays of `Buffers` (b_..., in
-    the order of `Buffers.day_arguments`) and the diffusion scheme (`rules.diffusion_scheme`).
+    Each day is `decide`, `resolve_and_apply` and `secrete_and_diffuse`. Args are the state
+    arrays (`tissue`, `immune` and `sasp` (L, L); the others flat), the run key, the rates of
+    every day of the timeline (`intents.rates_table`, row t = day t), the tables that receive
+    each day's event tally (`tallies`, int64, (days, EVENTS)) and totals (`aggregates`,
+    float64, (days, 5): healthy, senescent, immune, SASP sum, damage sum of healthy cells),
+    the work arrays of `Buffers` (b_..., in the order of `Buffers.day_arguments`) and the
+    diffusion scheme (`rules.diffusion_scheme`).
 
     Returns:
-        (tally of events by kind code, whether the new field is in `b_field`, totals).
+        Whether the final field is in `b_field` (the sub-steps alternate between the two).
     """
-    keys, r = day_keys(key, t), Rates(*rates)
-    decide(torus, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
-           lifetime, sasp, keys, r, b_vacancies, b_wall, b_marks, b_counts, b_candidates,
-           b_tissue_kind, b_tissue_target, b_immune_kind, b_immune_target)
-    events = resolve_and_apply(tissue.ravel(), immune.ravel(), damage, exposure, damage_scale,
-                               divisions, arrest_age, lifetime, keys, r, b_counts, b_candidates,
-                               b_tissue_kind, b_tissue_target, b_immune_kind, b_immune_target)
-    swapped, totals = secrete_and_diffuse(torus, tissue, immune, damage, arrest_age, sasp,
-                                          b_field, b_counts, b_candidates, b_secreting,
-                                          b_secretion, r, substeps, dt, keep, spread)
-    return events, swapped, totals
+    field, other, swapped = sasp, b_field, False
+    for t in range(first, last + 1):
+        keys, r = day_keys(key, t), Rates(*to_fixed_tuple(rates[t], RATES))
+        decide(torus, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
+               lifetime, field, keys, r, b_vacancies, b_wall, b_marks, b_counts, b_candidates,
+               b_tissue_kind, b_tissue_target, b_immune_kind, b_immune_target)
+        resolve_and_apply(tissue.ravel(), immune.ravel(), damage, exposure, damage_scale,
+                          divisions, arrest_age, lifetime, keys, r, b_counts, b_candidates,
+                          b_tissue_kind, b_tissue_target, b_immune_kind, b_immune_target,
+                          tallies[t])
+        if secrete_and_diffuse(torus, tissue, immune, damage, arrest_age, field, other,
+                               b_counts, b_candidates, b_secreting, b_secretion, r, substeps,
+                               dt, keep, spread, aggregates[t]):
+            field, other, swapped = other, field, not swapped
+    return swapped
 
 
 @numba.njit(parallel=True, cache=True)
@@ -399,11 +408,11 @@ def _immune_intent(i, size, torus, tissue, immune, lifetime, sasp, keys, r):
 @numba.njit(cache=True)
 def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
                       lifetime, keys, r: Rates, counts, candidates, tissue_kind, tissue_target,
-                      immune_kind, immune_target) -> np.ndarray:
+                      immune_kind, immune_target, events) -> None:
     """Settle conflicts (highest priority wins a slot), carry out the winners, tally them.
 
-    The intents are those `decide` wrote beside each row's candidates.
-    Returns the tally of winning intents, indexed by kind code.
+    The intents are those `decide` wrote beside each row's candidates. The winners are
+    counted into `events` (zeros, indexed by kind code).
     """
     size = counts.size
     claims = 0
@@ -447,7 +456,6 @@ def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions,
         entry[c] = e
     won = best[entry] == np.arange(claims)
 
-    events = np.zeros(EVENTS, dtype=np.int64)
     resident = np.empty(claims, dtype=np.int32)  # days left of each moving immune cell
     for c in range(claims):  # departures and state changes first, ...
         if not won[c]:
@@ -484,13 +492,12 @@ def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions,
             immune[i] = True
             lifetime[i] = int(draws.geometric(
                 draws.uniform(keys[draws.RESIDENCE], np.uint64(i)), r.residence_log))
-    return events
 
 
 @numba.njit(parallel=True, cache=True)
 def secrete_and_diffuse(torus: bool, tissue, immune, damage, arrest_age, field, other, counts,
                         candidates, secreting, secretion, r: Rates, substeps: int, dt: float,
-                        keep: float, spread: float):
+                        keep: float, spread: float, totals) -> bool:
     """Secretion, diffusion and decay of one day in `substeps` sub-steps, then the totals.
 
     The sub-steps alternate between `field` and `other` (both (L, L) float32). Each diffuses
@@ -499,9 +506,10 @@ def secrete_and_diffuse(torus: bool, tissue, immune, damage, arrest_age, field, 
     f <- f + dt source, in float32 and in the order of `rules.diffuse_decay`, so both kernels
     give the same field.
 
+    The day's totals go into `totals` (see `_totals`).
+
     Returns:
-        (whether the new field is in `other`, (healthy, senescent, immune, SASP sum,
-        damage sum of healthy cells)).
+        Whether the new field is in `other`.
     """
     size = field.shape[0]
     keep32, spread32 = np.float32(keep), np.float32(spread)
@@ -526,12 +534,13 @@ def secrete_and_diffuse(torus: bool, tissue, immune, damage, arrest_age, field, 
             flat_target[secreting[k]] += secretion[k]
         source, target = target, source
 
-    return substeps % 2 == 1, _totals(tissue, immune, source, damage)
+    _totals(tissue, immune, source, damage, totals)
+    return substeps % 2 == 1
 
 
 @numba.njit(cache=True, fastmath={"reassoc"})
-def _totals(tissue, immune, sasp, damage):
-    """(healthy, senescent, immune, SASP sum, damage sum of healthy cells) of the grid.
+def _totals(tissue, immune, sasp, damage, out):
+    """Healthy, senescent and immune counts, SASP sum, damage sum of healthy cells, into `out`.
 
     Serial, hence the same in any number of threads: letting the sums reassociate within a row
     vectorises them, and this runs faster than a parallel loop (which does not vectorise).
@@ -551,10 +560,9 @@ def _totals(tissue, immune, sasp, damage):
             damage_sum += row_damage[y] if states[y] == HEALTHY else np.float32(0.0)
         rows[x, 0], rows[x, 1], rows[x, 2] = healthy, senescent, immune_cells
         rows[x, 3], rows[x, 4] = sasp_sum, damage_sum
-    totals = np.zeros(5)
+    out[:] = 0.0
     for x in range(size):
-        totals += rows[x]
-    return int(totals[0]), int(totals[1]), int(totals[2]), totals[3], totals[4]
+        out += rows[x]
 
 
 @numba.njit(inline="always")
@@ -591,4 +599,4 @@ def drop_stale_cache(folder: Path) -> None:
         pass
 
 
-drop_stale_cache(Path(day.stats.cache_path))
+drop_stale_cache(Path(run_days.stats.cache_path))
