@@ -94,12 +94,17 @@ def test_both_kernels_give_the_same_run_for_other_hill_coefficients(
 
 @needs_numba
 @pytest.mark.skipif(THREADS < 2, reason="numba has only one thread on this machine")
-def test_thread_count_does_not_change_the_run() -> None:
+@pytest.mark.parametrize("size", [64, 256])
+def test_thread_count_does_not_change_the_run(size: int) -> None:
+    # From 256 x 256 the diffusion runs in parallel on two threads, below it in one.
+    from tissue_abm.engine.kernel import PARALLEL_DIFFUSION, diffuse_in_parallel
+
     runs = []
     for threads in (1, 2):
         set_threads(threads)
         try:
-            runs.append(step_days(active_tissue(size=64, days=40, rng=9, kernel="numba"), 40))
+            assert diffuse_in_parallel(size) == (threads > 1 and size >= PARALLEL_DIFFUSION)
+            runs.append(step_days(active_tissue(size=size, days=40, rng=9, kernel="numba"), 40))
         finally:
             set_threads(None)
     assert_same_run(*runs, exact_floats=True)

@@ -294,7 +294,8 @@ class ArrayTissue(TissueBase):
                 first, last, self.torus, self.tissue, self.immune, self.damage, self.exposure,
                 self.damage_scale, self.divisions, self.arrest_age, self.lifetime, self.sasp,
                 self.key, self._rates, self._tallies, self._aggregates, *b.day_arguments(),
-                *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay)):
+                *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay),
+                compiled.diffuse_in_parallel(self.tissue.shape[0])):
             self.sasp, b.field = b.field, self.sasp
 
     def _numpy_day(self, t: int) -> None:

@@ -8,9 +8,9 @@ Three steps a day, which `run_days` runs for many days in one call from Python:
    them.
 2. `resolve_and_apply` (serial, over the intents): the claim of highest random priority wins
    each slot; winners are carried out.
-3. `secrete_and_diffuse` (parallel over rows, once per sub-step): the SASP field diffuses and
-   decays, and the senescent cells (all among the candidates) secrete; then the day's totals
-   are summed.
+3. `secrete_and_diffuse` (by rows, once per sub-step; in parallel on large lattices): the SASP
+   field diffuses and decays, and the senescent cells (all among the candidates) secrete; then
+   the day's totals are summed.
 
 The biology is `tissue_abm.rules` compiled as it is (each rule registered with
 `register_jitable`) and the random numbers are `tissue_abm.engine.draws`: the functions the
@@ -152,7 +152,8 @@ def run_days(first: int, last: int, torus: bool, tissue, immune, damage, exposur
              damage_scale, divisions, arrest_age, lifetime, sasp, key, rates, tallies,
              aggregates, b_vacancies, b_wall, b_marks, b_counts, b_candidates, b_tissue_kind,
              b_tissue_target, b_immune_kind, b_immune_target, b_field, b_secreting,
-             b_secretion, substeps: int, dt: float, keep: float, spread: float) -> bool:
+             b_secretion, substeps: int, dt: float, keep: float, spread: float,
+             parallel: bool) -> bool:
     """Days `first` to `last` (inclusive) in one call from Python.
 
     Each day is `decide`, `resolve_and_apply` and `secrete_and_diffuse`. Args are the state
@@ -161,7 +162,8 @@ def run_days(first: int, last: int, torus: bool, tissue, immune, damage, exposur
     each day's event tally (`tallies`, int64, (days, EVENTS)) and totals (`aggregates`,
     float64, (days, 5): healthy, senescent, immune, SASP sum, damage sum of healthy cells),
     the work arrays of `Buffers` (b_..., in the order of `Buffers.day_arguments`) and the
-    diffusion scheme (`rules.diffusion_scheme`).
+    diffusion scheme (`rules.diffusion_scheme`) and whether it runs in parallel
+    (`diffuse_in_parallel`).
 
     Returns:
         Whether the final field is in `b_field` (the sub-steps alternate between the two).
@@ -178,7 +180,7 @@ def run_days(first: int, last: int, torus: bool, tissue, immune, damage, exposur
                           tallies[t])
         if secrete_and_diffuse(torus, tissue, immune, damage, arrest_age, field, other,
                                b_counts, b_candidates, b_secreting, b_secretion, r, substeps,
-                               dt, keep, spread, aggregates[t]):
+                               dt, keep, spread, parallel, aggregates[t]):
             field, other, swapped = other, field, not swapped
     return swapped
 
@@ -494,10 +496,10 @@ def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions,
                 draws.uniform(keys[draws.RESIDENCE], np.uint64(i)), r.residence_log))
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def secrete_and_diffuse(torus: bool, tissue, immune, damage, arrest_age, field, other, counts,
                         candidates, secreting, secretion, r: Rates, substeps: int, dt: float,
-                        keep: float, spread: float, totals) -> bool:
+                        keep: float, spread: float, parallel: bool, totals) -> bool:
     """Secretion, diffusion and decay of one day in `substeps` sub-steps, then the totals.
 
     The sub-steps alternate between `field` and `other` (both (L, L) float32). Each diffuses
@@ -506,7 +508,8 @@ def secrete_and_diffuse(torus: bool, tissue, immune, damage, arrest_age, field, 
     f <- f + dt source, in float32 and in the order of `rules.diffuse_decay`, so both kernels
     give the same field.
 
-    The day's totals go into `totals` (see `_totals`).
+    The rows of a sub-step run in parallel if `parallel` (`diffuse_in_parallel`). The day's
+    totals go into `totals` (see `_totals`).
 
     Returns:
         Whether the new field is in `other`.
@@ -526,9 +529,10 @@ def secrete_and_diffuse(torus: bool, tissue, immune, damage, arrest_age, field, 
                 sources += 1
     source, target = field, other
     for _ in range(substeps):
-        for x in numba.prange(size):
-            _diffuse_row(source[_wrap(x - 1, size, torus)], source[x],
-                         source[_wrap(x + 1, size, torus)], target[x], torus, keep32, spread32)
+        if parallel:
+            _diffuse_parallel(source, target, torus, keep32, spread32)
+        else:
+            _diffuse_serial(source, target, torus, keep32, spread32)
         flat_target = target.ravel()
         for k in range(sources):
             flat_target[secreting[k]] += secretion[k]
@@ -563,6 +567,40 @@ def _totals(tissue, immune, sasp, damage, out):
     out[:] = 0.0
     for x in range(size):
         out += rows[x]
+
+
+PARALLEL_DIFFUSION = 256
+"""Lattice side from which the diffusion runs in parallel, if several threads may run.
+
+On smaller lattices starting a parallel loop costs more than it saves (measured here: a
+100 x 100 day's three sub-steps took 18 us in one thread, 32 us in two).
+"""
+
+
+def diffuse_in_parallel(size: int) -> bool:
+    """Whether an L x L lattice (`size` = L) diffuses in parallel, called from this thread."""
+    return numba.get_num_threads() > 1 and size >= PARALLEL_DIFFUSION
+
+
+@numba.njit(inline="always")
+def _diffuse(source, target, torus, keep, spread):
+    """One sub-step without sources, from `source` into `target` ((L, L) float32), by rows."""
+    size = source.shape[0]
+    for x in numba.prange(size):
+        _diffuse_row(source[_wrap(x - 1, size, torus)], source[x],
+                     source[_wrap(x + 1, size, torus)], target[x], torus, keep, spread)
+
+
+@numba.njit(parallel=True, cache=True)
+def _diffuse_parallel(source, target, torus, keep, spread):
+    """`_diffuse`, the rows in parallel."""
+    _diffuse(source, target, torus, keep, spread)
+
+
+@numba.njit(cache=True)
+def _diffuse_serial(source, target, torus, keep, spread):
+    """`_diffuse` in the calling thread."""
+    _diffuse(source, target, torus, keep, spread)
 
 
 @numba.njit(inline="always")
