@@ -33,6 +33,11 @@ def _exp(x: Num) -> Num:
     return math.exp(x) if isinstance(x, float | int) else np.exp(x)
 
 
+def _at_most_one(x: Num) -> Num:
+    """min(x, 1), elementwise for arrays (compiled for scalars as a plain comparison)."""
+    return np.minimum(x, 1.0)
+
+
 # --- generic responses ------------------------------------------------------------------------
 
 
@@ -64,7 +69,7 @@ def hill_bound(x: Num, half: float, n: float) -> Num:
     The response is below r^n and below 1 (r = x/half); for r < 1, r^n <= r^m with m the
     largest of 2, 1, 0 not above n. Near zero signal, where most cells are, the bound is tight.
     """
-    r = np.minimum(1.0, x * (1.0 / half))  # a product: far cheaper than a division
+    r = _at_most_one(x * (1.0 / half))  # a product: far cheaper than a division
     return r * r if n >= 2.0 else r if n >= 1.0 else np.maximum(r, 1.0)  # r <= 1: 1, as r
 
 
@@ -278,8 +283,10 @@ def recruitment_prob_bound(sasp: Num, base: float, max_rate: float, half: float)
 
     The Hill term x / (half + x) is at most x / half and at most 1. Near zero SASP, where most
     sites are, the bound is close to `base`: draws above it need not compute the probability.
+    (sasp/half is computed as a product, which may round one unit in the last place lower:
+    compare draws with the bound enlarged by a relative margin far above that.)
     """
-    return base + max_rate * np.minimum(1.0, sasp / half)
+    return base + max_rate * _at_most_one(sasp * (1.0 / half))
 
 
 def departure_prob(lifetime: float) -> float:

@@ -62,6 +62,12 @@ def _scalar_exp(x):
     return lambda x: math.exp(x)
 
 
+@overload(rules._at_most_one)
+def _scalar_at_most_one(x):
+    """`rules._at_most_one` for scalars: one comparison (no NaN propagation to vectorise)."""
+    return lambda x: x if x < 1.0 else 1.0
+
+
 for _function in (rules.hill, rules.hill_bound, rules.any_event_prob, rules.first_event,
                   rules.lognormal_multiplier, rules.damage_step, rules.exposure_step,
                   rules.primary_senescence_prob,
@@ -291,9 +297,9 @@ def _mark_sites(start, row, immune, damage, exposure, damage_scale, sasp, vacanc
                                                 r.paracrine_hill)))
         tissue_mark = (row[y] == SENESCENT) | ((row[y] == HEALTHY) & (
             (u < only_division) | ((u < r.event_bound) & (vacancies[y] > 0))))
-        immune_mark = immune[y] | (draws.uniform(recruit_key, counter)
-                                   < rules.recruitment_prob_bound(sasp[y], r.recruit_base,
-                                                                  r.recruit_max, r.recruit_half))
+        immune_mark = immune[y] | (draws.uniform(recruit_key, counter) < (1.0 + MARGIN) * (
+            rules.recruitment_prob_bound(sasp[y], r.recruit_base, r.recruit_max,
+                                         r.recruit_half)))
         marks[y] = _TISSUE * np.int8(tissue_mark) + _IMMUNE * np.int8(immune_mark)
 
 
