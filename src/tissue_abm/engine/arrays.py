@@ -99,6 +99,7 @@ Intents = list[tuple[int, np.ndarray, np.ndarray]]
 
 Totals = tuple[int, int, int, float, float]
 """End-of-day totals: healthy, senescent and immune counts, SASP sum, damage sum of healthy."""
+TOTALS = len(Totals.__args__)
 
 
 def moore_neighbours(size: int, torus: bool) -> np.ndarray:
@@ -181,7 +182,7 @@ class ArrayTissue(TissueBase):
         self.rng = np.random.default_rng(rng)
         # Each day's event tally (by kind code) and totals (as in `Totals`), row t = day t.
         self._tallies = np.zeros((0, EVENTS), dtype=np.int64)
-        self._aggregates = np.zeros((0, 5))
+        self._aggregates = np.zeros((0, TOTALS))
         self._extend_timeline(days)
 
         sites = size * size
@@ -243,7 +244,7 @@ class ArrayTissue(TissueBase):
         self._rates = rates_table(self.params, day_columns(self.timeline))
         more = len(self.timeline) - len(self._tallies)
         self._tallies = np.concatenate([self._tallies, np.zeros((more, EVENTS), np.int64)])
-        self._aggregates = np.concatenate([self._aggregates, np.zeros((more, 5))])
+        self._aggregates = np.concatenate([self._aggregates, np.zeros((more, TOTALS))])
 
     # --- days -------------------------------------------------------------------------------
 
@@ -255,6 +256,9 @@ class ArrayTissue(TissueBase):
         """Advance the tissue by `days` days: the same as as many `step`s, in fewer calls.
 
         The compiled kernel runs the days between perturbations in one call.
+
+        Args:
+            days: Days to simulate, >= 0 (past the planned `days` too: the run goes on).
 
         Raises:
             ValueError: If `days` is negative.

@@ -94,9 +94,9 @@ _DY = np.array([dy for _, dy in OFFSETS])
 BLOCK_SITES = 512
 """`decide` works on blocks of whole rows of at least this many sites (or the whole lattice).
 
-A block is one loop over consecutive sites: on a 100 x 100 lattice, blocks of 6 rows instead
-of single rows cut the cost of the light pass by a sixth (each loop ends with a few sites
-done one at a time, outside the vectorised body).
+A block is one loop over consecutive sites, and each loop ends with a few sites done one at a
+time, outside its vectorised body: blocks of 6 rows instead of single rows made a 100 x 100
+day 8% faster here (61 x 61: 10%; 1000 x 1000, where a row is a block: the same).
 """
 
 
