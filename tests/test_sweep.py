@@ -13,7 +13,13 @@ import pytest
 
 from tissue_abm.batch import plan_batch
 from tissue_abm.readouts import SITE_STATES
-from tissue_abm.scenario import Scenario, parse_scenario, run_scenario, sweep_column
+from tissue_abm.scenario import (
+    PROGRESS_DAYS,
+    Scenario,
+    parse_scenario,
+    run_scenario,
+    sweep_column,
+)
 
 SOURCE = "sweep.toml"
 HEAD = 'name = "swept"\nseed = 5\nsize = 6\nstart_age = 90\nend_age = 92\n'
@@ -358,3 +364,26 @@ def test_sweep_point_scenarios_do_not_share_state_with_the_base():
     scenario.sweep_points(SOURCE)
     assert scenario.model_dump() == before
     assert scenario.therapy.rapamycin is None
+
+
+@pytest.mark.parametrize("engine", ["array", "agents"])
+def test_run_scenario_runs_in_pieces_with_progress_and_gives_the_day_by_day_run(engine):
+    # run_scenario runs the model in pieces (run_for) ending at the snapshot ages and at least
+    # every PROGRESS_DAYS days: progress comes after each piece, and the run is the one a
+    # model stepped day by day gives.
+    scenario = scenario_of(f'engine = "{engine}"\n'
+                           + TINY.replace("end_age = 110", "end_age = 165")
+                           + "[output]\nsnapshots = [97, 150]\n")
+    calls = []
+    run = run_scenario(scenario, progress=lambda done, total: calls.append((done, total)))
+    done = [d for d, _ in calls]
+    assert {total for _, total in calls} == {75}
+    assert done == sorted(set(done)) and done[-1] == 75
+    assert {97 - 90, 150 - 90} <= set(done)
+    assert max(np.diff([0, *done])) <= PROGRESS_DAYS
+    stepped = scenario.create_model()
+    for _ in range(75):
+        stepped.step()
+    expected = stepped.readouts
+    pd.testing.assert_frame_equal(run.readouts[expected.columns].reset_index(drop=True),
+                                  expected)
