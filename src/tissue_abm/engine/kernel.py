@@ -270,7 +270,7 @@ def _count_row(up, row, down, torus, out):
 
 
 @numba.njit(inline="always")
-def _mark_sites(start, row, immune, damage, exposure, damage_scale, sasp, vacancies, keys, r,
+def _mark_sites(start, states, immune, damage, exposure, damage_scale, sasp, vacancies, keys, r,
                 marks):
     """Advance damage and exposure of consecutive sites (flat indices start...), mark them.
 
@@ -283,7 +283,7 @@ def _mark_sites(start, row, immune, damage, exposure, damage_scale, sasp, vacanc
     inflammation, memory = np.float32(r.inflammation), r.exposure_memory
     drive, repair, gain = r.damage_drive, r.damage_repair, r.damage_sasp_gain
     event_key, recruit_key = keys[draws.EVENT], keys[draws.RECRUIT]
-    for y in range(row.size):
+    for y in range(states.size):
         seen = sasp[y] * inflammation
         exposure[y] = rules.exposure_step(exposure[y], seen, memory)
         damage[y] = rules.damage_step(damage[y], drive * damage_scale[y], repair, seen, gain)
@@ -295,7 +295,7 @@ def _mark_sites(start, row, immune, damage, exposure, damage_scale, sasp, vacanc
             r.primary_max * rules.hill_bound(damage[y], r.primary_half, r.primary_hill),
             r.paracrine_max * rules.hill_bound(exposure[y], r.paracrine_half,
                                                 r.paracrine_hill)))
-        tissue_mark = (row[y] == SENESCENT) | ((row[y] == HEALTHY) & (
+        tissue_mark = (states[y] == SENESCENT) | ((states[y] == HEALTHY) & (
             (u < only_division) | ((u < r.event_bound) & (vacancies[y] > 0))))
         immune_mark = immune[y] | (draws.uniform(recruit_key, counter) < (1.0 + MARGIN) * (
             rules.recruitment_prob_bound(sasp[y], r.recruit_base, r.recruit_max,
@@ -304,8 +304,8 @@ def _mark_sites(start, row, immune, damage, exposure, damage_scale, sasp, vacanc
 
 
 @numba.njit(inline="always")
-def _gather(marks, start, size, out):
-    """Write the flat indices (start + y) of the `size` marked sites into out[start...].
+def _gather(marks, start, sites, out):
+    """Write the flat indices (start + y) of the marked sites among marks[:sites] to out[start...].
 
     Returns their number. Marks are read 8 at a time (`marks` is padded to whole words):
     most words hold none.
@@ -314,7 +314,7 @@ def _gather(marks, start, size, out):
     words = marks.view(np.uint64)
     for word in range(words.size):
         if words[word]:
-            for y in range(8 * word, min(8 * word + 8, size)):
+            for y in range(8 * word, min(8 * word + 8, sites)):
                 out[start + found] = start + y
                 found += marks[y] != 0
     return found
