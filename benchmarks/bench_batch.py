@@ -26,9 +26,9 @@ from pathlib import Path
 import psutil
 
 from tissue_abm import load_results
-from tissue_abm.analysis import summarise
-from tissue_abm.batch import plan_batch, run_batch
-from tissue_abm.results import MANIFEST
+from tissue_abm.analysis.summary import summarise
+from tissue_abm.runs.batch import plan_batch, run_batch
+from tissue_abm.runs.results import MANIFEST
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 CANONICAL = [SCENARIOS / f"{name}.toml" for name in ("untreated", "rapamycin", "oxytocin",

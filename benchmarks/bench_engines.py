@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from tissue_abm import TissueModel
-from tissue_abm.engine import KERNELS, ArrayTissue, set_threads, warm_up
+from tissue_abm.engines.array import KERNELS, ArrayTissue, set_threads, warm_up
 
 START_AGE = 365
 
@@ -52,7 +52,7 @@ def array(kernel):
 
 def peak_mib(size, days):
     """Peak resident memory (MiB) of a fresh process that runs the array engine for `days`."""
-    code = (f"from tissue_abm.engine import ArrayTissue\n"
+    code = (f"from tissue_abm.engines.array import ArrayTissue\n"
             f"m = ArrayTissue(size={size}, start_age={START_AGE}, days={days}, rng=0)\n"
             f"m.run_for({days})\n"
             f"assert len(m.readouts) == {days + 1}\n"

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from tissue_abm import Parameters, load_results, load_scenario
-from tissue_abm.analysis import (
+from tissue_abm.analysis.summary import (
     RUN_KEYS,
     compare,
     end_state,
@@ -25,7 +25,8 @@ from tissue_abm.analysis import (
     summarise,
     sweep_columns,
 )
-from tissue_abm.scenario import run_scenario, validate_scenario
+from tissue_abm.runs.run import run_scenario
+from tissue_abm.runs.scenario import validate_scenario
 
 CANONICAL = ("untreated", "rapamycin", "oxytocin", "combined")
 START, DAYS = 600, 60

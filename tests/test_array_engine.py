@@ -1,4 +1,4 @@
-"""Tests of the array engine `ArrayTissue` (`tissue_abm.engine`).
+"""Tests of the array engine `ArrayTissue` (`tissue_abm.engines.array`).
 
 The array engine has no agent identities, so the invariants of `test_model` are checked at the
 level of sites: its state arrays (`tissue`, `immune`, `sasp` and the flat per-site `damage`,
@@ -35,11 +35,11 @@ from test_model import (
     variant,
 )
 from tissue_abm import Parameters, Senolytic, Therapy
-from tissue_abm.engine import KERNELS, ArrayTissue
-from tissue_abm.perturbation import Pulse, Transplant
-from tissue_abm.readouts import EVENTS, READOUTS, SITE_STATES
-from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
-from tissue_abm.tissue import INITIAL_ARREST_AGE_MAX
+from tissue_abm.biology.perturbation import Pulse, Transplant
+from tissue_abm.biology.readouts import EVENTS, READOUTS, SITE_STATES
+from tissue_abm.biology.rules import EMPTY, HEALTHY, SENESCENT
+from tissue_abm.engines.array import KERNELS, ArrayTissue
+from tissue_abm.engines.base import INITIAL_ARREST_AGE_MAX
 
 STATE_ARRAYS = ("damage", "exposure", "damage_scale", "divisions", "arrest_age", "lifetime")
 """The engine's flat per-site state arrays."""

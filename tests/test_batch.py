@@ -20,9 +20,10 @@ import pandas as pd
 import psutil
 import pytest
 
-from tissue_abm import batch, cli, load_results
-from tissue_abm.readouts import READOUTS
-from tissue_abm.results import MANIFEST, RUNS, load_snapshots
+from tissue_abm import cli, load_results
+from tissue_abm.biology.readouts import READOUTS
+from tissue_abm.runs import batch
+from tissue_abm.runs.results import MANIFEST, RUNS, load_snapshots
 
 SMALL = """
 name = "{name}"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from scenario_files import assert_one_line_error, write_case
-from tissue_abm import batch, cli
+from tissue_abm import cli
+from tissue_abm.runs import batch
 
 HEAD = 'name = "bad"\nsize = 6\nstart_age = 90\nend_age = 92\n'
 """A tiny valid head: were a malformed case wrongly accepted, it would still finish at once."""

@@ -18,9 +18,9 @@ from pandas.testing import assert_frame_equal
 
 from scenario_files import assert_one_line_error, write_case
 from tissue_abm import Parameters, cli, load_results, load_scenario, load_snapshots
-from tissue_abm.analysis import healthspan
-from tissue_abm.readouts import READOUTS
-from tissue_abm.results import OutputError, write_run
+from tissue_abm.analysis.summary import healthspan
+from tissue_abm.biology.readouts import READOUTS
+from tissue_abm.runs.results import OutputError, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 COMBINED = ROOT / "scenarios" / "combined.toml"

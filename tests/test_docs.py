@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
-from tissue_abm.batch import plan_batch, run_batch
-from tissue_abm.params import parameter_table, parameters_markdown
+from tissue_abm.biology.params import parameter_table, parameters_markdown
+from tissue_abm.runs.batch import plan_batch, run_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 

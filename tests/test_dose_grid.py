@@ -9,12 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tissue_abm.analysis import end_state
-from tissue_abm.batch import plan_batch, run_batch
-from tissue_abm.plots import synergy_surface
-from tissue_abm.results import load_results
-from tissue_abm.scenario import load_scenario
-from tissue_abm.synergy import bliss_expected, dose_grid_summary, dose_grid_synergy, synergy
+from tissue_abm.analysis.plots import synergy_surface
+from tissue_abm.analysis.summary import end_state
+from tissue_abm.analysis.synergy import (
+    bliss_expected,
+    dose_grid_summary,
+    dose_grid_synergy,
+    synergy,
+)
+from tissue_abm.runs.batch import plan_batch, run_batch
+from tissue_abm.runs.results import load_results
+from tissue_abm.runs.scenario import load_scenario
 
 RAPA, OXY = "therapy.rapamycin.dose", "therapy.oxytocin.dose"
 DOSES_A = (0.0, 0.5, 1.0, 2.0)

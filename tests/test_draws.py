@@ -1,4 +1,4 @@
-"""Counter-based random numbers of the array engine (`tissue_abm.engine.draws`).
+"""Counter-based random numbers of the array engine (`tissue_abm.engines.array.draws`).
 
 Distribution tests use fixed keys and 200,000 draws, so each is deterministic; the thresholds
 (p > 1e-3 for Kolmogorov-Smirnov and chi-square tests, 5 standard errors for means and
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tissue_abm.engine import KERNELS, draws
+from tissue_abm.engines.array import KERNELS, draws
 
 N = 200_000
 SITES = np.arange(N, dtype=np.uint64)
@@ -85,7 +85,7 @@ def test_geometric_is_the_first_day_of_a_daily_event(p: float) -> None:
 def test_compiled_draws_equal_the_numpy_draws() -> None:
     import numba
 
-    from tissue_abm.engine import kernel  # noqa: F401  (registers the draws with numba)
+    from tissue_abm.engines.array import kernel  # noqa: F401  (registers the draws with numba)
 
     @numba.njit
     def compiled(key, count):

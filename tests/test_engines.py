@@ -24,10 +24,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from tissue_abm import load_results, load_scenario, rules
-from tissue_abm.batch import plan_batch, run_batch
-from tissue_abm.engine import arrays
-from tissue_abm.scenario import parse_scenario
+from tissue_abm import load_results, load_scenario
+from tissue_abm.biology import rules
+from tissue_abm.runs.batch import plan_batch, run_batch
+from tissue_abm.runs.scenario import parse_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 CANONICAL = ("untreated", "rapamycin", "oxytocin", "combined")
@@ -128,11 +128,11 @@ def test_a_changed_rule_in_one_engine_fails_the_comparison(agents, tmp_path, mon
 
     The rule is changed in the numpy kernel (the compiled kernel cannot be patched at run time;
     `test_kernels` shows that the two kernels give the same runs)."""
-    monkeypatch.setattr(arrays, "KERNELS", ("numpy",))
+    monkeypatch.setattr("tissue_abm.engines.array.model.KERNELS", ("numpy",))
     changed = types.SimpleNamespace(**{name: getattr(rules, name) for name in dir(rules)
                                        if not name.startswith("__")})
     changed.primary_senescence_prob = lambda *args: 2 * rules.primary_senescence_prob(*args)
-    monkeypatch.setattr(arrays, "rules", changed)
+    monkeypatch.setattr("tissue_abm.engines.array.model.rules", changed)
     table = compare(agents, run_engine(tmp_path, "array", workers=1))
     failed = table[~table["passed"]]
     assert len(failed) >= 4 and (failed["day"] == "mean").any()

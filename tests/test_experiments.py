@@ -1,8 +1,8 @@
 """The experiment library: its analyses on hand-made tables, and its claims on the real model.
 
-The first part checks `tissue_abm.experiments` on results tables built here, where the truth is
-known by construction. The second runs the scenario files of `scenarios/experiments/` (array
-engine, seeded, on smaller lattices and with fewer replicates than the files) and checks what
+The first part checks `tissue_abm.analysis.experiments` on results tables built here, where the
+truth is known by construction. The second runs the scenario files of `scenarios/experiments/`
+(array engine, seeded, on smaller lattices and with fewer replicates than the files) and checks what
 the experiments are there to show: senescent cells clear more slowly in old tissue, the immune
 knock-out accumulates them, the senolytic control extends median lifespan, a transplanted
 senescent cluster makes host cells senescent. One experiment also runs on the agents engine.
@@ -18,9 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tissue_abm.batch import execute, plan_batch, run_batch
-from tissue_abm.engine.arrays import set_threads
-from tissue_abm.experiments import (
+from tissue_abm.analysis.experiments import (
     FIT_FLOOR,
     PEAK_WINDOW,
     Estimate,
@@ -30,9 +28,11 @@ from tissue_abm.experiments import (
     pulse_chase,
     secondary_senescence,
 )
-from tissue_abm.results import load_results
-from tissue_abm.scenario import load_scenario
-from tissue_abm.survival import lifespans, survival_summary
+from tissue_abm.analysis.survival import lifespans, survival_summary
+from tissue_abm.engines.array.model import set_threads
+from tissue_abm.runs.batch import execute, plan_batch, run_batch
+from tissue_abm.runs.results import load_results
+from tissue_abm.runs.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "scenarios" / "experiments"

@@ -1,6 +1,6 @@
 """The two kernels of the array engine: the compiled (numba) and the numpy kernel.
 
-Both draw the same counter-based random numbers (`tissue_abm.engine.draws`) and decide by the
+Both draw the same counter-based random numbers (`tissue_abm.engines.array.draws`) and decide by the
 same rules, so on the same seed they must give the same run: the same sites, immune cells,
 events and SASP field (the field is computed in float32 in the same order: bit for bit), with
 damage and exposure equal up to float32 rounding (relative 1e-5). The compiled kernel must also
@@ -15,8 +15,8 @@ from pandas.testing import assert_frame_equal
 
 from test_array_engine import active_tissue, step_days
 from tissue_abm import Parameters, Rapamycin, Senolytic, Therapy
-from tissue_abm.engine import KERNELS, ArrayTissue, set_threads
-from tissue_abm.readouts import EVENTS
+from tissue_abm.biology.readouts import EVENTS
+from tissue_abm.engines.array import KERNELS, ArrayTissue, set_threads
 
 try:
     import numba
@@ -97,7 +97,7 @@ def test_both_kernels_give_the_same_run_for_other_hill_coefficients(
 @pytest.mark.parametrize("size", [64, 256])
 def test_thread_count_does_not_change_the_run(size: int) -> None:
     # From 256 x 256 the diffusion runs in parallel on two threads, below it in one.
-    from tissue_abm.engine.kernel import PARALLEL_DIFFUSION, diffuse_in_parallel
+    from tissue_abm.engines.array.kernel import PARALLEL_DIFFUSION, diffuse_in_parallel
 
     runs = []
     for threads in (1, 2):
@@ -122,7 +122,7 @@ def test_kernel_defaults_to_the_first_available() -> None:
 
 @needs_numba
 def test_the_compiled_cache_is_dropped_when_a_compiled_module_changes(tmp_path) -> None:
-    from tissue_abm.engine import kernel
+    from tissue_abm.engines.array import kernel
 
     def cache_files():
         return sorted(path.name for path in tmp_path.iterdir() if path.suffix != ".dependencies")
@@ -137,6 +137,6 @@ def test_the_compiled_cache_is_dropped_when_a_compiled_module_changes(tmp_path) 
         (tmp_path / name).write_bytes(b"compiled")
     kernel.drop_stale_cache(tmp_path)  # the same sources: kept
     assert cache_files() == sorted(compiled + other)
-    (tmp_path / "tissue_abm.engine.kernel.dependencies").write_text("an older rules.py")
+    (tmp_path / "tissue_abm.engines.array.kernel.dependencies").write_text("an older rules.py")
     kernel.drop_stale_cache(tmp_path)
     assert cache_files() == other

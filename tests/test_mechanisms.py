@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 
 from tissue_abm import Oxytocin, Parameters, Rapamycin, Therapy, TissueModel
-from tissue_abm.agents import SenescentCell
-from tissue_abm.rules import HEALTHY, SENESCENT
+from tissue_abm.biology.rules import HEALTHY, SENESCENT
+from tissue_abm.engines.agents.agents import SenescentCell
 
 ALPHA = 0.001
 

@@ -22,10 +22,10 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from tissue_abm import Oxytocin, Parameters, Rapamycin, Senolytic, Therapy, TissueModel
-from tissue_abm.agents import HealthyCell, ImmuneCell, SenescentCell
-from tissue_abm.readouts import EVENTS, READOUTS
-from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
-from tissue_abm.tissue import INITIAL_ARREST_AGE_MAX
+from tissue_abm.biology.readouts import EVENTS, READOUTS
+from tissue_abm.biology.rules import EMPTY, HEALTHY, SENESCENT
+from tissue_abm.engines.agents.agents import HealthyCell, ImmuneCell, SenescentCell
+from tissue_abm.engines.base import INITIAL_ARREST_AGE_MAX
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -10,9 +10,7 @@ import pytest
 
 from scenario_files import write_case
 from tissue_abm import Parameters, ScenarioError, TissueModel, load_scenario, run_scenario
-from tissue_abm.agents import HealthyCell, SenescentCell
-from tissue_abm.engine import KERNELS, ArrayTissue
-from tissue_abm.perturbation import (
+from tissue_abm.biology.perturbation import (
     Pulse,
     Transplant,
     central_sites,
@@ -20,8 +18,10 @@ from tissue_abm.perturbation import (
     perturbation_rng,
     perturbation_seed,
 )
-from tissue_abm.rules import EMPTY, HEALTHY, SENESCENT
-from tissue_abm.scenario import parse_scenario
+from tissue_abm.biology.rules import EMPTY, HEALTHY, SENESCENT
+from tissue_abm.engines.agents.agents import HealthyCell, SenescentCell
+from tissue_abm.engines.array import KERNELS, ArrayTissue
+from tissue_abm.runs.scenario import parse_scenario
 
 ENGINES = {"array": ArrayTissue, "agents": TissueModel}
 HEAD = 'name = "exp"\nsize = 10\nstart_age = 90\nend_age = 100\n'

@@ -13,18 +13,18 @@ from matplotlib.figure import Figure
 
 from test_analysis import CANONICAL, DAYS, START, make_batch, synthetic
 from tissue_abm import load_results
-from tissue_abm.analysis import summarise
-from tissue_abm.plots import (
+from tissue_abm.analysis.plots import (
     end_distributions,
     grid_snapshot,
     save_figures,
     synergy_bars,
     trajectories,
 )
-from tissue_abm.report import markdown_table, number, write_report
-from tissue_abm.results import load_snapshots
-from tissue_abm.rules import DAYS_PER_YEAR
-from tissue_abm.synergy import synergy
+from tissue_abm.analysis.summary import summarise
+from tissue_abm.analysis.synergy import synergy
+from tissue_abm.biology.rules import DAYS_PER_YEAR
+from tissue_abm.runs.results import load_snapshots
+from tissue_abm.studies.report import markdown_table, number, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -1,11 +1,11 @@
-"""Behavioural tests of the pure biological rules in `tissue_abm.rules`."""
+"""Behavioural tests of the pure biological rules in `tissue_abm.biology.rules`."""
 
 import math
 
 import numpy as np
 import pytest
 
-from tissue_abm import rules
+from tissue_abm.biology import rules
 
 GRID = np.linspace(0.0, 20.0, 401)
 """A grid of non-negative inputs for monotonicity and bound checks."""

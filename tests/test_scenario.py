@@ -10,7 +10,7 @@ import pytest
 
 from scenario_files import write_case
 from tissue_abm import Parameters, ScenarioError, cli, load_scenario
-from tissue_abm.analysis import SUMMARY_READOUTS, healthspan, start_end_summary
+from tissue_abm.analysis.summary import SUMMARY_READOUTS, healthspan, start_end_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"

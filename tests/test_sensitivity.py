@@ -11,10 +11,11 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from scenario_files import assert_one_line_error
-from tissue_abm import cli, load_scenario, sensitivity
-from tissue_abm.params import Parameters
-from tissue_abm.results import OutputError
-from tissue_abm.scenario import ScenarioError, parse_scenario
+from tissue_abm import cli, load_scenario
+from tissue_abm.biology.params import Parameters
+from tissue_abm.runs.results import OutputError
+from tissue_abm.runs.scenario import ScenarioError, parse_scenario
+from tissue_abm.studies import sensitivity
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tissue_abm.engine import ArrayTissue
-from tissue_abm.spatial import (
+from tissue_abm.analysis.spatial import (
     clark_evans,
     clark_evans_null,
     pair_correlation,
     senescent_spatial,
 )
+from tissue_abm.engines.array import ArrayTissue
 
 
 def all_sites(size: int) -> np.ndarray:

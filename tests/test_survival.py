@@ -10,9 +10,8 @@ import pytest
 from matplotlib.lines import Line2D
 
 from tissue_abm import Parameters
-from tissue_abm.plots import hazard_curves, survival_curves
-from tissue_abm.rules import DAYS_PER_YEAR
-from tissue_abm.survival import (
+from tissue_abm.analysis.plots import hazard_curves, survival_curves
+from tissue_abm.analysis.survival import (
     burden_paths,
     hazard,
     kaplan_meier,
@@ -22,6 +21,7 @@ from tissue_abm.survival import (
     survival_curves_table,
     survival_summary,
 )
+from tissue_abm.biology.rules import DAYS_PER_YEAR
 
 # Karin's SR parameters with a burden scale of 300 (the hand-made burdens below are sized for
 # it), independent of the calibrated default.

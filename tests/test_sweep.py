@@ -11,15 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tissue_abm.batch import plan_batch
-from tissue_abm.readouts import SITE_STATES
-from tissue_abm.scenario import (
-    PROGRESS_DAYS,
-    Scenario,
-    parse_scenario,
-    run_scenario,
-    sweep_column,
-)
+from tissue_abm.biology.readouts import SITE_STATES
+from tissue_abm.runs.batch import plan_batch
+from tissue_abm.runs.run import PROGRESS_DAYS, run_scenario
+from tissue_abm.runs.scenario import Scenario, parse_scenario, sweep_column
 
 SOURCE = "sweep.toml"
 HEAD = 'name = "swept"\nseed = 5\nsize = 6\nstart_age = 90\nend_age = 92\n'

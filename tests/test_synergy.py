@@ -8,8 +8,8 @@ import pytest
 
 from test_analysis import make_batch
 from tissue_abm import load_results
-from tissue_abm.analysis import end_state
-from tissue_abm.synergy import (
+from tissue_abm.analysis.summary import end_state
+from tissue_abm.analysis.synergy import (
     bliss_expected,
     default_higher_is_better,
     excess,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from tissue_abm.params import Parameters
-from tissue_abm.systemic import Day, days_of, systemic_timeline
-from tissue_abm.therapy import (
+from tissue_abm.biology.params import Parameters
+from tissue_abm.biology.systemic import Day, days_of, systemic_timeline
+from tissue_abm.biology.therapy import (
     Oxytocin,
     Rapamycin,
     Schedule,

@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tissue_abm.batch import plan_batch, point_parameters, run_batch
-from tissue_abm.calibration import HALF_LIFE_YOUNG, bisect, median_lifespan, oxytocin_ratio
+from tissue_abm.biology.params import Parameters
 from tissue_abm.cli import main
-from tissue_abm.params import Parameters
-from tissue_abm.validation import validation_page
+from tissue_abm.runs.batch import plan_batch, run_batch
+from tissue_abm.runs.results import point_parameters
+from tissue_abm.studies.calibration import HALF_LIFE_YOUNG, bisect, median_lifespan, oxytocin_ratio
+from tissue_abm.studies.validation import validation_page
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "scenarios" / "experiments"
 

@@ -21,8 +21,8 @@ from mesa.visualization.solara_viz import _check_model_params
 
 from scenario_files import assert_one_line_error
 from tissue_abm import cli
-from tissue_abm.scenario import ScenarioError, load_scenario
-from tissue_abm.therapy import Oxytocin, Rapamycin, Senolytic
+from tissue_abm.biology.therapy import Oxytocin, Rapamycin, Senolytic
+from tissue_abm.runs.scenario import ScenarioError, load_scenario
 from tissue_abm.viz import app, components, controls, serve
 from tissue_abm.viz.controls import ViewedTissue, apply_controls, initial_values, model_params
 
@@ -111,7 +111,7 @@ def test_a_scenario_file_outside_the_folder_is_offered_and_picked(tmp_path, monk
 
 
 def test_viewed_tissue_is_the_agents_engine_with_the_same_run():
-    from tissue_abm.model import TissueModel
+    from tissue_abm.engines.agents.model import TissueModel
 
     file = scenario("rapamycin")
     viewed = ViewedTissue("rapamycin", rng=3, size=12)

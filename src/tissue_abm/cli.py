@@ -45,19 +45,26 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tissue_abm import analysis, calibration, sensitivity, synergy
-from tissue_abm.analysis import healthspan, start_end_summary
-from tissue_abm.batch import (
+from tissue_abm.analysis import synergy
+from tissue_abm.analysis.plots import has_synergy_scenarios, label, ordered, save_figures
+from tissue_abm.analysis.summary import (
+    end_state,
+    group_labels,
+    healthspan,
+    median_healthspan,
+    start_end_summary,
+    sweep_columns,
+)
+from tissue_abm.biology.params import parameters_markdown
+from tissue_abm.engines import ENGINES
+from tissue_abm.runs.batch import (
     BatchInterrupted,
     plan_batch,
     plan_from_manifest,
     read_manifest,
     run_batch,
 )
-from tissue_abm.params import parameters_markdown
-from tissue_abm.plots import has_synergy_scenarios, label, ordered, save_figures
-from tissue_abm.report import write_report
-from tissue_abm.results import (
+from tissue_abm.runs.results import (
     OutputError,
     load_results,
     now,
@@ -65,8 +72,11 @@ from tissue_abm.results import (
     provenance,
     write_run,
 )
-from tissue_abm.scenario import ENGINES, ScenarioError, load_scenario, run_scenario
-from tissue_abm.validation import validation_page
+from tissue_abm.runs.run import run_scenario
+from tissue_abm.runs.scenario import ScenarioError, load_scenario
+from tissue_abm.studies import calibration, sensitivity
+from tissue_abm.studies.report import write_report
+from tissue_abm.studies.validation import validation_page
 from tissue_abm.viz.serve import DEFAULT_PORT, HOST, start_server
 
 DEFAULT_RESULTS = Path("results")
@@ -467,15 +477,15 @@ def _write_report(results: Path, out: Path | None, readout: str, reference: str)
 
 def _print_batch_summary(runs: pd.DataFrame, readout: str) -> None:
     """End state per group (mean of the replicates) and, if it applies, the synergy verdict."""
-    ends = analysis.end_state(runs)
-    ends["group"] = analysis.group_labels(ends, analysis.sweep_columns(runs)).to_numpy()
+    ends = end_state(runs)
+    ends["group"] = group_labels(ends, sweep_columns(runs)).to_numpy()
     out = Table(title="end of run (mean of replicates)")
     for column in ("group", "runs", label(readout), "tissue function", "median healthspan (d)"):
         out.add_column(column, justify="left" if column == "group" else "right")
     groups = dict(zip(ends["group"], ends["scenario"].astype(str), strict=True))
     for group in ordered(groups, groups):
         rows = ends[ends["group"] == group]
-        span = analysis.median_healthspan(rows["healthspan"])
+        span = median_healthspan(rows["healthspan"])
         out.add_row(group, str(len(rows)), f"{rows[readout].mean():.4f}",
                     f"{rows['tissue_function'].mean():.4f}",
                     "not reached" if math.isinf(span) else f"{span:.0f}")

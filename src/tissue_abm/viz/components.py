@@ -30,10 +30,10 @@ from matplotlib.patches import Patch
 from mesa.visualization.utils import update_counter
 from PIL import Image
 
-from tissue_abm.model import TissueModel
-from tissue_abm.plots import IMMUNE_COLOUR, STATE_COLOURS, label
-from tissue_abm.readouts import SITE_STATES
-from tissue_abm.rules import DAYS_PER_YEAR
+from tissue_abm.analysis.plots import IMMUNE_COLOUR, STATE_COLOURS, label
+from tissue_abm.biology.readouts import SITE_STATES
+from tissue_abm.biology.rules import DAYS_PER_YEAR
+from tissue_abm.engines.agents.model import TissueModel
 from tissue_abm.viz.controls import describe
 
 DPI = 90

@@ -22,9 +22,9 @@ from typing import Any
 
 from mesa.visualization import Slider
 
-from tissue_abm.model import TissueModel
-from tissue_abm.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
-from tissue_abm.therapy import Schedule, Senolytic
+from tissue_abm.biology.therapy import Schedule, Senolytic
+from tissue_abm.engines.agents.model import TissueModel
+from tissue_abm.runs.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
 from tissue_abm.viz.serve import SCENARIO_ENV
 
 SCENARIO_FOLDER = Path(__file__).resolve().parents[3] / "scenarios"

@@ -1,0 +1,525 @@
+"""Ready-made figures of batch results.
+
+Every function returns a `matplotlib.figure.Figure` made with `Figure()` (no pyplot, so no
+global state and no display needed); save one with `fig.savefig(path)`. `save_figures` writes
+every figure that applies to a results folder as PNG files.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from tissue_abm.analysis import survival, synergy
+from tissue_abm.analysis.summary import (
+    RUN_KEYS,
+    group_columns,
+    group_labels,
+    grouped,
+    run_values,
+    scenarios,
+    summarise,
+    sweep_columns,
+)
+from tissue_abm.biology.readouts import SITE_STATES
+from tissue_abm.biology.rules import DAYS_PER_YEAR
+from tissue_abm.runs.results import (
+    GRID_SUFFIX,
+    MANIFEST,
+    RUNS,
+    load_results,
+    load_snapshots,
+    prepare_output,
+)
+
+LABELS = {
+    "senescent_fraction": "senescent fraction",
+    "healthy_fraction": "healthy fraction",
+    "empty_fraction": "vacant fraction",
+    "tissue_function": "tissue function (0-1)",
+    "mean_sasp": "mean SASP (units)",
+    "immune": "immune cells (count)",
+    "senescent": "senescent cells (count)",
+    "healthy": "healthy cells (count)",
+    "mean_damage": "mean damage (units)",
+    "mtorc1": "mTORC1 (1 = newborn)",
+    "autophagy": "autophagy (0-1)",
+    "immune_competence": "immune competence (kill prob./day)",
+    "division_prob": "division probability (/day)",
+    "oxytocin_level": "oxytocin (young levels)",
+    "rapamycin_exposure": "rapamycin (mg/kg)",
+}
+"""Axis labels of common readouts (others are shown by name)."""
+
+SCENARIO_COLOURS = {
+    "untreated": "#4d4d4d",
+    "rapamycin": "#0072B2",
+    "oxytocin": "#E69F00",
+    "combined": "#009E73",
+    "senolytic": "#CC79A7",
+}
+"""Fixed colours of the canonical scenarios (Okabe-Ito), so they match across figures."""
+
+STATE_COLOURS = {"empty": "#f0f0f0", "healthy": "#a6d96a", "senescent": "#d7301f"}
+"""Colours of the tissue states in `grid_snapshot`."""
+
+IMMUNE_COLOUR = "#2166ac"
+"""Colour of the immune-cell markers in `grid_snapshot`."""
+
+
+def label(readout: str) -> str:
+    """Axis label of a readout: its entry in `LABELS`, else its name with spaces."""
+    return LABELS.get(readout, readout.replace("_", " "))
+
+
+def ordered(labels: Iterable[str], scenario_of: dict[str, str]) -> list[str]:
+    """Group labels with the canonical scenarios first (in their order), then the rest."""
+    canonical = list(SCENARIO_COLOURS)
+    unique = list(dict.fromkeys(labels))
+    return sorted(unique, key=lambda lab: (
+        canonical.index(scenario_of[lab]) if scenario_of[lab] in canonical else len(canonical),
+        scenario_of[lab], unique.index(lab)))
+
+
+def _colours(labels: Sequence[str], scenario_of: dict[str, str]) -> dict[str, tuple | str]:
+    """A colour per group label: the scenario's fixed colour if it has one group, else a palette.
+
+    The palette starts after the colours that resemble the fixed ones, then cycles.
+    """
+    per_scenario = pd.Series(scenario_of).value_counts()
+    palette = sns.color_palette("colorblind", 10)
+    others = itertools.cycle([*palette[3:], *palette[:3]])
+    colours: dict[str, tuple | str] = {}
+    for lab in labels:
+        scenario = scenario_of[lab]
+        if scenario in SCENARIO_COLOURS and per_scenario[scenario] == 1:
+            colours[lab] = SCENARIO_COLOURS[scenario]
+        else:
+            colours[lab] = next(others)
+    return colours
+
+
+def _groups(table: pd.DataFrame, sweeps: Sequence[str] | None = None,
+            ) -> tuple[pd.Series, list[str], dict[str, tuple | str]]:
+    """Per-row group labels, the labels in display order and their colours."""
+    labels = group_labels(table, sweeps)
+    scenario_of = dict(zip(labels, table["scenario"].astype(str), strict=True))
+    order = ordered(labels, scenario_of)
+    return labels, order, _colours(order, scenario_of)
+
+
+def trajectories(results: pd.DataFrame,
+                 readouts: Sequence[str] = ("senescent_fraction", "tissue_function", "mean_sasp",
+                                            "immune"),
+                 confidence: float = 0.95, ncols: int = 2) -> Figure:
+    """Mean trajectory of each group against age, with its confidence band, one panel a readout.
+
+    Args:
+        results: A table from `load_results`.
+        readouts: Readout columns, one panel each.
+        confidence: Coverage of the Student-t band of the mean across replicates (see
+            `summarise`; no band where a group has a single replicate).
+        ncols: Panels per row.
+
+    Returns:
+        The figure: one axes per readout, each with one line (and one band) per group, age in
+        years on the x axis, and one legend for the figure.
+    """
+    readouts = list(readouts)
+    summary = summarise(results, readouts, confidence)
+    labels, order, colours = _groups(summary, sweep_columns(results))
+    summary = summary.assign(label=labels.to_numpy())
+    ncols = max(1, min(ncols, len(readouts)))
+    nrows = -(-len(readouts) // ncols)
+    fig = Figure(figsize=(5.0 * ncols + 2.0, 3.4 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(readouts):]:
+        fig.delaxes(ax)
+    for ax, readout in zip(axes, readouts, strict=False):
+        part = summary[summary["readout"] == readout]
+        for lab in order:
+            rows = part[part["label"] == lab]
+            years = rows["age"].to_numpy() / DAYS_PER_YEAR
+            ax.plot(years, rows["mean"].to_numpy(), color=colours[lab], label=lab, lw=1.5)
+            low, high = rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy()
+            if np.isfinite(low).any():
+                ax.fill_between(years, low, high, color=colours[lab], alpha=0.2, lw=0)
+        ax.set_xlabel("age (years)")
+        ax.set_ylabel(label(readout))
+        ax.grid(alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right upper", title="scenario", frameon=False)
+    fig.suptitle(f"Mean across replicates with {confidence:.0%} CI")
+    return fig
+
+
+def end_distributions(results: pd.DataFrame, readout: str = "senescent_fraction",
+                      day: int | None = None) -> Figure:
+    """Per-run values of a readout, one box and strip of points per group.
+
+    Args:
+        results: A table from `load_results`.
+        readout: The readout column.
+        day: Day of the runs (days since start); None for each run's last kept day.
+
+    Returns:
+        The figure: one axes with a box (median, quartiles, whiskers to 1.5 IQR) and the
+        jittered run values (one point collection per group) for each group.
+    """
+    values = run_values(results, readout, day)
+    values = values[values[readout].notna()].reset_index(drop=True)
+    labels, order, colours = _groups(values)
+    data = [values.loc[(labels == lab).to_numpy(), readout].to_numpy(dtype=float)
+            for lab in order]
+    fig = Figure(figsize=(1.2 * len(order) + 3.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    positions = np.arange(len(order))
+    boxes = ax.boxplot(data, positions=positions, widths=0.55, showfliers=False,
+                       patch_artist=True, medianprops={"color": "black"})
+    jitter = np.random.default_rng(0)
+    for position, lab, points, box in zip(positions, order, data, boxes["boxes"], strict=True):
+        box.set_facecolor(colours[lab])
+        box.set_alpha(0.35)
+        ax.scatter(position + jitter.uniform(-0.15, 0.15, points.size), points, s=14,
+                   color=colours[lab], edgecolor="black", linewidth=0.4, zorder=3)
+    ax.set_xticks(positions, order, rotation=30 if len(order) > 4 else 0,
+                  ha="right" if len(order) > 4 else "center")
+    ax.set_ylabel(label(readout))
+    ages = values["age"].to_numpy()
+    when = (f"day {day}" if day is not None else "end of run") + (
+        f", age {ages.min() / DAYS_PER_YEAR:.2f} y" if ages.size and np.ptp(ages) == 0 else "")
+    ax.set_title(f"{label(readout)} per run ({when})")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def survival_curves(lifespans_table: pd.DataFrame, confidence: float = 0.95,
+                    n_boot: int = 1000, seed: int = 0) -> Figure:
+    """Kaplan–Meier survival of the SR organisms of each group, with cluster-bootstrap bands.
+
+    Args:
+        lifespans_table: The output of `survival.lifespans`.
+        confidence: Coverage of the pointwise band (resampling runs; see
+            `survival.survival_curves_table`), strictly between 0 and 1.
+        n_boot: Bootstrap resamples, ≥ 1.
+        seed: Seed of the resampling.
+
+    Returns:
+        The figure: one axes, one step curve (and band, with ≥ 2 runs) per group against age in
+        years, a dashed line at survival 0.5 (median lifespan) and a legend.
+    """
+    curves = survival.survival_curves_table(lifespans_table, confidence=confidence,
+                                            n_boot=n_boot, seed=seed)
+    labels, order, colours = _groups(curves, curves.attrs["sweep_columns"])
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for lab in order:
+        rows = curves[(labels == lab).to_numpy()]
+        years = rows["age"].to_numpy() / DAYS_PER_YEAR
+        ax.step(years, rows["survival"].to_numpy(), where="post", color=colours[lab],
+                label=lab, lw=1.5)
+        ax.fill_between(years, rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy(),
+                        step="post", color=colours[lab], alpha=0.2, lw=0)
+    ax.axhline(0.5, color="0.3", ls="--", lw=0.8)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("age (years)")
+    ax.set_ylabel("survival (fraction alive)")
+    ax.grid(alpha=0.3)
+    ax.legend(title="scenario", frameon=False, loc="lower left")
+    ax.set_title("Organism survival (Karin 2019 saturating removal)\n"
+                 f"{confidence:.0%} band: bootstrap over runs")
+    return fig
+
+
+def hazard_curves(lifespans_table: pd.DataFrame, width: float = 30.0,
+                  confidence: float = 0.95, n_boot: int = 1000, seed: int = 0) -> Figure:
+    """Hazard of death over age of the SR organisms of each group, with cluster-bootstrap bands.
+
+    Args:
+        lifespans_table: The output of `survival.lifespans`.
+        width: Width of the age bins, days (> 0).
+        confidence: Coverage of the band (see `survival.hazard`), strictly between 0 and 1.
+        n_boot: Bootstrap resamples, ≥ 1.
+        seed: Seed of the resampling.
+
+    Returns:
+        The figure: one axes, the daily hazard per group on a log scale against the middle of
+        each age bin in years (bins without deaths are left out), with its band and a legend.
+    """
+    table = survival.hazard(lifespans_table, width=width, confidence=confidence, n_boot=n_boot,
+                            seed=seed)
+    table = table[table["deaths"] > 0]
+    labels, order, colours = _groups(table, table.attrs.get("sweep_columns"))
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for lab in order:
+        rows = table[(labels == lab).to_numpy()]
+        years = 0.5 * (rows["age_low"] + rows["age_high"]).to_numpy() / DAYS_PER_YEAR
+        ax.plot(years, rows["hazard"].to_numpy(), color=colours[lab], label=lab, lw=1.5)
+        ax.fill_between(years, rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy(),
+                        color=colours[lab], alpha=0.2, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("age (years)")
+    ax.set_ylabel("hazard (deaths per organism-day)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(title="scenario", frameon=False, loc="lower right")
+    ax.set_title(f"Hazard over age ({width:g}-day bins)\n"
+                 f"{confidence:.0%} band: bootstrap over runs")
+    return fig
+
+
+def synergy_bars(table: pd.DataFrame) -> Figure:
+    """The excess of each synergy method as bars with CI error bars, over the ±10% band.
+
+    Args:
+        table: The output of `synergy.synergy` (columns `method`, `excess`, `ci_low`,
+            `ci_high`, `verdict`; fractions, plotted ×100 as %).
+
+    Returns:
+        The figure: one axes, one bar per method (its verdict under its name), the additive
+        band (−10% to 10%) shaded.
+    """
+    fig = Figure(figsize=(4.8, 4.0), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(table))
+    score = 100.0 * table["excess"].to_numpy(dtype=float)
+    low = 100.0 * table["ci_low"].to_numpy(dtype=float)
+    high = 100.0 * table["ci_high"].to_numpy(dtype=float)
+    ax.axhspan(-synergy.BAND, synergy.BAND, color="0.85", alpha=0.6, lw=0,
+               label=f"additive (±{synergy.BAND:g}%)")
+    ax.axhline(0.0, color="0.3", lw=0.8)
+    ax.bar(x, score, width=0.55, color=["#0072B2", "#009E73", "#E69F00"][:len(table)],
+           edgecolor="black", linewidth=0.6)
+    ok = np.isfinite(low) & np.isfinite(high)
+    if ok.any():
+        ax.errorbar(x[ok], score[ok], yerr=[score[ok] - low[ok], high[ok] - score[ok]],
+                    fmt="none", ecolor="black", capsize=5, lw=1.2,
+                    label=f"{table.attrs.get('confidence', 0.95):.0%} bootstrap CI")
+    extent = np.r_[np.abs(score), np.abs(low[ok]), np.abs(high[ok]), synergy.BAND]
+    span = max(float(np.nanmax(extent)), 1.0)
+    ax.set_ylim(-1.2 * span, 1.2 * span)
+    names = [m.upper() if m == "hsa" else m.capitalize() for m in table["method"]]
+    ax.set_xticks(x, [f"{name}\n{text.replace(' (', chr(10) + '(')}"
+                      for name, text in zip(names, table["verdict"], strict=True)])
+    ax.set_ylabel("excess over expected effect (%)")
+    readout = table.attrs.get("readout")
+    ax.set_title(f"Synergy: {label(readout)}" if readout else "Synergy")
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    return fig
+
+
+def synergy_surface(table: pd.DataFrame, method: str | None = "bliss") -> Figure:
+    """SynergyFinder-style synergy map of a dose grid: the excess of each combination cell.
+
+    Args:
+        table: The output of `synergy.dose_grid_synergy` (columns `dose_a`, `dose_b`,
+            `method`, `excess`, `ci_low`, `ci_high`; fractions, shown ×100 as %).
+        method: The method to draw (`bliss` or `hsa`); None for every method, side by side.
+
+    Returns:
+        The figure: one heatmap per method, drug A's dose on x and drug B's dose on y (rising
+        upwards), coloured by the excess in % on a diverging map centred on 0 (red synergy,
+        blue antagonism; the same symmetric scale, at least ±10%, in every panel). Each cell is
+        annotated with its excess, in bold with an asterisk where its CI excludes 0. Titles name
+        the method and readout and give the mean excess over the grid with its CI.
+
+    Raises:
+        ValueError: If the table is empty, or `method` is not None or one of its methods.
+    """
+    present = list(dict.fromkeys(table["method"]))
+    if not present:
+        raise ValueError("table has no rows; allowed: the output of synergy.dose_grid_synergy")
+    if method is not None and method not in present:
+        raise ValueError(f"method = {method!r} is not allowed; allowed: None or one of "
+                         + ", ".join(present))
+    methods = present if method is None else [method]
+    percent = 100.0 * table["excess"].to_numpy(dtype=float)
+    span = max(float(np.nanmax(np.abs(percent), initial=0.0)), synergy.BAND)
+    confidence = table.attrs.get("confidence", 0.95)
+    summary = table.attrs.get("summary", {})
+    fig = Figure(figsize=(4.4 * len(methods) + 1.4, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(methods), squeeze=False).ravel()
+    for ax, name in zip(axes, methods, strict=True):
+        part = table[table["method"] == name].assign(
+            percent=lambda t: 100.0 * t["excess"],
+            excludes_zero=lambda t: (t["ci_low"] > 0) | (t["ci_high"] < 0))
+        cells = part.pivot(index="dose_b", columns="dose_a", values="percent")
+        marked = part.pivot(index="dose_b", columns="dose_a", values="excludes_zero")
+        mesh = ax.pcolormesh(np.ma.masked_invalid(cells.to_numpy(dtype=float)), cmap="RdBu_r",
+                             vmin=-span, vmax=span, edgecolors="white", linewidth=0.5)
+        ax.set_xticks(np.arange(cells.shape[1]) + 0.5, [f"{d:g}" for d in cells.columns])
+        ax.set_yticks(np.arange(cells.shape[0]) + 0.5, [f"{d:g}" for d in cells.index])
+        for (row, col), value in np.ndenumerate(cells.to_numpy()):
+            if np.isnan(value):
+                continue
+            star = bool(marked.iat[row, col])
+            ax.text(col + 0.5, row + 0.5, f"{value:+.1f}" + ("*" if star else ""),
+                    ha="center", va="center", fontsize=9,
+                    fontweight="bold" if star else "normal",
+                    color="white" if abs(value) > 0.6 * span else "black")
+        ax.set_xlabel(table.attrs.get("dose_a", "dose of drug A"))
+        ax.set_ylabel(table.attrs.get("dose_b", "dose of drug B"))
+        title = "HSA" if name == "hsa" else name.capitalize()
+        if name in summary:
+            grid = summary[name]
+            title += (f": mean {100.0 * grid['mean_excess']:+.1f}% ({confidence:.0%} CI "
+                      f"{100.0 * grid['ci_low']:+.1f} to {100.0 * grid['ci_high']:+.1f})")
+        ax.set_title(title, fontsize=10)
+    fig.colorbar(mesh, ax=list(axes), label="excess over expected effect (%)")
+    readout = table.attrs.get("readout")
+    fig.suptitle(f"Synergy map{': ' + label(readout) if readout else ''} "
+                 f"(* bold: {confidence:.0%} CI excludes 0)")
+    return fig
+
+
+def grid_snapshot(snapshot: pd.DataFrame) -> Figure:
+    """One run's tissue at one age: the states with immune cells, and the SASP field.
+
+    Args:
+        snapshot: Rows of `results.load_snapshots` for a single run and age (columns `x`, `y`,
+            `state`, `immune`, `sasp`, and optionally the run labels and `age`).
+
+    Returns:
+        The figure: left, the tissue states as an image (empty/healthy/senescent) with immune
+        cells as small markers; right, the SASP field as a heatmap with a colour bar (three
+        axes in all); a figure legend below names the states and the immune marker.
+
+    Raises:
+        ValueError: If the rows hold several runs or ages, or no sites.
+    """
+    keys = [c for c in (*RUN_KEYS, "seed", "age") if c in snapshot]
+    if snapshot.empty:
+        raise ValueError("empty snapshot: no sites to draw")
+    distinct = snapshot[keys].drop_duplicates() if keys else snapshot.iloc[:1]
+    if len(distinct) > 1:
+        shown = "; ".join(", ".join(f"{k}={v}" for k, v in row.items())
+                          for row in distinct.head(5).to_dict("records"))
+        raise ValueError(f"snapshot holds {len(distinct)} runs/ages; select one (e.g. by "
+                         f"scenario, point, replicate and age): {shown}")
+    x = snapshot["x"].to_numpy(dtype=int)
+    y = snapshot["y"].to_numpy(dtype=int)
+    shape = (int(y.max()) + 1, int(x.max()) + 1)   # rows = y, so x runs left to right
+    codes = pd.Categorical(snapshot["state"].astype(str), categories=SITE_STATES).codes
+    states = np.full(shape, -1, dtype=float)
+    states[y, x] = codes
+    states[states < 0] = np.nan
+    sasp = np.full(shape, np.nan)
+    sasp[y, x] = snapshot["sasp"].to_numpy(dtype=float)
+
+    fig = Figure(figsize=(10.5, 5.0), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    cmap = ListedColormap([STATE_COLOURS[s] for s in SITE_STATES])
+    left.imshow(states, cmap=cmap, vmin=-0.5, vmax=len(SITE_STATES) - 0.5, origin="lower",
+                interpolation="nearest")
+    immune = snapshot["immune"].to_numpy(dtype=bool)
+    size = max(shape)
+    left.scatter(x[immune], y[immune], s=max(1.0, 2000.0 / size ** 1.5), color=IMMUNE_COLOUR,
+                 marker="o", linewidths=0)
+    handles = [Patch(facecolor=STATE_COLOURS[s], edgecolor="0.5", label=s) for s in SITE_STATES]
+    handles.append(Line2D([], [], ls="none", marker="o", color=IMMUNE_COLOUR, markersize=4,
+                          label="immune cell"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    left.set_title("tissue")
+    image = right.imshow(sasp, cmap="magma", origin="lower", interpolation="nearest")
+    fig.colorbar(image, ax=right, label="SASP (units)", shrink=0.85)
+    right.set_title("SASP field")
+    for ax in (left, right):
+        ax.set_xlabel("x (site)")
+        ax.set_ylabel("y (site)")
+    first = snapshot.iloc[0]
+    parts = [str(first["scenario"])] if "scenario" in snapshot else []
+    if "replicate" in snapshot:
+        parts.append(f"replicate {first['replicate']}")
+    if "age" in snapshot:
+        parts.append(f"age {first['age']:g} d ({first['age'] / DAYS_PER_YEAR:.2f} y)")
+    counts = pd.Series(codes).value_counts()
+    sites = int(np.prod(shape))
+    parts.append(f"senescent {counts.get(SITE_STATES.index('senescent'), 0) / sites:.1%}, "
+                 f"immune cells {int(immune.sum())}")
+    fig.suptitle(" · ".join(parts))
+    return fig
+
+
+def snapshot_files(results_folder: str | Path) -> list[Path]:
+    """The grid-snapshot files of a results folder (a batch's `runs/*/` or the folder itself)."""
+    folder = Path(results_folder)
+    pattern = f"{RUNS}/*/*{GRID_SUFFIX}" if (folder / MANIFEST).exists() else f"*{GRID_SUFFIX}"
+    return sorted(folder.glob(pattern))
+
+
+def save_figures(results_folder: str | Path, out_folder: str | Path,
+                 readouts: Sequence[str] = ("senescent_fraction", "tissue_function"), *,
+                 results: pd.DataFrame | None = None, confidence: float = 0.95,
+                 n_boot: int = 2000, seed: int = 0, dpi: int = 120) -> list[Path]:
+    """Write every figure that applies to a results folder as PNG files.
+
+    Written: `trajectories.png`; `end_<readout>.png` per readout; `synergy_<readout>.png` per
+    readout when the canonical untreated/rapamycin/oxytocin/combined scenarios are all present
+    at one sweep point each; and `snapshot_<scenario>_age<age>.png` for the first run (lowest
+    point and replicate) of each scenario with grid snapshots, one per saved age.
+
+    Args:
+        results_folder: A batch's results folder (or any folder `load_results` reads).
+        out_folder: Where to write the PNG files (created if needed).
+        readouts: Readouts of the per-run distribution and synergy figures.
+        results: The already loaded table of `results_folder`, to skip loading it again.
+        confidence: Coverage of the confidence bands and intervals (0-1).
+        n_boot: Bootstrap resamples of the synergy intervals.
+        seed: Seed of the synergy bootstrap.
+        dpi: Resolution of the PNG files (dots per inch).
+
+    Returns:
+        The paths written, in the order above.
+
+    Raises:
+        tissue_abm.runs.results.OutputError: If `out_folder` cannot be written.
+    """
+    out = prepare_output(out_folder)
+    if results is None:
+        results = load_results(results_folder)
+    readouts = list(dict.fromkeys(readouts))
+    written: list[Path] = []
+
+    def save(fig: Figure, name: str) -> None:
+        path = out / name
+        fig.savefig(path, dpi=dpi)
+        written.append(path)
+
+    save(trajectories(results, confidence=confidence), "trajectories.png")
+    for readout in readouts:
+        save(end_distributions(results, readout), f"end_{readout}.png")
+    if has_synergy_scenarios(results):
+        for readout in readouts:
+            table = synergy.synergy(results, readout, n_boot=n_boot, seed=seed,
+                                    confidence=confidence)
+            save(synergy_bars(table), f"synergy_{readout}.png")
+    firsts: dict[str, Path] = {}
+    for path in snapshot_files(results_folder):
+        firsts.setdefault(path.parent.name if (Path(results_folder) / MANIFEST).exists()
+                          else path.name, path)
+    for path in firsts.values():
+        shots = load_snapshots(path)
+        for age, shot in shots.groupby("age", sort=True):
+            scenario = str(shot["scenario"].iloc[0]) if "scenario" in shot else path.stem
+            save(grid_snapshot(shot), f"snapshot_{scenario}_age{age:g}.png")
+    return written
+
+
+def has_synergy_scenarios(results: pd.DataFrame,
+                          names: Sequence[str] = synergy.CANONICAL) -> bool:
+    """Whether all of `names` are present, each at a single sweep point (so `synergy` applies)."""
+    if not set(names) <= set(scenarios(results)):
+        return False
+    groups = group_columns(results)
+    chosen = results.loc[results["scenario"].isin(list(names)), groups]
+    points = grouped(chosen, groups).ngroups
+    return points == len(names)

@@ -1,0 +1,547 @@
+"""Organism survival driven by the tissue's senescent burden (Karin et al. 2019, post hoc).
+
+Karin et al. 2019 (Nat Commun 10:5495; `shared/science/literature.md` §1) model the organism's
+senescent-cell abundance X with *saturating removal* (SR)::
+
+    dX = [production − β·X/(X + κ)] dt + √(2ε) dW,    death the first time X > X_c.
+
+Removal is at most β per day; once X ≫ κ it no longer grows with X, so in old age nothing pulls
+X back after a random rise and the organism dies when a fluctuation carries X over X_c.
+
+Here the production is not Karin's η·t but whatever makes the noise-free X follow the simulated
+tissue: X's deterministic path is m(t) = k·s(t), with s the tissue's `senescent_fraction` and k
+the burden scale (`sr_burden_scale`). On the kept readout days (ages t_0 < t_1 < …, gaps
+Δt_n = t_{n+1} − t_n, usually 1 day) the Euler–Maruyama step is::
+
+    X_{n+1} = max(0, X_n + (m_{n+1} − m_n) − β·Δt_n·[X_n/(X_n + κ) − m_n/(m_n + κ)]
+                     + √(2ε·Δt_n)·ξ_n),        X_0 = m_0,  ξ_n ~ N(0, 1).
+
+So an organism follows its tissue's burden, and the SR removal pulls its fluctuations back —
+strongly while m ≲ κ (young tissue), weakly once removal saturates (m ≫ κ, old tissue): Karin's
+mechanism for the steep rise of mortality with age. When m itself is Karin's deterministic SR
+path (production η·t, its Euler steps on the same days) the scheme is exactly Karin's own
+simulation. The parameters are `sr_removal_max` (β), `sr_half_saturation` (κ), `sr_noise` (ε),
+`sr_death_threshold` (X_c) and `sr_burden_scale` (k) in `tissue_abm.biology.params`.
+
+Death is checked on the kept days only: with readouts every N > 1 days a crossing between kept
+days is missed, and the step itself is coarser. An organism enters at its run's first kept age
+(alive by construction: the lifespans are conditional on reaching it) and is censored at the
+run's last kept age if still alive. Each run drives `organisms` independent noise paths from a
+`numpy.random.Generator` seeded with (the run's `seed`, `SEED_SALT`), so a run's lifespans do
+not depend on the other runs in the table; runs that share a seed — the same replicate at
+every sweep point and scenario of a batch — share their noise (common random numbers, as in the
+tissue simulation).
+
+The organisms of one run share one tissue, so they are not independent samples of the
+scenario: every confidence interval here comes from a *cluster* bootstrap that resamples whole
+runs (with replacement), pools their organisms and recomputes the estimate.
+
+In use: `lifespans(load_results(folder))` gives one row per organism; `survival_summary`
+(median and 90th-percentile lifespan per group), `survival_curves_table`, `hazard` and
+`tissue_abm.analysis.plots.survival_curves` take that table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tissue_abm.analysis.summary import (
+    check_confidence,
+    group_columns,
+    grouped,
+    percentile_ci,
+    run_columns,
+    sweep_columns,
+)
+from tissue_abm.biology.params import Parameters
+
+SEED_SALT = 0x5A11
+"""Second word of each run's organism seed: the organisms' noise is a stream of its own, not
+the one `numpy.random.default_rng(seed)` would give."""
+
+_TOLERANCE = 1e-9
+"""Slack of the survival threshold in quantiles, so rounding in the product of ratios (e.g. a
+survival of 0.5 computed as 0.75 × 2/3) does not move a quantile to the next event."""
+
+
+# --- one run --------------------------------------------------------------------------------
+
+
+def burden_paths(ages: np.ndarray, senescent_fraction: np.ndarray, params: Parameters,
+                 organisms: int, rng: np.random.Generator) -> np.ndarray:
+    """Senescent abundance X of each organism on each kept day of one run (SR model).
+
+    Args:
+        ages: The run's kept ages (days), strictly increasing.
+        senescent_fraction: The tissue's senescent fraction (0-1) at those ages.
+        params: The SR parameters (`sr_*`).
+        organisms: Number of independent organisms (noise paths), ≥ 1.
+        rng: Source of the noise; `organisms × (len(ages) − 1)` standard normals are drawn.
+
+    Returns:
+        Array of shape (len(ages), organisms): X in SR units (≥ 0), row n at `ages[n]`. With
+        `sr_noise` = 0 every column equals `sr_burden_scale · senescent_fraction` exactly.
+
+    Raises:
+        ValueError: If the arrays are empty, differ in length, hold non-finite values or
+            fractions outside 0-1, if the ages do not strictly increase, or `organisms` < 1.
+    """
+    ages, burden = _check_run(ages, senescent_fraction, organisms)
+    burden = params.sr_burden_scale * burden
+    beta, kappa = params.sr_removal_max, params.sr_half_saturation
+    gaps = np.diff(ages)
+    noise = rng.standard_normal((gaps.size, organisms)) * np.sqrt(2 * params.sr_noise * gaps)[
+        :, None]
+    paths = np.empty((ages.size, organisms))
+    paths[0] = burden[0]
+    deviation = np.zeros(organisms)       # X − m; stays exactly 0 without noise
+    for n, gap in enumerate(gaps):
+        x, m = paths[n], burden[n]
+        deviation -= beta * gap * (x / (x + kappa) - m / (m + kappa))
+        deviation += noise[n]
+        np.maximum(deviation, -burden[n + 1], out=deviation)    # X ≥ 0
+        paths[n + 1] = burden[n + 1] + deviation
+    return paths
+
+
+def organism_deaths(ages: np.ndarray, senescent_fraction: np.ndarray, params: Parameters,
+                    organisms: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Age at death (or censoring) of each organism driven by one run's senescent burden.
+
+    Args:
+        ages: The run's kept ages (days), strictly increasing.
+        senescent_fraction: The tissue's senescent fraction (0-1) at those ages.
+        params: The SR parameters (`sr_*`).
+        organisms: Number of independent organisms, ≥ 1.
+        rng: Source of the noise (see `burden_paths`).
+
+    Returns:
+        `lifespan`: for each organism the first kept age (days) at which X > `sr_death_threshold`,
+        or the last kept age if it never is; `observed`: True where the death was observed
+        (False: censored at the last age).
+
+    Raises:
+        ValueError: As `burden_paths`.
+    """
+    ages = np.asarray(ages, dtype=float)
+    over = burden_paths(ages, senescent_fraction, params, organisms, rng) \
+        > params.sr_death_threshold
+    observed = over.any(axis=0)
+    lifespan = np.where(observed, ages[over.argmax(axis=0)], ages[-1])
+    return lifespan, observed
+
+
+def _check_run(ages: np.ndarray, senescent_fraction: np.ndarray,
+               organisms: int) -> tuple[np.ndarray, np.ndarray]:
+    ages = np.asarray(ages, dtype=float)
+    fraction = np.asarray(senescent_fraction, dtype=float)
+    if ages.ndim != 1 or ages.size == 0 or fraction.shape != ages.shape:
+        raise ValueError(f"ages (shape {ages.shape}) and senescent_fraction (shape "
+                         f"{fraction.shape}) must be non-empty 1-D arrays of the same length")
+    if not np.isfinite(ages).all() or (np.diff(ages) <= 0).any():
+        raise ValueError("ages must be finite and strictly increasing (days)")
+    if not np.isfinite(fraction).all() or (fraction < 0).any() or (fraction > 1).any():
+        raise ValueError("senescent_fraction must hold finite values from 0 to 1")
+    if isinstance(organisms, bool) or not isinstance(organisms, int | np.integer) \
+            or organisms < 1:
+        raise ValueError(f"organisms = {organisms!r} is not allowed; allowed: a whole number "
+                         ">= 1")
+    return ages, fraction
+
+
+# --- a results table ------------------------------------------------------------------------
+
+NEEDED = ("scenario", "seed", "age", "senescent_fraction")
+"""Columns of a results table that `lifespans` needs."""
+
+LIFESPAN_COLUMNS = ("organism", "start_age", "lifespan", "observed")
+"""Columns that `lifespans` adds to the run columns (the survival functions need the last
+three)."""
+
+
+def lifespans(results: pd.DataFrame,
+              params: Parameters | Mapping[tuple[str, int], Parameters] | None = None,
+              organisms: int = 200) -> pd.DataFrame:
+    """Lifespans of `organisms` SR organisms driven by each run's senescent burden.
+
+    Args:
+        results: A table from `load_results` (one row per run and kept day; a run's rows may be
+            in any order).
+        params: The SR parameters: one set for every run (default `Parameters()`), or each
+            batch run's own, by (scenario, sweep point) as `batch.point_parameters` gives them
+            (then `results` need the `point` column of a batch).
+        organisms: Organisms per run, ≥ 1.
+
+    Returns:
+        One row per run and organism, ordered by run: the run columns (`analysis.run_columns`:
+        scenario, sweep columns, point, replicate — or seed for a folder of single runs),
+        `organism` (0 to organisms − 1), `start_age` (the run's first kept age, days),
+        `lifespan` (age at death or censoring, days) and `observed` (bool; False: alive at the
+        run's last kept age). `attrs` hold `organisms` and `sweep_columns`.
+
+    Raises:
+        ValueError: If a needed column (`NEEDED`) is missing, `organisms` < 1, or a run's ages
+            or fractions are invalid (see `burden_paths`).
+    """
+    _check_columns(results, NEEDED, "results", "a table from load_results")
+    by_point = isinstance(params, Mapping)
+    if by_point:
+        _check_columns(results, ("point",), "results", "the results of a batch")
+    else:
+        params = params if params is not None else Parameters()
+    keys = run_columns(results)
+    ordered = results.sort_values([*keys, "age"], kind="stable")
+    parts = []
+    for _, run in grouped(ordered, keys):
+        rng = np.random.default_rng([int(run["seed"].iloc[0]), SEED_SALT])
+        ages = run["age"].to_numpy(dtype=float)
+        own = params[(str(run["scenario"].iloc[0]), int(run["point"].iloc[0]))] if by_point \
+            else params
+        lifespan, observed = organism_deaths(
+            ages, run["senescent_fraction"].to_numpy(dtype=float), own, organisms, rng)
+        part = run[keys].iloc[np.zeros(organisms, dtype=int)].reset_index(drop=True)
+        part["organism"] = np.arange(organisms)
+        part["start_age"] = ages[0]
+        part["lifespan"] = lifespan
+        part["observed"] = observed
+        parts.append(part)
+    table = pd.concat(parts, ignore_index=True)
+    table.attrs.update(organisms=organisms, sweep_columns=sweep_columns(results))
+    return table
+
+
+def _check_columns(table: pd.DataFrame, needed: Sequence[str], name: str, what: str) -> None:
+    missing = [c for c in needed if c not in table]
+    if missing:
+        raise ValueError(f"{name} lack column(s) {', '.join(map(repr, missing))}; needed: "
+                         f"{', '.join(needed)} ({what})")
+
+
+# --- Kaplan-Meier ---------------------------------------------------------------------------
+
+
+def kaplan_meier(lifespan: np.ndarray, observed: np.ndarray) -> pd.DataFrame:
+    """Kaplan–Meier (product-limit) estimate of survival.
+
+    At each distinct age t with d deaths among the n organisms still at risk (lifespan ≥ t),
+    survival is multiplied by 1 − d/n. An organism censored at t counts as at risk at t (deaths
+    come first in a tie).
+
+    Args:
+        lifespan: Age at death or censoring of each organism (days, finite).
+        observed: Whether each death was observed (False: censored), same length.
+
+    Returns:
+        One row per distinct age of `lifespan`, ascending: `age` (days), `at_risk`, `deaths`,
+        `censored` and `survival` (0-1, the estimate just after `age`).
+
+    Raises:
+        ValueError: If the arrays are empty, differ in length or hold non-finite ages.
+    """
+    lifespan, observed = _check_lifespans(lifespan, observed)
+    ages, inverse = np.unique(lifespan, return_inverse=True)
+    deaths = np.bincount(inverse, weights=observed, minlength=ages.size)
+    leaving = np.bincount(inverse, minlength=ages.size).astype(float)
+    at_risk, survival = _product_limit(deaths, leaving)
+    return pd.DataFrame({"age": ages, "at_risk": at_risk.astype(np.int64),
+                         "deaths": deaths.astype(np.int64),
+                         "censored": (leaving - deaths).astype(np.int64),
+                         "survival": survival})
+
+
+def quantile_lifespan(km: pd.DataFrame, q: float) -> float:
+    """Age by which a fraction `q` of the organisms has died: survival first ≤ 1 − q.
+
+    Args:
+        km: The output of `kaplan_meier` (columns `age`, `survival`).
+        q: Fraction dead, strictly between 0 and 1 (0.5: median lifespan; 0.9: 90th
+            percentile).
+
+    Returns:
+        The age (days); NaN ("not reached") if survival never falls to 1 − q.
+
+    Raises:
+        ValueError: If `q` is not in (0, 1) or `km` lacks a column.
+    """
+    _check_q(q)
+    _check_columns(km, ("age", "survival"), "km", "the output of kaplan_meier")
+    age = _quantile_ages(km["age"].to_numpy(dtype=float), km["survival"].to_numpy(dtype=float),
+                         q)
+    return float(age) if np.isfinite(age) else math.nan
+
+
+def _check_lifespans(lifespan: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lifespan = np.asarray(lifespan, dtype=float)
+    observed = np.asarray(observed, dtype=bool)
+    if lifespan.ndim != 1 or lifespan.size == 0 or observed.shape != lifespan.shape:
+        raise ValueError(f"lifespan (shape {lifespan.shape}) and observed (shape "
+                         f"{observed.shape}) must be non-empty 1-D arrays of the same length")
+    if not np.isfinite(lifespan).all():
+        raise ValueError("lifespan must hold finite ages (days)")
+    return lifespan, observed
+
+
+def _check_q(q: float) -> None:
+    if not 0 < q < 1:
+        raise ValueError(f"q = {q!r} is not allowed; allowed: a number strictly between 0 and 1 "
+                         "(0.5 for the median)")
+
+
+def _product_limit(deaths: np.ndarray, leaving: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At-risk counts and survival from deaths and departures (deaths + censored) per age.
+
+    Works along the last axis, so a stack of bootstrap resamples is one call; an age nobody
+    is at risk at (absent from a resample) leaves survival unchanged.
+    """
+    at_risk = leaving.sum(axis=-1, keepdims=True) - np.cumsum(leaving, axis=-1) + leaving
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = np.where(at_risk > 0, 1.0 - deaths / at_risk, 1.0)
+    return at_risk, np.cumprod(factor, axis=-1)
+
+
+def _quantile_ages(ages: np.ndarray, survival: np.ndarray, q: float) -> np.ndarray:
+    """First age where survival ≤ 1 − q along the last axis; inf where never."""
+    below = survival <= 1.0 - q + _TOLERANCE
+    first = ages[below.argmax(axis=-1)]
+    return np.where(below.any(axis=-1), first, np.inf)
+
+
+# --- groups and the cluster bootstrap -------------------------------------------------------
+
+
+class _Group:
+    """One group's organisms as per-run counts on the group's distinct lifespans."""
+
+    def __init__(self, frame: pd.DataFrame, runs: Sequence[str]) -> None:
+        run = grouped(frame, runs).ngroup().to_numpy()
+        self.runs = int(run.max()) + 1
+        self.lifespan = frame["lifespan"].to_numpy(dtype=float)
+        self.observed = frame["observed"].to_numpy(dtype=bool)
+        self.run = run
+        self.ages, inverse = np.unique(self.lifespan, return_inverse=True)
+        cells = run * self.ages.size + inverse
+        size = self.runs * self.ages.size
+        shape = (self.runs, self.ages.size)
+        self.deaths = np.bincount(cells, weights=self.observed, minlength=size).reshape(shape)
+        self.leaving = np.bincount(cells, minlength=size).reshape(shape).astype(float)
+
+    def survival(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """Pooled KM survival on `ages`; with run weights (n_boot × runs) one row a resample."""
+        if weights is None:
+            return _product_limit(self.deaths.sum(axis=0), self.leaving.sum(axis=0))[1]
+        return _product_limit(weights @ self.deaths, weights @ self.leaving)[1]
+
+
+def _cluster_weights(runs: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each run is drawn in `n_boot` resamples of the `runs` runs (with replacement).
+
+    Returns:
+        Counts as floats, shape (n_boot, runs); each row sums to `runs`.
+    """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 1:
+        raise ValueError(f"n_boot = {n_boot!r} is not allowed; allowed: a whole number >= 1")
+    return rng.multinomial(runs, np.full(runs, 1.0 / runs), size=n_boot).astype(float)
+
+
+def _groups(table: pd.DataFrame, needed: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The group and run columns of a lifespans table, after checking its columns."""
+    _check_columns(table, ("scenario", *needed), "lifespans_table", "the output of lifespans")
+    if table.empty:
+        raise ValueError("lifespans_table is empty; expected the output of lifespans")
+    return group_columns(table), run_columns(table)
+
+
+def _key_dict(keys: Sequence[str], key: object) -> dict:
+    return dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+
+
+def _open_interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval of samples that may be +inf (a quantile not reached).
+
+    Inverted-CDF percentiles, so a bound is inf when more than (1 − confidence)/2 of the
+    resamples never reach the quantile (an interval open to the right).
+    """
+    low, high = np.quantile(samples, [0.5 - confidence / 2, 0.5 + confidence / 2],
+                            method="inverted_cdf")
+    return float(low), float(high)
+
+
+def survival_summary(lifespans_table: pd.DataFrame, confidence: float = 0.95,
+                     n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Median and 90th-percentile lifespan per group, with cluster-bootstrap intervals.
+
+    The organisms of a run share its tissue, so they are not independent: the intervals come
+    from resampling the group's runs with replacement, pooling their organisms and
+    recomputing the Kaplan–Meier estimate (`n_boot` times). The groups' runs are assumed to
+    share their start age (survival is conditional on reaching it).
+
+    Args:
+        lifespans_table: The output of `lifespans`.
+        confidence: Coverage of the percentile intervals, strictly between 0 and 1.
+        n_boot: Bootstrap resamples, ≥ 1.
+        seed: Seed of the `numpy.random.Generator` used for resampling.
+
+    Returns:
+        One row per group (scenario and sweep point), in group order: the group columns,
+        `runs`, `organisms`, `deaths` (observed), `median_lifespan` and `p90_lifespan` (age in
+        days by which half / 90% have died; NaN if not reached) and their intervals
+        `median_ci_low`, `median_ci_high`, `p90_ci_low`, `p90_ci_high` (days; inf where more than
+        (1 − confidence)/2 of the resamples do not reach it; NaN with fewer than 2 runs).
+        `attrs` hold confidence, n_boot and sweep_columns.
+
+    Raises:
+        ValueError: If a column is missing, the table is empty, or `confidence` or `n_boot` is
+            not allowed.
+    """
+    check_confidence(confidence)
+    groups, runs = _groups(lifespans_table, ("lifespan", "observed"))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for key, frame in grouped(lifespans_table, groups):
+        group = _Group(frame, runs)
+        weights = _cluster_weights(group.runs, n_boot, rng)
+        row = {**_key_dict(groups, key), "runs": group.runs, "organisms": len(frame),
+               "deaths": int(group.observed.sum())}
+        boot = group.survival(weights)
+        for name, q in (("median", 0.5), ("p90", 0.9)):
+            point = float(_quantile_ages(group.ages, group.survival(), q))
+            low, high = (_open_interval(_quantile_ages(group.ages, boot, q), confidence)
+                         if group.runs > 1 else (math.nan, math.nan))
+            row.update({f"{name}_lifespan": point if math.isfinite(point) else math.nan,
+                        f"{name}_ci_low": low, f"{name}_ci_high": high})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.attrs.update(confidence=confidence, n_boot=n_boot,
+                       sweep_columns=sweep_columns(lifespans_table))
+    return table
+
+
+def survival_curves_table(lifespans_table: pd.DataFrame, ages: np.ndarray | None = None,
+                          confidence: float = 0.95, n_boot: int = 1000,
+                          seed: int = 0) -> pd.DataFrame:
+    """Kaplan–Meier survival of each group on a common age grid, with a cluster-bootstrap band.
+
+    Args:
+        lifespans_table: The output of `lifespans`.
+        ages: The age grid (days); default every day from the earliest start age to the
+            latest lifespan in the table.
+        confidence: Coverage of the pointwise percentile band, strictly between 0 and 1.
+        n_boot: Bootstrap resamples of the group's runs (see `survival_summary`), ≥ 1.
+        seed: Seed of the `numpy.random.Generator` used for resampling.
+
+    Returns:
+        One row per group and grid age: the group columns, `age` (days), `survival` (0-1; 1
+        before the group's first death, NaN after its last lifespan, where nothing is
+        followed) and `ci_low`, `ci_high` (NaN with fewer than 2 runs). `attrs` hold
+        confidence, n_boot and sweep_columns.
+
+    Raises:
+        ValueError: If a column is missing, the table is empty, `ages` is not a finite 1-D
+            grid, or `confidence` or `n_boot` is not allowed.
+    """
+    check_confidence(confidence)
+    groups, runs = _groups(lifespans_table, ("start_age", "lifespan", "observed"))
+    if ages is None:
+        ages = np.arange(lifespans_table["start_age"].min(),
+                         lifespans_table["lifespan"].max() + 1.0)
+    grid = np.asarray(ages, dtype=float)
+    if grid.ndim != 1 or grid.size == 0 or not np.isfinite(grid).all():
+        raise ValueError("ages must be a non-empty 1-D array of finite ages (days)")
+    rng = np.random.default_rng(seed)
+    parts = []
+    for key, frame in grouped(lifespans_table, groups):
+        group = _Group(frame, runs)
+        weights = _cluster_weights(group.runs, n_boot, rng)
+        if group.runs > 1:
+            low, high = np.quantile(_on_grid(group.ages, group.survival(weights), grid),
+                                    [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)
+        else:
+            low = high = np.full(grid.size, np.nan)
+        parts.append(pd.DataFrame({**_key_dict(groups, key), "age": grid,
+                                   "survival": _on_grid(group.ages, group.survival(), grid),
+                                   "ci_low": low, "ci_high": high}))
+    table = pd.concat(parts, ignore_index=True)
+    table.attrs.update(confidence=confidence, n_boot=n_boot,
+                       sweep_columns=sweep_columns(lifespans_table))
+    return table
+
+
+def _on_grid(ages: np.ndarray, survival: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The KM step function(s) `survival` (last axis on `ages`) at the `grid` ages.
+
+    Survival is 1 before the first age and NaN after the last (nothing followed there).
+    """
+    position = np.searchsorted(ages, grid, side="right") - 1
+    values = np.where(position >= 0, survival[..., np.maximum(position, 0)], 1.0)
+    return np.where(grid <= ages[-1], values, np.nan)
+
+
+def hazard(lifespans_table: pd.DataFrame, width: float = 30.0, confidence: float = 0.95,
+           n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Death rate per organism-day at risk in age bins, per group, with cluster-bootstrap CIs.
+
+    Bins are `width` days wide from the earliest start age in the table to the latest
+    lifespan (the same bins for every group). An organism is at risk from its start age to its
+    lifespan. A death found on a kept day happened since the previous one, so a bin holds the
+    deaths at `age_low` < lifespan ≤ `age_high` (the first bin also those at its `age_low`:
+    organisms over the threshold on their first day).
+
+    Args:
+        lifespans_table: The output of `lifespans`.
+        width: Bin width (days), > 0.
+        confidence: Coverage of the percentile intervals, strictly between 0 and 1.
+        n_boot: Bootstrap resamples of the group's runs (see `survival_summary`), ≥ 1.
+        seed: Seed of the `numpy.random.Generator` used for resampling.
+
+    Returns:
+        One row per group and bin: the group columns, `age_low`, `age_high` (bin edges, days),
+        `deaths`, `exposure` (organism-days at risk), `hazard` (deaths / exposure, per day;
+        NaN without exposure) and `ci_low`, `ci_high` (percentile interval over resamples,
+        leaving out resamples without exposure; NaN with fewer than 2 runs). `attrs` hold
+        width, confidence, n_boot and sweep_columns.
+
+    Raises:
+        ValueError: If a column is missing, the table is empty, or `width`, `confidence` or
+            `n_boot` is not allowed.
+    """
+    check_confidence(confidence)
+    if not (isinstance(width, int | float) and math.isfinite(width) and width > 0):
+        raise ValueError(f"width = {width!r} is not allowed; allowed: a number of days > 0")
+    groups, runs = _groups(lifespans_table, ("start_age", "lifespan", "observed"))
+    first = float(lifespans_table["start_age"].min())
+    bins = max(1, math.ceil((lifespans_table["lifespan"].max() - first) / width))
+    edges = first + width * np.arange(bins + 1)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for key, frame in grouped(lifespans_table, groups):
+        group = _Group(frame, runs)
+        start = frame["start_age"].to_numpy(dtype=float)[:, None]
+        exposure = np.clip(np.minimum(group.lifespan[:, None], edges[1:])
+                           - np.maximum(start, edges[:-1]), 0.0, None)
+        which = np.maximum(np.searchsorted(edges, group.lifespan, side="left") - 1, 0)
+        deaths = np.zeros((group.runs, bins))
+        np.add.at(deaths, (group.run[group.observed], which[group.observed]), 1.0)
+        run_exposure = np.zeros((group.runs, bins))
+        np.add.at(run_exposure, group.run, exposure)
+        weights = _cluster_weights(group.runs, n_boot, rng)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot = (weights @ deaths) / (weights @ run_exposure)
+            rate = deaths.sum(axis=0) / run_exposure.sum(axis=0)   # NaN without exposure
+        if group.runs > 1:
+            low, high = np.array([percentile_ci(boot[:, b], confidence) for b in range(bins)]).T
+        else:
+            low = high = np.full(bins, np.nan)
+        parts.append(pd.DataFrame({**_key_dict(groups, key), "age_low": edges[:-1],
+                                   "age_high": edges[1:], "deaths": deaths.sum(axis=0),
+                                   "exposure": run_exposure.sum(axis=0),
+                                   "hazard": rate,
+                                   "ci_low": low, "ci_high": high}))
+    table = pd.concat(parts, ignore_index=True)
+    table["deaths"] = table["deaths"].astype(np.int64)
+    table.attrs.update(width=width, confidence=confidence, n_boot=n_boot,
+                       sweep_columns=sweep_columns(lifespans_table))
+    return table

@@ -1,5 +1,0 @@
-"""The array engine: the same biology as the Mesa agents, on whole-grid arrays."""
-
-from tissue_abm.engine.arrays import KERNELS, ArrayTissue, set_threads, warm_up
-
-__all__ = ["KERNELS", "ArrayTissue", "set_threads", "warm_up"]

@@ -1,0 +1,5 @@
+"""The array engine: the same biology as the Mesa agents, on whole-grid arrays."""
+
+from tissue_abm.engines.array.model import KERNELS, ArrayTissue, set_threads, warm_up
+
+__all__ = ["KERNELS", "ArrayTissue", "set_threads", "warm_up"]

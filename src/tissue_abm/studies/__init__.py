@@ -1,0 +1,1 @@
+"""Studies built from many runs and analyses: calibration, sensitivity, validation, reports."""
