@@ -87,11 +87,11 @@ def main():
     print(f"{'L':>5} {'agent-steps/s':>14} {'trivial Mesa':>13} {'ratio':>6} {'peak MiB':>9}")
     for size in args.sizes:
         tissue = statistics.median(tissue_rate(size, args.days, s) for s in range(args.repeats))
-        trivial = statistics.median(trivial_rate(size, args.days, s)
-                                    for s in range(args.repeats))
+        trivial = statistics.median(trivial_rate(size, args.days, s) for s in range(args.repeats))
         memory = peak_memory_mib(size, args.days)
-        print(f"{size:>5} {tissue:>14,.0f} {trivial:>13,.0f} {tissue / trivial:>6.2f} "
-              f"{memory:>9.1f}")
+        print(
+            f"{size:>5} {tissue:>14,.0f} {trivial:>13,.0f} {tissue / trivial:>6.2f} {memory:>9.1f}"
+        )
 
 
 if __name__ == "__main__":

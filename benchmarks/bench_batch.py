@@ -31,8 +31,9 @@ from tissue_abm.runs.batch import plan_batch, run_batch
 from tissue_abm.runs.results import MANIFEST
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
-CANONICAL = [SCENARIOS / f"{name}.toml" for name in ("untreated", "rapamycin", "oxytocin",
-                                                     "combined")]
+CANONICAL = [
+    SCENARIOS / f"{name}.toml" for name in ("untreated", "rapamycin", "oxytocin", "combined")
+]
 EXECUTORS = {"pool": None, "dask": "local"}
 
 
@@ -69,9 +70,15 @@ def run(plan, folder, workers, scheduler):
         wall = time.perf_counter() - start
     runs = json.loads((folder / MANIFEST).read_text())["runs"]
     simulated = sum(run["seconds"] for run in runs)
-    return {"wall": wall, "simulated": simulated, "failed": summary.failed,
-            "overhead": wall * workers / simulated - 1, "ratio": wall / simulated,
-            "peak_mib": memory.peak / 2**20, "runs": len(runs)}
+    return {
+        "wall": wall,
+        "simulated": simulated,
+        "failed": summary.failed,
+        "overhead": wall * workers / simulated - 1,
+        "ratio": wall / simulated,
+        "peak_mib": memory.peak / 2**20,
+        "runs": len(runs),
+    }
 
 
 def load_time(folder, repeats=5):
@@ -84,8 +91,12 @@ def load_time(folder, repeats=5):
         start = time.perf_counter()
         summarise(frame)
         summarising.append(time.perf_counter() - start)
-    return (statistics.median(loading), statistics.median(summarising), len(frame),
-            frame["scenario"].nunique())
+    return (
+        statistics.median(loading),
+        statistics.median(summarising),
+        len(frame),
+        frame["scenario"].nunique(),
+    )
 
 
 def same_files(first, second):
@@ -99,43 +110,59 @@ def main():
     parser.add_argument("--replicates", type=int, default=20)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--workers", type=int, default=psutil.cpu_count())
-    parser.add_argument("--executors", nargs="+", choices=list(EXECUTORS),
-                        default=list(EXECUTORS))
-    parser.add_argument("--engine", choices=["array", "agents"], default=None,
-                        help="simulation engine (default: the scenario files' own)")
+    parser.add_argument("--executors", nargs="+", choices=list(EXECUTORS), default=list(EXECUTORS))
+    parser.add_argument(
+        "--engine",
+        choices=["array", "agents"],
+        default=None,
+        help="simulation engine (default: the scenario files' own)",
+    )
     args = parser.parse_args()
 
     plan = plan_batch(CANONICAL, replicates=args.replicates, size=args.size, engine=args.engine)
     days = plan.runs[0].scenario.days
-    print(f"{len(plan.runs)} runs: 4 scenarios x {args.replicates} replicates, "
-          f"{args.size}x{args.size} grid, {days} days each, {plan.runs[0].scenario.engine} "
-          f"engine; {args.workers} workers on "
-          f"{psutil.cpu_count()} cores")
-    print(f"{'executor':<10}{'wall s':>10}{'sum of runs s':>15}{'overhead':>10}"
-          f"{'wall/sum':>10}{'peak MiB':>10}")
+    print(
+        f"{len(plan.runs)} runs: 4 scenarios x {args.replicates} replicates, "
+        f"{args.size}x{args.size} grid, {days} days each, {plan.runs[0].scenario.engine} "
+        f"engine; {args.workers} workers on "
+        f"{psutil.cpu_count()} cores"
+    )
+    print(
+        f"{'executor':<10}{'wall s':>10}{'sum of runs s':>15}{'overhead':>10}"
+        f"{'wall/sum':>10}{'peak MiB':>10}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folders = {}
         for name in args.executors:
             folders[name] = Path(tmp) / name
             row = run(plan, folders[name], args.workers, EXECUTORS[name])
-            print(f"{name:<10}{row['wall']:>10.1f}{row['simulated']:>15.1f}"
-                  f"{row['overhead']:>10.1%}{row['ratio']:>10.3f}{row['peak_mib']:>10.0f}"
-                  + (f"  ({row['failed']} failed)" if row["failed"] else ""), flush=True)
+            print(
+                f"{name:<10}{row['wall']:>10.1f}{row['simulated']:>15.1f}"
+                f"{row['overhead']:>10.1%}{row['ratio']:>10.3f}{row['peak_mib']:>10.0f}"
+                + (f"  ({row['failed']} failed)" if row["failed"] else ""),
+                flush=True,
+            )
         if len(folders) == 2:
-            print("identical result files on both executors:",
-                  "yes" if same_files(*folders.values()) else "NO")
+            print(
+                "identical result files on both executors:",
+                "yes" if same_files(*folders.values()) else "NO",
+            )
 
         first = next(iter(folders.values()))
         seconds, summary, rows, scenarios = load_time(first)
-        print(f"load_results: {len(plan.runs)} runs ({rows} rows, {scenarios} scenarios) "
-              f"in {seconds * 1000:.0f} ms, summarise in {summary * 1000:.0f} ms (median of 5)")
+        print(
+            f"load_results: {len(plan.runs)} runs ({rows} rows, {scenarios} scenarios) "
+            f"in {seconds * 1000:.0f} ms, summarise in {summary * 1000:.0f} ms (median of 5)"
+        )
         # rows per run do not depend on the grid, so a 100-run batch of the same length on a
         # tiny grid measures loading 100 runs x two years
         hundred = plan_batch(CANONICAL, replicates=25, size=6)
         run_batch(hundred, Path(tmp) / "hundred", workers=args.workers)
         seconds, summary, rows, _ = load_time(Path(tmp) / "hundred")
-        print(f"load_results: 100 runs ({rows} rows) in {seconds * 1000:.0f} ms, summarise in "
-              f"{summary * 1000:.0f} ms (median of 5)")
+        print(
+            f"load_results: 100 runs ({rows} rows) in {seconds * 1000:.0f} ms, summarise in "
+            f"{summary * 1000:.0f} ms (median of 5)"
+        )
 
 
 if __name__ == "__main__":

@@ -52,11 +52,13 @@ def array(kernel):
 
 def peak_mib(size, days):
     """Peak resident memory (MiB) of a fresh process that runs the array engine for `days`."""
-    code = (f"from tissue_abm.engines.array import ArrayTissue\n"
-            f"m = ArrayTissue(size={size}, start_age={START_AGE}, days={days}, rng=0)\n"
-            f"m.run_for({days})\n"
-            f"assert len(m.readouts) == {days + 1}\n"
-            "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])")
+    code = (
+        f"from tissue_abm.engines.array import ArrayTissue\n"
+        f"m = ArrayTissue(size={size}, start_age={START_AGE}, days={days}, rng=0)\n"
+        f"m.run_for({days})\n"
+        f"assert len(m.readouts) == {days + 1}\n"
+        "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
+    )
     # VmHWM, the process's own peak (ru_maxrss would include this parent's, inherited at fork)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) / 1024  # KiB
@@ -76,8 +78,17 @@ def bandwidth(mib=256, repeats=5):
 
 def state_bytes(model):
     """Bytes of per-site state one day must at least read and write once."""
-    arrays = [model.tissue, model.immune, model.sasp, model.damage, model.exposure,
-              model.damage_scale, model.divisions, model.arrest_age, model.lifetime]
+    arrays = [
+        model.tissue,
+        model.immune,
+        model.sasp,
+        model.damage,
+        model.exposure,
+        model.damage_scale,
+        model.divisions,
+        model.arrest_age,
+        model.lifetime,
+    ]
     return 2 * sum(a.nbytes for a in arrays) / model.tissue.size
 
 
@@ -90,8 +101,10 @@ def main():
     args = parser.parse_args()
     warm_up()
     compiled = "numba" in KERNELS
-    print(f"{args.days} days from {START_AGE} days of age, median of {args.repeats} seeds; "
-          f"kernels here: {', '.join(KERNELS)}")
+    print(
+        f"{args.days} days from {START_AGE} days of age, median of {args.repeats} seeds; "
+        f"kernels here: {', '.join(KERNELS)}"
+    )
 
     set_threads(1)
     agents = median_rate(TissueModel, 100, args.days, args.repeats)
@@ -100,8 +113,10 @@ def main():
         set_threads(threads)
         # Ten times the days: the compiled kernel's 20 days at 100 x 100 last only milliseconds.
         measured = median_rate(array(kernel), 100, 10 * args.days, args.repeats)
-        print(f"100x100    array {kernel:5s} {threads} thread{'s' * (threads > 1)} "
-              f"{measured / 1e6:7.2f} M/s   x{measured / agents:,.0f} the agents engine")
+        print(
+            f"100x100    array {kernel:5s} {threads} thread{'s' * (threads > 1)} "
+            f"{measured / 1e6:7.2f} M/s   x{measured / agents:,.0f} the agents engine"
+        )
 
     bytes_per_second = bandwidth()
     print(f"memory bandwidth (numpy copy): {bytes_per_second / 1e9:.1f} GB/s")
@@ -111,18 +126,24 @@ def main():
             set_threads(threads)
             days = args.days if kernel == "numba" else max(3, args.days // 4)
             measured = median_rate(array(kernel), size, days, args.repeats)
-            line = (f"{size}x{size}  array {kernel:5s} {threads} thread{'s' * (threads > 1)} "
-                    f"{measured / 1e6:7.2f} M/s")
+            line = (
+                f"{size}x{size}  array {kernel:5s} {threads} thread{'s' * (threads > 1)} "
+                f"{measured / 1e6:7.2f} M/s"
+            )
             if kernel == "numba" and threads == 1 and size == 1000:
                 model = ArrayTissue(size=size, start_age=START_AGE, days=1, rng=0)
                 floor = bytes_per_second / state_bytes(model)
-                line += (f"   {measured / floor:.1%} of the bandwidth bound "
-                         f"({floor / 1e6:,.0f} M/s at {state_bytes(model):.0f} B/site)")
+                line += (
+                    f"   {measured / floor:.1%} of the bandwidth bound "
+                    f"({floor / 1e6:,.0f} M/s at {state_bytes(model):.0f} B/site)"
+                )
             print(line)
     set_threads(None)
 
-    print(f"peak memory, 1000x1000 for {args.memory_days} days with daily readouts: "
-          f"{peak_mib(1000, args.memory_days):,.0f} MiB")
+    print(
+        f"peak memory, 1000x1000 for {args.memory_days} days with daily readouts: "
+        f"{peak_mib(1000, args.memory_days):,.0f} MiB"
+    )
     print(f"peak memory, 2000x2000 for 3 days: {peak_mib(2000, 3):,.0f} MiB")
 
 

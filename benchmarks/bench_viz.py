@@ -42,8 +42,12 @@ def median_ms(action, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15, help="Step clicks timed (default 15)")
-    parser.add_argument("--warmup-days", type=int, default=275,
-                        help="days run before timing (default 275: to 12 months of age)")
+    parser.add_argument(
+        "--warmup-days",
+        type=int,
+        default=275,
+        help="days run before timing (default 275: to 12 months of age)",
+    )
     parser.add_argument("--sasp", action="store_true", help="time with the SASP field shown")
     args = parser.parse_args()
 
@@ -67,19 +71,30 @@ def main():
     grid_drawing = components.GridDrawing(model, args.sasp)
     chart_drawings = [components.ChartDrawing(model, name) for name in components.CHARTS]
     grid = median_ms(grid_drawing.png, args.repeats)
-    charts = median_ms(lambda: [chart.png(model.readouts) for chart in chart_drawings],
-                       args.repeats)
-    first = median_ms(lambda: [components.GridDrawing(model, args.sasp).png(), *(
-        components.ChartDrawing(model, name).png(model.readouts)
-        for name in components.CHARTS)], 3)
+    charts = median_ms(
+        lambda: [chart.png(model.readouts) for chart in chart_drawings], args.repeats
+    )
+    first = median_ms(
+        lambda: [
+            components.GridDrawing(model, args.sasp).png(),
+            *(
+                components.ChartDrawing(model, name).png(model.readouts)
+                for name in components.CHARTS
+            ),
+        ],
+        3,
+    )
     size = model.tissue.data.shape
-    print(f"browser view, {size[0]}×{size[1]}, {'SASP field' if args.sasp else 'site states'}; "
-          f"{day.children[0]}")
-    print(f"Step + redraw (one click, median of {args.repeats}): {click:.0f} ms "
-          f"(target <= 500 ms)")
+    print(
+        f"browser view, {size[0]}×{size[1]}, {'SASP field' if args.sasp else 'site states'}; "
+        f"{day.children[0]}"
+    )
+    print(f"Step + redraw (one click, median of {args.repeats}): {click:.0f} ms (target <= 500 ms)")
     rest = click - model_day - grid - charts
-    print(f"  of which: model day {model_day:.0f} ms, grid figure {grid:.0f} ms, "
-          f"charts {charts:.0f} ms, the rest (Solara, widgets) ~{rest:.0f} ms")
+    print(
+        f"  of which: model day {model_day:.0f} ms, grid figure {grid:.0f} ms, "
+        f"charts {charts:.0f} ms, the rest (Solara, widgets) ~{rest:.0f} ms"
+    )
     print(f"first drawing of the four figures (after Reset; axes, ticks, legends): {first:.0f} ms")
     rc.close()
 

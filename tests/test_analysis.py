@@ -32,20 +32,27 @@ CANONICAL = ("untreated", "rapamycin", "oxytocin", "combined")
 START, DAYS = 600, 60
 
 
-def make_batch(root: Path, scenarios=CANONICAL, replicates: int = 3, size: int = 15,
-               snapshots: tuple[int, ...] = (START, START + DAYS),
-               manifest: dict | None = None) -> Path:
+def make_batch(
+    root: Path,
+    scenarios=CANONICAL,
+    replicates: int = 3,
+    size: int = 15,
+    snapshots: tuple[int, ...] = (START, START + DAYS),
+    manifest: dict | None = None,
+) -> Path:
     """A tiny real batch: each canonical scenario from 600 days of age (therapy already on),
     with grid snapshots at the ages `snapshots` (none if empty)."""
     root.mkdir(parents=True, exist_ok=True)
     manifest = manifest or {
         "scenarios": [{"name": name} for name in scenarios],
-        "runs": [{"status": "done"} for _ in scenarios for _ in range(replicates)]}
+        "runs": [{"status": "done"} for _ in scenarios for _ in range(replicates)],
+    }
     (root / "batch.json").write_text(json.dumps(manifest))
     for name in scenarios:
         data = load_scenario(f"scenarios/{name}.toml").model_dump()
-        data.update(size=size, start_age=START, end_age=START + DAYS,
-                    output={"snapshots": list(snapshots)})
+        data.update(
+            size=size, start_age=START, end_age=START + DAYS, output={"snapshots": list(snapshots)}
+        )
         for r in range(replicates):
             scenario = validate_scenario({**data, "seed": 100 + r}, "test")
             run = run_scenario(scenario, labels={"point": 0, "replicate": r})
@@ -66,12 +73,23 @@ def synthetic(values: dict, days: int = 3, sweep: dict | None = None) -> pd.Data
         kills = (sweep or {}).get(name, math.nan)
         for point, kill in enumerate(kills if isinstance(kills, list) else [kills]):
             for r, value in enumerate(reps):
-                frame = pd.DataFrame({"scenario": name, "point": point, "immune_kill": kill,
-                                      "replicate": r, "seed": 10 + r, "engine": "agents",
-                                      "day": np.arange(days), "age": 500.0 + np.arange(days),
-                                      "senescent_fraction": value, "mean_sasp": 2 * value,
-                                      "tissue_function": 1 - 2 * value, "healthy_fraction": 0.9,
-                                      "immune": 3})
+                frame = pd.DataFrame(
+                    {
+                        "scenario": name,
+                        "point": point,
+                        "immune_kill": kill,
+                        "replicate": r,
+                        "seed": 10 + r,
+                        "engine": "agents",
+                        "day": np.arange(days),
+                        "age": 500.0 + np.arange(days),
+                        "senescent_fraction": value,
+                        "mean_sasp": 2 * value,
+                        "tissue_function": 1 - 2 * value,
+                        "healthy_fraction": 0.9,
+                        "immune": 3,
+                    }
+                )
                 frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     if sweep is None:
@@ -106,8 +124,13 @@ def test_sweep_columns_are_those_between_point_and_replicate():
     table.insert(3, "therapy.rapamycin.dose", 1.0)
     assert sweep_columns(table) == ["immune_kill", "therapy.rapamycin.dose"]
     assert group_columns(table) == ["scenario", "immune_kill", "therapy.rapamycin.dose"]
-    assert run_columns(table) == ["scenario", "point", "immune_kill", "therapy.rapamycin.dose",
-                                  "replicate"]
+    assert run_columns(table) == [
+        "scenario",
+        "point",
+        "immune_kill",
+        "therapy.rapamycin.dose",
+        "replicate",
+    ]
 
 
 def test_runs_without_batch_labels_are_told_apart_by_seed():
@@ -127,17 +150,33 @@ def test_group_labels_name_swept_values_and_skip_missing_ones():
 
 def test_summarise_matches_mean_sd_and_t_interval_across_replicates(results):
     summary = summarise(results, ["senescent_fraction", "mean_sasp"])
-    assert list(summary.columns) == ["scenario", "day", "age", "readout", "n", "mean", "sd",
-                                     "ci_low", "ci_high"]
+    assert list(summary.columns) == [
+        "scenario",
+        "day",
+        "age",
+        "readout",
+        "n",
+        "mean",
+        "sd",
+        "ci_low",
+        "ci_high",
+    ]
     assert len(summary) == 2 * len(CANONICAL) * (DAYS + 1)
-    for scenario, day, readout in [("untreated", DAYS, "senescent_fraction"),
-                                   ("combined", 30, "mean_sasp")]:
-        values = results.loc[(results["scenario"] == scenario) & (results["day"] == day),
-                             readout].to_numpy()
-        row = summary[(summary["scenario"] == scenario) & (summary["day"] == day)
-                      & (summary["readout"] == readout)].iloc[0]
-        low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(),
-                                     scale=stats.sem(values))
+    for scenario, day, readout in [
+        ("untreated", DAYS, "senescent_fraction"),
+        ("combined", 30, "mean_sasp"),
+    ]:
+        values = results.loc[
+            (results["scenario"] == scenario) & (results["day"] == day), readout
+        ].to_numpy()
+        row = summary[
+            (summary["scenario"] == scenario)
+            & (summary["day"] == day)
+            & (summary["readout"] == readout)
+        ].iloc[0]
+        low, high = stats.t.interval(
+            0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values)
+        )
         assert row["n"] == 3
         assert row["age"] == START + day
         # Same arithmetic in a different order: agreement to floating-point rounding.
@@ -152,9 +191,17 @@ def test_summarise_interval_covers_the_true_mean_at_its_nominal_rate():
     # the binomial SD of the rate is 1.5%, so [0.84, 0.96] is four SDs either side.
     rng = np.random.default_rng(7)
     groups = np.repeat(np.arange(400), 5)
-    table = pd.DataFrame({"scenario": pd.Categorical([f"s{g}" for g in groups]), "point": 0,
-                          "replicate": np.tile(np.arange(5), 400), "seed": 1, "day": 0,
-                          "age": 500.0, "senescent_fraction": rng.normal(0.5, 0.1, groups.size)})
+    table = pd.DataFrame(
+        {
+            "scenario": pd.Categorical([f"s{g}" for g in groups]),
+            "point": 0,
+            "replicate": np.tile(np.arange(5), 400),
+            "seed": 1,
+            "day": 0,
+            "age": 500.0,
+            "senescent_fraction": rng.normal(0.5, 0.1, groups.size),
+        }
+    )
     summary = summarise(table, ["senescent_fraction"], confidence=0.9)
     covered = (summary["ci_low"] <= 0.5) & (summary["ci_high"] >= 0.5)
     assert 0.84 <= covered.mean() <= 0.96
@@ -168,8 +215,9 @@ def test_summarise_with_one_replicate_has_no_interval():
 
 
 def test_summarise_keeps_one_group_per_sweep_point_and_nan_sweeps():
-    table = synthetic({"untreated": [0.1, 0.2], "combined": [0.05, 0.07]},
-                      sweep={"combined": [0.4, 0.8]})
+    table = synthetic(
+        {"untreated": [0.1, 0.2], "combined": [0.05, 0.07]}, sweep={"combined": [0.4, 0.8]}
+    )
     summary = summarise(table, ["senescent_fraction"])
     groups = summary[["scenario", "immune_kill"]].drop_duplicates()
     assert len(groups) == 3
@@ -191,13 +239,21 @@ def test_summarise_gives_one_row_per_group_day_and_readout_on_a_large_batch():
     rng = np.random.default_rng(0)
     runs = 100
     days = np.tile(np.arange(641), runs)
-    table = pd.DataFrame({
-        "scenario": pd.Categorical(np.repeat([f"s{i % 4}" for i in range(runs)], 641)),
-        "point": 0, "replicate": np.repeat(np.arange(runs) // 4, 641), "seed": 1,
-        "engine": pd.Categorical(["agents"] * runs * 641), "day": days,
-        "age": 90.0 + days, **{r: rng.random(runs * 641) for r in
-                               ("senescent_fraction", "tissue_function", "mean_sasp",
-                                "immune")}})
+    table = pd.DataFrame(
+        {
+            "scenario": pd.Categorical(np.repeat([f"s{i % 4}" for i in range(runs)], 641)),
+            "point": 0,
+            "replicate": np.repeat(np.arange(runs) // 4, 641),
+            "seed": 1,
+            "engine": pd.Categorical(["agents"] * runs * 641),
+            "day": days,
+            "age": 90.0 + days,
+            **{
+                r: rng.random(runs * 641)
+                for r in ("senescent_fraction", "tissue_function", "mean_sasp", "immune")
+            },
+        }
+    )
     summary = summarise(table, ["senescent_fraction", "tissue_function", "mean_sasp", "immune"])
     assert len(summary) == 4 * 4 * 641
     assert (summary["n"] == 25).all()
@@ -205,8 +261,11 @@ def test_summarise_gives_one_row_per_group_day_and_readout_on_a_large_batch():
 
 
 def test_summarise_names_an_unknown_readout_and_the_available_ones(results):
-    with pytest.raises(ValueError, match=r"unknown readout 'senescnt'.*available: .*"
-                                         r"senescent_fraction"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown readout 'senescnt'.*available: .*"
+        r"senescent_fraction",
+    ):
         summarise(results, ["senescnt"])
     with pytest.raises(ValueError, match="confidence"):
         summarise(results, confidence=95)
@@ -222,12 +281,12 @@ def test_end_state_is_the_last_day_of_each_run_with_its_healthspan(results):
     threshold = Parameters().healthspan_threshold
     assert ends.attrs["threshold"] == threshold
     for row in ends.itertuples():
-        run = results[(results["scenario"] == row.scenario)
-                      & (results["replicate"] == row.replicate)]
+        run = results[
+            (results["scenario"] == row.scenario) & (results["replicate"] == row.replicate)
+        ]
         assert row.senescent_fraction == run["senescent_fraction"].iloc[-1]
         expected = healthspan(run, threshold)
-        assert (math.isnan(row.healthspan) and math.isnan(expected)) \
-            or row.healthspan == expected
+        assert (math.isnan(row.healthspan) and math.isnan(expected)) or row.healthspan == expected
 
 
 def test_end_state_threshold_bounds(results):
@@ -261,8 +320,9 @@ def test_compare_with_identical_replicates_has_a_point_interval():
 
 def test_compare_interval_contains_the_true_difference_and_is_reproducible():
     rng = np.random.default_rng(3)
-    table = synthetic({"untreated": rng.normal(0.10, 0.01, 40),
-                       "oxytocin": rng.normal(0.08, 0.01, 40)}, days=2)
+    table = synthetic(
+        {"untreated": rng.normal(0.10, 0.01, 40), "oxytocin": rng.normal(0.08, 0.01, 40)}, days=2
+    )
     result = compare(table, "senescent_fraction", seed=1)
     row = result.iloc[0]
     # Mean difference -0.02 with a standard error of ~0.0022: the 95% interval is ~±0.0044.
@@ -281,26 +341,32 @@ def test_compare_at_a_given_day(results):
     means = at.mean()
     for scenario in ("rapamycin", "oxytocin", "combined"):
         assert result.loc[scenario, "difference"] == pytest.approx(
-            means[scenario] - means["untreated"], rel=1e-12, abs=1e-15)
+            means[scenario] - means["untreated"], rel=1e-12, abs=1e-15
+        )
 
 
 def test_compare_with_one_replicate_has_no_interval():
-    result = compare(synthetic({"untreated": [0.1], "rapamycin": [0.05, 0.06]}),
-                     "senescent_fraction")
+    result = compare(
+        synthetic({"untreated": [0.1], "rapamycin": [0.05, 0.06]}), "senescent_fraction"
+    )
     assert result["ci_low"].isna().all() and result["ci_high"].isna().all()
 
 
 def test_compare_names_missing_reference_and_readout(results):
-    with pytest.raises(ValueError, match=r"no reference scenario 'control'.*available "
-                                         r"scenarios: combined, oxytocin, rapamycin, untreated"):
+    with pytest.raises(
+        ValueError,
+        match=r"no reference scenario 'control'.*available "
+        r"scenarios: combined, oxytocin, rapamycin, untreated",
+    ):
         compare(results, "senescent_fraction", reference="control")
     with pytest.raises(ValueError, match=r"unknown readout 'sasp'.*mean_sasp"):
         compare(results, "sasp")
 
 
 def test_compare_rejects_a_swept_reference():
-    table = synthetic({"untreated": [0.1, 0.2], "rapamycin": [0.1]},
-                      sweep={"untreated": [0.4, 0.8]})
+    table = synthetic(
+        {"untreated": [0.1, 0.2], "rapamycin": [0.1]}, sweep={"untreated": [0.4, 0.8]}
+    )
     with pytest.raises(ValueError, match="reference scenario 'untreated' has 2 sweep points"):
         compare(table, "senescent_fraction")
 

@@ -45,13 +45,25 @@ STATE_ARRAYS = ("damage", "exposure", "damage_scale", "divisions", "arrest_age",
 """The engine's flat per-site state arrays."""
 
 
-def active_tissue(size: int = 20, days: int = 30, rng: int | np.random.Generator = 7,
-                  torus: bool = True, kernel: str | None = None,
-                  **changes: float) -> ArrayTissue:
+def active_tissue(
+    size: int = 20,
+    days: int = 30,
+    rng: int | np.random.Generator = 7,
+    torus: bool = True,
+    kernel: str | None = None,
+    **changes: float,
+) -> ArrayTissue:
     """The busy old tissue of `test_model.active_model` on the array engine."""
-    return ArrayTissue(params=variant(ACTIVE_PARAMS, **changes), therapy=ACTIVE_THERAPY,
-                       size=size, start_age=ACTIVE_START_AGE, days=days, torus=torus, rng=rng,
-                       kernel=kernel)
+    return ArrayTissue(
+        params=variant(ACTIVE_PARAMS, **changes),
+        therapy=ACTIVE_THERAPY,
+        size=size,
+        start_age=ACTIVE_START_AGE,
+        days=days,
+        torus=torus,
+        rng=rng,
+        kernel=kernel,
+    )
 
 
 def last_readout(model: ArrayTissue) -> dict:
@@ -105,9 +117,12 @@ class Snapshot:
 
 
 def take_snapshot(model: ArrayTissue) -> Snapshot:
-    return Snapshot(tissue=model.tissue.ravel().copy(), immune=model.immune.ravel().copy(),
-                    sasp=model.sasp.ravel().copy(),
-                    **{name: getattr(model, name).copy() for name in STATE_ARRAYS})
+    return Snapshot(
+        tissue=model.tissue.ravel().copy(),
+        immune=model.immune.ravel().copy(),
+        sasp=model.sasp.ravel().copy(),
+        **{name: getattr(model, name).copy() for name in STATE_ARRAYS},
+    )
 
 
 def check_arrays(model: ArrayTissue) -> None:
@@ -134,7 +149,8 @@ def check_arrays(model: ArrayTissue) -> None:
     assert (model.divisions[healthy] >= 0).all()
     assert (model.arrest_age[tissue == SENESCENT] >= 0).all()
     assert (model.lifetime[model.immune.ravel()] >= 1).all(), (
-        "an immune cell stayed after its lifetime ran out")
+        "an immune cell stayed after its lifetime ran out"
+    )
 
 
 def check_readout_row(model: ArrayTissue, row: dict) -> None:
@@ -170,14 +186,17 @@ def check_state(model: ArrayTissue) -> None:
     check_readout_row(model, last_readout(model))
 
 
-def check_tissue_transitions(before: Snapshot, after: Snapshot, row: dict, size: int,
-                             torus: bool) -> None:
+def check_tissue_transitions(
+    before: Snapshot, after: Snapshot, row: dict, size: int, torus: bool
+) -> None:
     """Site-level tissue changes of one day are the ones the tallies report, and only those."""
     was, now = before.tissue, after.tissue
     assert not np.any((was == SENESCENT) & (now == HEALTHY)), (
-        "a senescent site became healthy within one day")
+        "a senescent site became healthy within one day"
+    )
     assert not np.any((was == EMPTY) & (now == SENESCENT)), (
-        "an empty site became senescent within one day")
+        "an empty site became senescent within one day"
+    )
 
     # New senescent sites: healthy at dawn, arrested today (arrest age 0).
     new_senescent = np.flatnonzero((now == SENESCENT) & (was != SENESCENT))
@@ -210,14 +229,19 @@ def check_tissue_transitions(before: Snapshot, after: Snapshot, row: dict, size:
     for daughter in born.tolist():
         around = neighbour_indices(daughter, size, torus)
         assert any(was[n] == HEALTHY for n in around), (
-            f"site {site(daughter, size)} filled without a healthy neighbour at dawn")
+            f"site {site(daughter, size)} filled without a healthy neighbour at dawn"
+        )
         candidates[daughter] = [
-            n for n in around
-            if n in parent_set and after.divisions[n] == after.divisions[daughter]
+            n
+            for n in around
+            if n in parent_set
+            and after.divisions[n] == after.divisions[daughter]
             and after.damage[n] == after.damage[daughter]
-            and after.exposure[n] == after.exposure[daughter]]
+            and after.exposure[n] == after.exposure[daughter]
+        ]
         assert candidates[daughter], (
-            f"daughter at {site(daughter, size)} matches no neighbouring parent")
+            f"daughter at {site(daughter, size)} matches no neighbouring parent"
+        )
     assert max_matching(candidates) == born.size, "daughters and parents do not pair up"
 
     # Senescent sites emptied today: removals need a cause; immune kills need an immune cell on
@@ -232,8 +256,9 @@ def check_tissue_transitions(before: Snapshot, after: Snapshot, row: dict, size:
     assert len(out_of_reach) <= row["cleared_senolytic"] + row["senescent_deaths"]
 
 
-def check_immune_transitions(before: Snapshot, after: Snapshot, row: dict, size: int,
-                             torus: bool, chemotactic: bool = False) -> int:
+def check_immune_transitions(
+    before: Snapshot, after: Snapshot, row: dict, size: int, torus: bool, chemotactic: bool = False
+) -> int:
     """Immune cells age, depart at lifetime 1, step at most one site onto a free one.
 
     With `chemotactic`, every move also goes to a free neighbour of highest SASP at dawn.
@@ -258,23 +283,28 @@ def check_immune_transitions(before: Snapshot, after: Snapshot, row: dict, size:
     movers = np.flatnonzero(was & ~now & ~departing)
     arrived = np.flatnonzero(now & ~was)
     assert arrived.size == row["immune_recruited"] + movers.size, (
-        "immune arrivals are not the recruits plus the movers (a move onto an occupied site?)")
+        "immune arrivals are not the recruits plus the movers (a move onto an occupied site?)"
+    )
     candidates = {}
     for mover in movers.tolist():
         around = neighbour_indices(mover, size, torus)
         assert before.tissue[mover] != SENESCENT, "an immune cell walked away from its prey"
         assert all(before.tissue[n] != SENESCENT for n in around), (
-            "an immune cell walked away from its prey")
+            "an immune cell walked away from its prey"
+        )
         free = [n for n in around if not was[n]]
         steepest = max((before.sasp[n] for n in free), default=-math.inf)
         candidates[mover] = [
-            target for target in arrived.tolist()
+            target
+            for target in arrived.tolist()
             if moore_distance(site(mover, size), site(target, size), size, torus) == 1
             and after.lifetime[target] == before.lifetime[mover] - 1
-            and (not chemotactic or before.sasp[target] == steepest)]
+            and (not chemotactic or before.sasp[target] == steepest)
+        ]
     for mover, targets in candidates.items():
-        assert targets, (f"immune cell at {site(mover, size)} vanished, jumped"
-                         + (" or went down the SASP gradient" if chemotactic else ""))
+        assert targets, f"immune cell at {site(mover, size)} vanished, jumped" + (
+            " or went down the SASP gradient" if chemotactic else ""
+        )
     assert max_matching(candidates) == movers.size, "movers and their new sites do not pair up"
     return int(movers.size)
 
@@ -292,8 +322,7 @@ def run_checking_every_day(model: ArrayTissue, days: int, chemotactic: bool = Fa
         assert len(model.readouts) == after_row["day"] + 1
         check_conservation(before_row, after_row)
         check_tissue_transitions(before, after, after_row, size, model.torus)
-        moves += check_immune_transitions(before, after, after_row, size, model.torus,
-                                          chemotactic)
+        moves += check_immune_transitions(before, after, after_row, size, model.torus, chemotactic)
         before, before_row = after, after_row
     return moves
 
@@ -315,8 +344,9 @@ def test_neighbour_table_is_the_moore_neighbourhood(torus: bool) -> None:
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("rng", [3, 17])
 @pytest.mark.parametrize("torus", [True, False], ids=["torus", "closed"])
-def test_invariants_hold_every_day_with_all_processes_active(torus: bool, rng: int,
-                                                             kernel: str) -> None:
+def test_invariants_hold_every_day_with_all_processes_active(
+    torus: bool, rng: int, kernel: str
+) -> None:
     days = 60
     model = active_tissue(size=25, days=days, rng=rng, torus=torus, kernel=kernel)
     immune_moves = run_checking_every_day(model, days)
@@ -325,16 +355,17 @@ def test_invariants_hold_every_day_with_all_processes_active(torus: bool, rng: i
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("torus", [True, False], ids=["torus", "closed"])
-def test_fully_chemotactic_immune_cells_step_up_the_sasp_gradient(torus: bool,
-                                                                  kernel: str) -> None:
+def test_fully_chemotactic_immune_cells_step_up_the_sasp_gradient(torus: bool, kernel: str) -> None:
     days = 30
-    model = active_tissue(size=20, days=days, rng=21, torus=torus, kernel=kernel,
-                          immune_chemotaxis=1.0)
+    model = active_tissue(
+        size=20, days=days, rng=21, torus=torus, kernel=kernel, immune_chemotaxis=1.0
+    )
     assert run_checking_every_day(model, days, chemotactic=True) > 0
 
 
-@pytest.mark.parametrize("arguments", [{"size": 2}, {"start_age": -1}, {"days": -1}],
-                         ids=["size", "start_age", "days"])
+@pytest.mark.parametrize(
+    "arguments", [{"size": 2}, {"start_age": -1}, {"days": -1}], ids=["size", "start_age", "days"]
+)
 def test_invalid_run_arguments_are_rejected(arguments: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(arguments))):
         ArrayTissue(**{"size": 5, "days": 1, "rng": 1, **arguments})
@@ -343,9 +374,14 @@ def test_invalid_run_arguments_are_rejected(arguments: dict) -> None:
 def test_senolytic_dose_of_fraction_one_clears_every_senescent_cell_on_dose_days() -> None:
     start_age, days = 600, 20
     schedule = Senolytic(every=5, fraction=1.0, start_age=start_age + 2)
-    model = ArrayTissue(params=variant(ACTIVE_PARAMS, initial_senescent_fraction=0.1),
-                        therapy=Therapy(senolytic=schedule), size=20, start_age=start_age,
-                        days=days, rng=11)
+    model = ArrayTissue(
+        params=variant(ACTIVE_PARAMS, initial_senescent_fraction=0.1),
+        therapy=Therapy(senolytic=schedule),
+        size=20,
+        start_age=start_age,
+        days=days,
+        rng=11,
+    )
     for _ in range(days):
         model.step()
     check_full_senolysis_on_dose_days(model.readouts, schedule, doses=4)
@@ -430,14 +466,23 @@ def test_run_for_is_the_same_run_as_stepping_day_by_day(kernel: str, planned: in
     # run_for runs the days between perturbations in one kernel call: chunks that end at the
     # perturbations (days 3 and 7; two at day 7), at the planned end (day 10) and past it must
     # give the very same run as single steps. Both go 12 days in uneven pieces.
-    perturbations = [Pulse(age=ACTIVE_START_AGE + 3, fraction=0.2),
-                     Transplant(age=ACTIVE_START_AGE + 7, cells=20, state="healthy"),
-                     Pulse(age=ACTIVE_START_AGE + 7, fraction=0.1)]
+    perturbations = [
+        Pulse(age=ACTIVE_START_AGE + 3, fraction=0.2),
+        Transplant(age=ACTIVE_START_AGE + 7, cells=20, state="healthy"),
+        Pulse(age=ACTIVE_START_AGE + 7, fraction=0.1),
+    ]
 
     def tissue() -> ArrayTissue:
-        return ArrayTissue(params=ACTIVE_PARAMS, therapy=ACTIVE_THERAPY, size=16,
-                           start_age=ACTIVE_START_AGE, days=planned, rng=9, kernel=kernel,
-                           perturbations=perturbations)
+        return ArrayTissue(
+            params=ACTIVE_PARAMS,
+            therapy=ACTIVE_THERAPY,
+            size=16,
+            start_age=ACTIVE_START_AGE,
+            days=planned,
+            rng=9,
+            kernel=kernel,
+            perturbations=perturbations,
+        )
 
     stepped, chunked = step_days(tissue(), 12), tissue()
     for days in (0, 2, 6, 0, 4):
@@ -445,8 +490,15 @@ def test_run_for_is_the_same_run_as_stepping_day_by_day(kernel: str, planned: in
     assert chunked.time == 12 and chunked.running == stepped.running == (planned > 12)
     assert_same_run(stepped, chunked)
     # The perturbations took effect: a run without them differs.
-    plain = ArrayTissue(params=ACTIVE_PARAMS, therapy=ACTIVE_THERAPY, size=16,
-                        start_age=ACTIVE_START_AGE, days=planned, rng=9, kernel=kernel)
+    plain = ArrayTissue(
+        params=ACTIVE_PARAMS,
+        therapy=ACTIVE_THERAPY,
+        size=16,
+        start_age=ACTIVE_START_AGE,
+        days=planned,
+        rng=9,
+        kernel=kernel,
+    )
     plain.run_for(12)
     assert not np.array_equal(plain.tissue, chunked.tissue)
 
@@ -498,8 +550,9 @@ def test_day_zero_row_is_the_initial_state() -> None:
     assert day_zero["age"] == ACTIVE_START_AGE
     for name, count in initial_counts.items():
         assert day_zero[name] == count
-    assert day_zero["empty"] == (size * size - initial_counts["healthy"]
-                                 - initial_counts["senescent"])
+    assert day_zero["empty"] == (
+        size * size - initial_counts["healthy"] - initial_counts["senescent"]
+    )
     assert (readouts.loc[0, list(EVENTS)] == 0).all()
     assert day_zero["mean_sasp"] == pytest.approx(initial_mean_sasp)
     assert day_zero["mean_damage"] == pytest.approx(initial_mean_damage)
@@ -507,8 +560,14 @@ def test_day_zero_row_is_the_initial_state() -> None:
     assert readouts["day"].tolist() == list(range(5))
     np.testing.assert_array_equal(readouts["age"], ACTIVE_START_AGE + np.arange(5))
     assert model.age == ACTIVE_START_AGE + 4 == readouts["age"].iloc[-1]
-    for name in ("mtorc1", "autophagy", "immune_competence", "division_prob",
-                 "rapamycin_exposure", "oxytocin_level"):
+    for name in (
+        "mtorc1",
+        "autophagy",
+        "immune_competence",
+        "division_prob",
+        "rapamycin_exposure",
+        "oxytocin_level",
+    ):
         np.testing.assert_allclose(readouts[name], model.timeline[name].iloc[:5], err_msg=name)
 
 
@@ -522,13 +581,18 @@ def test_initial_state_is_in_range() -> None:
     assert model.divisions[healthy].min() >= 0
     assert model.divisions[healthy].max() <= ACTIVE_PARAMS.replicative_limit // 2
     assert model.sasp.min() > 0.0  # the settled field of the initial senescent cells
-    np.testing.assert_allclose(model.exposure[healthy],
-                               model.sasp.ravel()[healthy] * model._days[0].inflammation)
+    np.testing.assert_allclose(
+        model.exposure[healthy], model.sasp.ravel()[healthy] * model._days[0].inflammation
+    )
 
 
 def test_full_tissue_without_senescence_starts_with_no_empty_or_senescent_site() -> None:
-    model = ArrayTissue(params=Parameters(initial_occupancy=1.0, initial_senescent_fraction=0.0),
-                        size=30, days=1, rng=4)
+    model = ArrayTissue(
+        params=Parameters(initial_occupancy=1.0, initial_senescent_fraction=0.0),
+        size=30,
+        days=1,
+        rng=4,
+    )
     assert (model.tissue == HEALTHY).all()
     np.testing.assert_array_equal(model.sasp, 0.0)
     day_zero = model.readouts.iloc[0]
@@ -576,8 +640,17 @@ def test_no_senescence_without_any_cause() -> None:
 
 def test_no_empty_site_appears_without_death_in_a_full_tissue() -> None:
     days = 60
-    model = step_days(active_tissue(size=20, days=days, rng=6, initial_occupancy=1.0,
-                                    healthy_death_rate=0.0, **NO_SENESCENCE), days)
+    model = step_days(
+        active_tissue(
+            size=20,
+            days=days,
+            rng=6,
+            initial_occupancy=1.0,
+            healthy_death_rate=0.0,
+            **NO_SENESCENCE,
+        ),
+        days,
+    )
     readouts = model.readouts
     assert (readouts["empty"] == 0).all()
     assert (readouts["healthy"] == 20 * 20).all()
@@ -598,13 +671,17 @@ def test_no_divisions_without_regeneration() -> None:
     assert readouts["empty"].iloc[-1] > 0  # vacancies there were, but nobody filled them
 
 
-@pytest.mark.parametrize(("change", "tally"), [
-    ({"primary_max_rate": 0.0}, "new_primary"),
-    ({"paracrine_max_rate": 0.0}, "new_paracrine"),
-    ({"replicative_limit": 1000}, "new_replicative"),
-    ({"senescent_death_rate": 0.0}, "senescent_deaths"),
-    ({"healthy_death_rate": 0.0}, "healthy_deaths"),
-], ids=["primary", "paracrine", "replicative", "senescent-death", "healthy-death"])
+@pytest.mark.parametrize(
+    ("change", "tally"),
+    [
+        ({"primary_max_rate": 0.0}, "new_primary"),
+        ({"paracrine_max_rate": 0.0}, "new_paracrine"),
+        ({"replicative_limit": 1000}, "new_replicative"),
+        ({"senescent_death_rate": 0.0}, "senescent_deaths"),
+        ({"healthy_death_rate": 0.0}, "healthy_deaths"),
+    ],
+    ids=["primary", "paracrine", "replicative", "senescent-death", "healthy-death"],
+)
 def test_each_event_needs_its_own_cause(change: dict, tally: str) -> None:
     # Each path switched off alone: its tally stays 0, the other paths still happen (so the
     # tallies are not mixed up between paths). Grid and length make each of the other paths
@@ -613,15 +690,18 @@ def test_each_event_needs_its_own_cause(change: dict, tally: str) -> None:
     model = step_days(active_tissue(size=30, days=days, rng=19, **change), days)
     happened = model.readouts[list(EVENTS)].sum()
     assert happened[tally] == 0
-    others = [name for name in (*NEW_SENESCENCE, "senescent_deaths", "healthy_deaths")
-              if name != tally]
+    others = [
+        name for name in (*NEW_SENESCENCE, "senescent_deaths", "healthy_deaths") if name != tally
+    ]
     assert (happened[others] > 0).all(), happened[others]
 
 
 def test_no_immune_cells_without_recruitment() -> None:
     days = 30
-    model = step_days(active_tissue(size=20, days=days, rng=14, immune_recruit_base=0.0,
-                                    immune_recruit_max=0.0), days)
+    model = step_days(
+        active_tissue(size=20, days=days, rng=14, immune_recruit_base=0.0, immune_recruit_max=0.0),
+        days,
+    )
     readouts = model.readouts
     assert (readouts["immune"] == 0).all()
     assert (readouts[["immune_recruited", "immune_departed", "cleared_immune"]] == 0).all().all()
@@ -641,8 +721,17 @@ def test_no_immune_kills_without_competence() -> None:
 
 def test_no_senolytic_clearance_without_senolytic() -> None:
     days = 30
-    model = step_days(ArrayTissue(params=ACTIVE_PARAMS, therapy=Therapy(), size=20,
-                                  start_age=ACTIVE_START_AGE, days=days, rng=16), days)
+    model = step_days(
+        ArrayTissue(
+            params=ACTIVE_PARAMS,
+            therapy=Therapy(),
+            size=20,
+            start_age=ACTIVE_START_AGE,
+            days=days,
+            rng=16,
+        ),
+        days,
+    )
     readouts = model.readouts
     assert (readouts["cleared_senolytic"] == 0).all()
     assert (readouts["rapamycin_exposure"] == 0.0).all()

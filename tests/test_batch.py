@@ -58,8 +58,9 @@ times the array engine's time): long enough to interrupt mid-way."""
 def write_files(folder: Path, template: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     files = []
-    for seed, (name, therapy) in enumerate([("untreated", ""),
-                                           ("rapamycin", "[therapy.rapamycin]\ndose = 1.0\n")]):
+    for seed, (name, therapy) in enumerate(
+        [("untreated", ""), ("rapamycin", "[therapy.rapamycin]\ndose = 1.0\n")]
+    ):
         path = folder / f"{name}.toml"
         path.write_text(template.format(name=name, seed=seed + 1, therapy=therapy))
         files.append(path)
@@ -68,8 +69,11 @@ def write_files(folder: Path, template: str) -> list[Path]:
 
 def run_files(folder: Path) -> dict[str, bytes]:
     """Every result file of a batch (relative path -> content)."""
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted((folder / RUNS).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted((folder / RUNS).rglob("*"))
+        if p.is_file()
+    }
 
 
 def manifest(folder: Path) -> dict:
@@ -81,8 +85,17 @@ def statuses(folder: Path) -> dict[str, str]:
 
 
 def cli_batch(files, out, *options) -> list[str]:
-    return [sys.executable, "-m", "tissue_abm.cli", "batch", *map(str, files), "--out", str(out),
-            "--quiet", *options]
+    return [
+        sys.executable,
+        "-m",
+        "tissue_abm.cli",
+        "batch",
+        *map(str, files),
+        "--out",
+        str(out),
+        "--quiet",
+        *options,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +129,11 @@ def test_batch_writes_one_readout_and_one_snapshot_file_per_run_and_a_manifest(s
     assert manifest(out)["status"] == "done"
 
 
-@pytest.mark.parametrize("executor", [{"workers": 2}, {"workers": 2, "scheduler": "local"}],
-                         ids=["process-pool", "dask-local-cluster"])
+@pytest.mark.parametrize(
+    "executor",
+    [{"workers": 2}, {"workers": 2, "scheduler": "local"}],
+    ids=["process-pool", "dask-local-cluster"],
+)
 def test_results_are_identical_on_every_executor(small, tmp_path, executor):
     files, reference = small
     summary = batch.run_batch(batch.plan_batch(files), tmp_path / "out", **executor)
@@ -130,15 +146,18 @@ def test_manifest_records_seeds_texts_points_and_provenance(small):
     content = manifest(out)
     assert [s["text"] for s in content["scenarios"]] == [f.read_text() for f in files]
     runs = pd.DataFrame(content["runs"])
-    spawned = [int(c.generate_state(1, np.uint64)[0] >> np.uint64(1))
-               for c in np.random.SeedSequence(1).spawn(2)]
+    spawned = [
+        int(c.generate_state(1, np.uint64)[0] >> np.uint64(1))
+        for c in np.random.SeedSequence(1).spawn(2)
+    ]
     untreated = runs[runs["scenario"] == "untreated"]
     assert sorted(set(untreated["seed"])) == sorted(spawned)
     # both sweep points of a scenario share the replicate seeds (common random numbers)
     assert untreated.groupby("point")["seed"].apply(list).map(tuple).nunique() == 1
     assert {p["values"]["immune_kill"] for p in content["points"]} == {0.4, 0.8}
-    assert all(p["parameters"]["immune_kill"] == p["values"]["immune_kill"]
-               for p in content["points"])
+    assert all(
+        p["parameters"]["immune_kill"] == p["values"]["immune_kill"] for p in content["points"]
+    )
     assert content["provenance"]["package"] == "tissue-abm"
     assert all(run["seconds"] >= 0 for run in content["runs"])
 
@@ -171,10 +190,10 @@ def test_load_snapshots_gives_the_grid_the_readouts_count_at_the_asked_age(small
     grid = shots.groupby(runs, observed=True).agg(
         healthy=("state", lambda s: (s == "healthy").sum()),
         senescent=("state", lambda s: (s == "senescent").sum()),
-        immune=("immune", "sum"))
+        immune=("immune", "sum"),
+    )
     readouts = load_results(out)
-    counted = readouts[readouts["age"] == 98.0].set_index(runs)[["healthy", "senescent",
-                                                                  "immune"]]
+    counted = readouts[readouts["age"] == 98.0].set_index(runs)[["healthy", "senescent", "immune"]]
     pd.testing.assert_frame_equal(grid.sort_index(), counted.sort_index(), check_dtype=False)
 
 
@@ -192,8 +211,9 @@ def test_a_failing_run_is_recorded_and_the_batch_goes_on(small, tmp_path, monkey
 
     monkeypatch.setattr(batch, "run_scenario", flaky)
     out = tmp_path / "out"
-    assert cli.main(["batch", *map(str, files), "--out", str(out), "--workers", "1",
-                     "--quiet"]) == 1
+    assert (
+        cli.main(["batch", *map(str, files), "--out", str(out), "--workers", "1", "--quiet"]) == 1
+    )
     err = capsys.readouterr().err
     assert "rapamycin/p0001_r0000: FloatingPointError: overflow in the SASP field" in err
     assert "1 runs failed" in err
@@ -204,8 +224,12 @@ def test_a_failing_run_is_recorded_and_the_batch_goes_on(small, tmp_path, monkey
     assert len(run_files(out)) == 14
 
     monkeypatch.setattr(batch, "run_scenario", real)  # the cause is gone: resume retries it
-    assert cli.main(["batch", *map(str, files), "--out", str(out), "--workers", "1",
-                     "--quiet", "--resume"]) == 0
+    assert (
+        cli.main(
+            ["batch", *map(str, files), "--out", str(out), "--workers", "1", "--quiet", "--resume"]
+        )
+        == 0
+    )
     assert run_files(out) == run_files(reference)
     assert set(statuses(out).values()) == {"done"}
 
@@ -243,8 +267,7 @@ def test_resume_without_files_uses_the_scenario_texts_of_the_manifest(small, tmp
     for file in files:
         file.rename(file.with_suffix(".moved"))  # the files are gone: the manifest has the texts
     try:
-        assert cli.main(["batch", "--out", str(out), "--resume", "--workers", "1",
-                         "--quiet"]) == 0
+        assert cli.main(["batch", "--out", str(out), "--resume", "--workers", "1", "--quiet"]) == 0
     finally:
         for file in files:
             file.with_suffix(".moved").rename(file)
@@ -262,8 +285,12 @@ def default_sigint() -> None:
 
 def start_batch(files, out: Path, results: int) -> subprocess.Popen:
     """Start `tissue-abm batch` on two workers; return once `results` runs are written."""
-    process = subprocess.Popen(cli_batch(files, out, "--workers", "2"), stderr=subprocess.PIPE,
-                               text=True, preexec_fn=default_sigint)
+    process = subprocess.Popen(
+        cli_batch(files, out, "--workers", "2"),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     deadline = time.monotonic() + 120
     while len(list((out / RUNS).glob("*/*.parquet"))) < results:
         assert process.poll() is None, "the batch ended before it could be interrupted"
@@ -289,8 +316,12 @@ def test_ctrl_c_keeps_finished_runs_and_resume_completes_the_batch(slow, tmp_pat
     kept = run_files(out)
     assert kept == {k: v for k, v in run_files(reference).items() if k in kept}
 
-    resumed = subprocess.run(cli_batch(files, out, "--workers", "2", "--resume"),
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        cli_batch(files, out, "--workers", "2", "--resume"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"({len(done)} earlier)" in resumed.stdout
     assert run_files(out) == run_files(reference)
@@ -301,16 +332,23 @@ def test_a_killed_worker_process_loses_nothing(slow, tmp_path):
     files, reference = slow
     out = tmp_path / "out"
     process = start_batch(files, out, results=1)
-    workers = [p for p in psutil.Process(process.pid).children(recursive=True)
-               if p.parent().pid != process.pid]  # the pool's workers, under the fork server
+    workers = [
+        p
+        for p in psutil.Process(process.pid).children(recursive=True)
+        if p.parent().pid != process.pid
+    ]  # the pool's workers, under the fork server
     assert workers, "no worker processes found"
     os.kill(workers[0].pid, signal.SIGKILL)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err  # the pool was restarted and the lost runs sent again
     assert run_files(out) == run_files(reference)
     assert set(statuses(out).values()) == {"done"}
-    resumed = subprocess.run(cli_batch(files, out, "--workers", "1", "--resume"),
-                             capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        cli_batch(files, out, "--workers", "1", "--resume"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "16 of 16 runs done (16 earlier)" in resumed.stdout  # nothing was missing
 
@@ -322,13 +360,18 @@ def test_command_line_options_override_every_file_and_bind_the_resume(small, tmp
     assert cli.main(["batch", *map(str, files), "--out", str(out), *options]) == 0
     frame = load_results(out)
     assert frame.groupby("scenario", observed=True)[["point", "replicate"]].nunique().to_dict(
-        "list") == {"point": [2, 2], "replicate": [3, 3]}
+        "list"
+    ) == {"point": [2, 2], "replicate": [3, 3]}
     assert frame["day"].max() == 10
     assert (frame["healthy"] + frame["senescent"] + frame["empty"] == 7 * 7).all()
     assert manifest(out)["overrides"] == {"replicates": 3, "days": 10, "size": 7}
     capsys.readouterr()
-    assert cli.main(["batch", *map(str, files), "--out", str(out), "--resume", "--workers",
-                     "1", "--quiet"]) == 2
+    assert (
+        cli.main(
+            ["batch", *map(str, files), "--out", str(out), "--resume", "--workers", "1", "--quiet"]
+        )
+        == 2
+    )
     assert "--replicates 3 --days 10 --size 7 instead of no options" in capsys.readouterr().err
 
 
@@ -347,16 +390,20 @@ def test_plot_and_report_commands_write_their_files(small, tmp_path, capsys):
     report = (tmp_path / "report" / "report.md").read_text()
     assert "untreated" in report and "rapamycin" in report
     assert "Senescent fraction compared with untreated" in report
-    for image in [line.split("(")[1].rstrip(")") for line in report.splitlines()
-                  if line.startswith("![")]:
+    for image in [
+        line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")
+    ]:
         assert (tmp_path / "report" / image).stat().st_size > 0
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["report", "{empty}"], "no result files"),
-    (["plot", "{empty}"], "no result files"),
-    (["report", "{small}", "--readout", "vitality"], "vitality"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["report", "{empty}"], "no result files"),
+        (["plot", "{empty}"], "no result files"),
+        (["report", "{small}", "--readout", "vitality"], "vitality"),
+    ],
+)
 def test_plot_and_report_errors_are_one_line(small, tmp_path, capsys, args, message):
     (tmp_path / "empty").mkdir()
     paths = {"empty": tmp_path / "empty", "small": small[1]}

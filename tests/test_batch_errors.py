@@ -24,8 +24,10 @@ FAST = ["--workers", "1", "--quiet"]
 @pytest.fixture
 def no_simulation(monkeypatch):
     """Fail the test if a batch run is started."""
+
     def forbidden(*args, **kwargs):
         pytest.fail("run_scenario was called although the input is invalid")
+
     monkeypatch.setattr(batch, "run_scenario", forbidden)
 
 
@@ -37,7 +39,6 @@ def run_cli(*args: str | Path) -> int:
         return exit_.code
 
 
-
 def assert_no_results(out: Path) -> None:
     """`out` is absent, or holds no run results and no manifest."""
     if out.exists():
@@ -47,14 +48,19 @@ def assert_no_results(out: Path) -> None:
 
 def tree(folder: Path) -> dict[str, bytes]:
     """Every file below `folder` (hidden ones too) with its content."""
-    return {str(path.relative_to(folder)): path.read_bytes()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 # --- malformed scenario files -------------------------------------------------------------------
 
-SWEEP_HELP = "allowed: a parameter name (see `tissue-abm params`), size, torus, start_age, " \
-             "end_age, engine or a path such as therapy.rapamycin.dose"
+SWEEP_HELP = (
+    "allowed: a parameter name (see `tissue-abm params`), size, torus, start_age, "
+    "end_age, engine or a path such as therapy.rapamycin.dose"
+)
 NON_EMPTY_LIST = "allowed: a non-empty list of values"
 
 MALFORMED = [
@@ -62,143 +68,250 @@ MALFORMED = [
     pytest.param('name = "unterminated\n', ["not valid TOML", "line 1"], id="invalid-toml"),
     pytest.param(None, ["no such scenario file"], id="missing-file"),
     pytest.param(b'name = "caf\xe9"\n', ["not UTF-8 text"], id="not-utf8"),
-    pytest.param(HEAD + "replicate = 3\n",
-                 ["unknown key 'replicate'", "did you mean 'replicates'?", "allowed keys:",
-                  "sweep", "output"],
-                 id="unknown-top-level-key-suggests-closest"),
-    pytest.param(HEAD + "[parameters]\nimmune_kil = 0.5\n",
-                 ["unknown key 'parameters.immune_kil'", "did you mean 'immune_kill'?",
-                  "see `tissue-abm params`"],
-                 id="unknown-parameter"),
-    pytest.param(HEAD + 'replicates = "3"\n',
-                 ["replicates = '3' is not allowed", "allowed: a whole number from 1 to 100000"],
-                 id="wrong-type"),
-    pytest.param(HEAD + "[parameters]\nimmune_kill = 1.5\n",
-                 ["parameters.immune_kill = 1.5 is not allowed",
-                  "allowed: a number from 0.0 to 1.0"],
-                 id="out-of-range"),
+    pytest.param(
+        HEAD + "replicate = 3\n",
+        [
+            "unknown key 'replicate'",
+            "did you mean 'replicates'?",
+            "allowed keys:",
+            "sweep",
+            "output",
+        ],
+        id="unknown-top-level-key-suggests-closest",
+    ),
+    pytest.param(
+        HEAD + "[parameters]\nimmune_kil = 0.5\n",
+        [
+            "unknown key 'parameters.immune_kil'",
+            "did you mean 'immune_kill'?",
+            "see `tissue-abm params`",
+        ],
+        id="unknown-parameter",
+    ),
+    pytest.param(
+        HEAD + 'replicates = "3"\n',
+        ["replicates = '3' is not allowed", "allowed: a whole number from 1 to 100000"],
+        id="wrong-type",
+    ),
+    pytest.param(
+        HEAD + "[parameters]\nimmune_kill = 1.5\n",
+        ["parameters.immune_kill = 1.5 is not allowed", "allowed: a number from 0.0 to 1.0"],
+        id="out-of-range",
+    ),
     # replicates
-    pytest.param(HEAD + "replicates = 0\n",
-                 ["replicates = 0 is not allowed", "allowed: a whole number from 1 to 100000"],
-                 id="replicates-zero"),
-    pytest.param(HEAD + "replicates = 2.5\n",
-                 ["replicates = 2.5 is not allowed", "allowed: a whole number from 1"],
-                 id="replicates-not-an-integer"),
-    pytest.param(HEAD + "replicates = 2.0\n",
-                 ["replicates = 2.0 is not allowed", "allowed: a whole number from 1"],
-                 id="replicates-whole-float"),
-    pytest.param(HEAD + "replicates = true\n",
-                 ["replicates = True is not allowed", "allowed: a whole number from 1"],
-                 id="replicates-bool"),
+    pytest.param(
+        HEAD + "replicates = 0\n",
+        ["replicates = 0 is not allowed", "allowed: a whole number from 1 to 100000"],
+        id="replicates-zero",
+    ),
+    pytest.param(
+        HEAD + "replicates = 2.5\n",
+        ["replicates = 2.5 is not allowed", "allowed: a whole number from 1"],
+        id="replicates-not-an-integer",
+    ),
+    pytest.param(
+        HEAD + "replicates = 2.0\n",
+        ["replicates = 2.0 is not allowed", "allowed: a whole number from 1"],
+        id="replicates-whole-float",
+    ),
+    pytest.param(
+        HEAD + "replicates = true\n",
+        ["replicates = True is not allowed", "allowed: a whole number from 1"],
+        id="replicates-bool",
+    ),
     # the shape of the sweep
-    pytest.param(HEAD + "[sweep]\n",
-                 ["sweep: empty sweep", "give grid = {key = [values]} and/or zip = {...}"],
-                 id="empty-sweep-table"),
-    pytest.param(HEAD + "sweep = 3\n",
-                 ["sweep: must be a table with grid = {...} and/or zip = {...}"],
-                 id="sweep-not-a-table"),
-    pytest.param(HEAD + "[sweep]\ngrid = 3\n",
-                 ["sweep: grid must be a table of key = [values]"], id="sweep-grid-not-a-table"),
-    pytest.param(HEAD + "[sweep.grid]\nimmune_kill = [0.5]\n[sweep.gird]\nsize = [6]\n",
-                 ["unknown key 'sweep.gird'", "did you mean 'grid'?", "allowed keys: grid, zip"],
-                 id="sweep-unknown-table"),
-    pytest.param(HEAD + "[sweep.grid]\nimmune_kill = []\n",
-                 ["sweep: grid.immune_kill = [] is not allowed", NON_EMPTY_LIST],
-                 id="sweep-grid-list-empty"),
-    pytest.param(HEAD + "[sweep.zip]\nimmune_kill = []\n",
-                 ["sweep: zip.immune_kill = [] is not allowed", NON_EMPTY_LIST],
-                 id="sweep-zip-list-empty"),
-    pytest.param(HEAD + "[sweep.grid]\nimmune_kill = 0.5\n",
-                 ["sweep: grid.immune_kill = 0.5 is not allowed", NON_EMPTY_LIST],
-                 id="sweep-value-not-a-list"),
-    pytest.param(HEAD + "[sweep.grid]\ntherapy.rapamycin.dose = [1.0]\n",
-                 ["sweep: grid.therapy is a table", "write a dotted sweep key in quotes",
-                  '"therapy.rapamycin..." = [values]'],
-                 id="sweep-dotted-key-unquoted"),
-    pytest.param(HEAD + "[sweep.gird]\nimmune_kill = [0.5]\n",
-                 ["unknown key 'sweep.gird'", "did you mean 'grid'?", "allowed keys: grid, zip"],
-                 id="sweep-only-table-mistyped"),
-    pytest.param(HEAD + "[sweep.zip]\nimmune_kill = [0.5, 0.6]\nsize = [6, 7, 8]\n",
-                 ["sweep: zip lists must be equally long (immune_kill: 2, size: 3)"],
-                 id="sweep-zip-lists-of-unequal-length"),
-    pytest.param(HEAD + "[sweep.grid]\nimmune_kill = [0.5]\n[sweep.zip]\nimmune_kill = [0.6]\n",
-                 ["sweep: 'immune_kill' is swept twice; give each key once"],
-                 id="sweep-same-key-in-grid-and-zip"),
-    pytest.param(HEAD + '[sweep.grid]\nimmune_kill = [0.5]\n"parameters.immune_kill" = [0.6]\n',
-                 ["sweep: 'immune_kill' is swept twice; give each key once"],
-                 id="sweep-same-parameter-spelt-two-ways"),
+    pytest.param(
+        HEAD + "[sweep]\n",
+        ["sweep: empty sweep", "give grid = {key = [values]} and/or zip = {...}"],
+        id="empty-sweep-table",
+    ),
+    pytest.param(
+        HEAD + "sweep = 3\n",
+        ["sweep: must be a table with grid = {...} and/or zip = {...}"],
+        id="sweep-not-a-table",
+    ),
+    pytest.param(
+        HEAD + "[sweep]\ngrid = 3\n",
+        ["sweep: grid must be a table of key = [values]"],
+        id="sweep-grid-not-a-table",
+    ),
+    pytest.param(
+        HEAD + "[sweep.grid]\nimmune_kill = [0.5]\n[sweep.gird]\nsize = [6]\n",
+        ["unknown key 'sweep.gird'", "did you mean 'grid'?", "allowed keys: grid, zip"],
+        id="sweep-unknown-table",
+    ),
+    pytest.param(
+        HEAD + "[sweep.grid]\nimmune_kill = []\n",
+        ["sweep: grid.immune_kill = [] is not allowed", NON_EMPTY_LIST],
+        id="sweep-grid-list-empty",
+    ),
+    pytest.param(
+        HEAD + "[sweep.zip]\nimmune_kill = []\n",
+        ["sweep: zip.immune_kill = [] is not allowed", NON_EMPTY_LIST],
+        id="sweep-zip-list-empty",
+    ),
+    pytest.param(
+        HEAD + "[sweep.grid]\nimmune_kill = 0.5\n",
+        ["sweep: grid.immune_kill = 0.5 is not allowed", NON_EMPTY_LIST],
+        id="sweep-value-not-a-list",
+    ),
+    pytest.param(
+        HEAD + "[sweep.grid]\ntherapy.rapamycin.dose = [1.0]\n",
+        [
+            "sweep: grid.therapy is a table",
+            "write a dotted sweep key in quotes",
+            '"therapy.rapamycin..." = [values]',
+        ],
+        id="sweep-dotted-key-unquoted",
+    ),
+    pytest.param(
+        HEAD + "[sweep.gird]\nimmune_kill = [0.5]\n",
+        ["unknown key 'sweep.gird'", "did you mean 'grid'?", "allowed keys: grid, zip"],
+        id="sweep-only-table-mistyped",
+    ),
+    pytest.param(
+        HEAD + "[sweep.zip]\nimmune_kill = [0.5, 0.6]\nsize = [6, 7, 8]\n",
+        ["sweep: zip lists must be equally long (immune_kill: 2, size: 3)"],
+        id="sweep-zip-lists-of-unequal-length",
+    ),
+    pytest.param(
+        HEAD + "[sweep.grid]\nimmune_kill = [0.5]\n[sweep.zip]\nimmune_kill = [0.6]\n",
+        ["sweep: 'immune_kill' is swept twice; give each key once"],
+        id="sweep-same-key-in-grid-and-zip",
+    ),
+    pytest.param(
+        HEAD + '[sweep.grid]\nimmune_kill = [0.5]\n"parameters.immune_kill" = [0.6]\n',
+        ["sweep: 'immune_kill' is swept twice; give each key once"],
+        id="sweep-same-parameter-spelt-two-ways",
+    ),
     # sweep keys
-    pytest.param(HEAD + "[sweep.grid]\nimmune_kil = [0.5]\n",
-                 ["sweep key 'immune_kil' is not allowed", "did you mean 'immune_kill'?",
-                  SWEEP_HELP],
-                 id="sweep-key-unknown-suggests-closest"),
-    pytest.param(HEAD + "[sweep.grid]\nseed = [1, 2]\n",
-                 ["sweep key 'seed' is not allowed", SWEEP_HELP], id="sweep-key-seed"),
-    pytest.param(HEAD + '[sweep.grid]\nname = ["a", "b"]\n',
-                 ["sweep key 'name' is not allowed", SWEEP_HELP], id="sweep-key-name"),
-    pytest.param(HEAD + '[sweep.grid]\n"output.every" = [1, 2]\n',
-                 ["sweep key 'output.every' is not allowed", SWEEP_HELP],
-                 id="sweep-key-output"),
-    pytest.param(HEAD + '[sweep.grid]\n"parameters.bogus" = [0.5]\n',
-                 ["sweep.grid.parameters.bogus: unknown key 'parameters.bogus'",
-                  "see `tissue-abm params`"],
-                 id="sweep-key-unknown-parameter-path"),
-    pytest.param(HEAD + '[sweep.zip]\n"therapy.metformin.dose" = [0.5]\n',
-                 ["therapy.metformin.dose = 0.5", "unknown key 'therapy.metformin'",
-                  "allowed keys: oxytocin, rapamycin, senolytic"],
-                 id="sweep-key-unknown-therapy"),
+    pytest.param(
+        HEAD + "[sweep.grid]\nimmune_kil = [0.5]\n",
+        ["sweep key 'immune_kil' is not allowed", "did you mean 'immune_kill'?", SWEEP_HELP],
+        id="sweep-key-unknown-suggests-closest",
+    ),
+    pytest.param(
+        HEAD + "[sweep.grid]\nseed = [1, 2]\n",
+        ["sweep key 'seed' is not allowed", SWEEP_HELP],
+        id="sweep-key-seed",
+    ),
+    pytest.param(
+        HEAD + '[sweep.grid]\nname = ["a", "b"]\n',
+        ["sweep key 'name' is not allowed", SWEEP_HELP],
+        id="sweep-key-name",
+    ),
+    pytest.param(
+        HEAD + '[sweep.grid]\n"output.every" = [1, 2]\n',
+        ["sweep key 'output.every' is not allowed", SWEEP_HELP],
+        id="sweep-key-output",
+    ),
+    pytest.param(
+        HEAD + '[sweep.grid]\n"parameters.bogus" = [0.5]\n',
+        ["sweep.grid.parameters.bogus: unknown key 'parameters.bogus'", "see `tissue-abm params`"],
+        id="sweep-key-unknown-parameter-path",
+    ),
+    pytest.param(
+        HEAD + '[sweep.zip]\n"therapy.metformin.dose" = [0.5]\n',
+        [
+            "therapy.metformin.dose = 0.5",
+            "unknown key 'therapy.metformin'",
+            "allowed keys: oxytocin, rapamycin, senolytic",
+        ],
+        id="sweep-key-unknown-therapy",
+    ),
     # sweep values
-    pytest.param(HEAD + "[sweep.grid]\nimmune_kill = [0.5, 1.5]\n",
-                 ["sweep.grid.immune_kill:", "parameters.immune_kill = 1.5 is not allowed",
-                  "allowed: a number from 0.0 to 1.0"],
-                 id="sweep-grid-value-out-of-range"),
-    pytest.param(HEAD + "[sweep.zip]\nimmune_kill = [0.5, -0.1]\nsize = [6, 7]\n",
-                 ["sweep.zip.immune_kill:", "parameters.immune_kill = -0.1 is not allowed",
-                  "allowed: a number from 0.0 to 1.0"],
-                 id="sweep-zip-value-out-of-range"),
-    pytest.param(HEAD + '[sweep.grid]\n"therapy.rapamycin.dose" = [1, 500]\n',
-                 ["sweep.grid.therapy.rapamycin.dose:", "therapy.rapamycin.dose = 500 ",
-                  "allowed: a number from 0.0 to 100.0 (mg/kg)"],
-                 id="sweep-therapy-value-out-of-range"),
-    pytest.param(HEAD + '[sweep.grid]\nsize = [6, "7"]\n',
-                 ["sweep.grid.size:", "size = '7' is not allowed",
-                  "allowed: a whole number from 3 to 4000"],
-                 id="sweep-value-of-wrong-type"),
-    pytest.param(HEAD + "[sweep.grid]\nend_age = [92, 90]\n",
-                 ["sweep point (end_age = 90)", "end_age (90) must be after start_age (90)"],
-                 id="sweep-end-age-not-after-start-age"),
-    pytest.param(HEAD + "[sweep.zip]\nstart_age = [90, 92]\n",
-                 ["sweep point (start_age = 92)", "end_age (92) must be after start_age (92)"],
-                 id="sweep-start-age-not-before-end-age"),
+    pytest.param(
+        HEAD + "[sweep.grid]\nimmune_kill = [0.5, 1.5]\n",
+        [
+            "sweep.grid.immune_kill:",
+            "parameters.immune_kill = 1.5 is not allowed",
+            "allowed: a number from 0.0 to 1.0",
+        ],
+        id="sweep-grid-value-out-of-range",
+    ),
+    pytest.param(
+        HEAD + "[sweep.zip]\nimmune_kill = [0.5, -0.1]\nsize = [6, 7]\n",
+        [
+            "sweep.zip.immune_kill:",
+            "parameters.immune_kill = -0.1 is not allowed",
+            "allowed: a number from 0.0 to 1.0",
+        ],
+        id="sweep-zip-value-out-of-range",
+    ),
+    pytest.param(
+        HEAD + '[sweep.grid]\n"therapy.rapamycin.dose" = [1, 500]\n',
+        [
+            "sweep.grid.therapy.rapamycin.dose:",
+            "therapy.rapamycin.dose = 500 ",
+            "allowed: a number from 0.0 to 100.0 (mg/kg)",
+        ],
+        id="sweep-therapy-value-out-of-range",
+    ),
+    pytest.param(
+        HEAD + '[sweep.grid]\nsize = [6, "7"]\n',
+        ["sweep.grid.size:", "size = '7' is not allowed", "allowed: a whole number from 3 to 4000"],
+        id="sweep-value-of-wrong-type",
+    ),
+    pytest.param(
+        HEAD + "[sweep.grid]\nend_age = [92, 90]\n",
+        ["sweep point (end_age = 90)", "end_age (90) must be after start_age (90)"],
+        id="sweep-end-age-not-after-start-age",
+    ),
+    pytest.param(
+        HEAD + "[sweep.zip]\nstart_age = [90, 92]\n",
+        ["sweep point (start_age = 92)", "end_age (92) must be after start_age (92)"],
+        id="sweep-start-age-not-before-end-age",
+    ),
     # output
-    pytest.param(HEAD + "[output]\nsnapshots = [91, 95]\n",
-                 ["output.snapshots: age 95 is outside the run",
-                  "allowed: ages from start_age (90) to end_age (92)"],
-                 id="snapshot-outside-the-run"),
-    pytest.param(HEAD + "[output]\nsnapshots = [89]\n",
-                 ["output.snapshots: age 89 is outside the run", "start_age (90)"],
-                 id="snapshot-before-the-run"),
-    pytest.param(HEAD + "[output]\nsnapshots = [92]\n[sweep.grid]\nend_age = [92, 91]\n",
-                 ["sweep point (end_age = 91)", "output.snapshots: age 92 is outside the run",
-                  "end_age (91)"],
-                 id="snapshot-outside-the-run-at-a-sweep-point"),
-    pytest.param(HEAD + '[output]\nsnapshots = ["91"]\n',
-                 ["output.snapshots.0 = '91' is not allowed"], id="snapshot-not-an-integer"),
-    pytest.param(HEAD + "[output]\nevery = 0\n",
-                 ["output.every = 0 is not allowed", "allowed: a whole number from 1 to 36500"],
-                 id="output-every-zero"),
-    pytest.param(HEAD + "[output]\nevery = 1.5\n",
-                 ["output.every = 1.5 is not allowed", "allowed: a whole number"],
-                 id="output-every-not-an-integer"),
-    pytest.param(HEAD + "[output]\nevry = 2\n",
-                 ["unknown key 'output.evry'", "did you mean 'every'?"],
-                 id="output-unknown-key"),
+    pytest.param(
+        HEAD + "[output]\nsnapshots = [91, 95]\n",
+        [
+            "output.snapshots: age 95 is outside the run",
+            "allowed: ages from start_age (90) to end_age (92)",
+        ],
+        id="snapshot-outside-the-run",
+    ),
+    pytest.param(
+        HEAD + "[output]\nsnapshots = [89]\n",
+        ["output.snapshots: age 89 is outside the run", "start_age (90)"],
+        id="snapshot-before-the-run",
+    ),
+    pytest.param(
+        HEAD + "[output]\nsnapshots = [92]\n[sweep.grid]\nend_age = [92, 91]\n",
+        [
+            "sweep point (end_age = 91)",
+            "output.snapshots: age 92 is outside the run",
+            "end_age (91)",
+        ],
+        id="snapshot-outside-the-run-at-a-sweep-point",
+    ),
+    pytest.param(
+        HEAD + '[output]\nsnapshots = ["91"]\n',
+        ["output.snapshots.0 = '91' is not allowed"],
+        id="snapshot-not-an-integer",
+    ),
+    pytest.param(
+        HEAD + "[output]\nevery = 0\n",
+        ["output.every = 0 is not allowed", "allowed: a whole number from 1 to 36500"],
+        id="output-every-zero",
+    ),
+    pytest.param(
+        HEAD + "[output]\nevery = 1.5\n",
+        ["output.every = 1.5 is not allowed", "allowed: a whole number"],
+        id="output-every-not-an-integer",
+    ),
+    pytest.param(
+        HEAD + "[output]\nevry = 2\n",
+        ["unknown key 'output.evry'", "did you mean 'every'?"],
+        id="output-unknown-key",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("content", "expected"), MALFORMED)
 def test_malformed_file_exits_2_with_one_line_error_and_writes_nothing(
-        tmp_path, capsys, no_simulation, content, expected):
+    tmp_path, capsys, no_simulation, content, expected
+):
     path = write_case(tmp_path, content)
     out = tmp_path / "out"
     status = run_cli(path, "--out", out)
@@ -211,12 +324,17 @@ def test_malformed_file_exits_2_with_one_line_error_and_writes_nothing(
 
 @pytest.mark.parametrize("key", ["parameters.immune_kill.x", "therapy.rapamycin.dose.x"])
 def test_sweep_path_below_a_number_is_a_one_line_error(tmp_path, capsys, no_simulation, key):
-    path = write_case(tmp_path, HEAD + "[therapy.rapamycin]\ndose = 1.0\n"
-                      f'[sweep.grid]\n"{key}" = [0.5]\n')
+    path = write_case(
+        tmp_path, HEAD + f'[therapy.rapamycin]\ndose = 1.0\n[sweep.grid]\n"{key}" = [0.5]\n'
+    )
     out = tmp_path / "out"
     assert run_cli(path, "--out", out) == 2
-    assert_one_line_error(capsys.readouterr().err, str(path), f"sweep key '{key}' is not allowed",
-                          "therapy.rapamycin.dose")
+    assert_one_line_error(
+        capsys.readouterr().err,
+        str(path),
+        f"sweep key '{key}' is not allowed",
+        "therapy.rapamycin.dose",
+    )
     assert not out.exists()
 
 
@@ -245,9 +363,11 @@ def test_duplicate_scenario_names_across_files(tmp_path, capsys, no_simulation):
     second.write_text(HEAD.replace("size = 6", "size = 7"), encoding="utf-8")
     out = tmp_path / "out"
     assert run_cli(first, second, "--out", out) == 2
-    assert_one_line_error(capsys.readouterr().err,
-                          f"{second}: scenario name 'bad' is already used by {first}",
-                          "names must be unique within a batch")
+    assert_one_line_error(
+        capsys.readouterr().err,
+        f"{second}: scenario name 'bad' is already used by {first}",
+        "names must be unique within a batch",
+    )
     assert not out.exists()
 
 
@@ -272,15 +392,17 @@ def test_unwritable_output_folder(tmp_path, capsys, no_simulation, good):
     assert blocker.read_text() == "a regular file\n"
 
 
-def test_output_folder_that_is_not_empty_and_holds_no_batch(tmp_path, capsys, no_simulation,
-                                                            good):
+def test_output_folder_that_is_not_empty_and_holds_no_batch(tmp_path, capsys, no_simulation, good):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine\n")
     for resume in ([], ["--resume"]):
         assert run_cli(good, "--out", out, *resume) == 2
-        assert_one_line_error(capsys.readouterr().err,
-                              f"{out} is not empty and holds no batch", "choose another --out")
+        assert_one_line_error(
+            capsys.readouterr().err,
+            f"{out} is not empty and holds no batch",
+            "choose another --out",
+        )
         assert tree(out) == {"notes.txt": b"mine\n"}
 
 
@@ -292,13 +414,15 @@ def finished(tmp_path, good) -> Path:
     return out
 
 
-def test_output_folder_holding_a_batch_without_resume(tmp_path, capsys, finished, good,
-                                                      no_simulation):
+def test_output_folder_holding_a_batch_without_resume(
+    tmp_path, capsys, finished, good, no_simulation
+):
     capsys.readouterr()
     before = tree(finished)
     assert run_cli(good, "--out", finished) == 2
-    assert_one_line_error(capsys.readouterr().err, f"{finished} already holds a batch",
-                          "pass --resume")
+    assert_one_line_error(
+        capsys.readouterr().err, f"{finished} already holds a batch", "pass --resume"
+    )
     assert tree(finished) == before
 
 
@@ -309,24 +433,26 @@ def test_output_folder_holding_a_batch_without_resume(tmp_path, capsys, finished
         pytest.param(GOOD.replace("0.6]", "0.7]"), "good differs", id="same-name-other-text"),
     ],
 )
-def test_resume_into_a_batch_of_other_scenario_files(tmp_path, capsys, finished, no_simulation,
-                                                     text, differs):
+def test_resume_into_a_batch_of_other_scenario_files(
+    tmp_path, capsys, finished, no_simulation, text, differs
+):
     capsys.readouterr()
     before = tree(finished)
     other = tmp_path / "other.toml"
     other.write_text(text, encoding="utf-8")
     assert run_cli(other, "--out", finished, "--resume") == 2
-    assert_one_line_error(capsys.readouterr().err,
-                          f"{finished} holds a batch of other scenario files ({differs})",
-                          "resume with the same files or choose another --out")
+    assert_one_line_error(
+        capsys.readouterr().err,
+        f"{finished} holds a batch of other scenario files ({differs})",
+        "resume with the same files or choose another --out",
+    )
     assert tree(finished) == before
 
 
 def test_resume_without_files_and_without_a_batch(tmp_path, capsys, no_simulation):
     out = tmp_path / "out"
     assert run_cli("--out", out, "--resume") == 2
-    assert_one_line_error(capsys.readouterr().err, f"{out}: no batch here",
-                          "batch.json is missing")
+    assert_one_line_error(capsys.readouterr().err, f"{out}: no batch here", "batch.json is missing")
     assert not out.exists()
 
 
@@ -335,8 +461,9 @@ def test_resume_without_files_from_an_unreadable_manifest(tmp_path, capsys, no_s
     out.mkdir()
     (out / "batch.json").write_text("{not json", encoding="utf-8")
     assert run_cli("--out", out, "--resume") == 2
-    assert_one_line_error(capsys.readouterr().err, f"{out / 'batch.json'}",
-                          "cannot read the manifest")
+    assert_one_line_error(
+        capsys.readouterr().err, f"{out / 'batch.json'}", "cannot read the manifest"
+    )
     assert tree(out) == {"batch.json": b"{not json"}
 
 
@@ -348,14 +475,16 @@ def test_no_files_and_no_resume(tmp_path, capsys, no_simulation):
 
 
 @pytest.mark.parametrize("workers", ["0", "abc", "1.5"])
-def test_workers_must_be_a_positive_whole_number(tmp_path, capsys, no_simulation, good,
-                                                 workers):
+def test_workers_must_be_a_positive_whole_number(tmp_path, capsys, no_simulation, good, workers):
     out = tmp_path / "out"
     status = run_cli(good, "--out", out, "--workers", workers)
     captured = capsys.readouterr()
     assert status == 2
-    assert_one_line_error(captured.err, "argument --workers",
-                          f"{workers!r} is not allowed; allowed: a whole number >= 1")
+    assert_one_line_error(
+        captured.err,
+        "argument --workers",
+        f"{workers!r} is not allowed; allowed: a whole number >= 1",
+    )
     assert captured.out == ""
     assert_no_results(out)
     assert not out.exists()
@@ -364,8 +493,9 @@ def test_workers_must_be_a_positive_whole_number(tmp_path, capsys, no_simulation
 # --- a valid batch ------------------------------------------------------------------------------
 
 
-def test_valid_tiny_sweep_writes_one_parquet_per_run_and_a_finished_manifest(tmp_path, capsys,
-                                                                            good):
+def test_valid_tiny_sweep_writes_one_parquet_per_run_and_a_finished_manifest(
+    tmp_path, capsys, good
+):
     out = tmp_path / "out"
     assert run_cli(good, "--out", out) == 0
     captured = capsys.readouterr()

@@ -36,8 +36,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "untreated.toml"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 NO_CDN = "http://127.0.0.1:9/no-cdn/"
 """Where the server would fetch front-end files it does not have: nowhere (port 9 refuses)."""
 VIEWPORT = {"width": 1440, "height": 1000}
@@ -58,7 +64,11 @@ def viz_server(scenario: Path, log: Path, startup_s: float = 60.0) -> Iterator[s
     with log.open("w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "tissue_abm.cli", "viz", str(scenario), "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + startup_s
@@ -117,8 +127,14 @@ def use_page(page, url: str, screenshot: Path, render_interval_clicks: int = 1) 
     page.on("request", lambda request: seen.requests.append(request.url))
     page.on("websocket", lambda socket: seen.requests.append(socket.url))
     page.on("requestfailed", lambda request: seen.failures.append(f"failed: {request.url}"))
-    page.on("response", lambda response: seen.failures.append(
-        f"{response.status}: {response.url}") if response.status >= 400 else None)
+    page.on(
+        "response",
+        lambda response: (
+            seen.failures.append(f"{response.status}: {response.url}")
+            if response.status >= 400
+            else None
+        ),
+    )
     day = page.locator(".tissue-day")
     grid = page.locator(".tissue-grid-image")
 
@@ -126,8 +142,9 @@ def use_page(page, url: str, screenshot: Path, render_interval_clicks: int = 1) 
     try:
         grid.wait_for(timeout=45_000)
     except PlaywrightTimeout:
-        raise AssertionError(f"no grid image after 45 s; failed requests: {seen.failures}"
-                             ) from None
+        raise AssertionError(
+            f"no grid image after 45 s; failed requests: {seen.failures}"
+        ) from None
     expect(day).to_contain_text("Day 0 of 640", timeout=TIMEOUT_MS)
     seen.days.append(day.inner_text())
     seen.settings.append(page.locator(".tissue-settings").inner_text())
@@ -187,8 +204,9 @@ def chromium_page() -> Iterator[object]:
 def test_browser_view_steps_resets_and_stays_offline(tmp_path):
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing; CI must run the browser test "
-                        "(apt-get install -y chromium)")
+            pytest.fail(
+                f"{CHROMIUM} is missing; CI must run the browser test (apt-get install -y chromium)"
+            )
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); not in CI")
     shot = tmp_path / "viz.png"
     with viz_server(SCENARIO, tmp_path / "server.log") as url, chromium_page() as page:
@@ -207,8 +225,14 @@ def test_browser_view_steps_resets_and_stays_offline(tmp_path):
     assert shot.stat().st_size > 50_000
 
     server = urllib.parse.urlsplit(url).netloc
-    elsewhere = sorted({r for r in seen.requests if urllib.parse.urlsplit(r).scheme not in (
-        "data", "blob") and urllib.parse.urlsplit(r).netloc != server})
+    elsewhere = sorted(
+        {
+            r
+            for r in seen.requests
+            if urllib.parse.urlsplit(r).scheme not in ("data", "blob")
+            and urllib.parse.urlsplit(r).netloc != server
+        }
+    )
     assert seen.requests and not elsewhere, f"fetched from elsewhere than {server}: {elsewhere}"
     assert any(r.startswith("ws://") for r in seen.requests)  # the page's websocket, local too
     assert not seen.failures, seen.failures

@@ -41,15 +41,16 @@ def wide_terminal(monkeypatch):
 @pytest.fixture
 def no_simulation(monkeypatch):
     """Fail the test if a simulation is started."""
+
     def forbidden(*args, **kwargs):
         pytest.fail("run_scenario was called although the input is invalid")
+
     monkeypatch.setattr(cli, "run_scenario", forbidden)
 
 
 def files_in(folder: Path) -> list[str]:
     """Every entry of `folder`, hidden ones included; [] if it does not exist."""
     return sorted(os.listdir(folder)) if folder.exists() else []
-
 
 
 # --- malformed input ----------------------------------------------------------------------------
@@ -74,7 +75,8 @@ MALFORMED = {
 
 @pytest.mark.parametrize("content", list(MALFORMED.values()), ids=list(MALFORMED))
 def test_run_on_malformed_file_exits_2_with_one_line_error_and_writes_nothing(
-        tmp_path, capsys, no_simulation, content):
+    tmp_path, capsys, no_simulation, content
+):
     path = write_case(tmp_path, content)
     out = tmp_path / "out"
     status = cli.main(["run", str(path), "--out", str(out), "--quiet"])
@@ -90,8 +92,13 @@ def test_installed_module_reports_malformed_file_without_traceback(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "tissue_abm.cli", "run", str(path), "--out", str(out)],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
-        env={**os.environ, "COLUMNS": "1000"}, check=False)
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "1000"},
+        check=False,
+    )
     assert result.returncode == 2
     assert_one_line_error(result.stderr, str(path), "did you mean 'rapa_emax'")
     assert result.stdout == ""
@@ -102,21 +109,28 @@ def test_error_stays_one_line_when_stderr_is_a_pipe(tmp_path):
     path = write_case(tmp_path, 'name = "bad"\ncolour = "red"\n')
     env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
     result = subprocess.run(
-        [sys.executable, "-m", "tissue_abm.cli", "run", str(path), "--out",
-         str(tmp_path / "out")],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, env=env,
-        check=False)
+        [sys.executable, "-m", "tissue_abm.cli", "run", str(path), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        env=env,
+        check=False,
+    )
     assert result.returncode == 2
     assert_one_line_error(result.stderr, str(path), "unknown key 'colour'")
 
 
 @pytest.mark.parametrize(
     "out_below_file",
-    [pytest.param(("blocker", "results"), id="parent-is-a-file"),
-     pytest.param(("blocker",), id="folder-is-a-file")],
+    [
+        pytest.param(("blocker", "results"), id="parent-is-a-file"),
+        pytest.param(("blocker",), id="folder-is-a-file"),
+    ],
 )
 def test_unwritable_output_folder_exits_2_before_any_simulation(
-        tmp_path, capsys, no_simulation, out_below_file):
+    tmp_path, capsys, no_simulation, out_below_file
+):
     (tmp_path / "blocker").write_text("a regular file\n")
     out = tmp_path.joinpath(*out_below_file)
     status = cli.main(["run", str(COMBINED), "--out", str(out), *TINY])
@@ -138,7 +152,8 @@ def test_unwritable_output_folder_exits_2_before_any_simulation(
     ],
 )
 def test_command_line_overrides_are_validated_like_the_file(
-        tmp_path, capsys, no_simulation, options, mentions):
+    tmp_path, capsys, no_simulation, options, mentions
+):
     out = tmp_path / "out"
     status = cli.main(["run", str(COMBINED), "--out", str(out), "--quiet", *options])
     captured = capsys.readouterr()
@@ -148,11 +163,11 @@ def test_command_line_overrides_are_validated_like_the_file(
 
 
 @pytest.mark.parametrize("value", ["-1", "abc"])
-def test_bad_seed_option_gives_one_line_error_like_the_file(tmp_path, capsys, no_simulation,
-                                                           value):
+def test_bad_seed_option_gives_one_line_error_like_the_file(tmp_path, capsys, no_simulation, value):
     try:
-        status = cli.main(["run", str(COMBINED), "--out", str(tmp_path / "out"), "--quiet",
-                           "--seed", value])
+        status = cli.main(
+            ["run", str(COMBINED), "--out", str(tmp_path / "out"), "--quiet", "--seed", value]
+        )
     except SystemExit as exit_:
         status = exit_.code
     err = capsys.readouterr().err
@@ -252,16 +267,18 @@ def test_run_prints_the_output_paths_verbatim(tmp_path, capsys, folder):
 
 def fail_midway(exception: BaseException):
     """A stand-in for DataFrame.to_parquet that writes part of the file, then raises."""
+
     def to_parquet(self, path, *args, **kwargs):
         Path(path).write_bytes(b"PAR1 half a file")
         raise exception
+
     return to_parquet
 
 
-def test_failed_parquet_write_is_a_one_line_error_and_leaves_no_file(tmp_path, capsys,
-                                                                     monkeypatch):
-    monkeypatch.setattr(pd.DataFrame, "to_parquet",
-                        fail_midway(OSError(28, "No space left on device")))
+def test_failed_parquet_write_is_a_one_line_error_and_leaves_no_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(
+        pd.DataFrame, "to_parquet", fail_midway(OSError(28, "No space left on device"))
+    )
     assert run_tiny(tmp_path) == 2
     assert_one_line_error(capsys.readouterr().err, str(tmp_path), "No space left on device")
     assert files_in(tmp_path) == []
@@ -282,6 +299,7 @@ def test_failed_rewrite_keeps_the_previous_result_intact(tmp_path, monkeypatch):
 def test_interrupt_during_run_exits_130_and_writes_nothing(tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(cli, "run_scenario", interrupted)
     out = tmp_path / "out"
     assert run_tiny(out) == 130
@@ -309,12 +327,12 @@ def test_params_prints_markdown_table_with_every_parameter(capsys):
 
 def test_run_writes_the_grid_snapshots_its_scenario_asks_for(tmp_path):
     scenario = tmp_path / "shots.toml"
-    scenario.write_text('name = "shots"\nsize = 12\nstart_age = 90\nend_age = 100\n'
-                        "[output]\nsnapshots = [90, 95]\n")
+    scenario.write_text(
+        'name = "shots"\nsize = 12\nstart_age = 90\nend_age = 100\n[output]\nsnapshots = [90, 95]\n'
+    )
     out = tmp_path / "out"
     assert cli.main(["run", str(scenario), "--out", str(out), "--quiet"]) == 0
-    assert files_in(out) == ["shots_seed1.grid.parquet", "shots_seed1.json",
-                             "shots_seed1.parquet"]
+    assert files_in(out) == ["shots_seed1.grid.parquet", "shots_seed1.json", "shots_seed1.parquet"]
     shots = load_snapshots(out)
     assert shots.groupby("age").size().to_dict() == {90.0: 144, 95.0: 144}
     readouts = load_results(out).set_index("age")

@@ -48,10 +48,15 @@ def test_readme_batch_to_pandas_to_figure_snippet_runs_as_written(tmp_path, monk
     assert 'load_results("results/canonical")' in code  # the main command's output folder
     # a small stand-in for the main command's batch: the canonical therapy files on a tiny grid,
     # long enough (to 390 days) for the therapies starting at 365 days to act
-    files = [ROOT / "scenarios" / f"{name}.toml"
-             for name in ("untreated", "rapamycin", "oxytocin", "combined")]
-    run_batch(plan_batch(files, replicates=2, days=300, size=8),
-              tmp_path / "results" / "canonical", workers=1)
+    files = [
+        ROOT / "scenarios" / f"{name}.toml"
+        for name in ("untreated", "rapamycin", "oxytocin", "combined")
+    ]
+    run_batch(
+        plan_batch(files, replicates=2, days=300, size=8),
+        tmp_path / "results" / "canonical",
+        workers=1,
+    )
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "trajectories.png").stat().st_size > 0

@@ -39,11 +39,15 @@ def effect_b(dose: float) -> float:
     return 0.6 * dose / (dose + 1.0)
 
 
-def grid_table(n: int = 20, sd: float = 0.002, seed: int = 1,
-               extra: dict[tuple[float, float], float] | None = None,
-               ab: dict[tuple[float, float], float] | None = None,
-               doses_a: tuple[float, ...] = DOSES_A,
-               doses_b: tuple[float, ...] = DOSES_B) -> pd.DataFrame:
+def grid_table(
+    n: int = 20,
+    sd: float = 0.002,
+    seed: int = 1,
+    extra: dict[tuple[float, float], float] | None = None,
+    ab: dict[tuple[float, float], float] | None = None,
+    doses_a: tuple[float, ...] = DOSES_A,
+    doses_b: tuple[float, ...] = DOSES_B,
+) -> pd.DataFrame:
     """A results table of one scenario swept over a rapamycin × oxytocin dose grid.
 
     Every cell's mean senescent fraction is CONTROL_LOSS·(1 − y): y is the Bliss expectation of
@@ -55,11 +59,22 @@ def grid_table(n: int = 20, sd: float = 0.002, seed: int = 1,
     for point, (a, b) in enumerate(itertools.product(doses_a, doses_b)):
         y = bliss_expected(effect_a(a), effect_b(b)) + (extra or {}).get((a, b), 0.0)
         y = (ab or {}).get((a, b), y)
-        frames.append(pd.DataFrame({
-            "scenario": "dose_grid", "point": point, RAPA: a, OXY: b,
-            "replicate": np.arange(n), "seed": 100 + np.arange(n), "engine": "array",
-            "day": 640, "age": 730.0,
-            "senescent_fraction": rng.normal(CONTROL_LOSS * (1.0 - y), sd, n)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "scenario": "dose_grid",
+                    "point": point,
+                    RAPA: a,
+                    OXY: b,
+                    "replicate": np.arange(n),
+                    "seed": 100 + np.arange(n),
+                    "engine": "array",
+                    "day": 640,
+                    "age": 730.0,
+                    "senescent_fraction": rng.normal(CONTROL_LOSS * (1.0 - y), sd, n),
+                }
+            )
+        )
     table = pd.concat(frames, ignore_index=True)
     for column in ("scenario", "engine"):
         table[column] = table[column].astype("category")
@@ -77,11 +92,23 @@ def scored(table: pd.DataFrame, method: str = "bliss", **options) -> pd.DataFram
 
 def test_long_format_has_one_row_per_combination_cell_and_method():
     result = dose_grid_synergy(grid_table(), "senescent_fraction", n_boot=200)
-    assert list(result.columns) == ["dose_a", "dose_b", "method", "y_a", "y_b", "y_ab",
-                                    "expected", "excess", "ci_low", "ci_high", "verdict"]
+    assert list(result.columns) == [
+        "dose_a",
+        "dose_b",
+        "method",
+        "y_a",
+        "y_b",
+        "y_ab",
+        "expected",
+        "excess",
+        "ci_low",
+        "ci_high",
+        "verdict",
+    ]
     cells = list(itertools.product(DOSES_A[1:], DOSES_B[1:]))
     assert list(zip(result["dose_a"], result["dose_b"], result["method"], strict=True)) == [
-        (a, b, m) for a, b in cells for m in ("bliss", "hsa")]
+        (a, b, m) for a, b in cells for m in ("bliss", "hsa")
+    ]
     assert result.attrs["dose_a"] == RAPA and result.attrs["dose_b"] == OXY
     assert result.attrs["scenario"] == "dose_grid" and result.attrs["dropped"] == 0
     assert result.attrs["n"] == {(a, b): 20 for a in DOSES_A for b in DOSES_B}
@@ -97,10 +124,15 @@ def test_noise_free_cells_give_the_textbook_answer_of_synergy():
     assert result["excess"].tolist() == pytest.approx([0.05, 0.2])
     assert result["ci_low"].tolist() == pytest.approx(result["excess"].tolist())
     assert result["ci_high"].tolist() == pytest.approx(result["excess"].tolist())
-    names = {(0.0, 0.0): "untreated", (1.0, 0.0): "rapamycin", (0.0, 1.0): "oxytocin",
-             (1.0, 1.0): "combined"}
-    four = table.assign(scenario=[names[a, b] for a, b in zip(table[RAPA], table[OXY],
-                                                                strict=True)])
+    names = {
+        (0.0, 0.0): "untreated",
+        (1.0, 0.0): "rapamycin",
+        (0.0, 1.0): "oxytocin",
+        (1.0, 1.0): "combined",
+    }
+    four = table.assign(
+        scenario=[names[a, b] for a, b in zip(table[RAPA], table[OXY], strict=True)]
+    )
     four = four.drop(columns=[RAPA, OXY]).assign(point=0)
     expected = synergy(four, "senescent_fraction").set_index("method")
     columns = ["y_a", "y_b", "y_ab", "expected", "excess", "verdict"]
@@ -119,10 +151,10 @@ def test_a_bliss_independent_grid_has_no_bliss_excess():
     result = dose_grid_synergy(grid_table(), "senescent_fraction")
     bliss = result[result["method"] == "bliss"]
     assert bliss["excess"].abs().max() < TOLERANCE
-    assert (bliss["verdict"] == "additive").all()      # every CI inside the ±10% band
+    assert (bliss["verdict"] == "additive").all()  # every CI inside the ±10% band
     assert ((bliss["ci_low"] < 0) & (bliss["ci_high"] > 0)).all()
     summary = dose_grid_summary(result).set_index("method").loc["bliss"]
-    assert abs(summary["mean_excess"]) < TOLERANCE / 2      # the mean of 6 cells: SE ~0.4%
+    assert abs(summary["mean_excess"]) < TOLERANCE / 2  # the mean of 6 cells: SE ~0.4%
     assert summary["ci_low"] < 0 < summary["ci_high"]
     assert summary["verdict"] == "additive"
     assert summary["synergistic"] == summary["antagonistic"] == 0
@@ -161,7 +193,7 @@ def test_a_harmful_single_agent_reverses_the_hsa_bliss_order():
     table = grid_table(n=3, sd=0.0, ab=values, doses_a=(0.0, 1.0), doses_b=(0.0, 1.0))
     result = dose_grid_synergy(table, "senescent_fraction").set_index("method")
     assert result.loc["hsa", "excess"] == pytest.approx(0.0, abs=1e-12)
-    assert result.loc["bliss", "excess"] == pytest.approx(0.3)   # 0.4 − (0.4 − 0.5 + 0.2)
+    assert result.loc["bliss", "excess"] == pytest.approx(0.3)  # 0.4 − (0.4 − 0.5 + 0.2)
 
 
 # --- uncertainty and reproducibility ----------------------------------------------------------
@@ -174,24 +206,30 @@ def test_the_same_seed_gives_the_same_table_and_another_seed_other_intervals():
     pd.testing.assert_frame_equal(first, again)
     assert first.attrs["summary"] == again.attrs["summary"]
     other = dose_grid_synergy(table, "senescent_fraction", seed=8, n_boot=300)
-    pd.testing.assert_frame_equal(first.drop(columns=["ci_low", "ci_high", "verdict"]),
-                                  other.drop(columns=["ci_low", "ci_high", "verdict"]))
+    pd.testing.assert_frame_equal(
+        first.drop(columns=["ci_low", "ci_high", "verdict"]),
+        other.drop(columns=["ci_low", "ci_high", "verdict"]),
+    )
     assert not np.allclose(first["ci_low"], other["ci_low"])
 
 
 def test_row_order_of_the_input_does_not_change_the_result():
     table = grid_table(seed=6)
     shuffled = table.sample(frac=1.0, random_state=0)
-    pd.testing.assert_frame_equal(dose_grid_synergy(table, "senescent_fraction", n_boot=300),
-                                  dose_grid_synergy(shuffled, "senescent_fraction", n_boot=300))
+    pd.testing.assert_frame_equal(
+        dose_grid_synergy(table, "senescent_fraction", n_boot=300),
+        dose_grid_synergy(shuffled, "senescent_fraction", n_boot=300),
+    )
 
 
 def test_the_summary_sentence_states_the_mean_its_interval_and_the_verdict():
     result = dose_grid_synergy(grid_table(extra={(2.0, 2.0): -0.3}), "senescent_fraction")
     summary = dose_grid_summary(result).set_index("method").loc["bliss"]
     sentence = summary["sentence"]
-    assert sentence.startswith("Across the 3×2 combination cells of the dose grid "
-                               f"({RAPA} × {OXY}), Bliss excess on senescent fraction averages ")
+    assert sentence.startswith(
+        "Across the 3×2 combination cells of the dose grid "
+        f"({RAPA} × {OXY}), Bliss excess on senescent fraction averages "
+    )
     mean = f"{100 * summary['mean_excess']:+.1f}%".replace("-", "−")
     low = f"{100 * summary['ci_low']:+.1f}%".replace("-", "−")
     assert f"averages {mean} (95% CI {low} to " in sentence
@@ -207,19 +245,26 @@ def test_per_run_values_give_the_same_scores_as_the_readout():
     values = end_state(table.assign(tissue_function=1.0))
     pd.testing.assert_frame_equal(
         dose_grid_synergy(table, "senescent_fraction", n_boot=300),
-        dose_grid_synergy(table, "senescent_fraction", n_boot=300, values=values))
+        dose_grid_synergy(table, "senescent_fraction", n_boot=300, values=values),
+    )
 
 
 def test_healthspan_not_reached_is_censored_at_the_end_age():
     # Runs end at 730 days. Healthspan lost at 600 (130 days lost) untreated; drug A:
     # 665 and not reached (65 and 0 days, mean 32.5: y_A = 0.75); drug B: 704 twice (26 days:
     # y_B = 0.8); both: not reached (0 days: y_AB = 1). Bliss 0.75 + 0.8 − 0.6 = 0.95.
-    spans = {(0.0, 0.0): [600.0, 600.0], (1.0, 0.0): [665.0, np.nan],
-             (0.0, 1.0): [704.0, 704.0], (1.0, 1.0): [np.nan, np.nan]}
+    spans = {
+        (0.0, 0.0): [600.0, 600.0],
+        (1.0, 0.0): [665.0, np.nan],
+        (0.0, 1.0): [704.0, 704.0],
+        (1.0, 1.0): [np.nan, np.nan],
+    }
     table = grid_table(n=2, doses_a=(0.0, 1.0), doses_b=(0.0, 1.0))
     values = end_state(table.assign(tissue_function=1.0)).drop(columns="healthspan")
-    values["healthspan"] = [spans[a, b][r] for a, b, r in zip(
-        values[RAPA], values[OXY], values["replicate"], strict=True)]
+    values["healthspan"] = [
+        spans[a, b][r]
+        for a, b, r in zip(values[RAPA], values[OXY], values["replicate"], strict=True)
+    ]
     result = dose_grid_synergy(table, "healthspan", values=values).set_index("method")
     assert result.attrs["event_age"] and result.attrs["higher_is_better"]
     assert result.attrs["censored"] == 3
@@ -231,23 +276,44 @@ def test_healthspan_not_reached_is_censored_at_the_end_age():
 # --- bad input: one line naming the argument or column and what is allowed --------------------
 
 
-@pytest.mark.parametrize(("change", "options", "message"), [
-    (lambda t: t.drop(columns=OXY), {}, r"dose_b column 'therapy.oxytocin.dose' is not in the "
-                                        r"results; allowed: a sweep column"),
-    (lambda t: t[(t[RAPA] != 0) | (t[OXY] != 0)], {},
-     r"no runs with a value in the dose cell\(s\) therapy.rapamycin.dose=0 × "
-     r"therapy.oxytocin.dose=0 \(control\)"),
-    (lambda t: t[(t[RAPA] != 2) | (t[OXY] != 0)], {},
-     r"dose cell\(s\) therapy.rapamycin.dose=2 × therapy.oxytocin.dose=0 \(drug A alone\)"),
-    (lambda t: t[t[OXY] != 0], {}, r"dose_b column 'therapy.oxytocin.dose' has doses 1, 2 in "
-                                   r"scenario 'dose_grid'; allowed: dose 0"),
-    (lambda t: t, {"readout": "sasp"}, r"unknown readout 'sasp'"),
-    (lambda t: t, {"dose_a": "immune_kill"}, r"dose_a column 'immune_kill' is not in"),
-    (lambda t: t, {"scenario": "other"}, r"no dose-grid scenario 'other' in the results; "
-                                         r"available scenarios: dose_grid"),
-    (lambda t: t, {"confidence": 1.5}, r"confidence = 1.5 is not allowed"),
-    (lambda t: t, {"n_boot": 0}, r"n_boot = 0 is not allowed"),
-])
+@pytest.mark.parametrize(
+    ("change", "options", "message"),
+    [
+        (
+            lambda t: t.drop(columns=OXY),
+            {},
+            r"dose_b column 'therapy.oxytocin.dose' is not in the "
+            r"results; allowed: a sweep column",
+        ),
+        (
+            lambda t: t[(t[RAPA] != 0) | (t[OXY] != 0)],
+            {},
+            r"no runs with a value in the dose cell\(s\) therapy.rapamycin.dose=0 × "
+            r"therapy.oxytocin.dose=0 \(control\)",
+        ),
+        (
+            lambda t: t[(t[RAPA] != 2) | (t[OXY] != 0)],
+            {},
+            r"dose cell\(s\) therapy.rapamycin.dose=2 × therapy.oxytocin.dose=0 \(drug A alone\)",
+        ),
+        (
+            lambda t: t[t[OXY] != 0],
+            {},
+            r"dose_b column 'therapy.oxytocin.dose' has doses 1, 2 in "
+            r"scenario 'dose_grid'; allowed: dose 0",
+        ),
+        (lambda t: t, {"readout": "sasp"}, r"unknown readout 'sasp'"),
+        (lambda t: t, {"dose_a": "immune_kill"}, r"dose_a column 'immune_kill' is not in"),
+        (
+            lambda t: t,
+            {"scenario": "other"},
+            r"no dose-grid scenario 'other' in the results; "
+            r"available scenarios: dose_grid",
+        ),
+        (lambda t: t, {"confidence": 1.5}, r"confidence = 1.5 is not allowed"),
+        (lambda t: t, {"n_boot": 0}, r"n_boot = 0 is not allowed"),
+    ],
+)
 def test_bad_input_is_a_one_line_value_error(change, options, message):
     options = {"readout": "senescent_fraction", **options}
     with pytest.raises(ValueError, match=message) as error:
@@ -258,15 +324,22 @@ def test_bad_input_is_a_one_line_value_error(change, options, message):
 def test_several_scenarios_or_sweep_points_must_be_narrowed():
     table = grid_table(n=3)
     both = pd.concat([table, table.assign(scenario="copy")], ignore_index=True)
-    with pytest.raises(ValueError, match=r"scenario=None is not allowed when the results hold "
-                                         r"2 scenarios; allowed: one of copy, dose_grid"):
+    with pytest.raises(
+        ValueError,
+        match=r"scenario=None is not allowed when the results hold "
+        r"2 scenarios; allowed: one of copy, dose_grid",
+    ):
         dose_grid_synergy(both, "senescent_fraction")
     assert len(dose_grid_synergy(both, "senescent_fraction", scenario="copy", n_boot=10)) == 12
-    swept = pd.concat([table.assign(immune_kill=0.4), table.assign(immune_kill=0.8)],
-                      ignore_index=True)
+    swept = pd.concat(
+        [table.assign(immune_kill=0.4), table.assign(immune_kill=0.8)], ignore_index=True
+    )
     swept = swept[[*table.columns[:4], "immune_kill", *table.columns[4:]]]
-    with pytest.raises(ValueError, match=r"several sweep points per dose cell \(also swept: "
-                                         r"immune_kill\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"several sweep points per dose cell \(also swept: "
+        r"immune_kill\)",
+    ):
         dose_grid_synergy(swept, "senescent_fraction")
 
 
@@ -279,8 +352,11 @@ def test_per_run_values_are_checked():
         dose_grid_synergy(table, "healthspan", values=values.drop(columns="age"))
     with pytest.raises(ValueError, match=r"values have several rows for one run"):
         dose_grid_synergy(table, "senescent_fraction", values=pd.concat([values, values]))
-    with pytest.raises(ValueError, match=r"higher_is_better=False is not allowed for the event "
-                                         r"age 'healthspan'"):
+    with pytest.raises(
+        ValueError,
+        match=r"higher_is_better=False is not allowed for the event "
+        r"age 'healthspan'",
+    ):
         dose_grid_synergy(table, "healthspan", values=values, higher_is_better=False)
 
 
@@ -298,11 +374,14 @@ def test_synergy_surface_marks_the_cells_whose_interval_excludes_zero():
     assert starred == [f"{100 * bliss.loc[(1.0, 1.0), 'excess']:+.1f}*"]
     assert texts[starred[0]] == "bold"
     low, high = ax.collections[0].get_clim()
-    assert low == -high and high >= 25.0            # centred on 0, spanning the +25% cell
+    assert low == -high and high >= 25.0  # centred on 0, spanning the +25% cell
     assert "Bliss" in ax.get_title() and "senescent fraction" in fig.get_suptitle()
-    assert len(synergy_surface(result, method=None).axes) == 3     # two maps and a colour bar
-    with pytest.raises(ValueError, match=r"method = 'zip' is not allowed; allowed: None or one "
-                                         r"of bliss, hsa"):
+    assert len(synergy_surface(result, method=None).axes) == 3  # two maps and a colour bar
+    with pytest.raises(
+        ValueError,
+        match=r"method = 'zip' is not allowed; allowed: None or one "
+        r"of bliss, hsa",
+    ):
         synergy_surface(result, method="zip")
 
 
@@ -318,12 +397,26 @@ def test_the_dose_grid_experiment_sweeps_both_doses_from_zero():
 
 
 def test_a_real_two_by_two_batch_scores_end_to_end(tmp_path):
-    text = "\n".join([
-        'name = "tiny_grid"', "seed = 3", "replicates = 2", "size = 20",
-        "start_age = 600", "end_age = 660",
-        "[sweep.grid]", f'"{RAPA}" = [0.0, 2.0]', f'"{OXY}" = [0.0, 2.0]',
-        "[therapy.rapamycin]", "dose = 1.0", "start_age = 600",
-        "[therapy.oxytocin]", "dose = 1.0", "start_age = 600", ""])
+    text = "\n".join(
+        [
+            'name = "tiny_grid"',
+            "seed = 3",
+            "replicates = 2",
+            "size = 20",
+            "start_age = 600",
+            "end_age = 660",
+            "[sweep.grid]",
+            f'"{RAPA}" = [0.0, 2.0]',
+            f'"{OXY}" = [0.0, 2.0]',
+            "[therapy.rapamycin]",
+            "dose = 1.0",
+            "start_age = 600",
+            "[therapy.oxytocin]",
+            "dose = 1.0",
+            "start_age = 600",
+            "",
+        ]
+    )
     (tmp_path / "tiny.toml").write_text(text)
     summary = run_batch(plan_batch([tmp_path / "tiny.toml"]), tmp_path / "out", workers=1)
     assert summary.failed == 0 and summary.done == 8
@@ -335,4 +428,4 @@ def test_a_real_two_by_two_batch_scores_end_to_end(tmp_path):
     for column, cell in (("y_a", (2.0, 0.0)), ("y_b", (0.0, 2.0)), ("y_ab", (2.0, 2.0))):
         assert result.loc["bliss", column] == pytest.approx(1 - ends[cell] / control, rel=1e-9)
     assert result.attrs["n"] == {cell: 2 for cell in itertools.product([0.0, 2.0], repeat=2)}
-    assert len(synergy_surface(result.reset_index()).axes) == 2       # one map, a colour bar
+    assert len(synergy_surface(result.reset_index()).axes) == 2  # one map, a colour bar

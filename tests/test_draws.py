@@ -31,10 +31,15 @@ def test_uniforms_are_uniform_on_the_unit_interval() -> None:
     assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 5 / np.sqrt(N)
 
 
-@pytest.mark.parametrize(("first", "second"), [((3, draws.EVENT), (4, draws.EVENT)),
-                                               ((3, draws.EVENT), (3, draws.RECRUIT)),
-                                               ((0, draws.PRIORITY), (1, draws.PRIORITY))],
-                         ids=["next day", "other stream", "days 0 and 1"])
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ((3, draws.EVENT), (4, draws.EVENT)),
+        ((3, draws.EVENT), (3, draws.RECRUIT)),
+        ((0, draws.PRIORITY), (1, draws.PRIORITY)),
+    ],
+    ids=["next day", "other stream", "days 0 and 1"],
+)
 def test_days_and_streams_share_no_numbers(first: tuple, second: tuple) -> None:
     a, b = uniforms(*first), uniforms(*second)
     # An unhashed key (key + day) would make day t + 1 a shifted copy of day t: most values
@@ -103,6 +108,9 @@ def test_compiled_draws_equal_the_numpy_draws() -> None:
     np.testing.assert_array_equal(got[:, 0], u)
     # log and cos may differ in the last bit between numpy's and the C library's versions
     np.testing.assert_allclose(
-        got[:, 1], draws.standard_normal(u, draws.uniform(key + np.uint64(1), SITES[:1000])),
-        rtol=1e-14, atol=1e-15)
+        got[:, 1],
+        draws.standard_normal(u, draws.uniform(key + np.uint64(1), SITES[:1000])),
+        rtol=1e-14,
+        atol=1e-15,
+    )
     np.testing.assert_array_equal(got[:, 2], draws.geometric(u, np.log(0.8)))

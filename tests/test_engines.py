@@ -40,8 +40,16 @@ FAMILY_ALPHA = 0.01
 def scenario_text(name: str) -> str:
     """The canonical scenario `name` on a small grid over one year from 300 days of age."""
     canonical = load_scenario(SCENARIOS / f"{name}.toml")
-    lines = [f'name = "{name}"', "seed = 11", f"replicates = {REPLICATES}", "size = 20",
-             "start_age = 300", "end_age = 665", "[output]", "every = 30"]
+    lines = [
+        f'name = "{name}"',
+        "seed = 11",
+        f"replicates = {REPLICATES}",
+        "size = 20",
+        "start_age = 300",
+        "end_age = 665",
+        "[output]",
+        "every = 30",
+    ]
     for drug, regimen in canonical.therapy.model_dump(exclude_none=True).items():
         lines.append(f"[therapy.{drug}]")
         lines += [f"{key} = {value!r}" for key, value in regimen.items() if value is not None]
@@ -77,12 +85,26 @@ def compare(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
             for day in CHECKPOINTS:
                 x = a.loc[a["day"] == day, readout].to_numpy(float)
                 y = b.loc[b["day"] == day, readout].to_numpy(float)
-                rows.append({"scenario": name, "day": day, "readout": readout,
-                             "difference": x.mean() - y.mean(), "p": welch_p(x, y)})
+                rows.append(
+                    {
+                        "scenario": name,
+                        "day": day,
+                        "readout": readout,
+                        "difference": x.mean() - y.mean(),
+                        "p": welch_p(x, y),
+                    }
+                )
             x = a.groupby(runs, observed=True)[readout].mean().to_numpy(float)
             y = b.groupby(runs, observed=True)[readout].mean().to_numpy(float)
-            rows.append({"scenario": name, "day": "mean", "readout": readout,
-                         "difference": x.mean() - y.mean(), "p": welch_p(x, y)})
+            rows.append(
+                {
+                    "scenario": name,
+                    "day": "mean",
+                    "readout": readout,
+                    "difference": x.mean() - y.mean(),
+                    "p": welch_p(x, y),
+                }
+            )
     table = pd.DataFrame(rows)
     table["passed"] = table["p"] >= FAMILY_ALPHA / len(table)
     return table
@@ -118,8 +140,11 @@ def test_daily_readouts_agree_between_engines(agents, array):
     assert failed.empty, f"engines differ:\n{failed.to_string()}"
     # the comparison is not vacuous: the therapies moved the senescent burden in both engines
     for table_ in (agents, array):
-        end = table_[table_["day"] == 365].groupby("scenario", observed=True)[
-            "senescent_fraction"].mean()
+        end = (
+            table_[table_["day"] == 365]
+            .groupby("scenario", observed=True)["senescent_fraction"]
+            .mean()
+        )
         assert end["rapamycin"] < end["untreated"] and end["combined"] < end["untreated"]
 
 
@@ -129,8 +154,9 @@ def test_a_changed_rule_in_one_engine_fails_the_comparison(agents, tmp_path, mon
     The rule is changed in the numpy kernel (the compiled kernel cannot be patched at run time;
     `test_kernels` shows that the two kernels give the same runs)."""
     monkeypatch.setattr("tissue_abm.engines.array.model.KERNELS", ("numpy",))
-    changed = types.SimpleNamespace(**{name: getattr(rules, name) for name in dir(rules)
-                                       if not name.startswith("__")})
+    changed = types.SimpleNamespace(
+        **{name: getattr(rules, name) for name in dir(rules) if not name.startswith("__")}
+    )
     changed.primary_senescence_prob = lambda *args: 2 * rules.primary_senescence_prob(*args)
     monkeypatch.setattr("tissue_abm.engines.array.model.rules", changed)
     table = compare(agents, run_engine(tmp_path, "array", workers=1))

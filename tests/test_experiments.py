@@ -44,8 +44,14 @@ PULSE = 400.0
 # --- hand-made results tables -------------------------------------------------------------------
 
 
-def run_rows(scenario: str, replicate: int, ages: np.ndarray, seed: int | None = None,
-             sweep: tuple[str, int, float] | None = None, **readouts) -> pd.DataFrame:
+def run_rows(
+    scenario: str,
+    replicate: int,
+    ages: np.ndarray,
+    seed: int | None = None,
+    sweep: tuple[str, int, float] | None = None,
+    **readouts,
+) -> pd.DataFrame:
     """One run's rows in the layout of `load_results`.
 
     Args:
@@ -62,8 +68,13 @@ def run_rows(scenario: str, replicate: int, ages: np.ndarray, seed: int | None =
     if sweep is not None:
         column, point, value = sweep
         labels.update({"point": point, column: value})
-    labels.update({"replicate": replicate, "seed": 1000 + replicate if seed is None else seed,
-                   "engine": "array"})
+    labels.update(
+        {
+            "replicate": replicate,
+            "seed": 1000 + replicate if seed is None else seed,
+            "engine": "array",
+        }
+    )
     frame = pd.DataFrame({name: [value] * ages.size for name, value in labels.items()})
     frame["day"] = np.arange(ages.size)
     frame["age"] = ages
@@ -80,15 +91,15 @@ def table(*runs: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def decay(ages: np.ndarray, start: float, half: float, lag: float = 0.0,
-          peak: float = 100.0) -> np.ndarray:
+def decay(
+    ages: np.ndarray, start: float, half: float, lag: float = 0.0, peak: float = 100.0
+) -> np.ndarray:
     """An excess that rises linearly from 0 at `start` to `peak` `lag` days later and then
     halves every `half` days; before `start` it is 5 × `peak` (a fit that does not begin at
     the pulse would start there)."""
     t = np.asarray(ages, dtype=float) - start
     rising = peak * t / lag if lag else np.full(t.shape, peak)
-    return np.where(t < 0, 5 * peak,
-                    np.where(t < lag, rising, peak * 2.0 ** (-(t - lag) / half)))
+    return np.where(t < 0, 5 * peak, np.where(t < lag, rising, peak * 2.0 ** (-(t - lag) / half)))
 
 
 def slope_tolerance(half: float, sigma: float, standard_errors: float = 4.0) -> float:
@@ -164,12 +175,13 @@ def test_half_life_needs_three_points_above_the_floor():
     t = AGES - PULSE
     r = (1 + FIT_FLOOR) / 2
     for kept, expected in ((2, math.nan), (3, math.log(2) / -math.log(r))):
-        excess = np.where(t < 0, 0.0, np.where(t < kept, 100.0 * r ** t, FIT_FLOOR * 50.0))
+        excess = np.where(t < 0, 0.0, np.where(t < kept, 100.0 * r**t, FIT_FLOOR * 50.0))
         estimate = half_life(AGES, excess, PULSE)
         assert estimate == pytest.approx(expected, rel=1e-9, nan_ok=True), kept
     # Only two ages from the pulse on, however they decay: NaN.
-    assert math.isnan(half_life(np.array([PULSE - 1, PULSE, PULSE + 1]),
-                                np.array([0.0, 100.0, 50.0]), PULSE))
+    assert math.isnan(
+        half_life(np.array([PULSE - 1, PULSE, PULSE + 1]), np.array([0.0, 100.0, 50.0]), PULSE)
+    )
 
 
 def test_half_life_fit_stops_where_the_excess_first_falls_below_the_floor():
@@ -179,7 +191,7 @@ def test_half_life_fit_stops_where_the_excess_first_falls_below_the_floor():
     # rounding). Any later point in the fit would lengthen it.
     excess = decay(AGES, PULSE, 10.0)
     below = np.flatnonzero((AGES >= PULSE) & (excess < FIT_FLOOR * 100.0))[0]
-    excess[below + 1:] = 100.0
+    excess[below + 1 :] = 100.0
     assert half_life(AGES, excess, PULSE) == pytest.approx(10.0, rel=1e-9)
 
 
@@ -197,8 +209,7 @@ def test_paired_difference_pairs_runs_by_replicate():
     for replicate in range(4):
         control = rng.poisson(200, CHASE.size)
         runs.append(run_rows("control", replicate, CHASE, senescent=control))
-        runs.append(run_rows("treated", replicate, CHASE,
-                             senescent=control + 10 * (replicate + 1)))
+        runs.append(run_rows("treated", replicate, CHASE, senescent=control + 10 * (replicate + 1)))
         runs.append(run_rows("other", replicate, CHASE, senescent=rng.poisson(50, CHASE.size)))
     results = table(*runs).sample(frac=1.0, random_state=3)
     pairs = paired_difference(results, "treated", "control", "senescent")
@@ -209,9 +220,19 @@ def test_paired_difference_pairs_runs_by_replicate():
 
 
 def test_paired_difference_refuses_paired_runs_with_different_seeds():
-    results = table(*(run_rows(name, replicate, CHASE, senescent=1.0,
-                               seed=7 if (name, replicate) == ("treated", 1) else None)
-                      for name in ("treated", "control") for replicate in range(3)))
+    results = table(
+        *(
+            run_rows(
+                name,
+                replicate,
+                CHASE,
+                senescent=1.0,
+                seed=7 if (name, replicate) == ("treated", 1) else None,
+            )
+            for name in ("treated", "control")
+            for replicate in range(3)
+        )
+    )
     with pytest.raises(ValueError, match="different seeds") as err:
         paired_difference(results, "treated", "control", "senescent")
     message = str(err.value)
@@ -226,8 +247,10 @@ def test_paired_difference_refuses_several_runs_per_replicate(swept):
     for name in ("treated", "control"):
         for replicate in range(3):
             points = [(0, 1.0), (1, 2.0)] if name == swept else [(0, math.nan)]
-            runs += [run_rows(name, replicate, CHASE, sweep=("dose", point, value),
-                              senescent=1.0) for point, value in points]
+            runs += [
+                run_rows(name, replicate, CHASE, sweep=("dose", point, value), senescent=1.0)
+                for point, value in points
+            ]
     with pytest.raises(ValueError, match="several runs per replicate") as err:
         paired_difference(table(*runs), "treated", "control", "senescent")
     assert "\n" not in str(err.value)
@@ -254,10 +277,13 @@ def chase_table(half: float, replicates: int, sigma: float, seed: int = 5) -> pd
     runs = []
     for replicate in range(replicates):
         control = rng.poisson(300 + 0.5 * (CHASE - CHASE[0]))
-        excess = np.where(t >= 1, 100 * 2.0 ** (-(t - 1) / half), 0.0) \
-            * np.exp(sigma * rng.standard_normal(CHASE.size))
-        runs += [run_rows("control", replicate, CHASE, senescent=control),
-                 run_rows("pulse", replicate, CHASE, senescent=control + excess)]
+        excess = np.where(t >= 1, 100 * 2.0 ** (-(t - 1) / half), 0.0) * np.exp(
+            sigma * rng.standard_normal(CHASE.size)
+        )
+        runs += [
+            run_rows("control", replicate, CHASE, senescent=control),
+            run_rows("pulse", replicate, CHASE, senescent=control + excess),
+        ]
     return table(*runs)
 
 
@@ -268,12 +294,14 @@ def test_pulse_chase_estimate_matches_the_synthetic_half_life_and_lies_in_its_in
     # seeds none was beyond 3.4 SE. The percentile interval must contain the estimate and
     # have width (it did for all 300).
     half, replicates, sigma = 8.0, 8, 0.2
-    estimate = pulse_chase(chase_table(half, replicates, sigma), "pulse", "control", PULSE,
-                           n_boot=500)
+    estimate = pulse_chase(
+        chase_table(half, replicates, sigma), "pulse", "control", PULSE, n_boot=500
+    )
     assert isinstance(estimate, Estimate)
     assert estimate.n == replicates
-    assert estimate.value == pytest.approx(half,
-                                           rel=slope_tolerance(half, sigma / math.sqrt(replicates)))
+    assert estimate.value == pytest.approx(
+        half, rel=slope_tolerance(half, sigma / math.sqrt(replicates))
+    )
     assert estimate.ci_low < estimate.value < estimate.ci_high
 
 
@@ -304,12 +332,21 @@ def test_difference_by_age_reports_the_difference_of_means_at_each_age():
     runs = []
     for replicate in range(5):
         runs.append(run_rows("ref", replicate, YEAR, senescent_fraction=burden(YEAR, replicate)))
-        runs.append(run_rows("ko", replicate, YEAR,
-                             senescent_fraction=burden(YEAR, replicate) + extra(YEAR)))
+        runs.append(
+            run_rows(
+                "ko", replicate, YEAR, senescent_fraction=burden(YEAR, replicate) + extra(YEAR)
+            )
+        )
     ages = [365.0, 120.0, 455.0]
     found = difference_by_age(table(*runs), "ko", "ref", "senescent_fraction", ages, n_boot=200)
-    assert list(found.columns) == ["age", "mean", "reference_mean", "difference", "ci_low",
-                                   "ci_high"]
+    assert list(found.columns) == [
+        "age",
+        "mean",
+        "reference_mean",
+        "difference",
+        "ci_low",
+        "ci_high",
+    ]
     assert found["age"].tolist() == ages
     age = np.array(ages)
     reference = np.mean([burden(age, r) for r in range(5)], axis=0)
@@ -322,9 +359,16 @@ def test_difference_by_age_reports_the_difference_of_means_at_each_age():
 
 def test_difference_by_age_refuses_scenarios_with_different_start_ages():
     later = YEAR[YEAR >= 100]
-    results = table(*(run for r in range(2) for run in (
-        run_rows("ref", r, YEAR, senescent_fraction=burden(YEAR, r)),
-        run_rows("late", r, later, senescent_fraction=burden(later, r)))))
+    results = table(
+        *(
+            run
+            for r in range(2)
+            for run in (
+                run_rows("ref", r, YEAR, senescent_fraction=burden(YEAR, r)),
+                run_rows("late", r, later, senescent_fraction=burden(later, r)),
+            )
+        )
+    )
     with pytest.raises(ValueError, match="start at different ages") as err:
         difference_by_age(results, "late", "ref", "senescent_fraction", [200.0])
     message = str(err.value)
@@ -332,8 +376,13 @@ def test_difference_by_age_refuses_scenarios_with_different_start_ages():
 
 
 def test_difference_by_age_refuses_an_age_that_is_not_kept():
-    results = table(*(run_rows(name, r, YEAR, senescent_fraction=burden(YEAR, r))
-                      for name in ("ref", "ko") for r in range(2)))
+    results = table(
+        *(
+            run_rows(name, r, YEAR, senescent_fraction=burden(YEAR, r))
+            for name in ("ref", "ko")
+            for r in range(2)
+        )
+    )
     with pytest.raises(ValueError, match="not kept"):
         difference_by_age(results, "ko", "ref", "senescent_fraction", [YEAR[-1] + 10])
 
@@ -343,14 +392,25 @@ def test_difference_by_age_does_not_silently_drop_sweep_points():
     # paired_difference does) or reporting both points is fine; reporting only the first is not.
     runs = []
     for r in range(3):
-        runs.append(run_rows("ref", r, YEAR, sweep=("start", 0, math.nan),
-                             senescent_fraction=burden(YEAR, r)))
-        runs += [run_rows("timing", r, YEAR, sweep=("start", point, value),
-                          senescent_fraction=burden(YEAR, r) + shift)
-                 for point, value, shift in ((0, 90.0, 0.01), (1, 365.0, 0.05))]
+        runs.append(
+            run_rows(
+                "ref", r, YEAR, sweep=("start", 0, math.nan), senescent_fraction=burden(YEAR, r)
+            )
+        )
+        runs += [
+            run_rows(
+                "timing",
+                r,
+                YEAR,
+                sweep=("start", point, value),
+                senescent_fraction=burden(YEAR, r) + shift,
+            )
+            for point, value, shift in ((0, 90.0, 0.01), (1, 365.0, 0.05))
+        ]
     try:
-        found = difference_by_age(table(*runs), "timing", "ref", "senescent_fraction", [200.0],
-                                  n_boot=50)
+        found = difference_by_age(
+            table(*runs), "timing", "ref", "senescent_fraction", [200.0], n_boot=50
+        )
     except ValueError:
         return
     assert np.isclose(found["difference"], 0.05).any()
@@ -359,8 +419,9 @@ def test_difference_by_age_does_not_silently_drop_sweep_points():
 # --- secondary_senescence -----------------------------------------------------------------------
 
 
-def transplant_runs(replicates: int, window: int, age: float = PULSE,
-                    sweep: tuple[str, int, float] | None = None) -> list[pd.DataFrame]:
+def transplant_runs(
+    replicates: int, window: int, age: float = PULSE, sweep: tuple[str, int, float] | None = None
+) -> list[pd.DataFrame]:
     """Paired transplant and sham runs. Both have one primary event a day (cancels). The
     transplant adds, per replicate r, events inside the window — 1 primary the day after, 2
     paracrine 5 days after, r primary 3 days after, 1 primary on the window's last day — and
@@ -372,23 +433,55 @@ def transplant_runs(replicates: int, window: int, age: float = PULSE,
         primary = np.ones(CHASE.size, dtype=np.int64)
         paracrine = np.zeros(CHASE.size, dtype=np.int64)
         replicative = np.zeros(CHASE.size, dtype=np.int64)
-        runs.append(run_rows("sham", r, CHASE, sweep=sweep, new_primary=primary.copy(),
-                             new_paracrine=paracrine.copy(), new_replicative=replicative.copy(),
-                             senescent=0))
-        primary = primary + 1 * (t == 1) + r * (t == 3) + 1 * (t == window) \
-            + 7 * (t == -3) + 4 * (t == 0) + 5 * (t == window + 1)
+        runs.append(
+            run_rows(
+                "sham",
+                r,
+                CHASE,
+                sweep=sweep,
+                new_primary=primary.copy(),
+                new_paracrine=paracrine.copy(),
+                new_replicative=replicative.copy(),
+                senescent=0,
+            )
+        )
+        primary = (
+            primary
+            + 1 * (t == 1)
+            + r * (t == 3)
+            + 1 * (t == window)
+            + 7 * (t == -3)
+            + 4 * (t == 0)
+            + 5 * (t == window + 1)
+        )
         paracrine = paracrine + 2 * (t == 5)
         replicative = replicative + 3 * (t == 2)
-        runs.append(run_rows("transplant", r, CHASE, sweep=sweep, new_primary=primary,
-                             new_paracrine=paracrine, new_replicative=replicative, senescent=0))
+        runs.append(
+            run_rows(
+                "transplant",
+                r,
+                CHASE,
+                sweep=sweep,
+                new_primary=primary,
+                new_paracrine=paracrine,
+                new_replicative=replicative,
+                senescent=0,
+            )
+        )
     return runs
 
 
 def test_secondary_senescence_counts_only_host_events_in_the_window_after_the_transplant():
     replicates, window = 5, 10
-    estimate = secondary_senescence(table(*transplant_runs(replicates, window)), "transplant",
-                                    "sham", PULSE, window=window, n_boot=500)
-    per_run = 1 + 2 + 1 + np.arange(replicates)      # what each replicate adds in the window
+    estimate = secondary_senescence(
+        table(*transplant_runs(replicates, window)),
+        "transplant",
+        "sham",
+        PULSE,
+        window=window,
+        n_boot=500,
+    )
+    per_run = 1 + 2 + 1 + np.arange(replicates)  # what each replicate adds in the window
     assert estimate.n == replicates
     assert estimate.value == pytest.approx(per_run.mean(), rel=1e-12)
     # The bootstrap means of the paired differences lie between their smallest and largest.
@@ -398,18 +491,20 @@ def test_secondary_senescence_counts_only_host_events_in_the_window_after_the_tr
 @pytest.mark.parametrize("window", [0, -5.0, math.nan])
 def test_secondary_senescence_refuses_a_window_that_is_not_positive(window):
     with pytest.raises(ValueError, match="window"):
-        secondary_senescence(table(*transplant_runs(2, 10)), "transplant", "sham", PULSE,
-                             window=window)
+        secondary_senescence(
+            table(*transplant_runs(2, 10)), "transplant", "sham", PULSE, window=window
+        )
 
 
 def test_secondary_senescence_refuses_a_table_with_several_sweep_points():
     # The transplant at 400 (point 0) and at 405 (point 1), unfiltered: the runs of point 1 add
     # their own events to the window after 400, so the table must be filtered first.
-    runs = [*transplant_runs(3, 10, PULSE, ("perturbation.0.age", 0, PULSE)),
-            *transplant_runs(3, 10, PULSE + 5, ("perturbation.0.age", 1, PULSE + 5))]
+    runs = [
+        *transplant_runs(3, 10, PULSE, ("perturbation.0.age", 0, PULSE)),
+        *transplant_runs(3, 10, PULSE + 5, ("perturbation.0.age", 1, PULSE + 5)),
+    ]
     with pytest.raises(ValueError):
         secondary_senescence(table(*runs), "transplant", "sham", PULSE, window=10)
-
 
 
 def test_secondary_senescence_refuses_runs_that_skip_days_of_the_window():
@@ -427,6 +522,7 @@ def test_paired_difference_names_the_missing_label_column():
     results = table(*transplant_runs(2, 10)).drop(columns="replicate")
     with pytest.raises(ValueError, match=r"lack the column.*replicate"):
         paired_difference(results, "transplant", "sham", "senescent")
+
 
 # --- the experiments on the model ---------------------------------------------------------------
 
@@ -454,8 +550,10 @@ def results_of(specs) -> pd.DataFrame:
 
 def experiment(*names: str, **overrides) -> pd.DataFrame:
     """The scenario files `names` of scenarios/experiments at SIZE and REPLICATES, run."""
-    plan = plan_batch([EXPERIMENTS / f"{name}.toml" for name in names],
-                      **{"size": SIZE, "replicates": REPLICATES, **overrides})
+    plan = plan_batch(
+        [EXPERIMENTS / f"{name}.toml" for name in names],
+        **{"size": SIZE, "replicates": REPLICATES, **overrides},
+    )
     return results_of(plan.runs)
 
 
@@ -491,8 +589,9 @@ def test_immune_knockout_raises_late_life_senescent_burden(wild_type):
     # ~2.5% at each age). The effect is large: over 8 base seeds 0.54-0.84, lower bounds
     # 0.51-0.84; a knock-out that does not stop killing gives ~0.
     results = table(wild_type, experiment("immune_knockout"))
-    found = difference_by_age(results, "immune_knockout", "wild_type", "senescent_fraction",
-                              [540.0, 630.0, 730.0])
+    found = difference_by_age(
+        results, "immune_knockout", "wild_type", "senescent_fraction", [540.0, 630.0, 730.0]
+    )
     assert (found["ci_low"] > 0).all(), found
 
 
@@ -526,15 +625,24 @@ def test_senescent_transplant_makes_young_host_cells_senescent():
     # must be above 0. Over 10 base seeds it was 0.15-0.35 (estimates 0.33-0.53); with no
     # spread from the cluster the difference would be ~0.
     window = 30
-    plan = plan_batch([EXPERIMENTS / "transplant_senescent.toml",
-                       EXPERIMENTS / "transplant_healthy.toml"], replicates=40, size=40)
+    plan = plan_batch(
+        [EXPERIMENTS / "transplant_senescent.toml", EXPERIMENTS / "transplant_healthy.toml"],
+        replicates=40,
+        size=40,
+    )
     young = min(spec.values[TRANSPLANT_SWEEP] for spec in plan.runs)
-    specs = [dataclasses.replace(spec, scenario=spec.scenario.with_overrides(
-                days=young + window - spec.scenario.start_age))
-             for spec in plan.runs if spec.values[TRANSPLANT_SWEEP] == young]
+    specs = [
+        dataclasses.replace(
+            spec,
+            scenario=spec.scenario.with_overrides(days=young + window - spec.scenario.start_age),
+        )
+        for spec in plan.runs
+        if spec.values[TRANSPLANT_SWEEP] == young
+    ]
     results = results_of(specs)
-    estimate = secondary_senescence(results, "transplant_senescent", "transplant_healthy",
-                                    young, window=window)
+    estimate = secondary_senescence(
+        results, "transplant_senescent", "transplant_healthy", young, window=window
+    )
     assert estimate.n == 40
     assert estimate.value > 0 and estimate.ci_low > 0, estimate
 
@@ -545,8 +653,13 @@ def test_senescent_transplant_makes_young_host_cells_senescent():
 def test_pulse_chase_runs_on_the_agents_engine_through_the_batch(tmp_path):
     # The agents engine is ~200x slower: a 12×12 tissue, 20 days after the young pulse, 2
     # replicates, through run_batch and load_results. Only that it runs and pairs is checked.
-    plan = plan_batch([EXPERIMENTS / "wild_type.toml", EXPERIMENTS / "pulse_chase_young.toml"],
-                      replicates=2, days=20, size=12, engine="agents")
+    plan = plan_batch(
+        [EXPERIMENTS / "wild_type.toml", EXPERIMENTS / "pulse_chase_young.toml"],
+        replicates=2,
+        days=20,
+        size=12,
+        engine="agents",
+    )
     summary = run_batch(plan, tmp_path / "out", workers=1)
     assert (summary.done, summary.failed) == (4, 0)
     results = load_results(tmp_path / "out")
@@ -554,9 +667,10 @@ def test_pulse_chase_runs_on_the_agents_engine_through_the_batch(tmp_path):
     pairs = paired_difference(results, "pulse_chase_young", "wild_type", "senescent")
     assert list(pairs.columns) == ["replicate", "age", "difference"]
     assert sorted(pairs["replicate"].unique()) == [0, 1]
-    assert len(pairs) == 2 * 21                      # ages 90 to 110, each replicate
+    assert len(pairs) == 2 * 21  # ages 90 to 110, each replicate
     # Paired runs are identical until the pulse (the row at the pulse age precedes it).
     assert (pairs.loc[pairs["age"] == pulse_age("young"), "difference"] == 0).all()
-    estimate = pulse_chase(results, "pulse_chase_young", "wild_type", pulse_age("young"),
-                           n_boot=100)
+    estimate = pulse_chase(
+        results, "pulse_chase_young", "wild_type", pulse_age("young"), n_boot=100
+    )
     assert estimate.n == 2

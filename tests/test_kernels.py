@@ -56,8 +56,10 @@ def assert_same_run(first: ArrayTissue, second: ArrayTissue, exact_floats: bool)
 @pytest.mark.parametrize("torus", [True, False], ids=["torus", "closed"])
 def test_both_kernels_give_the_same_run(torus: bool) -> None:
     # 25 x 25 = 625 sites: not a multiple of 8 (the compiled kernel scans 8 sites at a time)
-    runs = [step_days(active_tissue(size=25, days=60, rng=5, torus=torus, kernel=kernel), 60)
-            for kernel in ("numba", "numpy")]
+    runs = [
+        step_days(active_tissue(size=25, days=60, rng=5, torus=torus, kernel=kernel), 60)
+        for kernel in ("numba", "numpy")
+    ]
     assert_same_run(*runs, exact_floats=False)
     events = runs[0].readouts[list(EVENTS)].sum()
     assert (events > 0).sum() >= 8, f"too quiet a run to compare:\n{events}"
@@ -65,12 +67,21 @@ def test_both_kernels_give_the_same_run(torus: bool) -> None:
 
 @needs_numba
 def test_both_kernels_give_the_same_run_under_therapy() -> None:
-    therapy = Therapy(rapamycin=Rapamycin(dose=2.0, start_age=300),
-                      senolytic=Senolytic(start_age=300, every=20, fraction=0.5))
+    therapy = Therapy(
+        rapamycin=Rapamycin(dose=2.0, start_age=300),
+        senolytic=Senolytic(start_age=300, every=20, fraction=0.5),
+    )
     runs = []
     for kernel in ("numba", "numpy"):
-        model = ArrayTissue(params=Parameters(initial_senescent_fraction=0.05), therapy=therapy,
-                            size=30, start_age=300, days=90, rng=8, kernel=kernel)
+        model = ArrayTissue(
+            params=Parameters(initial_senescent_fraction=0.05),
+            therapy=therapy,
+            size=30,
+            start_age=300,
+            days=90,
+            rng=8,
+            kernel=kernel,
+        )
         runs.append(step_days(model, 90))
     assert_same_run(*runs, exact_floats=False)
     assert runs[0].readouts["cleared_senolytic"].sum() > 0
@@ -79,14 +90,22 @@ def test_both_kernels_give_the_same_run_under_therapy() -> None:
 @needs_numba
 @pytest.mark.parametrize(("primary_hill", "paracrine_hill"), [(0.7, 1.5), (1.0, 3.0)])
 def test_both_kernels_give_the_same_run_for_other_hill_coefficients(
-        primary_hill: float, paracrine_hill: float) -> None:
+    primary_hill: float, paracrine_hill: float
+) -> None:
     # The compiled kernel rules out most healthy cells with `rules.hill_bound`, whose form
     # depends on the coefficient: each form must rule out only cells with nothing to do.
-    params = Parameters(primary_hill=primary_hill, paracrine_hill=paracrine_hill,
-                        primary_max_rate=0.01, initial_senescent_fraction=0.05)
-    runs = [step_days(ArrayTissue(params=params, size=30, start_age=500, days=60, rng=3,
-                                  kernel=kernel), 60)
-            for kernel in ("numba", "numpy")]
+    params = Parameters(
+        primary_hill=primary_hill,
+        paracrine_hill=paracrine_hill,
+        primary_max_rate=0.01,
+        initial_senescent_fraction=0.05,
+    )
+    runs = [
+        step_days(
+            ArrayTissue(params=params, size=30, start_age=500, days=60, rng=3, kernel=kernel), 60
+        )
+        for kernel in ("numba", "numpy")
+    ]
     assert_same_run(*runs, exact_floats=False)
     events = runs[0].readouts[["new_primary", "new_paracrine", "divisions"]].sum()
     assert (events > 0).all(), f"too quiet a run to compare:\n{events}"

@@ -19,8 +19,14 @@ ALPHA = 0.001
 
 def run(days, seed, size=30, start_age=500, therapy=None, **params):
     """Run a model and return it (readouts in model.readouts)."""
-    model = TissueModel(params=Parameters(**params), therapy=therapy, size=size,
-                        start_age=start_age, days=days, rng=seed)
+    model = TissueModel(
+        params=Parameters(**params),
+        therapy=therapy,
+        size=size,
+        start_age=start_age,
+        days=days,
+        rng=seed,
+    )
     model.run_for(days)
     return model
 
@@ -35,7 +41,8 @@ def assert_greater(high, low):
     result = stats.ttest_ind(high, low, equal_var=False, alternative="greater")
     assert result.pvalue < ALPHA, (
         f"mean {np.mean(high):.4g} not significantly above {np.mean(low):.4g} "
-        f"(p = {result.pvalue:.3g})")
+        f"(p = {result.pvalue:.3g})"
+    )
 
 
 def mean_secretion_per_senescent_cell(model):
@@ -46,22 +53,32 @@ def mean_secretion_per_senescent_cell(model):
 
 # --- rapamycin and the SASP -------------------------------------------------------------------
 
+
 def test_rapamycin_lowers_sasp_output_per_senescent_cell():
     # Senescent cells of old tissue, 60 days into daily rapamycin versus untreated (8 runs each);
     # immune killing is off so that both arms keep their senescent cells to measure.
-    kwargs = {"days": 60, "start_age": 500, "initial_senescent_fraction": 0.05,
-              "immune_kill": 0.0}
-    treated = replicates(8, 100, mean_secretion_per_senescent_cell,
-                         therapy=Therapy(rapamycin=Rapamycin(dose=1.0, start_age=500)), **kwargs)
+    kwargs = {"days": 60, "start_age": 500, "initial_senescent_fraction": 0.05, "immune_kill": 0.0}
+    treated = replicates(
+        8,
+        100,
+        mean_secretion_per_senescent_cell,
+        therapy=Therapy(rapamycin=Rapamycin(dose=1.0, start_age=500)),
+        **kwargs,
+    )
     untreated = replicates(8, 200, mean_secretion_per_senescent_cell, **kwargs)
     assert_greater(untreated, treated)
 
 
 def test_rapamycin_never_turns_a_senescent_cell_healthy():
     # High-dose rapamycin in old tissue: follow every senescent cell and every site, every day.
-    model = TissueModel(params=Parameters(initial_senescent_fraction=0.05), size=30,
-                        start_age=500, days=60, rng=3,
-                        therapy=Therapy(rapamycin=Rapamycin(dose=10.0, start_age=500)))
+    model = TissueModel(
+        params=Parameters(initial_senescent_fraction=0.05),
+        size=30,
+        start_age=500,
+        days=60,
+        rng=3,
+        therapy=Therapy(rapamycin=Rapamycin(dose=10.0, start_age=500)),
+    )
     seen = {}
     for _ in range(60):
         before = model.tissue.data.copy()
@@ -79,12 +96,15 @@ def test_rapamycin_never_turns_a_senescent_cell_healthy():
 
 # --- immune clearance -------------------------------------------------------------------------
 
+
 def test_no_immune_killing_raises_the_senescent_fraction():
     kwargs = {"days": 150, "start_age": 400}
-    knockout = replicates(6, 300, lambda m: m.readouts.senescent_fraction.iloc[-30:].mean(),
-                          immune_kill=0.0, **kwargs)
-    wild_type = replicates(6, 400, lambda m: m.readouts.senescent_fraction.iloc[-30:].mean(),
-                           **kwargs)
+    knockout = replicates(
+        6, 300, lambda m: m.readouts.senescent_fraction.iloc[-30:].mean(), immune_kill=0.0, **kwargs
+    )
+    wild_type = replicates(
+        6, 400, lambda m: m.readouts.senescent_fraction.iloc[-30:].mean(), **kwargs
+    )
     assert_greater(knockout, wild_type)
 
 
@@ -96,8 +116,12 @@ def test_no_immune_killing_means_no_immune_clearance():
 
 # --- SASP field and paracrine senescence ------------------------------------------------------
 
-PARACRINE = {"days": 100, "start_age": 500, "paracrine_max_rate": 0.05,
-             "initial_senescent_fraction": 0.02}
+PARACRINE = {
+    "days": 100,
+    "start_age": 500,
+    "paracrine_max_rate": 0.05,
+    "initial_senescent_fraction": 0.02,
+}
 
 
 def test_paracrine_senescence_happens_with_the_sasp():
@@ -117,8 +141,9 @@ def test_no_sasp_diffusion_removes_paracrine_senescence():
     # Without diffusion the SASP stays on the senescent cell's own site, which no healthy cell
     # shares. Only a daughter born into a just-cleared site sees its decaying residue, so allow
     # at most a tenth of the paracrine arrests of the diffusing field (replicates pooled).
-    still = replicates(4, 700, lambda m: m.readouts.new_paracrine.sum(), sasp_diffusion=0.0,
-                       **PARACRINE)
+    still = replicates(
+        4, 700, lambda m: m.readouts.new_paracrine.sum(), sasp_diffusion=0.0, **PARACRINE
+    )
     diffusing = replicates(4, 800, lambda m: m.readouts.new_paracrine.sum(), **PARACRINE)
     assert still.sum() <= 0.1 * diffusing.sum()
     assert diffusing.sum() >= 20
@@ -126,21 +151,34 @@ def test_no_sasp_diffusion_removes_paracrine_senescence():
 
 # --- oxytocin and regeneration ----------------------------------------------------------------
 
+
 def divisions_after_injury(start_age, oxytocin, seed):
     """Divisions in 5 days into a tissue with 40% vacancies (no other events)."""
     therapy = Therapy(oxytocin=Oxytocin(dose=1.0, start_age=start_age)) if oxytocin else None
-    model = run(days=5, seed=seed, size=40, start_age=start_age, therapy=therapy,
-                initial_occupancy=0.6, initial_senescent_fraction=0.0, healthy_death_rate=0.0,
-                primary_max_rate=0.0)
+    model = run(
+        days=5,
+        seed=seed,
+        size=40,
+        start_age=start_age,
+        therapy=therapy,
+        initial_occupancy=0.6,
+        initial_senescent_fraction=0.0,
+        healthy_death_rate=0.0,
+        primary_max_rate=0.0,
+    )
     return model.readouts.divisions.sum()
 
 
 @pytest.fixture(scope="module")
 def regeneration():
     """Division counts for young (90 d) and old (660 d) tissue, with and without oxytocin."""
-    return {(age, ot): np.array([divisions_after_injury(age, ot, 1000 * age + 10 * ot + i)
-                                 for i in range(8)])
-            for age in (90, 660) for ot in (False, True)}
+    return {
+        (age, ot): np.array(
+            [divisions_after_injury(age, ot, 1000 * age + 10 * ot + i) for i in range(8)]
+        )
+        for age in (90, 660)
+        for ot in (False, True)
+    }
 
 
 def test_oxytocin_raises_regeneration_in_old_tissue(regeneration):
@@ -160,6 +198,7 @@ def test_oxytocin_does_not_raise_regeneration_in_young_tissue(regeneration):
 
 # --- rapamycin, mTORC2 and immune competence --------------------------------------------------
 
+
 def competence_after_60_days(dose):
     therapy = Therapy(rapamycin=Rapamycin(dose=dose, start_age=500)) if dose else None
     model = run(days=60, seed=9, size=10, start_age=500, therapy=therapy)
@@ -176,6 +215,7 @@ def test_low_dose_rapamycin_does_not_lower_immune_competence():
 
 # --- the untreated aging trajectory -----------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_untreated_senescence_starts_low_and_accelerates_with_age():
     # One 100x100 tissue from 3 to 24 months on defaults (about half a minute).
@@ -184,7 +224,7 @@ def test_untreated_senescence_starts_low_and_accelerates_with_age():
     assert fraction.iloc[0] < 0.01
 
     def window(age):
-        return fraction.loc[age - 30:age].mean()
+        return fraction.loc[age - 30 : age].mean()
 
     early, middle, late = window(150), window(440), window(730)
     assert early < middle < late

@@ -71,11 +71,19 @@ def variant(params: Parameters, **changes: float) -> Parameters:
     return Parameters(**{**params.model_dump(), **changes})
 
 
-def active_model(size: int = 20, days: int = 30, rng: int = 7, torus: bool = True,
-                 **changes: float) -> TissueModel:
+def active_model(
+    size: int = 20, days: int = 30, rng: int = 7, torus: bool = True, **changes: float
+) -> TissueModel:
     """A model of the busy old tissue with all therapies, optionally with changed parameters."""
-    return TissueModel(params=variant(ACTIVE_PARAMS, **changes), therapy=ACTIVE_THERAPY,
-                       size=size, start_age=ACTIVE_START_AGE, days=days, torus=torus, rng=rng)
+    return TissueModel(
+        params=variant(ACTIVE_PARAMS, **changes),
+        therapy=ACTIVE_THERAPY,
+        size=size,
+        start_age=ACTIVE_START_AGE,
+        days=days,
+        torus=torus,
+        rng=rng,
+    )
 
 
 def agents_of(model: TissueModel, kind: type) -> list:
@@ -110,8 +118,7 @@ def take_snapshot(model: TissueModel) -> Snapshot:
     for agent in agents_of(model, HealthyCell):
         snapshot.healthy[agent.unique_id] = agent.cell.coordinate
     for agent in agents_of(model, SenescentCell):
-        snapshot.senescent[agent.unique_id] = (agent.cell.coordinate, agent.arrest_age,
-                                               agent.cause)
+        snapshot.senescent[agent.unique_id] = (agent.cell.coordinate, agent.arrest_age, agent.cause)
     for agent in agents_of(model, ImmuneCell):
         snapshot.immune_cells[agent.unique_id] = (agent.cell.coordinate, agent.lifetime)
     return snapshot
@@ -225,24 +232,29 @@ def check_conservation(before: dict, after: dict) -> None:
     arrested = sum(after[name] for name in NEW_SENESCENCE)
     removed = sum(after[name] for name in SENESCENT_REMOVALS)
     assert after["senescent"] == before["senescent"] + arrested - removed
-    assert after["healthy"] == (before["healthy"] + after["divisions"] - after["healthy_deaths"]
-                                - arrested)
-    assert after["immune"] == (before["immune"] + after["immune_recruited"]
-                               - after["immune_departed"])
+    assert after["healthy"] == (
+        before["healthy"] + after["divisions"] - after["healthy_deaths"] - arrested
+    )
+    assert after["immune"] == (
+        before["immune"] + after["immune_recruited"] - after["immune_departed"]
+    )
 
 
-def check_tissue_transitions(before: Snapshot, after: Snapshot, row: dict, size: int,
-                             torus: bool) -> None:
+def check_tissue_transitions(
+    before: Snapshot, after: Snapshot, row: dict, size: int, torus: bool
+) -> None:
     """Site-level tissue changes of one day are the ones the tallies report, and only those."""
     assert not np.any((before.tissue == SENESCENT) & (after.tissue == HEALTHY)), (
-        "a senescent site became healthy within one day")
+        "a senescent site became healthy within one day"
+    )
 
     # Surviving tissue cells are fixed to their site; senescent cells age by one day.
     for uid, coordinate in after.healthy.items():
         if uid in before.healthy:
             assert before.healthy[uid] == coordinate
-    new_senescent = {uid: state for uid, state in after.senescent.items()
-                     if uid not in before.senescent}
+    new_senescent = {
+        uid: state for uid, state in after.senescent.items() if uid not in before.senescent
+    }
     for uid, (coordinate, arrest_age, _) in after.senescent.items():
         if uid in before.senescent:
             old_coordinate, old_age, _ = before.senescent[uid]
@@ -281,8 +293,9 @@ def check_tissue_transitions(before: Snapshot, after: Snapshot, row: dict, size:
     assert len(out_of_reach) <= row["cleared_senolytic"] + row["senescent_deaths"]
 
 
-def check_immune_transitions(before: Snapshot, after: Snapshot, row: dict, size: int,
-                             torus: bool) -> int:
+def check_immune_transitions(
+    before: Snapshot, after: Snapshot, row: dict, size: int, torus: bool
+) -> int:
     """Immune cells age, depart at lifetime 0, step at most one site, kill at most one a day.
 
     Returns:
@@ -298,15 +311,15 @@ def check_immune_transitions(before: Snapshot, after: Snapshot, row: dict, size:
         old_coordinate, old_lifetime = before.immune_cells[uid]
         assert lifetime == old_lifetime - 1
         assert moore_distance(old_coordinate, coordinate, size, torus) <= 1, (
-            f"immune cell {uid} jumped from {old_coordinate} to {coordinate}")
+            f"immune cell {uid} jumped from {old_coordinate} to {coordinate}"
+        )
         if coordinate != old_coordinate:
             assert not before.immune[coordinate], "an immune cell moved onto an occupied site"
             moved += 1
     recruited = [uid for uid in after.immune_cells if uid not in before.immune_cells]
     assert len(recruited) == row["immune_recruited"]
     departed = {uid for uid in before.immune_cells if uid not in after.immune_cells}
-    assert departed == {uid for uid, (_, lifetime) in before.immune_cells.items()
-                        if lifetime == 1}
+    assert departed == {uid for uid, (_, lifetime) in before.immune_cells.items() if lifetime == 1}
     assert len(departed) == row["immune_departed"]
     return moved
 
@@ -343,8 +356,9 @@ def assert_busy_run(readouts: pd.DataFrame, immune_moves: int) -> None:
 
 def check_full_senolysis_on_dose_days(readouts: pd.DataFrame, schedule, doses: int) -> None:
     """A senolytic of fraction 1 removes every senescent cell of the dawn on its `doses` days."""
-    dose_day = ((readouts["age"] >= schedule.start_age)
-                & ((readouts["age"] - schedule.start_age) % schedule.every == 0))
+    dose_day = (readouts["age"] >= schedule.start_age) & (
+        (readouts["age"] - schedule.start_age) % schedule.every == 0
+    )
     assert dose_day.sum() == doses
     arrested = readouts[list(NEW_SENESCENCE)].sum(axis=1)
     removed = readouts[list(SENESCENT_REMOVALS)].sum(axis=1)
@@ -373,9 +387,14 @@ def test_invariants_hold_every_day_with_all_processes_active(torus: bool, rng: i
 def test_senolytic_dose_of_fraction_one_clears_every_senescent_cell_on_dose_days() -> None:
     start_age, days = 600, 20
     schedule = Senolytic(every=5, fraction=1.0, start_age=start_age + 2)
-    model = TissueModel(params=variant(ACTIVE_PARAMS, initial_senescent_fraction=0.1),
-                        therapy=Therapy(senolytic=schedule), size=20, start_age=start_age,
-                        days=days, rng=11)
+    model = TissueModel(
+        params=variant(ACTIVE_PARAMS, initial_senescent_fraction=0.1),
+        therapy=Therapy(senolytic=schedule),
+        size=20,
+        start_age=start_age,
+        days=days,
+        rng=11,
+    )
     model.run_for(days)
     check_full_senolysis_on_dose_days(model.readouts, schedule, doses=4)
 
@@ -384,8 +403,12 @@ def test_senolytic_dose_of_fraction_one_clears_every_senescent_cell_on_dose_days
 
 
 def final_state(model: TissueModel) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
-    return (model.readouts, model.tissue.data.copy(), model.immune.data.copy(),
-            model.sasp.data.copy())
+    return (
+        model.readouts,
+        model.tissue.data.copy(),
+        model.immune.data.copy(),
+        model.sasp.data.copy(),
+    )
 
 
 def assert_same_run(first: TissueModel, second: TissueModel) -> None:
@@ -434,15 +457,25 @@ model.readouts.to_pickle(sys.argv[3])
 
 def test_run_does_not_depend_on_the_string_hash_seed(tmp_path: Path) -> None:
     """A run in a process with another PYTHONHASHSEED (set/dict-order effects) is identical."""
-    here = TissueModel(params=ACTIVE_PARAMS, therapy=ACTIVE_THERAPY, size=15, start_age=600,
-                       days=15, rng=21)
+    here = TissueModel(
+        params=ACTIVE_PARAMS, therapy=ACTIVE_THERAPY, size=15, start_age=600, days=15, rng=21
+    )
     here.run_for(15)
     hash_seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
     output = tmp_path / "readouts.pkl"
     subprocess.run(
-        [sys.executable, "-c", HASH_SEED_RUN, ACTIVE_PARAMS.model_dump_json(),
-         ACTIVE_THERAPY.model_dump_json(), str(output)],
-        check=True, timeout=120, env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        [
+            sys.executable,
+            "-c",
+            HASH_SEED_RUN,
+            ACTIVE_PARAMS.model_dump_json(),
+            ACTIVE_THERAPY.model_dump_json(),
+            str(output),
+        ],
+        check=True,
+        timeout=120,
+        env={**os.environ, "PYTHONHASHSEED": hash_seed},
+    )
     assert_frame_equal(pd.read_pickle(output), here.readouts)
 
 
@@ -535,8 +568,14 @@ def test_day_zero_row_is_the_initial_state() -> None:
     np.testing.assert_array_equal(readouts["age"], ACTIVE_START_AGE + np.arange(5))
     assert model.age == ACTIVE_START_AGE + 4
     assert model.age == readouts["age"].iloc[-1]
-    for name in ("mtorc1", "autophagy", "immune_competence", "division_prob",
-                 "rapamycin_exposure", "oxytocin_level"):
+    for name in (
+        "mtorc1",
+        "autophagy",
+        "immune_competence",
+        "division_prob",
+        "rapamycin_exposure",
+        "oxytocin_level",
+    ):
         np.testing.assert_allclose(readouts[name], model.timeline[name].iloc[:5], err_msg=name)
 
 
@@ -566,8 +605,10 @@ def test_initial_fractions_match_the_parameters_on_a_large_grid() -> None:
     # Each site is independently senescent (probability p) or occupied (probability q), so the
     # counts are binomial(sites, p) and binomial(sites, q); allow 5 standard errors (a false
     # alarm about once in 1.7 million runs).
-    for observed, probability in ((counts["senescent"], senescent_fraction),
-                                  (counts["senescent"] + counts["healthy"], occupancy)):
+    for observed, probability in (
+        (counts["senescent"], senescent_fraction),
+        (counts["senescent"] + counts["healthy"], occupancy),
+    ):
         standard_error = math.sqrt(sites * probability * (1.0 - probability))
         assert abs(observed - sites * probability) <= 5.0 * standard_error
     assert model.readouts.at[0, "senescent_fraction"] == counts["senescent"] / sites
@@ -611,8 +652,9 @@ def test_no_senescence_without_any_cause() -> None:
 
 def test_no_empty_site_appears_without_death_in_a_full_tissue() -> None:
     days = 60
-    model = active_model(size=20, days=days, rng=6, initial_occupancy=1.0,
-                         healthy_death_rate=0.0, **NO_SENESCENCE)
+    model = active_model(
+        size=20, days=days, rng=6, initial_occupancy=1.0, healthy_death_rate=0.0, **NO_SENESCENCE
+    )
     model.run_for(days)
     readouts = model.readouts
     assert (readouts["empty"] == 0).all()
@@ -636,8 +678,9 @@ def test_no_divisions_without_regeneration() -> None:
 
 def test_no_immune_cells_without_recruitment() -> None:
     days = 30
-    model = active_model(size=20, days=days, rng=14, immune_recruit_base=0.0,
-                         immune_recruit_max=0.0)
+    model = active_model(
+        size=20, days=days, rng=14, immune_recruit_base=0.0, immune_recruit_max=0.0
+    )
     model.run_for(days)
     readouts = model.readouts
     assert (readouts["immune"] == 0).all()
@@ -659,8 +702,14 @@ def test_no_immune_kills_without_competence() -> None:
 
 def test_no_senolytic_clearance_without_senolytic() -> None:
     days = 30
-    model = TissueModel(params=ACTIVE_PARAMS, therapy=Therapy(), size=20,
-                        start_age=ACTIVE_START_AGE, days=days, rng=16)
+    model = TissueModel(
+        params=ACTIVE_PARAMS,
+        therapy=Therapy(),
+        size=20,
+        start_age=ACTIVE_START_AGE,
+        days=days,
+        rng=16,
+    )
     model.run_for(days)
     readouts = model.readouts
     assert (readouts["cleared_senolytic"] == 0).all()
@@ -685,8 +734,11 @@ def _is_model_init_call(call: ast.Call) -> bool:
     func = call.func
     if isinstance(func, ast.Attribute) and func.attr == "__init__":
         inner = func.value
-        return (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name)
-                and inner.func.id == "super")
+        return (
+            isinstance(inner, ast.Call)
+            and isinstance(inner.func, ast.Name)
+            and inner.func.id == "super"
+        )
     name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
     return name.endswith("Model")
 
@@ -700,10 +752,14 @@ def deprecated_mesa_usage(text: str, filename: str) -> list[str]:
                 findings.append(f"{filename}:{line_number}: {what}")
     # The seed keyword is checked on the syntax tree, so calls spread over lines are caught.
     for node in ast.walk(ast.parse(text, filename=filename)):
-        if (isinstance(node, ast.Call) and _is_model_init_call(node)
-                and any(keyword.arg == SEED_KEYWORD for keyword in node.keywords)):
-            findings.append(f"{filename}:{node.lineno}: {SEED_KEYWORD}= in a Model constructor "
-                            "(use rng=)")
+        if (
+            isinstance(node, ast.Call)
+            and _is_model_init_call(node)
+            and any(keyword.arg == SEED_KEYWORD for keyword in node.keywords)
+        ):
+            findings.append(
+                f"{filename}:{node.lineno}: {SEED_KEYWORD}= in a Model constructor (use rng=)"
+            )
     return findings
 
 
@@ -716,29 +772,53 @@ def test_source_tree_and_this_module_use_no_deprecated_mesa_api() -> None:
     assert findings == []
 
 
-@pytest.mark.parametrize("snippet", [
-    "from mesa" + ".space import MultiGrid\n",
-    "import mesa" + ".space as space\n",
-    "results = mesa.batch" + "_run(TissueModel, parameters={})\n",
-    "day = model.ste" + "ps\n",
-    "class M(mesa.Model):\n    def __init__(self):\n        super().__init__(\n"
-    "            " + SEED_KEYWORD + "=42,\n        )\n",
-    "model = mesa.Model(" + SEED_KEYWORD + "=1)\n",
-    "model = TissueModel(size=5, " + SEED_KEYWORD + "=1)\n",
-    "layer = Property" + "Layer('sasp', (3, 3), 0.0)\n",
-], ids=["mesa-space-from", "mesa-space-import", "batch-run", "steps", "seed-in-super",
-        "seed-in-mesa-model", "seed-in-subclass", "property-layer"])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "from mesa" + ".space import MultiGrid\n",
+        "import mesa" + ".space as space\n",
+        "results = mesa.batch" + "_run(TissueModel, parameters={})\n",
+        "day = model.ste" + "ps\n",
+        "class M(mesa.Model):\n    def __init__(self):\n        super().__init__(\n"
+        "            " + SEED_KEYWORD + "=42,\n        )\n",
+        "model = mesa.Model(" + SEED_KEYWORD + "=1)\n",
+        "model = TissueModel(size=5, " + SEED_KEYWORD + "=1)\n",
+        "layer = Property" + "Layer('sasp', (3, 3), 0.0)\n",
+    ],
+    ids=[
+        "mesa-space-from",
+        "mesa-space-import",
+        "batch-run",
+        "steps",
+        "seed-in-super",
+        "seed-in-mesa-model",
+        "seed-in-subclass",
+        "property-layer",
+    ],
+)
 def test_deprecation_scan_flags_deprecated_usage(snippet: str) -> None:
     assert deprecated_mesa_usage(snippet, "snippet.py")
 
 
-@pytest.mark.parametrize("snippet", [
-    "class M(mesa.Model):\n    def __init__(self, rng=None):\n        super().__init__(rng=rng)\n",
-    "scenario = scenario.with_overrides(" + SEED_KEYWORD + "=3, days=10)\n",
-    "layer = grid.create_property_layer('sasp', 0.0)\n",
-    "from mesa.discrete_space import OrthogonalMooreGrid\n",
-    "n = model.ste" + "ps_per_day\n",
-], ids=["rng-in-super", "seed-elsewhere", "create-property-layer", "discrete-space",
-        "similar-attribute"])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        (
+            "class M(mesa.Model):\n    def __init__(self, rng=None):\n"
+            "        super().__init__(rng=rng)\n"
+        ),
+        "scenario = scenario.with_overrides(" + SEED_KEYWORD + "=3, days=10)\n",
+        "layer = grid.create_property_layer('sasp', 0.0)\n",
+        "from mesa.discrete_space import OrthogonalMooreGrid\n",
+        "n = model.ste" + "ps_per_day\n",
+    ],
+    ids=[
+        "rng-in-super",
+        "seed-elsewhere",
+        "create-property-layer",
+        "discrete-space",
+        "similar-attribute",
+    ],
+)
 def test_deprecation_scan_passes_current_usage(snippet: str) -> None:
     assert deprecated_mesa_usage(snippet, "snippet.py") == []

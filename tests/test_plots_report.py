@@ -65,10 +65,11 @@ def test_trajectories_draw_a_line_and_band_per_scenario_in_each_panel(results):
     assert len(fig.axes) == 4
     for ax in fig.axes:
         assert len(ax.lines) == len(CANONICAL)
-        assert len(ax.collections) == len(CANONICAL)       # one CI band per scenario
+        assert len(ax.collections) == len(CANONICAL)  # one CI band per scenario
         assert ax.get_xlabel() == "age (years)"
         assert max(line.get_xdata().max() for line in ax.lines) == pytest.approx(
-            (START + DAYS) / DAYS_PER_YEAR)
+            (START + DAYS) / DAYS_PER_YEAR
+        )
     assert len(fig.legends) == 1
     assert {t.get_text() for t in fig.legends[0].get_texts()} == set(CANONICAL)
 
@@ -82,15 +83,18 @@ def test_trajectory_lines_are_the_summarised_means(results):
 
 
 def test_trajectories_without_replicates_have_no_bands():
-    fig = trajectories(synthetic({"untreated": [0.1], "combined": [0.05]}),
-                       ["senescent_fraction", "tissue_function", "mean_sasp"])
-    assert len(fig.axes) == 3                          # the fourth grid cell is removed
+    fig = trajectories(
+        synthetic({"untreated": [0.1], "combined": [0.05]}),
+        ["senescent_fraction", "tissue_function", "mean_sasp"],
+    )
+    assert len(fig.axes) == 3  # the fourth grid cell is removed
     assert all(len(ax.lines) == 2 and len(ax.collections) == 0 for ax in fig.axes)
 
 
 def test_trajectories_label_sweep_points():
-    table = synthetic({"untreated": [0.1, 0.2], "combined": [0.05, 0.07]},
-                      sweep={"combined": [0.4, 0.8]})
+    table = synthetic(
+        {"untreated": [0.1, 0.2], "combined": [0.05, 0.07]}, sweep={"combined": [0.4, 0.8]}
+    )
     fig = trajectories(table, ["senescent_fraction"])
     labels = {line.get_label() for line in fig.axes[0].lines}
     assert labels == {"untreated", "combined (immune_kill=0.4)", "combined (immune_kill=0.8)"}
@@ -118,7 +122,7 @@ def test_synergy_bars_show_each_method_with_its_interval_and_the_band():
     assert len(bars) == 1 and len(bars[0]) == 2
     np.testing.assert_allclose([b.get_height() for b in bars[0]], 100 * table["excess"])
     band = [p for p in ax.patches if p not in bars[0].patches]
-    assert len(band) == 1                               # the shaded ±10% band
+    assert len(band) == 1  # the shaded ±10% band
     assert band[0].get_label().startswith("additive (±10%)")
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels[0].startswith("Bliss") and labels[1].startswith("HSA")
@@ -126,22 +130,30 @@ def test_synergy_bars_show_each_method_with_its_interval_and_the_band():
 
 
 def test_grid_snapshot_shows_states_immune_cells_and_sasp(snapshots):
-    shot = snapshots[(snapshots["scenario"] == "untreated") & (snapshots["replicate"] == 0)
-                     & (snapshots["age"] == START + DAYS)]
+    shot = snapshots[
+        (snapshots["scenario"] == "untreated")
+        & (snapshots["replicate"] == 0)
+        & (snapshots["age"] == START + DAYS)
+    ]
     fig = grid_snapshot(shot)
-    assert len(fig.axes) == 3                           # tissue, SASP, colour bar
+    assert len(fig.axes) == 3  # tissue, SASP, colour bar
     tissue, sasp, _ = fig.axes
     states = tissue.images[0].get_array()
     assert states.shape == (15, 15)
     site = shot.iloc[17]
     assert states[site["y"], site["x"]] == ["empty", "healthy", "senescent"].index(site["state"])
-    np.testing.assert_allclose(sasp.images[0].get_array()[shot["y"], shot["x"]], shot["sasp"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        sasp.images[0].get_array()[shot["y"], shot["x"]], shot["sasp"], rtol=1e-6
+    )
     (markers,) = tissue.collections
     assert len(markers.get_offsets()) == int(shot["immune"].sum())
     assert len(fig.legends) == 1
     assert [t.get_text() for t in fig.legends[0].get_texts()] == [
-        "empty", "healthy", "senescent", "immune cell"]
+        "empty",
+        "healthy",
+        "senescent",
+        "immune cell",
+    ]
 
 
 def test_grid_snapshot_wants_one_run_at_one_age(snapshots):
@@ -155,10 +167,13 @@ def test_grid_snapshot_wants_one_run_at_one_age(snapshots):
 def test_save_figures_writes_every_applicable_png(batch, tmp_path):
     paths = save_figures(batch, tmp_path / "figs", dpi=40)
     names = [p.name for p in paths]
-    assert names[:3] == ["trajectories.png", "end_senescent_fraction.png",
-                         "end_tissue_function.png"]
+    assert names[:3] == [
+        "trajectories.png",
+        "end_senescent_fraction.png",
+        "end_tissue_function.png",
+    ]
     assert {"synergy_senescent_fraction.png", "synergy_tissue_function.png"} <= set(names)
-    for scenario in CANONICAL:       # the first run of each scenario, at each saved age
+    for scenario in CANONICAL:  # the first run of each scenario, at each saved age
         assert f"snapshot_{scenario}_age{START + DAYS}.png" in names
     assert len([n for n in names if n.startswith("snapshot_")]) == len(CANONICAL)
     assert all(is_png(p) for p in paths)
@@ -166,11 +181,11 @@ def test_save_figures_writes_every_applicable_png(batch, tmp_path):
 
 
 def test_save_figures_skips_synergy_and_snapshots_when_not_applicable(tmp_path):
-    folder = make_batch(tmp_path / "two", scenarios=("untreated", "rapamycin"), replicates=2,
-                        snapshots=())
+    folder = make_batch(
+        tmp_path / "two", scenarios=("untreated", "rapamycin"), replicates=2, snapshots=()
+    )
     names = [p.name for p in save_figures(folder, tmp_path / "figs", dpi=40)]
-    assert names == ["trajectories.png", "end_senescent_fraction.png",
-                     "end_tissue_function.png"]
+    assert names == ["trajectories.png", "end_senescent_fraction.png", "end_tissue_function.png"]
 
 
 def test_report_has_the_scenarios_summary_numbers_synergy_and_figures(batch, report):
@@ -199,10 +214,17 @@ def test_report_has_the_scenarios_summary_numbers_synergy_and_figures(batch, rep
 
 
 def test_report_without_the_four_scenarios_explains_the_missing_synergy(tmp_path):
-    manifest = {"scenarios": [{"name": "untreated"}, {"name": "rapamycin"}],
-                "runs": [{"status": "done"}] * 3 + [{"status": "failed"}]}
-    folder = make_batch(tmp_path / "two", scenarios=("untreated", "rapamycin"), replicates=2,
-                        snapshots=(), manifest=manifest)
+    manifest = {
+        "scenarios": [{"name": "untreated"}, {"name": "rapamycin"}],
+        "runs": [{"status": "done"}] * 3 + [{"status": "failed"}],
+    }
+    folder = make_batch(
+        tmp_path / "two",
+        scenarios=("untreated", "rapamycin"),
+        replicates=2,
+        snapshots=(),
+        manifest=manifest,
+    )
     text = write_report(folder, out=tmp_path / "out", dpi=40).read_text()
     assert "Scenarios in `batch.json`: untreated, rapamycin" in text
     assert "Runs in `batch.json`: 4 (done: 3, failed: 1)" in text

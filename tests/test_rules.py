@@ -145,13 +145,11 @@ def test_damage_step_nonnegative_and_monotone_in_each_input():
 def test_damage_step_nonnegative_over_random_valid_inputs():
     rng = np.random.default_rng(1)
     n = 10_000
-    y = rules.damage_step(rng.random(n) * 5, rng.random(n), rng.random(n), rng.random(n) * 3,
-                          2.0)
+    y = rules.damage_step(rng.random(n) * 5, rng.random(n), rng.random(n), rng.random(n) * 3, 2.0)
     assert np.all(y >= 0.0)
 
 
-@pytest.mark.parametrize(("drive", "repair"), [(0.01, 0.1), (0.5, 0.9), (0.003, 0.02),
-                                               (1.0, 1.0)])
+@pytest.mark.parametrize(("drive", "repair"), [(0.01, 0.1), (0.5, 0.9), (0.003, 0.02), (1.0, 1.0)])
 def test_equilibrium_damage_is_fixed_point_without_sasp(drive, repair):
     eq = rules.equilibrium_damage(drive, repair)
     assert eq >= 0.0
@@ -197,8 +195,9 @@ def test_exposure_step_monotone_in_inputs():
 
 
 @pytest.mark.parametrize("rule", [rules.primary_senescence_prob, rules.paracrine_senescence_prob])
-@pytest.mark.parametrize(("max_rate", "half", "n"), [(0.002, 1.0, 4.0), (1.0, 0.4, 2.0),
-                                                     (0.3, 2.0, 1.0)])
+@pytest.mark.parametrize(
+    ("max_rate", "half", "n"), [(0.002, 1.0, 4.0), (1.0, 0.4, 2.0), (0.3, 2.0, 1.0)]
+)
 def test_senescence_probabilities_bounded_and_increasing(rule, max_rate, half, n):
     y = rule(GRID, max_rate, half, n)
     assert in_unit_interval(y)
@@ -237,8 +236,9 @@ def test_sasp_output_bounds_and_monotone():
 # --- immune system ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("base", "max_rate", "half"), [(0.0005, 0.02, 0.2), (0.0, 1.0, 1.0),
-                                                        (0.3, 0.7, 5.0)])
+@pytest.mark.parametrize(
+    ("base", "max_rate", "half"), [(0.0005, 0.02, 0.2), (0.0, 1.0, 1.0), (0.3, 0.7, 5.0)]
+)
 def test_recruitment_prob_between_base_and_base_plus_max(base, max_rate, half):
     y = rules.recruitment_prob(GRID, base, max_rate, half)
     assert np.all(y >= base)
@@ -250,9 +250,16 @@ def test_recruitment_prob_between_base_and_base_plus_max(base, max_rate, half):
 
 
 IMMUNE = {
-    "age": 300.0, "kill": 0.8, "old_fraction": 0.1, "decline_age": 365.0,
-    "mtorc1_inhibition": 0.2, "mtorc2_inhibition": 0.1, "boost": 0.2, "mtorc2_loss": 0.5,
-    "ot_response": 0.8, "ot_gain": 0.3,
+    "age": 300.0,
+    "kill": 0.8,
+    "old_fraction": 0.1,
+    "decline_age": 365.0,
+    "mtorc1_inhibition": 0.2,
+    "mtorc2_inhibition": 0.1,
+    "boost": 0.2,
+    "mtorc2_loss": 0.5,
+    "ot_response": 0.8,
+    "ot_gain": 0.3,
 }
 
 
@@ -276,23 +283,34 @@ def test_immune_competence_monotone_in_each_input():
 
 def test_immune_competence_is_clipped_to_unit_interval():
     # Unclipped level 1 * 1 * (1 + 2 * 1) * 1 * 1 = 3 must be clipped to 1.
-    high = immune(age=0.0, kill=1.0, boost=2.0, mtorc1_inhibition=1.0, mtorc2_inhibition=0.0,
-                  ot_response=1.0)
+    high = immune(
+        age=0.0, kill=1.0, boost=2.0, mtorc1_inhibition=1.0, mtorc2_inhibition=0.0, ot_response=1.0
+    )
     assert high == 1.0
     # Unclipped level 0.8 * (1 - 2 * 1) < 0 must be clipped to 0.
     low = immune(age=0.0, mtorc2_loss=2.0, mtorc2_inhibition=1.0, mtorc1_inhibition=0.0)
     assert low == 0.0
     rng = np.random.default_rng(2)
     n = 5000
-    y = rules.immune_competence(rng.random(n) * 3000, rng.random(n), rng.random(n), 365.0,
-                                rng.random(n), rng.random(n), 2.0, rng.random(n) * 2,
-                                rng.random(n), rng.random(n))
+    y = rules.immune_competence(
+        rng.random(n) * 3000,
+        rng.random(n),
+        rng.random(n),
+        365.0,
+        rng.random(n),
+        rng.random(n),
+        2.0,
+        rng.random(n) * 2,
+        rng.random(n),
+        rng.random(n),
+    )
     assert in_unit_interval(y)
 
 
 def test_immune_competence_young_untreated_equals_kill():
-    assert immune(age=0.0, mtorc1_inhibition=0.0, mtorc2_inhibition=0.0,
-                  ot_response=1.0) == pytest.approx(IMMUNE["kill"])
+    assert immune(
+        age=0.0, mtorc1_inhibition=0.0, mtorc2_inhibition=0.0, ot_response=1.0
+    ) == pytest.approx(IMMUNE["kill"])
 
 
 # --- oxytocin, regeneration, inflammation, function -------------------------------------------
@@ -329,8 +347,7 @@ def test_inflammation_factor_bounds_and_monotone(damping):
 def test_tissue_function_monotone_and_limits():
     cost, half = 0.5, 0.5
     assert nonincreasing(rules.tissue_function(0.9, GRID, cost, half))
-    assert rules.tissue_function(0.9, 1.0, cost, half) < rules.tissue_function(0.9, 0.0, cost,
-                                                                               half)
+    assert rules.tissue_function(0.9, 1.0, cost, half) < rules.tissue_function(0.9, 0.0, cost, half)
     healthy = np.linspace(0.0, 1.0, 101)
     assert nondecreasing(rules.tissue_function(healthy, 0.3, cost, half))
     # Inflammation costs a share of the healthy fraction: none without SASP, cost/2 of it at
@@ -358,21 +375,40 @@ def _pos(scale=1.0):
 # (name, rule, array arguments, constant keyword arguments)
 SCALAR_RULES = [
     ("hill", rules.hill, [_pos(5.0)], {"half": 0.7, "n": 2.5}),
-    ("damage_step", rules.damage_step, [_pos(3.0), _pos(0.1), _pos(), _pos(2.0)],
-     {"sasp_gain": 1.5}),
+    (
+        "damage_step",
+        rules.damage_step,
+        [_pos(3.0), _pos(0.1), _pos(), _pos(2.0)],
+        {"sasp_gain": 1.5},
+    ),
     ("exposure_step", rules.exposure_step, [_pos(3.0), _pos(3.0)], {"memory": 3.0}),
-    ("primary_senescence_prob", rules.primary_senescence_prob, [_pos(3.0)],
-     {"max_rate": 0.002, "half": 1.0, "n": 4.0}),
-    ("paracrine_senescence_prob", rules.paracrine_senescence_prob, [_pos(3.0)],
-     {"max_rate": 0.02, "half": 0.4, "n": 2.0}),
-    ("lognormal_multiplier", rules.lognormal_multiplier, [RNG_CASES.standard_normal(N_CASES)],
-     {"sigma": 0.3}),
+    (
+        "primary_senescence_prob",
+        rules.primary_senescence_prob,
+        [_pos(3.0)],
+        {"max_rate": 0.002, "half": 1.0, "n": 4.0},
+    ),
+    (
+        "paracrine_senescence_prob",
+        rules.paracrine_senescence_prob,
+        [_pos(3.0)],
+        {"max_rate": 0.02, "half": 0.4, "n": 2.0},
+    ),
+    (
+        "lognormal_multiplier",
+        rules.lognormal_multiplier,
+        [RNG_CASES.standard_normal(N_CASES)],
+        {"sigma": 0.3},
+    ),
     ("sasp_secretion", rules.sasp_secretion, [_pos(20.0)], {"maturation": 3.0, "output": 0.7}),
 ]
 
 
-@pytest.mark.parametrize(("rule", "arrays", "kwargs"), [case[1:] for case in SCALAR_RULES],
-                         ids=[case[0] for case in SCALAR_RULES])
+@pytest.mark.parametrize(
+    ("rule", "arrays", "kwargs"),
+    [case[1:] for case in SCALAR_RULES],
+    ids=[case[0] for case in SCALAR_RULES],
+)
 def test_per_cell_rule_returns_python_float_matching_array_call(rule, arrays, kwargs):
     vector = rule(*arrays, **kwargs)
     assert isinstance(vector, np.ndarray)
@@ -388,23 +424,33 @@ def test_per_cell_rule_returns_python_float_matching_array_call(rule, arrays, kw
 OTHER_RULES = [
     ("age_decline", rules.age_decline, [_pos(2000.0)], {"old_fraction": 0.2, "half_age": 365.0}),
     ("emax_inhibition", rules.emax_inhibition, [_pos(10.0)], {"ic50": 2.0, "emax": 0.9}),
-    ("mtorc1_activity", rules.mtorc1_activity, [_pos(1000.0)],
-     {"slope_per_year": 0.5, "inhibition": 0.3}),
+    (
+        "mtorc1_activity",
+        rules.mtorc1_activity,
+        [_pos(1000.0)],
+        {"slope_per_year": 0.5, "inhibition": 0.3},
+    ),
     ("autophagy", rules.autophagy, [_pos(3.0)], {"half": 1.0, "n": 2.0}),
     ("equilibrium_damage", rules.equilibrium_damage, [_pos(0.1), 0.01 + _pos()], {}),
     ("sasp_output", rules.sasp_output, [_pos()], {"suppression": 0.8}),
-    ("recruitment_prob", rules.recruitment_prob, [_pos(2.0)],
-     {"base": 0.0005, "max_rate": 0.02, "half": 0.2}),
+    (
+        "recruitment_prob",
+        rules.recruitment_prob,
+        [_pos(2.0)],
+        {"base": 0.0005, "max_rate": 0.02, "half": 0.2},
+    ),
     ("oxytocin_response", rules.oxytocin_response, [_pos(2.0)], {"half": 0.35, "n": 3.0}),
     ("dependent_fraction", rules.dependent_fraction, [_pos()], {"gain": 0.8}),
     ("inflammation_factor", rules.inflammation_factor, [_pos()], {"damping": 0.5}),
-    ("tissue_function", rules.tissue_function, [_pos(), _pos(3.0)],
-     {"cost": 0.5, "half": 0.5}),
+    ("tissue_function", rules.tissue_function, [_pos(), _pos(3.0)], {"cost": 0.5, "half": 0.5}),
 ]
 
 
-@pytest.mark.parametrize(("rule", "arrays", "kwargs"), [case[1:] for case in OTHER_RULES],
-                         ids=[case[0] for case in OTHER_RULES])
+@pytest.mark.parametrize(
+    ("rule", "arrays", "kwargs"),
+    [case[1:] for case in OTHER_RULES],
+    ids=[case[0] for case in OTHER_RULES],
+)
 def test_other_rules_scalar_and_array_calls_agree(rule, arrays, kwargs):
     vector = rule(*arrays, **kwargs)
     scalars = [rule(*(float(a[i]) for a in arrays), **kwargs) for i in range(N_CASES)]
@@ -413,12 +459,30 @@ def test_other_rules_scalar_and_array_calls_agree(rule, arrays, kwargs):
 
 def test_immune_competence_scalar_and_array_calls_agree():
     rng = np.random.default_rng(4)
-    ages, inh1, inh2, resp = (rng.random(N_CASES) * 1000, rng.random(N_CASES),
-                              rng.random(N_CASES), rng.random(N_CASES))
+    ages, inh1, inh2, resp = (
+        rng.random(N_CASES) * 1000,
+        rng.random(N_CASES),
+        rng.random(N_CASES),
+        rng.random(N_CASES),
+    )
     vector = rules.immune_competence(ages, 0.8, 0.1, 365.0, inh1, inh2, 0.2, 0.5, resp, 0.3)
-    scalars = [float(rules.immune_competence(float(ages[i]), 0.8, 0.1, 365.0, float(inh1[i]),
-                                             float(inh2[i]), 0.2, 0.5, float(resp[i]), 0.3))
-               for i in range(N_CASES)]
+    scalars = [
+        float(
+            rules.immune_competence(
+                float(ages[i]),
+                0.8,
+                0.1,
+                365.0,
+                float(inh1[i]),
+                float(inh2[i]),
+                0.2,
+                0.5,
+                float(resp[i]),
+                0.3,
+            )
+        )
+        for i in range(N_CASES)
+    ]
     np.testing.assert_allclose(scalars, vector, rtol=1e-12, atol=0.0)
 
 
@@ -561,8 +625,9 @@ def test_diffuse_decay_conserves_total_without_decay_or_source(torus, at):
 
 
 @pytest.mark.parametrize("torus", [True, False])
-@pytest.mark.parametrize(("diffusion", "decay"), [(0.5, 0.5), (3.0, 0.0), (10.0, 4.0),
-                                                  (0.0, 4.0), (0.01, 0.01)])
+@pytest.mark.parametrize(
+    ("diffusion", "decay"), [(0.5, 0.5), (3.0, 0.0), (10.0, 4.0), (0.0, 4.0), (0.01, 0.01)]
+)
 def test_diffuse_decay_keeps_delta_nonnegative(torus, diffusion, decay):
     field = delta(at=(3, 17))
     source = np.zeros_like(field)
@@ -751,7 +816,8 @@ def test_hill_without_a_power_equals_the_power_formula(n, dtype):
     np.testing.assert_allclose(rules.hill(x, 0.7, n), expected, rtol=4 * np.finfo(dtype).eps)
     # a Python float gives the array's value (agents and array engines agree)
     assert rules.hill(float(x[250]), 0.7, n) == pytest.approx(
-        float(rules.hill(x[250:251].astype(np.float64), 0.7, n)[0]), rel=1e-15)
+        float(rules.hill(x[250:251].astype(np.float64), 0.7, n)[0]), rel=1e-15
+    )
 
 
 @pytest.mark.parametrize("lifetime", [1.0, 6.0, 30.0])

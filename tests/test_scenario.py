@@ -73,74 +73,118 @@ MALFORMED = [
     pytest.param('name = "unterminated\n', ["not valid TOML", "line 1"], id="invalid-toml-syntax"),
     pytest.param(None, ["no such scenario file"], id="missing-file"),
     pytest.param(b'name = "caf\xe9"\n', ["not UTF-8 text", "byte 11"], id="not-utf8"),
-    pytest.param(VALID + 'colour = "red"\n',
-                 ["unknown key 'colour'", "allowed keys:", "description", "therapy"],
-                 id="unknown-top-level-key"),
-    pytest.param(VALID + "[parameters]\nrapa_emx = 0.5\n",
-                 ["'parameters.rapa_emx'", "did you mean 'rapa_emax'"],
-                 id="unknown-parameter-suggests-closest"),
-    pytest.param(VALID + "[therapy.metformin]\ndose = 1.0\n",
-                 ["unknown key 'therapy.metformin'", "oxytocin, rapamycin, senolytic"],
-                 id="unknown-therapy"),
-    pytest.param(VALID + "[therapy.rapamycin]\ndoze = 1.0\n",
-                 ["'therapy.rapamycin.doze'", "did you mean 'dose'", "allowed keys:"],
-                 id="unknown-key-in-therapy"),
-    pytest.param(VALID + '[parameters]\nrapa_emax = "high"\n',
-                 ["parameters.rapa_emax", "'high'", "a number from 0.0 to 1.0"],
-                 id="string-for-number"),
-    pytest.param(VALID + 'seed = "one"\n', ["seed", "'one'", "a whole number"],
-                 id="string-for-integer"),
-    pytest.param(VALID + "[parameters]\nreplicative_limit = 30.5\n",
-                 ["parameters.replicative_limit", "30.5", "a whole number from 1 to 1000"],
-                 id="float-for-integer-replicative-limit"),
-    pytest.param(VALID + "size = 20.0\n", ["size", "20.0", "a whole number from 3 to 4000"],
-                 id="float-for-integer-size"),
-    pytest.param(VALID + 'torus = "yes"\n', ["torus", "'yes'", "true or false"],
-                 id="string-for-bool"),
-    pytest.param(VALID + "[parameters]\nimmune_kill = -0.1\n",
-                 ["parameters.immune_kill", "-0.1", "from 0.0 to 1.0"],
-                 id="parameter-below-range"),
-    pytest.param(VALID + "[parameters]\nrapa_ic50 = 150.0\n",
-                 ["parameters.rapa_ic50", "150.0", "from 0.01 to 100.0"],
-                 id="parameter-above-range"),
-    pytest.param(VALID + "[therapy.rapamycin]\ndose = 500.0\n",
-                 ["therapy.rapamycin.dose", "500.0", "from 0.0 to 100.0", "mg/kg"],
-                 id="therapy-dose-above-range"),
-    pytest.param(VALID + "[therapy.oxytocin]\ndose = -1.0\n",
-                 ["therapy.oxytocin.dose", "-1.0", "from 0.0 to 100.0"],
-                 id="therapy-dose-below-range"),
-    pytest.param(VALID + "seed = -1\n", ["seed", "-1", "a whole number from 0"],
-                 id="negative-seed"),
+    pytest.param(
+        VALID + 'colour = "red"\n',
+        ["unknown key 'colour'", "allowed keys:", "description", "therapy"],
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        VALID + "[parameters]\nrapa_emx = 0.5\n",
+        ["'parameters.rapa_emx'", "did you mean 'rapa_emax'"],
+        id="unknown-parameter-suggests-closest",
+    ),
+    pytest.param(
+        VALID + "[therapy.metformin]\ndose = 1.0\n",
+        ["unknown key 'therapy.metformin'", "oxytocin, rapamycin, senolytic"],
+        id="unknown-therapy",
+    ),
+    pytest.param(
+        VALID + "[therapy.rapamycin]\ndoze = 1.0\n",
+        ["'therapy.rapamycin.doze'", "did you mean 'dose'", "allowed keys:"],
+        id="unknown-key-in-therapy",
+    ),
+    pytest.param(
+        VALID + '[parameters]\nrapa_emax = "high"\n',
+        ["parameters.rapa_emax", "'high'", "a number from 0.0 to 1.0"],
+        id="string-for-number",
+    ),
+    pytest.param(
+        VALID + 'seed = "one"\n', ["seed", "'one'", "a whole number"], id="string-for-integer"
+    ),
+    pytest.param(
+        VALID + "[parameters]\nreplicative_limit = 30.5\n",
+        ["parameters.replicative_limit", "30.5", "a whole number from 1 to 1000"],
+        id="float-for-integer-replicative-limit",
+    ),
+    pytest.param(
+        VALID + "size = 20.0\n",
+        ["size", "20.0", "a whole number from 3 to 4000"],
+        id="float-for-integer-size",
+    ),
+    pytest.param(
+        VALID + 'torus = "yes"\n', ["torus", "'yes'", "true or false"], id="string-for-bool"
+    ),
+    pytest.param(
+        VALID + "[parameters]\nimmune_kill = -0.1\n",
+        ["parameters.immune_kill", "-0.1", "from 0.0 to 1.0"],
+        id="parameter-below-range",
+    ),
+    pytest.param(
+        VALID + "[parameters]\nrapa_ic50 = 150.0\n",
+        ["parameters.rapa_ic50", "150.0", "from 0.01 to 100.0"],
+        id="parameter-above-range",
+    ),
+    pytest.param(
+        VALID + "[therapy.rapamycin]\ndose = 500.0\n",
+        ["therapy.rapamycin.dose", "500.0", "from 0.0 to 100.0", "mg/kg"],
+        id="therapy-dose-above-range",
+    ),
+    pytest.param(
+        VALID + "[therapy.oxytocin]\ndose = -1.0\n",
+        ["therapy.oxytocin.dose", "-1.0", "from 0.0 to 100.0"],
+        id="therapy-dose-below-range",
+    ),
+    pytest.param(
+        VALID + "seed = -1\n", ["seed", "-1", "a whole number from 0"], id="negative-seed"
+    ),
     pytest.param(VALID + "size = 2\n", ["size", "2", "from 3 to 4000"], id="size-too-small"),
-    pytest.param(VALID + "start_age = 100\nend_age = 100\n",
-                 ["end_age (100)", "start_age (100)", "must be after"],
-                 id="end-age-not-after-start-age"),
-    pytest.param(VALID + "[therapy.rapamycin]\nstart_age = 400\nstop_age = 300\n",
-                 ["therapy.rapamycin", "stop_age (300)", "start_age (400)", "must be after"],
-                 id="therapy-stop-age-not-after-start-age"),
-    pytest.param(VALID + "[therapy.rapamycin]\non_days = 5\n",
-                 ["therapy.rapamycin", "on_days", "off_days", "both"],
-                 id="on-days-without-off-days"),
-    pytest.param(VALID + 'engine = "gpu"\n', ["engine", "'gpu'", "one of 'array', 'agents'"],
-                 id="engine-not-allowed"),
-    pytest.param('name = "my run"\n', ["name", "'my run'", "letters, digits"],
-                 id="name-with-spaces"),
+    pytest.param(
+        VALID + "start_age = 100\nend_age = 100\n",
+        ["end_age (100)", "start_age (100)", "must be after"],
+        id="end-age-not-after-start-age",
+    ),
+    pytest.param(
+        VALID + "[therapy.rapamycin]\nstart_age = 400\nstop_age = 300\n",
+        ["therapy.rapamycin", "stop_age (300)", "start_age (400)", "must be after"],
+        id="therapy-stop-age-not-after-start-age",
+    ),
+    pytest.param(
+        VALID + "[therapy.rapamycin]\non_days = 5\n",
+        ["therapy.rapamycin", "on_days", "off_days", "both"],
+        id="on-days-without-off-days",
+    ),
+    pytest.param(
+        VALID + 'engine = "gpu"\n',
+        ["engine", "'gpu'", "one of 'array', 'agents'"],
+        id="engine-not-allowed",
+    ),
+    pytest.param(
+        'name = "my run"\n', ["name", "'my run'", "letters, digits"], id="name-with-spaces"
+    ),
     pytest.param('name = ""\n', ["name", "''", "letters, digits"], id="name-empty"),
     pytest.param("seed = 1\n", ["missing required key 'name'"], id="name-missing"),
-    pytest.param(VALID + "parameters = 3\n", ["parameters", "3", "a table of keys"],
-                 id="parameters-not-a-table"),
-    pytest.param(VALID + "[parameters]\ninitial_occupancy = 0.1\n"
-                 "initial_senescent_fraction = 0.2\n",
-                 ["initial_senescent_fraction (0.2)", "initial_occupancy (0.1)", "cannot exceed"],
-                 id="senescent-fraction-exceeds-occupancy"),
-    pytest.param(VALID + "seed = -1\nsize = 1\n", ["seed", "-1", "1 more problem"],
-                 id="two-problems-first-shown-and-counted"),
+    pytest.param(
+        VALID + "parameters = 3\n",
+        ["parameters", "3", "a table of keys"],
+        id="parameters-not-a-table",
+    ),
+    pytest.param(
+        VALID + "[parameters]\ninitial_occupancy = 0.1\ninitial_senescent_fraction = 0.2\n",
+        ["initial_senescent_fraction (0.2)", "initial_occupancy (0.1)", "cannot exceed"],
+        id="senescent-fraction-exceeds-occupancy",
+    ),
+    pytest.param(
+        VALID + "seed = -1\nsize = 1\n",
+        ["seed", "-1", "1 more problem"],
+        id="two-problems-first-shown-and-counted",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("content", "expected"), MALFORMED)
 def test_malformed_scenario_gives_one_line_error_naming_file_key_value_and_allowed(
-        tmp_path, content, expected):
+    tmp_path, content, expected
+):
     path = write_case(tmp_path, content)
     with pytest.raises(ScenarioError) as caught:
         load_scenario(path)
@@ -170,8 +214,7 @@ def test_scenario_error_is_a_value_error_so_callers_can_catch_it_generically(tmp
         pytest.param('[therapy.oxytocin]\ndose = "1"\n', id="string-for-dose"),
         pytest.param('[therapy.rapamycin]\nstart_age = "365"\n', id="string-for-start-age"),
         pytest.param("[therapy.rapamycin]\nevery = 2.0\n", id="float-for-every"),
-        pytest.param("[therapy.rapamycin]\non_days = true\noff_days = 3\n",
-                     id="bool-for-on-days"),
+        pytest.param("[therapy.rapamycin]\non_days = true\noff_days = 3\n", id="bool-for-on-days"),
     ],
 )
 def test_therapy_value_of_wrong_type_is_rejected_like_a_parameter(tmp_path, table):
@@ -201,13 +244,15 @@ def test_unknown_parameter_error_points_to_the_parameter_list(tmp_path, capsys):
 def readouts(ages, function):
     """A hand-made run: ages and tissue function, other summary readouts distinct per row."""
     n = len(ages)
-    return pd.DataFrame({
-        "age": ages,
-        "tissue_function": function,
-        "senescent_fraction": [0.01 * (i + 1) for i in range(n)],
-        "healthy_fraction": [0.9 - 0.01 * i for i in range(n)],
-        "mean_sasp": [0.1 * i for i in range(n)],
-    })
+    return pd.DataFrame(
+        {
+            "age": ages,
+            "tissue_function": function,
+            "senescent_fraction": [0.01 * (i + 1) for i in range(n)],
+            "healthy_fraction": [0.9 - 0.01 * i for i in range(n)],
+            "mean_sasp": [0.1 * i for i in range(n)],
+        }
+    )
 
 
 def test_healthspan_is_the_first_age_with_function_below_threshold():

@@ -70,8 +70,9 @@ def wide_terminal(monkeypatch):
 
 
 def test_a_name_varies_the_scenario_value_half_to_double_clipped_to_the_allowed_range():
-    ic50, kill, limit = sensitivity.parse_factors(" rapa_ic50, immune_kill,replicative_limit",
-                                                  Parameters())
+    ic50, kill, limit = sensitivity.parse_factors(
+        " rapa_ic50, immune_kill,replicative_limit", Parameters()
+    )
     assert (ic50.low, ic50.high, ic50.centre, ic50.unit) == (2.5, 10.0, 5.0, "mg/kg")
     assert (kill.low, kill.high) == (0.4, 1.0)  # 1.6 is clipped to the largest probability
     assert (limit.low, limit.high, limit.integer) == (15.0, 60.0, True)
@@ -85,16 +86,28 @@ def test_an_explicit_range_is_taken_as_given():
     assert (ic50.low, ic50.high, ic50.centre) == (1.0, 20.0, 5.0)
 
 
-@pytest.mark.parametrize(("params", "parts"), [
-    ("imune_kill", ["unknown parameter 'imune_kill'", "did you mean 'immune_kill'?",
-                    "`tissue-abm params`"]),
-    ("immune_kill=0.5:1.5", ["immune_kill=0.5:1.5", "low < high within 0.0 to 1.0 probability"]),
-    ("immune_kill=0.9:0.5", ["low < high"]),
-    ("immune_kill=low:high", ["malformed range", "name=low:high"]),
-    ("immune_kill=0.5", ["malformed range"]),
-    ("immune_kill,immune_kill", ["'immune_kill' is given twice"]),
-    (" , ", ["--params is empty"]),
-])
+@pytest.mark.parametrize(
+    ("params", "parts"),
+    [
+        (
+            "imune_kill",
+            [
+                "unknown parameter 'imune_kill'",
+                "did you mean 'immune_kill'?",
+                "`tissue-abm params`",
+            ],
+        ),
+        (
+            "immune_kill=0.5:1.5",
+            ["immune_kill=0.5:1.5", "low < high within 0.0 to 1.0 probability"],
+        ),
+        ("immune_kill=0.9:0.5", ["low < high"]),
+        ("immune_kill=low:high", ["malformed range", "name=low:high"]),
+        ("immune_kill=0.5", ["malformed range"]),
+        ("immune_kill,immune_kill", ["'immune_kill' is given twice"]),
+        (" , ", ["--params is empty"]),
+    ],
+)
 def test_bad_params_are_one_line_errors_naming_the_item(params, parts):
     with pytest.raises(ScenarioError) as caught:
         sensitivity.parse_factors(params, Parameters())
@@ -105,8 +118,11 @@ def test_bad_params_are_one_line_errors_naming_the_item(params, parts):
 
 
 def test_a_parameter_at_zero_needs_an_explicit_range():
-    with pytest.raises(ScenarioError, match=r"value 0.0 gives an empty default range.*"
-                       r"immune_kill=low:high within 0.0 to 1.0"):
+    with pytest.raises(
+        ScenarioError,
+        match=r"value 0.0 gives an empty default range.*"
+        r"immune_kill=low:high within 0.0 to 1.0",
+    ):
         sensitivity.parse_factors("immune_kill", Parameters(immune_kill=0.0))
 
 
@@ -124,20 +140,25 @@ def test_sobol_needs_a_power_of_two_and_morris_two_trajectories():
 
 
 def test_each_point_runs_each_drug_alone_and_both_with_the_same_seeds(tiny):
-    study = sensitivity.plan_study(tiny, "immune_kill,replicative_limit", samples=2, seed=11,
-                                   replicates=3, days=30, size=12)
+    study = sensitivity.plan_study(
+        tiny, "immune_kill,replicative_limit", samples=2, seed=11, replicates=3, days=30, size=12
+    )
     texts = study.variant_texts()
     assert list(texts) == ["rapamycin", "oxytocin", "combined"]
     variants = {name: parse_scenario(text, name) for name, text in texts.items()}
-    drugs = {name: (s.therapy.rapamycin is not None, s.therapy.oxytocin is not None)
-             for name, s in variants.items()}
-    assert drugs == {"rapamycin": (True, False), "oxytocin": (False, True),
-                     "combined": (True, True)}
+    drugs = {
+        name: (s.therapy.rapamycin is not None, s.therapy.oxytocin is not None)
+        for name, s in variants.items()
+    }
+    assert drugs == {
+        "rapamycin": (True, False),
+        "oxytocin": (False, True),
+        "combined": (True, True),
+    }
     base = load_scenario(tiny)
     for scenario in variants.values():
         assert scenario.therapy.rapamycin in (None, base.therapy.rapamycin)
-        assert (scenario.seed, scenario.replicates, scenario.days, scenario.size) == (
-            11, 3, 30, 12)
+        assert (scenario.seed, scenario.replicates, scenario.days, scenario.size) == (11, 3, 30, 12)
         assert scenario.replicate_seeds() == variants["combined"].replicate_seeds()
         assert scenario.parameters.initial_senescent_fraction == 0.03  # the file's override
         assert tomllib.loads(texts["combined"])["sweep"]["zip"] == study.values()
@@ -147,11 +168,16 @@ def test_each_point_runs_each_drug_alone_and_both_with_the_same_seeds(tiny):
     assert study.points == 2 * 3 and study.runs == 2 * 3 * 3 * 3
 
 
-@pytest.mark.parametrize(("content", "parts"), [
-    ((ROOT / "scenarios" / "rapamycin.toml").read_text(encoding="utf-8"),
-     ["therapy.oxytocin missing", "both [therapy.rapamycin] and [therapy.oxytocin]"]),
-    (TINY + '\n[sweep.grid]\nimmune_kill = [0.4, 0.8]\n', ["[sweep] is not allowed"]),
-])
+@pytest.mark.parametrize(
+    ("content", "parts"),
+    [
+        (
+            (ROOT / "scenarios" / "rapamycin.toml").read_text(encoding="utf-8"),
+            ["therapy.oxytocin missing", "both [therapy.rapamycin] and [therapy.oxytocin]"],
+        ),
+        (TINY + "\n[sweep.grid]\nimmune_kill = [0.4, 0.8]\n", ["[sweep] is not allowed"]),
+    ],
+)
 def test_the_scenario_must_hold_the_combined_regimen_and_no_sweep(tmp_path, content, parts):
     path = tmp_path / "case.toml"
     path.write_text(content, encoding="utf-8")
@@ -164,8 +190,11 @@ def test_the_scenario_must_hold_the_combined_regimen_and_no_sweep(tmp_path, cont
 # --- the benefit and the indices --------------------------------------------------------------
 
 
-def runs_table(values: dict[str, list[list[float]]], readout: str,
-               swept: tuple[str, list[float]] = ("immune_kill", [0.4, 0.8])) -> pd.DataFrame:
+def runs_table(
+    values: dict[str, list[list[float]]],
+    readout: str,
+    swept: tuple[str, list[float]] = ("immune_kill", [0.4, 0.8]),
+) -> pd.DataFrame:
     """A study's results: values[variant][point][replicate] on the last of 3 days (0.5 before)."""
     column, levels = swept
     rows = []
@@ -173,18 +202,30 @@ def runs_table(values: dict[str, list[list[float]]], readout: str,
         for point, replicates in enumerate(points):
             for replicate, value in enumerate(replicates):
                 for day in (0, 1, 2):
-                    rows.append({"scenario": variant, "point": point, column: levels[point],
-                                 "replicate": replicate, "seed": replicate, "engine": "array",
-                                 "day": day, "age": 100 + day,
-                                 readout: value if day == 2 else 0.5})
+                    rows.append(
+                        {
+                            "scenario": variant,
+                            "point": point,
+                            column: levels[point],
+                            "replicate": replicate,
+                            "seed": replicate,
+                            "engine": "array",
+                            "day": day,
+                            "age": 100 + day,
+                            readout: value if day == 2 else 0.5,
+                        }
+                    )
     table = pd.DataFrame(rows)
     table["scenario"] = table["scenario"].astype("category")
     return table
 
 
 def test_the_benefit_is_positive_when_the_combination_beats_the_better_single_drug():
-    values = {"rapamycin": [[0.2, 0.4], [0.1, 0.1]], "oxytocin": [[0.5, 0.5], [0.6, 0.4]],
-              "combined": [[0.1, 0.2], [0.3, 0.3]]}
+    values = {
+        "rapamycin": [[0.2, 0.4], [0.1, 0.1]],
+        "oxytocin": [[0.5, 0.5], [0.6, 0.4]],
+        "combined": [[0.1, 0.2], [0.3, 0.3]],
+    }
     lower = sensitivity.benefit(runs_table(values, "senescent_fraction"), "senescent_fraction")
     assert lower["point"].tolist() == [0, 1] and lower["n"].tolist() == [2, 2]
     assert lower["immune_kill"].tolist() == [0.4, 0.8]
@@ -196,17 +237,26 @@ def test_the_benefit_is_positive_when_the_combination_beats_the_better_single_dr
 
 
 def test_healthspan_uses_each_points_threshold_and_never_lost_counts_as_the_end_age():
-    table = runs_table({v: [[0.0], [0.0]] for v in sensitivity.VARIANTS}, "tissue_function",
-                       swept=("healthspan_threshold", [0.95, 0.85]))
-    function = {"rapamycin": [0.99, 0.9, 0.9], "oxytocin": [0.9, 0.9, 0.9],
-                "combined": [0.99, 0.99, 0.99]}
-    table["tissue_function"] = [function[str(v)][d]
-                                for v, d in zip(table["scenario"], table["day"], strict=True)]
+    table = runs_table(
+        {v: [[0.0], [0.0]] for v in sensitivity.VARIANTS},
+        "tissue_function",
+        swept=("healthspan_threshold", [0.95, 0.85]),
+    )
+    function = {
+        "rapamycin": [0.99, 0.9, 0.9],
+        "oxytocin": [0.9, 0.9, 0.9],
+        "combined": [0.99, 0.99, 0.99],
+    }
+    table["tissue_function"] = [
+        function[str(v)][d] for v, d in zip(table["scenario"], table["day"], strict=True)
+    ]
     gains = sensitivity.benefit(table, sensitivity.HEALTHSPAN)
     # threshold 0.95: rapamycin loses health at age 101, oxytocin at 100, the combination
     # never (counted as the end age, 102); threshold 0.85: none loses it
     assert gains[[*sensitivity.VARIANTS, "best_single", "benefit"]].values.tolist() == [
-        [101.0, 100.0, 102.0, "rapamycin", 1.0], [102.0, 102.0, 102.0, "rapamycin", 0.0]]
+        [101.0, 100.0, 102.0, "rapamycin", 1.0],
+        [102.0, 102.0, 102.0, "rapamycin", 0.0],
+    ]
 
 
 def test_an_unknown_readout_names_the_closest():
@@ -216,8 +266,9 @@ def test_an_unknown_readout_names_the_closest():
 
 @pytest.mark.parametrize("method", sensitivity.METHODS)
 def test_indices_of_a_synthetic_model_rank_its_inputs(tiny, method):
-    study = sensitivity.plan_study(tiny, "immune_kill,rapa_ic50,healthspan_threshold",
-                                   samples=16, method=method)
+    study = sensitivity.plan_study(
+        tiny, "immune_kill,rapa_ic50,healthspan_threshold", samples=16, method=method
+    )
     x = (study.design - study.design.min(axis=0)) / np.ptp(study.design, axis=0)
     y = 4.0 * x[:, 0] + x[:, 1] ** 2  # healthspan_threshold does nothing
     table = sensitivity.indices(study, y)
@@ -237,20 +288,24 @@ def test_a_parameter_that_cannot_matter_gets_no_effect_and_the_last_rank(morris)
     study, out, result = morris
     table = result.indices.set_index("parameter")
     # the threshold only defines healthspan: with the same seeds its points run identically
-    assert table.loc["healthspan_threshold", ["mu_star", "sigma", "rank"]].tolist() == [
-        0.0, 0.0, 2]
+    assert table.loc["healthspan_threshold", ["mu_star", "sigma", "rank"]].tolist() == [0.0, 0.0, 2]
     assert table.loc["immune_kill", "mu_star"] > 0.0
     gains = result.benefit
     assert len(gains) == study.points == 9 and (gains["n"] == 2).all()
     singles = gains[["rapamycin", "oxytocin"]].min(axis=1)
     assert np.allclose(gains["benefit"], singles - gains["combined"])
     assert [path.name for path in result.files] == [
-        "benefit_senescent_fraction.csv", "indices_senescent_fraction.csv",
-        "indices_senescent_fraction.png"]
+        "benefit_senescent_fraction.csv",
+        "indices_senescent_fraction.csv",
+        "indices_senescent_fraction.png",
+    ]
     assert all(path.stat().st_size > 0 for path in result.files)
     assert_frame_equal(pd.read_csv(result.files[1]), result.indices, check_dtype=False)
     assert sorted(p.name for p in (out / "scenarios").iterdir()) == [
-        "combined.toml", "oxytocin.toml", "rapamycin.toml"]
+        "combined.toml",
+        "oxytocin.toml",
+        "rapamycin.toml",
+    ]
 
 
 # --- reproducibility and resume ---------------------------------------------------------------
@@ -284,8 +339,9 @@ def test_an_interrupted_study_resumes_to_the_same_tables(morris, tiny, tmp_path)
         sensitivity.run_study(other, folder, workers=1, resume=True)
     copy = tmp_path / "copy.toml"  # the same scenario from another path
     copy.write_text(TINY, encoding="utf-8")
-    summary = sensitivity.run_study(sensitivity.plan_study(copy, PARAMS, samples=3), folder,
-                                    workers=1, resume=True)
+    summary = sensitivity.run_study(
+        sensitivity.plan_study(copy, PARAMS, samples=3), folder, workers=1, resume=True
+    )
     assert (summary.skipped, summary.done) == (20, 54)
     result = sensitivity.analyse(study, folder)
     for path in result.files[:2]:
@@ -304,18 +360,34 @@ def test_a_folder_holding_something_else_is_refused(morris, tmp_path):
 
 def test_cli_runs_a_sobol_study_and_writes_the_table_and_figure(tiny, tmp_path, capsys):
     out = tmp_path / "study"
-    args = ["sensitivity", str(tiny), "--params", "immune_kill,healthspan_threshold=0.5:0.9",
-            "--method", "sobol", "--samples", "2", "--replicates", "1", "--days", "60",
-            "--out", str(out), "--workers", "1", "--quiet"]
+    args = [
+        "sensitivity",
+        str(tiny),
+        "--params",
+        "immune_kill,healthspan_threshold=0.5:0.9",
+        "--method",
+        "sobol",
+        "--samples",
+        "2",
+        "--replicates",
+        "1",
+        "--days",
+        "60",
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
     assert "sobol: 2 parameters, 8 points x 3 variants x 1 replicates = 24 runs of 60 days" in (
-        printed)
+        printed
+    )
     assert "24 of 24 runs done" in printed and "Sobol" in printed
     assert "healthspan_threshold │ 0.5 to 0.9 function" in printed
     table = pd.read_csv(out / "indices_senescent_fraction.csv").set_index("parameter")
-    assert list(table.columns) == ["rank", "low", "high", "unit", "S1", "S1_conf", "ST",
-                                   "ST_conf"]
+    assert list(table.columns) == ["rank", "low", "high", "unit", "S1", "S1_conf", "ST", "ST_conf"]
     assert table.loc["healthspan_threshold", "ST"] == 0.0
     assert (out / "indices_senescent_fraction.png").stat().st_size > 0
     assert len(pd.read_csv(out / "benefit_senescent_fraction.csv")) == 8
@@ -325,19 +397,29 @@ def test_cli_runs_a_sobol_study_and_writes_the_table_and_figure(tiny, tmp_path, 
     assert (out / "indices_tissue_function.csv").exists()
 
 
-@pytest.mark.parametrize(("extra", "parts"), [
-    (["--params", "imune_kill", "--samples", "2"],
-     ["unknown parameter 'imune_kill'; did you mean 'immune_kill'?", "tissue-abm params"]),
-    (["--params", "immune_kill", "--samples", "6", "--method", "sobol"],
-     ["--samples 6 is not allowed with --method sobol; allowed: a power of 2"]),
-    (["--params", "immune_kill", "--samples", "2", "--readout", "senescence"],
-     ["--readout", "senescence", "senescent_fraction"]),
-    (["--params", "immune_kill", "--samples", "2", "--method", "fast"],
-     ["--method", "'fast'", "morris"]),
-    (["--params", "immune_kill", "--samples", "2", "--days", "0"], ["--days", "'0'"]),
-])
-def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tiny, tmp_path, capsys, extra,
-                                                             parts):
+@pytest.mark.parametrize(
+    ("extra", "parts"),
+    [
+        (
+            ["--params", "imune_kill", "--samples", "2"],
+            ["unknown parameter 'imune_kill'; did you mean 'immune_kill'?", "tissue-abm params"],
+        ),
+        (
+            ["--params", "immune_kill", "--samples", "6", "--method", "sobol"],
+            ["--samples 6 is not allowed with --method sobol; allowed: a power of 2"],
+        ),
+        (
+            ["--params", "immune_kill", "--samples", "2", "--readout", "senescence"],
+            ["--readout", "senescence", "senescent_fraction"],
+        ),
+        (
+            ["--params", "immune_kill", "--samples", "2", "--method", "fast"],
+            ["--method", "'fast'", "morris"],
+        ),
+        (["--params", "immune_kill", "--samples", "2", "--days", "0"], ["--days", "'0'"]),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tiny, tmp_path, capsys, extra, parts):
     out = tmp_path / "study"
     try:
         status = cli.main(["sensitivity", str(tiny), *extra, "--out", str(out), "--quiet"])
@@ -350,8 +432,19 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tiny, tmp_path, cap
 
 def test_cli_without_the_combined_regimen_is_refused(tmp_path, capsys):
     out = tmp_path / "study"
-    status = cli.main(["sensitivity", str(ROOT / "scenarios" / "oxytocin.toml"), "--params",
-                       "immune_kill", "--samples", "2", "--out", str(out), "--quiet"])
+    status = cli.main(
+        [
+            "sensitivity",
+            str(ROOT / "scenarios" / "oxytocin.toml"),
+            "--params",
+            "immune_kill",
+            "--samples",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert status == 2
     assert_one_line_error(capsys.readouterr().err, "therapy.rapamycin missing")
     assert not out.exists()

@@ -19,15 +19,16 @@ def all_sites(size: int) -> np.ndarray:
     return np.argwhere(np.ones((size, size), dtype=bool))
 
 
-def random_sites(size: int, n: int, rng: np.random.Generator,
-                 among: np.ndarray | None = None) -> np.ndarray:
+def random_sites(
+    size: int, n: int, rng: np.random.Generator, among: np.ndarray | None = None
+) -> np.ndarray:
     pool = all_sites(size) if among is None else among
     return pool[rng.choice(len(pool), n, replace=False)]
 
 
 def discs(centres: list[tuple[int, int]], radius: float) -> np.ndarray:
     """Every site within `radius` of each centre (the discs must not overlap or wrap)."""
-    dx, dy = np.mgrid[-int(radius):int(radius) + 1, -int(radius):int(radius) + 1]
+    dx, dy = np.mgrid[-int(radius) : int(radius) + 1, -int(radius) : int(radius) + 1]
     inside = np.hypot(dx, dy) <= radius
     offsets = np.column_stack([dx[inside], dy[inside]])
     return np.concatenate([offsets + centre for centre in centres])
@@ -72,8 +73,9 @@ def test_random_labelling_gives_r_and_g_near_one():
     k = len(seeds)
     assert abs(np.mean(rs) - np.mean(nulls)) < 3 * np.mean(sds) / np.sqrt(k)
     assert abs(np.mean(rs) - 1) < 0.1
-    np.testing.assert_array_less(np.abs(np.mean(gs, axis=0) - 1),
-                                 3 * np.mean(g_sds, axis=0) / np.sqrt(k))
+    np.testing.assert_array_less(
+        np.abs(np.mean(gs, axis=0) - 1), 3 * np.mean(g_sds, axis=0) / np.sqrt(k)
+    )
     # Monte-Carlo p-values are ~uniform: P(4 or more of 10 below 0.05) = 0.001.
     assert np.count_nonzero(np.array(ps) < 0.05) <= 3
 
@@ -151,7 +153,8 @@ def test_fft_pair_counts_equal_brute_force(size, torus):
     n, m = len(points), len(available)
     np.testing.assert_allclose(
         table["expected"],
-        brute_force_shells(available, size, torus, r_max) * n * (n - 1) / (m * (m - 1)))
+        brute_force_shells(available, size, torus, r_max) * n * (n - 1) / (m * (m - 1)),
+    )
     assert table["pairs"].sum() == pytest.approx((table["g"] * table["expected"]).sum())
 
 
@@ -170,24 +173,33 @@ def test_torus_distances_use_the_minimum_image():
 # --- bad input --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("call", "match"), [
-    (lambda: clark_evans(np.array([[0, 0], [10, 3]]), 10), "points.*outside.*0 .. 9"),
-    (lambda: clark_evans(np.array([[0, -1], [1, 3]]), 10), "points.*outside"),
-    (lambda: clark_evans(np.array([0, 1, 2]), 10), r"points has shape \(3,\).*\(n, 2\)"),
-    (lambda: clark_evans(np.zeros((3, 3), dtype=int), 10), r"points has shape \(3, 3\)"),
-    (lambda: clark_evans(np.array([[1, 1]]), 10), "points has 1 rows.*at least 2"),
-    (lambda: clark_evans(np.array([[1, 1], [1, 1]]), 10), "points.*more than once"),
-    (lambda: clark_evans(np.array([[1.5, 1], [2, 2]]), 10), "points.*non-integer"),
-    (lambda: clark_evans(np.array([[0, 0], [1, 1]]), 1), "size = 1.*>= 2"),
-    (lambda: clark_evans_null(np.array([[0, 0], [1, 1]]), 10,
-                              available=np.array([[0, 0], [2, 2]])), "not in available"),
-    (lambda: clark_evans_null(np.array([[0, 0], [1, 1]]), 10, n_null=0), "n_null = 0.*>= 1"),
-    (lambda: clark_evans_null(np.array([[0, 0], [1, 1]]), 10, confidence=1.5), "confidence"),
-    (lambda: pair_correlation(np.array([[0, 0], [1, 1]]), 10, r_max=6), "r_max = 6.*1 .. 5"),
-    (lambda: pair_correlation(np.array([[0, 0], [1, 1]]), 10, torus=False, r_max=10),
-     "r_max = 10.*1 .. 9"),
-    (lambda: pair_correlation(np.array([[0, 0], [1, 1]]), 10, n_null=-1), "n_null = -1"),
-])
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: clark_evans(np.array([[0, 0], [10, 3]]), 10), "points.*outside.*0 .. 9"),
+        (lambda: clark_evans(np.array([[0, -1], [1, 3]]), 10), "points.*outside"),
+        (lambda: clark_evans(np.array([0, 1, 2]), 10), r"points has shape \(3,\).*\(n, 2\)"),
+        (lambda: clark_evans(np.zeros((3, 3), dtype=int), 10), r"points has shape \(3, 3\)"),
+        (lambda: clark_evans(np.array([[1, 1]]), 10), "points has 1 rows.*at least 2"),
+        (lambda: clark_evans(np.array([[1, 1], [1, 1]]), 10), "points.*more than once"),
+        (lambda: clark_evans(np.array([[1.5, 1], [2, 2]]), 10), "points.*non-integer"),
+        (lambda: clark_evans(np.array([[0, 0], [1, 1]]), 1), "size = 1.*>= 2"),
+        (
+            lambda: clark_evans_null(
+                np.array([[0, 0], [1, 1]]), 10, available=np.array([[0, 0], [2, 2]])
+            ),
+            "not in available",
+        ),
+        (lambda: clark_evans_null(np.array([[0, 0], [1, 1]]), 10, n_null=0), "n_null = 0.*>= 1"),
+        (lambda: clark_evans_null(np.array([[0, 0], [1, 1]]), 10, confidence=1.5), "confidence"),
+        (lambda: pair_correlation(np.array([[0, 0], [1, 1]]), 10, r_max=6), "r_max = 6.*1 .. 5"),
+        (
+            lambda: pair_correlation(np.array([[0, 0], [1, 1]]), 10, torus=False, r_max=10),
+            "r_max = 10.*1 .. 9",
+        ),
+        (lambda: pair_correlation(np.array([[0, 0], [1, 1]]), 10, n_null=-1), "n_null = -1"),
+    ],
+)
 def test_bad_input_raises_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -228,8 +240,22 @@ def snapshots() -> pd.DataFrame:
 def test_senescent_spatial_on_real_runs(snapshots):
     table = senescent_spatial(snapshots, n_null=99, seed=0)
     assert list(table.columns) == [
-        "age", "scenario", "replicate", "sites", "occupied", "senescent", "R", "R_null",
-        "R_low", "R_high", "p_value", "g_1", "g_2", "g_4", "g_8"]
+        "age",
+        "scenario",
+        "replicate",
+        "sites",
+        "occupied",
+        "senescent",
+        "R",
+        "R_null",
+        "R_low",
+        "R_high",
+        "p_value",
+        "g_1",
+        "g_2",
+        "g_4",
+        "g_8",
+    ]
     assert len(table) == 2 and table["replicate"].tolist() == [0, 1]
     counts = snapshots.groupby("replicate")["state"].value_counts().unstack()
     np.testing.assert_array_equal(table["senescent"], counts["senescent"])

@@ -27,8 +27,8 @@ from tissue_abm.biology.rules import DAYS_PER_YEAR
 # it), independent of the calibrated default.
 DEFAULTS = Parameters(sr_burden_scale=300.0)
 START = 90.0
-AGES = np.arange(START, START + 1001.0)          # 90 to 1090 days, daily
-SLOPE = 1e-4                                      # senescent fraction per day on a rising burden
+AGES = np.arange(START, START + 1001.0)  # 90 to 1090 days, daily
+SLOPE = 1e-4  # senescent fraction per day on a rising burden
 
 
 def varied(**changes) -> Parameters:
@@ -40,8 +40,11 @@ def rising(slope: float = SLOPE, ages: np.ndarray = AGES) -> np.ndarray:
     return slope * (ages - ages[0])
 
 
-def results_table(runs: list[dict], ages: np.ndarray = AGES, sweep: str | None = None,
-                  ) -> pd.DataFrame:
+def results_table(
+    runs: list[dict],
+    ages: np.ndarray = AGES,
+    sweep: str | None = None,
+) -> pd.DataFrame:
     """A hand-made results table in the layout of `load_results`. Each run: `scenario`,
     `replicate`, `seed` and `fraction` (its senescent fraction on `ages`); with `sweep`, also
     `value` (the swept column's value, one point per distinct value)."""
@@ -78,8 +81,9 @@ def test_without_noise_the_organism_follows_the_tissue_burden_exactly_and_dies_o
 
 
 def test_an_organism_that_never_crosses_is_censored_at_the_last_age():
-    lifespan, observed = organism_deaths(AGES, np.full(AGES.size, 0.01), varied(sr_noise=0.0), 4,
-                                         np.random.default_rng(0))
+    lifespan, observed = organism_deaths(
+        AGES, np.full(AGES.size, 0.01), varied(sr_noise=0.0), 4, np.random.default_rng(0)
+    )
     np.testing.assert_array_equal(lifespan, np.full(4, AGES[-1]))
     assert not observed.any()
 
@@ -92,8 +96,9 @@ def test_the_noise_variance_grows_as_2_eps_t_whatever_the_readout_interval():
     # or 800.
     for gap in (1.0, 5.0):
         ages = np.arange(START, START + 500.0 + gap, gap)
-        paths = burden_paths(ages, np.full(ages.size, 0.5), DEFAULTS, 2000,
-                             np.random.default_rng(3))
+        paths = burden_paths(
+            ages, np.full(ages.size, 0.5), DEFAULTS, 2000, np.random.default_rng(3)
+        )
         spread = np.var(paths[-1] - 150.0)
         assert spread == pytest.approx(2 * DEFAULTS.sr_noise * 500.0, rel=0.10), gap
 
@@ -138,20 +143,24 @@ def test_with_karins_own_burden_path_the_median_lifespan_is_karins():
     burden = np.zeros(days.size)
     for n in range(days.size - 1):
         burden[n + 1] = burden[n] + eta * days[n] - beta * burden[n] / (burden[n] + kappa)
-    lifespan, observed = organism_deaths(days, burden / DEFAULTS.sr_burden_scale, DEFAULTS, 4000,
-                                         np.random.default_rng(4))
+    lifespan, observed = organism_deaths(
+        days, burden / DEFAULTS.sr_burden_scale, DEFAULTS, 4000, np.random.default_rng(4)
+    )
     median = quantile_lifespan(kaplan_meier(lifespan, observed), 0.5)
     assert median == pytest.approx(2.38 * 365.0, abs=15.0)
 
 
-@pytest.mark.parametrize(("ages", "fraction", "organisms", "message"), [
-    (AGES, rising()[:-1], 5, "same length"),
-    (AGES[::-1], rising(), 5, "strictly increasing"),
-    (AGES, rising() + 0.95, 5, "from 0 to 1"),
-    (AGES, np.where(AGES > 500, np.nan, 0.01), 5, "from 0 to 1"),
-    (AGES, rising(), 0, "organisms = 0"),
-    (AGES, rising(), 2.5, "organisms = 2.5"),
-])
+@pytest.mark.parametrize(
+    ("ages", "fraction", "organisms", "message"),
+    [
+        (AGES, rising()[:-1], 5, "same length"),
+        (AGES[::-1], rising(), 5, "strictly increasing"),
+        (AGES, rising() + 0.95, 5, "from 0 to 1"),
+        (AGES, np.where(AGES > 500, np.nan, 0.01), 5, "from 0 to 1"),
+        (AGES, rising(), 0, "organisms = 0"),
+        (AGES, rising(), 2.5, "organisms = 2.5"),
+    ],
+)
 def test_bad_run_inputs_are_named(ages, fraction, organisms, message):
     with pytest.raises(ValueError, match=message):
         organism_deaths(ages, fraction, DEFAULTS, organisms, np.random.default_rng(0))
@@ -161,19 +170,41 @@ def test_bad_run_inputs_are_named(ages, fraction, organisms, message):
 
 
 def two_scenarios() -> pd.DataFrame:
-    runs = [{"scenario": name, "replicate": r, "seed": 7 + r, "fraction": rising(slope)}
-            for name, slope in (("untreated", SLOPE), ("rapamycin", SLOPE / 2)) for r in range(2)]
+    runs = [
+        {"scenario": name, "replicate": r, "seed": 7 + r, "fraction": rising(slope)}
+        for name, slope in (("untreated", SLOPE), ("rapamycin", SLOPE / 2))
+        for r in range(2)
+    ]
     return results_table(runs)
 
 
 def test_lifespans_give_one_row_per_run_and_organism_with_the_run_labels():
-    results = results_table([
-        {"scenario": "untreated", "value": v, "point": p, "replicate": r, "seed": 7 + r,
-         "fraction": rising(SLOPE * (1 + p))}
-        for p, v in enumerate((0.4, 0.8)) for r in range(3)], sweep="immune_kill")
+    results = results_table(
+        [
+            {
+                "scenario": "untreated",
+                "value": v,
+                "point": p,
+                "replicate": r,
+                "seed": 7 + r,
+                "fraction": rising(SLOPE * (1 + p)),
+            }
+            for p, v in enumerate((0.4, 0.8))
+            for r in range(3)
+        ],
+        sweep="immune_kill",
+    )
     table = lifespans(results, organisms=20)
-    assert list(table.columns) == ["scenario", "point", "immune_kill", "replicate", "organism",
-                                   "start_age", "lifespan", "observed"]
+    assert list(table.columns) == [
+        "scenario",
+        "point",
+        "immune_kill",
+        "replicate",
+        "organism",
+        "start_age",
+        "lifespan",
+        "observed",
+    ]
     assert len(table) == 2 * 3 * 20
     counts = table.groupby(["point", "immune_kill", "replicate"]).size()
     assert len(counts) == 6 and (counts == 20).all()
@@ -193,13 +224,17 @@ def test_lifespans_are_reproducible_per_run_and_ignore_row_order_and_other_runs(
     alone = lifespans(results[results["scenario"] == "rapamycin"], organisms=50)
     pd.testing.assert_frame_equal(
         alone[["replicate", "lifespan", "observed"]],
-        first.loc[first["scenario"] == "rapamycin",
-                  ["replicate", "lifespan", "observed"]].reset_index(drop=True))
+        first.loc[
+            first["scenario"] == "rapamycin", ["replicate", "lifespan", "observed"]
+        ].reset_index(drop=True),
+    )
 
 
 def test_runs_with_different_seeds_get_different_organisms():
-    runs = [{"scenario": "untreated", "replicate": r, "seed": seed, "fraction": rising()}
-            for r, seed in enumerate((7, 8))]
+    runs = [
+        {"scenario": "untreated", "replicate": r, "seed": seed, "fraction": rising()}
+        for r, seed in enumerate((7, 8))
+    ]
     table = lifespans(results_table(runs), DEFAULTS, organisms=50)
     one, two = (table.loc[table["replicate"] == r, "lifespan"].to_numpy() for r in (0, 1))
     assert not np.array_equal(one, two)
@@ -210,10 +245,13 @@ def test_a_higher_burden_gives_a_shorter_median_lifespan():
     # the noise-free crossing moves from 567 to 378 days after the start, and the median by
     # 82-113 d (10 seeds); the standard error of each median is ~8 d (1.25·sd/√400,
     # sd ≈ 130 d), so a margin of 50 d is > 3 SE of the difference below the smallest seen.
-    runs = [{"scenario": name, "replicate": 0, "seed": 1, "fraction": rising(slope)}
-            for name, slope in (("low", SLOPE), ("high", 1.5 * SLOPE))]
+    runs = [
+        {"scenario": name, "replicate": 0, "seed": 1, "fraction": rising(slope)}
+        for name, slope in (("low", SLOPE), ("high", 1.5 * SLOPE))
+    ]
     summary = survival_summary(lifespans(results_table(runs), DEFAULTS, organisms=400)).set_index(
-        "scenario")
+        "scenario"
+    )
     assert summary.loc["high", "median_lifespan"] < summary.loc["low", "median_lifespan"] - 50.0
     assert summary.loc["high", "p90_lifespan"] < summary.loc["low", "p90_lifespan"]
 
@@ -246,9 +284,9 @@ def test_kaplan_meier_matches_a_hand_computed_example_with_ties_and_censoring():
     np.testing.assert_array_equal(km["deaths"], [1, 1, 2, 0, 1])
     np.testing.assert_array_equal(km["censored"], [0, 1, 0, 1, 0])
     np.testing.assert_allclose(km["survival"], [6 / 7, 5 / 7, 5 / 14, 5 / 14, 0.0])
-    assert quantile_lifespan(km, 0.5) == 3.0          # first survival ≤ 0.5
-    assert quantile_lifespan(km, 0.9) == 6.0          # first survival ≤ 0.1
-    assert quantile_lifespan(km, 0.2) == 2.0          # 5/7 ≤ 0.8 < 6/7
+    assert quantile_lifespan(km, 0.5) == 3.0  # first survival ≤ 0.5
+    assert quantile_lifespan(km, 0.9) == 6.0  # first survival ≤ 0.1
+    assert quantile_lifespan(km, 0.2) == 2.0  # 5/7 ≤ 0.8 < 6/7
 
 
 def test_a_quantile_lands_on_the_age_where_survival_equals_its_level():
@@ -271,11 +309,14 @@ def test_a_quantile_outside_0_1_is_refused(q):
         quantile_lifespan(km, q)
 
 
-@pytest.mark.parametrize(("lifespan", "observed"), [
-    (np.array([]), np.array([], dtype=bool)),
-    (np.array([1.0, 2.0]), np.array([True])),
-    (np.array([1.0, np.nan]), np.array([True, True])),
-])
+@pytest.mark.parametrize(
+    ("lifespan", "observed"),
+    [
+        (np.array([]), np.array([], dtype=bool)),
+        (np.array([1.0, 2.0]), np.array([True])),
+        (np.array([1.0, np.nan]), np.array([True, True])),
+    ],
+)
 def test_kaplan_meier_refuses_bad_input(lifespan, observed):
     with pytest.raises(ValueError, match="lifespan"):
         kaplan_meier(lifespan, observed)
@@ -296,14 +337,19 @@ def test_summary_counts_and_its_medians_are_the_pooled_kaplan_meier_quantiles():
         assert row["median_ci_low"] <= row["median_lifespan"] <= row["median_ci_high"]
 
 
-def heterogeneous(copies: int = 1, organisms: int = 100, noise: float | None = None,
-                  ) -> pd.DataFrame:
+def heterogeneous(
+    copies: int = 1,
+    organisms: int = 100,
+    noise: float | None = None,
+) -> pd.DataFrame:
     """Lifespans of one group of 4 tissues with different burden slopes, each run `copies`
     times with the same seed (identical organisms)."""
     slopes = SLOPE * np.array([0.7, 0.9, 1.1, 1.4])
-    runs = [{"scenario": "untreated", "replicate": c * 4 + i, "seed": 20 + i,
-             "fraction": rising(slope)}
-            for c in range(copies) for i, slope in enumerate(slopes)]
+    runs = [
+        {"scenario": "untreated", "replicate": c * 4 + i, "seed": 20 + i, "fraction": rising(slope)}
+        for c in range(copies)
+        for i, slope in enumerate(slopes)
+    ]
     params = DEFAULTS if noise is None else varied(sr_noise=noise)
     return lifespans(results_table(runs), params, organisms=organisms)
 
@@ -318,8 +364,10 @@ def test_the_interval_contains_the_estimate_and_narrows_with_more_runs():
     assert few["median_lifespan"] == many["median_lifespan"]
     for row in (few, many):
         assert row["median_ci_low"] <= row["median_lifespan"] <= row["median_ci_high"]
-    width = {name: row["median_ci_high"] - row["median_ci_low"]
-             for name, row in (("few", few), ("many", many))}
+    width = {
+        name: row["median_ci_high"] - row["median_ci_low"]
+        for name, row in (("few", few), ("many", many))
+    }
     assert 0 < width["many"] < 0.75 * width["few"]
 
 
@@ -329,14 +377,16 @@ def test_more_organisms_per_tissue_do_not_narrow_the_interval_when_they_share_th
     # organism-level bootstrap would narrow it ~10-fold).
     two = survival_summary(heterogeneous(organisms=2, noise=0.0), n_boot=500)
     many = survival_summary(heterogeneous(organisms=200, noise=0.0), n_boot=500)
-    pd.testing.assert_frame_equal(two.drop(columns=["organisms", "deaths"]),
-                                  many.drop(columns=["organisms", "deaths"]))
+    pd.testing.assert_frame_equal(
+        two.drop(columns=["organisms", "deaths"]), many.drop(columns=["organisms", "deaths"])
+    )
     assert two.loc[0, "median_ci_high"] > two.loc[0, "median_ci_low"]
 
 
 def test_a_single_run_has_no_interval_and_an_unreached_median_is_nan():
-    runs = [{"scenario": "untreated", "replicate": 0, "seed": 1,
-             "fraction": np.full(AGES.size, 0.001)}]
+    runs = [
+        {"scenario": "untreated", "replicate": 0, "seed": 1, "fraction": np.full(AGES.size, 0.001)}
+    ]
     row = survival_summary(lifespans(results_table(runs), DEFAULTS, organisms=50)).iloc[0]
     assert row["runs"] == 1
     assert math.isnan(row["median_lifespan"]) and math.isnan(row["p90_lifespan"])
@@ -347,8 +397,10 @@ def test_a_median_not_reached_in_many_resamples_has_an_open_upper_bound():
     # Two tissues, one lethal (all die) and one harmless (none die), 50 organisms each: the
     # pooled median sits at the last death; a resample of the harmless tissue twice (1 in 4)
     # never reaches it, so the upper bound of a 95% interval is inf.
-    runs = [{"scenario": "untreated", "replicate": r, "seed": 1, "fraction": fraction}
-            for r, fraction in enumerate((np.full(AGES.size, 0.1), np.full(AGES.size, 0.0)))]
+    runs = [
+        {"scenario": "untreated", "replicate": r, "seed": 1, "fraction": fraction}
+        for r, fraction in enumerate((np.full(AGES.size, 0.1), np.full(AGES.size, 0.0)))
+    ]
     table = lifespans(results_table(runs), DEFAULTS, organisms=50)
     row = survival_summary(table, n_boot=400).iloc[0]
     assert math.isfinite(row["median_lifespan"]) and math.isinf(row["median_ci_high"])
@@ -362,10 +414,12 @@ def test_curves_on_a_grid_are_the_kaplan_meier_steps_with_a_band():
     for name, frame in table.groupby("scenario", observed=True):
         km = kaplan_meier(frame["lifespan"].to_numpy(), frame["observed"].to_numpy())
         rows = curves[curves["scenario"] == name]
-        expected = [km.loc[km["age"] <= age, "survival"].iloc[-1] if (km["age"] <= age).any()
-                    else 1.0 for age in grid[:-1]]
+        expected = [
+            km.loc[km["age"] <= age, "survival"].iloc[-1] if (km["age"] <= age).any() else 1.0
+            for age in grid[:-1]
+        ]
         np.testing.assert_allclose(rows["survival"].to_numpy()[:-1], expected)
-        assert math.isnan(rows["survival"].iloc[-1])          # after the last follow-up
+        assert math.isnan(rows["survival"].iloc[-1])  # after the last follow-up
         inside = rows.iloc[:-1]
         assert (inside["ci_low"] <= inside["survival"] + 1e-12).all()
         assert (inside["survival"] <= inside["ci_high"] + 1e-12).all()
@@ -375,9 +429,17 @@ def test_hazard_is_deaths_per_organism_day_at_risk_in_each_bin():
     # Run 0 from age 0: a death at 10 and a censoring at 40; run 1 from age 15: a death at 45.
     # Bins of 30 days from 0: [0, 30] deaths 1, exposure 10 + 30 + 15 = 55;
     # (30, 60] deaths 1, exposure 10 + 15 = 25.
-    table = pd.DataFrame({"scenario": "s", "point": 0, "replicate": [0, 0, 1],
-                          "organism": [0, 1, 0], "start_age": [0.0, 0.0, 15.0],
-                          "lifespan": [10.0, 40.0, 45.0], "observed": [True, False, True]})
+    table = pd.DataFrame(
+        {
+            "scenario": "s",
+            "point": 0,
+            "replicate": [0, 0, 1],
+            "organism": [0, 1, 0],
+            "start_age": [0.0, 0.0, 15.0],
+            "lifespan": [10.0, 40.0, 45.0],
+            "observed": [True, False, True],
+        }
+    )
     rates = hazard(table, width=30.0, n_boot=100)
     np.testing.assert_array_equal(rates["age_low"], [0.0, 30.0])
     np.testing.assert_array_equal(rates["age_high"], [30.0, 60.0])
@@ -391,22 +453,28 @@ def test_hazard_rises_with_age_on_a_rising_burden():
     # 100-day bins starting 100 and 300 days after the start (each from > 90 deaths; 10 sets
     # of seeds: a 3.0-4.1-fold rise, intervals always apart), asking for a 2-fold rise with
     # the intervals apart.
-    runs = [{"scenario": "untreated", "replicate": r, "seed": 30 + r, "fraction": rising()}
-            for r in range(4)]
-    rates = hazard(lifespans(results_table(runs), DEFAULTS, organisms=200), width=100.0,
-                   n_boot=500).set_index("age_low")
-    assert rates.index[-1] + 100.0 == AGES[-1]            # the bins end at the last age
+    runs = [
+        {"scenario": "untreated", "replicate": r, "seed": 30 + r, "fraction": rising()}
+        for r in range(4)
+    ]
+    rates = hazard(
+        lifespans(results_table(runs), DEFAULTS, organisms=200), width=100.0, n_boot=500
+    ).set_index("age_low")
+    assert rates.index[-1] + 100.0 == AGES[-1]  # the bins end at the last age
     early, late = rates.loc[START + 100.0], rates.loc[START + 300.0]
     assert late["hazard"] > 2 * early["hazard"]
     assert late["ci_low"] > early["ci_high"]
 
 
-@pytest.mark.parametrize(("function", "arguments", "message"), [
-    (survival_summary, {"confidence": 1.0}, "confidence = 1.0"),
-    (survival_summary, {"n_boot": 0}, "n_boot = 0"),
-    (survival_curves_table, {"ages": np.array([[1.0]])}, "ages must be"),
-    (hazard, {"width": 0.0}, "width = 0.0"),
-])
+@pytest.mark.parametrize(
+    ("function", "arguments", "message"),
+    [
+        (survival_summary, {"confidence": 1.0}, "confidence = 1.0"),
+        (survival_summary, {"n_boot": 0}, "n_boot = 0"),
+        (survival_curves_table, {"ages": np.array([[1.0]])}, "ages must be"),
+        (hazard, {"width": 0.0}, "width = 0.0"),
+    ],
+)
 def test_bad_summary_arguments_are_named(function, arguments, message):
     table = lifespans(two_scenarios(), organisms=5)
     with pytest.raises(ValueError, match=message):
@@ -422,11 +490,11 @@ def test_survival_curves_draw_a_step_curve_and_band_per_group_and_the_median_lin
     ax = fig.axes[0]
     curves = [line for line in ax.get_lines() if line.get_label() in ("untreated", "rapamycin")]
     assert sorted(line.get_label() for line in curves) == ["rapamycin", "untreated"]
-    assert len(ax.collections) == 2                       # the bands
+    assert len(ax.collections) == 2  # the bands
     median = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
     assert len(median) == 1 and set(median[0].get_ydata()) == {0.5}
     years = curves[0].get_xdata()
-    assert years[0] == pytest.approx(START / DAYS_PER_YEAR)     # age in years
+    assert years[0] == pytest.approx(START / DAYS_PER_YEAR)  # age in years
     assert isinstance(curves[0], Line2D) and curves[0].get_drawstyle() == "steps-post"
 
 
@@ -441,22 +509,32 @@ def test_hazard_curves_draw_one_line_per_group_on_a_log_scale_without_empty_bins
     for label, line in lines.items():
         rows = expected[(expected["scenario"] == label) & (expected["deaths"] > 0)]
         np.testing.assert_allclose(line.get_ydata(), rows["hazard"].to_numpy())
-        assert (line.get_ydata() > 0).all()            # empty bins (hazard 0) are left out
+        assert (line.get_ydata() > 0).all()  # empty bins (hazard 0) are left out
 
 
 def test_each_batch_point_can_drive_its_organisms_with_its_own_parameters():
     # Two sweep points of one scenario on the same burden and seed: the point whose burden
     # scale is doubled dies earlier, exactly as a table computed with that scale alone.
     fraction = rising()
-    runs = [{"scenario": "untreated", "point": point, "value": scale, "replicate": 0,
-             "seed": 7, "fraction": fraction} for point, scale in enumerate((300.0, 600.0))]
+    runs = [
+        {
+            "scenario": "untreated",
+            "point": point,
+            "value": scale,
+            "replicate": 0,
+            "seed": 7,
+            "fraction": fraction,
+        }
+        for point, scale in enumerate((300.0, 600.0))
+    ]
     results = results_table(runs, sweep="sr_burden_scale")
     own = {("untreated", 0): DEFAULTS, ("untreated", 1): varied(sr_burden_scale=600.0)}
     table = lifespans(results, own, organisms=40)
     for point, params in enumerate(own.values()):
         alone = lifespans(results[results["point"] == point], params, organisms=40)
-        np.testing.assert_array_equal(table.loc[table["point"] == point, "lifespan"],
-                                      alone["lifespan"])
+        np.testing.assert_array_equal(
+            table.loc[table["point"] == point, "lifespan"], alone["lifespan"]
+        )
     by_point = table.groupby("point")["lifespan"].median()
     assert by_point[1] < by_point[0]
     with pytest.raises(ValueError, match="'point'"):

@@ -30,13 +30,13 @@ def points_of(text: str):
 
 
 def toml_list(values) -> str:
-    return "[" + ", ".join(str(v).lower() if isinstance(v, bool) else repr(v)
-                           for v in values) + "]"
+    return "[" + ", ".join(str(v).lower() if isinstance(v, bool) else repr(v) for v in values) + "]"
 
 
 def sweep_table(table: str, sweep: dict[str, list]) -> str:
-    lines = [f"[sweep.{table}]"] + [f'"{key}" = {toml_list(values)}'
-                                    for key, values in sweep.items()]
+    lines = [f"[sweep.{table}]"] + [
+        f'"{key}" = {toml_list(values)}' for key, values in sweep.items()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -55,8 +55,7 @@ def set_path(data: dict, key: str, value) -> None:
 GRIDS = {
     "one-key": {"immune_kill": [0.1, 0.2, 0.3]},
     "two-keys": {"immune_kill": [0.1, 0.2], "therapy.rapamycin.dose": [0.5, 1.0, 2.0]},
-    "three-keys": {"immune_kill": [0.1, 0.2], "immune_lifetime": [2.0, 4.0, 6.0],
-                   "size": [6, 7]},
+    "three-keys": {"immune_kill": [0.1, 0.2], "immune_lifetime": [2.0, 4.0, 6.0], "size": [6, 7]},
     "single-value": {"immune_kill": [0.4]},
 }
 
@@ -91,9 +90,11 @@ def test_grid_and_zip_give_the_grid_product_times_the_zip_length():
     zipped = {"ot_old_fraction": [0.1, 0.2, 0.3, 0.4], "size": [6, 7, 8, 9]}
     points = points_of(HEAD + sweep_table("grid", grid) + sweep_table("zip", zipped))
     assert len(points) == 2 * 3 * 4
-    expected = [{**dict(zip(grid, combo, strict=True)), **dict(zip(zipped, pair, strict=True))}
-                for combo in itertools.product(*grid.values())
-                for pair in zip(*zipped.values(), strict=True)]
+    expected = [
+        {**dict(zip(grid, combo, strict=True)), **dict(zip(zipped, pair, strict=True))}
+        for combo in itertools.product(*grid.values())
+        for pair in zip(*zipped.values(), strict=True)
+    ]
     assert [point.values for point in points] == expected
     assert [point.index for point in points] == list(range(24))
 
@@ -122,15 +123,18 @@ def test_therapy_path_works_without_the_table_in_the_base_file():
     base = scenario_of(HEAD)
     assert base.therapy.rapamycin is None
     points = points_of(HEAD + sweep_table("grid", {"therapy.rapamycin.dose": [0.5, 2.0]}))
-    assert [point.values for point in points] == [{"therapy.rapamycin.dose": 0.5},
-                                                  {"therapy.rapamycin.dose": 2.0}]
+    assert [point.values for point in points] == [
+        {"therapy.rapamycin.dose": 0.5},
+        {"therapy.rapamycin.dose": 2.0},
+    ]
     for point, dose in zip(points, [0.5, 2.0], strict=True):
         rapamycin = point.scenario.therapy.rapamycin
         assert rapamycin is not None
         assert rapamycin.dose == dose
         # the rest of the regimen is the default one, and no other drug appears
         assert rapamycin.model_dump(exclude={"dose"}) == type(rapamycin)().model_dump(
-            exclude={"dose"})
+            exclude={"dose"}
+        )
         assert point.scenario.therapy.oxytocin is None
         assert point.scenario.therapy.senolytic is None
 
@@ -156,14 +160,19 @@ def test_size_and_start_age_can_be_swept():
     [
         pytest.param("grid", {"immune_kill": [0.1, 0.9]}, id="parameter"),
         pytest.param("grid", {"therapy.senolytic.fraction": [0.1, 0.5]}, id="therapy"),
-        pytest.param("zip", {"size": [6, 7], "torus": [True, False],
-                             "damage_rate": [0.02, 0.03]}, id="tissue-and-parameter"),
+        pytest.param(
+            "zip",
+            {"size": [6, 7], "torus": [True, False], "damage_rate": [0.02, 0.03]},
+            id="tissue-and-parameter",
+        ),
         pytest.param("grid", {"end_age": [91, 93]}, id="end-age"),
     ],
 )
 def test_each_point_carries_its_values_and_the_base_everywhere_else(table, sweep):
-    text = (HEAD + "description = 'base'\n[parameters]\nimmune_lifetime = 7.0\n"
-            "[therapy.oxytocin]\ndose = 2.0\n")
+    text = (
+        HEAD + "description = 'base'\n[parameters]\nimmune_lifetime = 7.0\n"
+        "[therapy.oxytocin]\ndose = 2.0\n"
+    )
     base = scenario_of(text)
     points = scenario_of(text + sweep_table(table, sweep)).sweep_points(SOURCE)
     assert len(points) == 2
@@ -193,14 +202,17 @@ def test_swept_values_are_reported_validated():
 
 
 def expected_seeds(seed: int, n: int) -> list[int]:
-    return [int(child.generate_state(1, np.uint64)[0] >> 1)
-            for child in np.random.SeedSequence(seed).spawn(n)]
+    return [
+        int(child.generate_state(1, np.uint64)[0] >> 1)
+        for child in np.random.SeedSequence(seed).spawn(n)
+    ]
 
 
 @pytest.mark.parametrize(("seed", "replicates"), [(0, 1), (1, 5), (12345, 20), (2**63 - 1, 3)])
 def test_replicate_seeds_are_spawned_from_the_base_seed(seed, replicates):
-    scenario = scenario_of(HEAD.replace("seed = 5", f"seed = {seed}")
-                           + f"replicates = {replicates}\n")
+    scenario = scenario_of(
+        HEAD.replace("seed = 5", f"seed = {seed}") + f"replicates = {replicates}\n"
+    )
     seeds = scenario.replicate_seeds()
     assert seeds == expected_seeds(seed, replicates)
     assert len(set(seeds)) == replicates
@@ -219,8 +231,9 @@ def test_more_replicates_keep_the_seeds_of_the_first_ones():
 
 def test_different_base_seeds_give_different_replicate_seeds():
     first = scenario_of(HEAD + "replicates = 10\n").replicate_seeds()
-    second = scenario_of(HEAD.replace("seed = 5", "seed = 6") + "replicates = 10\n"
-                         ).replicate_seeds()
+    second = scenario_of(
+        HEAD.replace("seed = 5", "seed = 6") + "replicates = 10\n"
+    ).replicate_seeds()
     assert not set(first) & set(second)
 
 
@@ -231,8 +244,12 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 
 def test_every_sweep_point_gets_the_same_replicate_seeds(tmp_path):
-    text = (HEAD + "replicates = 4\n" + sweep_table("grid", {"immune_kill": [0.2, 0.4, 0.6]})
-            + sweep_table("zip", {"size": [6, 7]}))
+    text = (
+        HEAD
+        + "replicates = 4\n"
+        + sweep_table("grid", {"immune_kill": [0.2, 0.4, 0.6]})
+        + sweep_table("zip", {"size": [6, 7]})
+    )
     plan = plan_batch([write(tmp_path, "swept", text)])
     seeds = scenario_of(text).replicate_seeds()
     by_point: dict[int, list[int]] = {}
@@ -244,9 +261,12 @@ def test_every_sweep_point_gets_the_same_replicate_seeds(tmp_path):
 
 # --- the batch plan -----------------------------------------------------------------------------
 
-SWEPT = (HEAD + "replicates = 3\n"
-         + sweep_table("grid", {"immune_kill": [0.2, 0.4], "therapy.rapamycin.dose": [1, 2]})
-         + sweep_table("zip", {"ot_old_fraction": [0.1, 0.3], "start_age": [90, 91]}))
+SWEPT = (
+    HEAD
+    + "replicates = 3\n"
+    + sweep_table("grid", {"immune_kill": [0.2, 0.4], "therapy.rapamycin.dose": [1, 2]})
+    + sweep_table("zip", {"ot_old_fraction": [0.1, 0.3], "start_age": [90, 91]})
+)
 PLAIN = HEAD.replace('"swept"', '"plain"').replace("seed = 5", "seed = 9") + "replicates = 2\n"
 
 
@@ -294,13 +314,16 @@ def test_each_run_is_its_sweep_point_with_the_replicate_seed_and_no_sweep(plan):
             assert spec.scenario.seed == seeds[spec.replicate]
             assert spec.scenario.sweep is None
             assert spec.scenario.model_dump(exclude={"seed", "replicates"}) == (
-                point.scenario.model_dump(exclude={"seed", "replicates"}))
+                point.scenario.model_dump(exclude={"seed", "replicates"})
+            )
 
 
 # --- output options -----------------------------------------------------------------------------
 
-TINY = ('name = "tiny"\nseed = 3\nsize = 8\nstart_age = 90\nend_age = 110\n'
-        "[parameters]\ninitial_occupancy = 0.8\ninitial_senescent_fraction = 0.2\n")
+TINY = (
+    'name = "tiny"\nseed = 3\nsize = 8\nstart_age = 90\nend_age = 110\n'
+    "[parameters]\ninitial_occupancy = 0.8\ninitial_senescent_fraction = 0.2\n"
+)
 """A 8 x 8 grid for 20 days, with all three site states present."""
 
 
@@ -366,9 +389,11 @@ def test_run_scenario_runs_in_pieces_with_progress_and_gives_the_day_by_day_run(
     # run_scenario runs the model in pieces (run_for) ending at the snapshot ages and at least
     # every PROGRESS_DAYS days: progress comes after each piece, and the run is the one a
     # model stepped day by day gives.
-    scenario = scenario_of(f'engine = "{engine}"\n'
-                           + TINY.replace("end_age = 110", "end_age = 165")
-                           + "[output]\nsnapshots = [97, 150]\n")
+    scenario = scenario_of(
+        f'engine = "{engine}"\n'
+        + TINY.replace("end_age = 110", "end_age = 165")
+        + "[output]\nsnapshots = [97, 150]\n"
+    )
     calls = []
     run = run_scenario(scenario, progress=lambda done, total: calls.append((done, total)))
     done = [d for d, _ in calls]
@@ -380,5 +405,4 @@ def test_run_scenario_runs_in_pieces_with_progress_and_gives_the_day_by_day_run(
     for _ in range(75):
         stepped.step()
     expected = stepped.readouts
-    pd.testing.assert_frame_equal(run.readouts[expected.columns].reset_index(drop=True),
-                                  expected)
+    pd.testing.assert_frame_equal(run.readouts[expected.columns].reset_index(drop=True), expected)

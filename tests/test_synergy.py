@@ -27,10 +27,21 @@ LOSSES = {"untreated": 0.10, "rapamycin": 0.07, "oxytocin": 0.05, "combined": 0.
 
 def table(values: dict, readout: str = "senescent_fraction") -> pd.DataFrame:
     """A results table with one row per replicate (a single day) of `readout`."""
-    frames = [pd.DataFrame({"scenario": name, "point": 0, "replicate": np.arange(len(reps)),
-                            "seed": 1, "engine": "agents", "day": 0, "age": 600.0,
-                            readout: np.asarray(reps, dtype=float)})
-              for name, reps in values.items()]
+    frames = [
+        pd.DataFrame(
+            {
+                "scenario": name,
+                "point": 0,
+                "replicate": np.arange(len(reps)),
+                "seed": 1,
+                "engine": "agents",
+                "day": 0,
+                "age": 600.0,
+                readout: np.asarray(reps, dtype=float),
+            }
+        )
+        for name, reps in values.items()
+    ]
     frame = pd.concat(frames, ignore_index=True)
     frame["scenario"] = frame["scenario"].astype("category")
     return frame
@@ -45,7 +56,7 @@ def identical(values: dict, n: int = 4) -> dict:
 
 def test_textbook_bliss_and_hsa():
     ya, yb, yab = 0.3, 0.5, 0.7
-    assert bliss_expected(ya, yb) == pytest.approx(0.65)      # 0.3 + 0.5 − 0.15
+    assert bliss_expected(ya, yb) == pytest.approx(0.65)  # 0.3 + 0.5 − 0.15
     assert excess(yab, bliss_expected(ya, yb)) == pytest.approx(0.05)
     assert hsa_expected(ya, yb) == pytest.approx(0.5)
     assert excess(yab, hsa_expected(ya, yb)) == pytest.approx(0.2)
@@ -55,8 +66,9 @@ def test_formulas_work_on_arrays():
     ya, yb = np.array([0.0, 0.3, 1.0]), np.array([0.2, 0.5, 0.4])
     np.testing.assert_allclose(bliss_expected(ya, yb), [0.2, 0.65, 1.0])
     np.testing.assert_allclose(hsa_expected(ya, yb), [0.2, 0.5, 1.0])
-    np.testing.assert_allclose(excess(np.array([0.2, 0.7, 1.0]), bliss_expected(ya, yb)),
-                               [0.0, 0.05, 0.0], atol=1e-15)
+    np.testing.assert_allclose(
+        excess(np.array([0.2, 0.7, 1.0]), bliss_expected(ya, yb)), [0.0, 0.05, 0.0], atol=1e-15
+    )
 
 
 def test_fractional_effect_of_a_loss():
@@ -75,15 +87,19 @@ def test_fractional_effect_of_a_higher_is_better_readout():
 
 
 def test_fractional_effect_on_arrays_and_without_loss_to_prevent():
-    np.testing.assert_allclose(fractional_effect(np.array([0.02, 0.04]), 0.04, False),
-                               [0.5, 0.0])
+    np.testing.assert_allclose(fractional_effect(np.array([0.02, 0.04]), 0.04, False), [0.5, 0.0])
     assert np.isnan(fractional_effect(0.1, 0.0, higher_is_better=False))
     assert np.isnan(fractional_effect(0.9, 1.0, higher_is_better=True))
 
 
 def test_readout_direction_defaults():
-    for name in ("tissue_function", "healthy_fraction", "autophagy", "immune_competence",
-                 "division_prob"):
+    for name in (
+        "tissue_function",
+        "healthy_fraction",
+        "autophagy",
+        "immune_competence",
+        "division_prob",
+    ):
         assert default_higher_is_better(name)
     for name in ("senescent_fraction", "mean_sasp", "mean_damage"):
         assert not default_higher_is_better(name)
@@ -91,7 +107,7 @@ def test_readout_direction_defaults():
 
 def test_reading_and_verdict_follow_the_ten_percent_band():
     assert reading(0.05) == "additive"
-    assert reading(0.10) == "additive"          # the band is closed: exactly 10% is additive
+    assert reading(0.10) == "additive"  # the band is closed: exactly 10% is additive
     assert reading(0.11) == "synergy"
     assert reading(-0.11) == "antagonism"
     assert verdict(0.15, 0.11, 0.20) == "synergy"
@@ -118,8 +134,8 @@ def test_identical_replicates_give_the_textbook_answer_with_a_point_interval():
         # Every resample of identical replicates is the same data: the CI is the point.
         assert result.loc[method, "ci_low"] == pytest.approx(result.loc[method, "excess"])
         assert result.loc[method, "ci_high"] == pytest.approx(result.loc[method, "excess"])
-    assert result.loc["bliss", "verdict"] == "additive"     # 5% is inside ±10%
-    assert result.loc["hsa", "verdict"] == "synergy"        # 20% is above 10%
+    assert result.loc["bliss", "verdict"] == "additive"  # 5% is inside ±10%
+    assert result.loc["hsa", "verdict"] == "synergy"  # 20% is above 10%
 
 
 def test_higher_is_better_readout_uses_the_shortfall_from_one():
@@ -152,7 +168,7 @@ def test_noisy_replicates_give_an_interval_around_the_true_excess():
         low, high = result.loc[method, "ci_low"], result.loc[method, "ci_high"]
         assert low < truth < high
         assert low < result.loc[method, "excess"] < high
-        assert high - low > 0.01          # 30 noisy replicates: a real, non-zero width
+        assert high - low > 0.01  # 30 noisy replicates: a real, non-zero width
 
 
 def test_bootstrap_interval_coverage_is_near_nominal():
@@ -168,10 +184,13 @@ def test_bootstrap_interval_coverage_is_near_nominal():
 
 def test_synergy_is_reproducible_with_its_seed():
     data = noisy(5)
-    pd.testing.assert_frame_equal(synergy(data, "senescent_fraction", seed=3),
-                                  synergy(data, "senescent_fraction", seed=3))
-    assert synergy(data, "senescent_fraction", seed=3)["ci_low"].iloc[0] != \
-        synergy(data, "senescent_fraction", seed=4)["ci_low"].iloc[0]
+    pd.testing.assert_frame_equal(
+        synergy(data, "senescent_fraction", seed=3), synergy(data, "senescent_fraction", seed=3)
+    )
+    assert (
+        synergy(data, "senescent_fraction", seed=3)["ci_low"].iloc[0]
+        != synergy(data, "senescent_fraction", seed=4)["ci_low"].iloc[0]
+    )
 
 
 def test_one_replicate_gives_no_interval_but_a_verdict():
@@ -182,8 +201,11 @@ def test_one_replicate_gives_no_interval_but_a_verdict():
 
 def test_missing_scenario_is_named_with_the_available_ones():
     data = table(identical({k: v for k, v in LOSSES.items() if k != "oxytocin"}))
-    with pytest.raises(ValueError, match=r"no scenario 'oxytocin'.*available scenarios: "
-                                         r"combined, rapamycin, untreated"):
+    with pytest.raises(
+        ValueError,
+        match=r"no scenario 'oxytocin'.*available scenarios: "
+        r"combined, rapamycin, untreated",
+    ):
         synergy(data, "senescent_fraction")
     with pytest.raises(ValueError, match=r"unknown readout 'sasp'"):
         synergy(table(identical(LOSSES)), "sasp")
@@ -191,8 +213,14 @@ def test_missing_scenario_is_named_with_the_available_ones():
 
 def test_scenarios_can_be_renamed():
     renamed = {"control": 0.1, "a": 0.07, "b": 0.05, "ab": 0.03}
-    result = synergy(table(identical(renamed)), "senescent_fraction", control="control",
-                     drug_a="a", drug_b="b", combination="ab")
+    result = synergy(
+        table(identical(renamed)),
+        "senescent_fraction",
+        control="control",
+        drug_a="a",
+        drug_b="b",
+        combination="ab",
+    )
     assert result["excess"].tolist() == pytest.approx([0.05, 0.2])
 
 
@@ -216,4 +244,9 @@ def test_synergy_of_a_real_batch_uses_the_scenario_means(tmp_path):
         assert result.loc["bliss", column] == pytest.approx(expected, rel=1e-9, abs=1e-12)
     assert result.attrs["n"] == {"control": 2, "drug_a": 2, "drug_b": 2, "combination": 2}
     assert set(result["verdict"].str.split(" ").str[0]) <= {
-        "synergy", "additive", "antagonism", "uncertain", "undefined"}
+        "synergy",
+        "additive",
+        "antagonism",
+        "uncertain",
+        "undefined",
+    }

@@ -55,30 +55,53 @@ def test_schedule_five_on_two_off():
 
 
 def test_schedule_cycle_starts_at_start_age():
-    assert dosed(Schedule(start_age=3, on_days=2, off_days=3)) == [3, 4, 8, 9, 13, 14, 18, 19,
-                                                                  23, 24, 28, 29]
+    assert dosed(Schedule(start_age=3, on_days=2, off_days=3)) == [
+        3,
+        4,
+        8,
+        9,
+        13,
+        14,
+        18,
+        19,
+        23,
+        24,
+        28,
+        29,
+    ]
 
 
 def test_schedule_cycle_respects_stop_age():
-    assert dosed(Schedule(start_age=1, stop_age=12, on_days=3, off_days=1)) == [1, 2, 3, 5, 6, 7,
-                                                                               9, 10, 11]
+    assert dosed(Schedule(start_age=1, stop_age=12, on_days=3, off_days=1)) == [
+        1,
+        2,
+        3,
+        5,
+        6,
+        7,
+        9,
+        10,
+        11,
+    ]
 
 
 def test_schedule_float_ages_give_same_mask_as_int_ages():
     schedule = Schedule(start_age=3, stop_age=25, every=2, on_days=4, off_days=2)
-    np.testing.assert_array_equal(schedule.dose_days(AGES.astype(float)),
-                                  schedule.dose_days(AGES))
+    np.testing.assert_array_equal(schedule.dose_days(AGES.astype(float)), schedule.dose_days(AGES))
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"start_age": 10, "stop_age": 10},
-    {"start_age": 10, "stop_age": 5},
-    {"on_days": 5},
-    {"off_days": 2},
-    {"every": 0},
-    {"start_age": -1},
-    {"unknown": 1},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"start_age": 10, "stop_age": 10},
+        {"start_age": 10, "stop_age": 5},
+        {"on_days": 5},
+        {"off_days": 2},
+        {"every": 0},
+        {"start_age": -1},
+        {"unknown": 1},
+    ],
+)
 def test_schedule_validation_errors(kwargs):
     with pytest.raises(ValidationError):
         Schedule(**kwargs)
@@ -269,8 +292,14 @@ def test_timeline_shape_and_columns(untreated):
 
 
 def test_untreated_has_no_drug_exposure(untreated):
-    for column in ("rapamycin_dose", "rapamycin_exposure", "rapamycin_chronic",
-                   "senolytic_fraction", "mtorc1_inhibition", "mtorc2_inhibition"):
+    for column in (
+        "rapamycin_dose",
+        "rapamycin_exposure",
+        "rapamycin_chronic",
+        "senolytic_fraction",
+        "mtorc1_inhibition",
+        "mtorc2_inhibition",
+    ):
         assert np.all(untreated[column] == 0.0), column
     # Untreated mature SASP output does not change with age.
     sasp = untreated["sasp_output"]
@@ -300,9 +329,19 @@ def test_untreated_immune_competence_falls_with_age(untreated):
     assert competence.iloc[-1] < competence.iloc[0]
 
 
-@pytest.mark.parametrize("column", ["autophagy", "immune_competence", "mtorc1_inhibition",
-                                    "mtorc2_inhibition", "inflammation", "division_prob",
-                                    "damage_repair", "ot_response"])
+@pytest.mark.parametrize(
+    "column",
+    [
+        "autophagy",
+        "immune_competence",
+        "mtorc1_inhibition",
+        "mtorc2_inhibition",
+        "inflammation",
+        "division_prob",
+        "damage_repair",
+        "ot_response",
+    ],
+)
 def test_timeline_probabilities_in_unit_interval(untreated, params, column):
     treated = timeline(params, rapamycin=Rapamycin(dose=8.0), oxytocin=Oxytocin(dose=5.0))
     for frame in (untreated, treated):
@@ -339,8 +378,9 @@ def test_high_chronic_rapamycin_lowers_immune_competence(params, untreated):
     # Chronic: compare after a month of treatment, once the running average (mtorc2_window)
     # has built up.
     chronic = high["age"] >= RAPA_START + 30
-    assert np.all(high.loc[chronic, "immune_competence"]
-                  < untreated.loc[chronic, "immune_competence"])
+    assert np.all(
+        high.loc[chronic, "immune_competence"] < untreated.loc[chronic, "immune_competence"]
+    )
 
 
 def test_low_dose_rapamycin_does_not_lower_immune_competence(params, untreated):
@@ -355,10 +395,14 @@ def oxy(params):
 
 def test_oxytocin_raises_level_only_on_dose_days(oxy, untreated):
     dose_day = (oxy["age"] - START) % 2 == 0
-    np.testing.assert_allclose(oxy.loc[dose_day, "oxytocin_level"],
-                               untreated.loc[dose_day, "oxytocin_level"] + 1.0, rtol=1e-12)
-    np.testing.assert_allclose(oxy.loc[~dose_day, "oxytocin_level"],
-                               untreated.loc[~dose_day, "oxytocin_level"], rtol=1e-12)
+    np.testing.assert_allclose(
+        oxy.loc[dose_day, "oxytocin_level"],
+        untreated.loc[dose_day, "oxytocin_level"] + 1.0,
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        oxy.loc[~dose_day, "oxytocin_level"], untreated.loc[~dose_day, "oxytocin_level"], rtol=1e-12
+    )
     # Oxytocin does not touch mTOR.
     np.testing.assert_array_equal(oxy["mtorc1"], untreated["mtorc1"])
 
@@ -366,8 +410,7 @@ def test_oxytocin_raises_level_only_on_dose_days(oxy, untreated):
 def test_oxytocin_helps_regeneration_much_more_in_old_than_young(oxy, untreated):
     # Ages 90 and 660 are both dose days (even days after START = 60).
     def relative_gain(age):
-        return (at_age(oxy, age)["division_prob"] / at_age(untreated, age)["division_prob"]
-                - 1.0)
+        return at_age(oxy, age)["division_prob"] / at_age(untreated, age)["division_prob"] - 1.0
 
     young, old = relative_gain(90), relative_gain(660)
     assert young >= 0.0

@@ -55,10 +55,19 @@ def _burden_runs(slope: float, runs: int = 4) -> pd.DataFrame:
     ages = np.arange(90.0, 1461.0)
     frames = []
     for replicate in range(runs):
-        frames.append(pd.DataFrame({
-            "scenario": "wild_type", "replicate": replicate, "seed": 100 + replicate,
-            "engine": "array", "day": ages - 90, "age": ages,
-            "senescent_fraction": slope * (ages - 90) / 1000.0}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "scenario": "wild_type",
+                    "replicate": replicate,
+                    "seed": 100 + replicate,
+                    "engine": "array",
+                    "day": ages - 90,
+                    "age": ages,
+                    "senescent_fraction": slope * (ages - 90) / 1000.0,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -71,8 +80,10 @@ def test_median_lifespan_falls_with_the_burden_scale():
 @pytest.fixture(scope="module")
 def small_batch(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("validation") / "batch"
-    files = [EXPERIMENTS / f"{name}.toml" for name in
-             ("wild_type", "immune_knockout", "senolytic_control", "pulse_chase_young")]
+    files = [
+        EXPERIMENTS / f"{name}.toml"
+        for name in ("wild_type", "immune_knockout", "senolytic_control", "pulse_chase_young")
+    ]
     plan = plan_batch(files, replicates=3, size=30, days=700)
     summary = run_batch(plan, out, workers=1)
     assert summary.failed == 0
@@ -81,9 +92,14 @@ def small_batch(tmp_path_factory) -> Path:
 
 def test_validation_page_from_a_partial_batch(small_batch, tmp_path):
     page = validation_page(small_batch, figures=tmp_path / "figures", n_boot=50)
-    for heading in ("# Validation", "## Calibration targets", "## Expected behaviours",
-                    "## Therapies: lifespan and healthspan", "## Therapy timing",
-                    "## Synergy over the dose grid"):
+    for heading in (
+        "# Validation",
+        "## Calibration targets",
+        "## Expected behaviours",
+        "## Therapies: lifespan and healthspan",
+        "## Therapy timing",
+        "## Synergy over the dose grid",
+    ):
         assert heading in page
     # What the batch lacks is named, with the file to run.
     assert "run scenarios/experiments/timing_rapamycin.toml" in page
@@ -101,9 +117,11 @@ def test_validation_page_from_a_partial_batch(small_batch, tmp_path):
 
 def test_point_parameters_are_each_runs_own(small_batch):
     own = point_parameters(small_batch)
-    assert set(own) == {(name, 0) for name in ("wild_type", "immune_knockout",
-                                               "senolytic_control", "pulse_chase_young")}
-    assert own[("immune_knockout", 0)].immune_kill == 0.0      # the file's override
+    assert set(own) == {
+        (name, 0)
+        for name in ("wild_type", "immune_knockout", "senolytic_control", "pulse_chase_young")
+    }
+    assert own[("immune_knockout", 0)].immune_kill == 0.0  # the file's override
     assert own[("wild_type", 0)] == Parameters()
 
 
@@ -118,4 +136,3 @@ def test_validate_cli_reports_a_missing_folder(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tissue-abm: error:") and len(err.strip().splitlines()) == 1
-

@@ -47,33 +47,43 @@ def test_controls_left_as_in_scenario_give_the_scenario_with_seed_and_size():
 
 
 def test_a_schedule_overrides_the_scenario_and_none_or_off_removes_a_drug():
-    untreated, combined, senolytic = scenario("untreated"), scenario("combined"), scenario(
-        "senolytic")
-    rapa = apply_controls(untreated, rapamycin="daily", rapamycin_dose=2.0,
-                          rapamycin_start_age=100).therapy.rapamycin
+    untreated, combined, senolytic = (
+        scenario("untreated"),
+        scenario("combined"),
+        scenario("senolytic"),
+    )
+    rapa = apply_controls(
+        untreated, rapamycin="daily", rapamycin_dose=2.0, rapamycin_start_age=100
+    ).therapy.rapamycin
     assert rapa == Rapamycin(dose=2.0, every=1, start_age=100)
-    cycled = apply_controls(combined, oxytocin="5 days on, 2 off", oxytocin_dose=0.5,
-                            oxytocin_start_age=200).therapy
+    cycled = apply_controls(
+        combined, oxytocin="5 days on, 2 off", oxytocin_dose=0.5, oxytocin_start_age=200
+    ).therapy
     assert cycled.oxytocin == Oxytocin(dose=0.5, every=1, on_days=5, off_days=2, start_age=200)
     assert cycled.rapamycin == combined.therapy.rapamycin  # left as in the scenario
     assert apply_controls(combined, rapamycin="none").therapy.rapamycin is None
     assert apply_controls(combined, rapamycin="weekly").therapy.rapamycin.every == 7
     assert apply_controls(untreated, senolytic="on").therapy.senolytic == Senolytic(
-        start_age=untreated.start_age)
+        start_age=untreated.start_age
+    )
     assert apply_controls(senolytic, senolytic="on").therapy.senolytic == (
-        senolytic.therapy.senolytic)
+        senolytic.therapy.senolytic
+    )
     assert apply_controls(senolytic, senolytic="off").therapy.senolytic is None
     assert apply_controls(untreated, immune_kill=0.25).parameters.immune_kill == 0.25
 
 
-@pytest.mark.parametrize(("controls_given", "words"), [
-    ({"seed": "abc"}, ["seed = 'abc'", "whole number"]),
-    ({"seed": "-3"}, ["seed = '-3'"]),
-    ({"size": 2}, ["size = 2", "from 3"]),
-    ({"rapamycin": "hourly"}, ["rapamycin schedule 'hourly'", "daily"]),
-    ({"senolytic": "maybe"}, ["senolytic 'maybe'", "on"]),
-    ({"rapamycin": "daily", "rapamycin_dose": -1.0}, ["therapy.rapamycin.dose = -1.0"]),
-])
+@pytest.mark.parametrize(
+    ("controls_given", "words"),
+    [
+        ({"seed": "abc"}, ["seed = 'abc'", "whole number"]),
+        ({"seed": "-3"}, ["seed = '-3'"]),
+        ({"size": 2}, ["size = 2", "from 3"]),
+        ({"rapamycin": "hourly"}, ["rapamycin schedule 'hourly'", "daily"]),
+        ({"senolytic": "maybe"}, ["senolytic 'maybe'", "on"]),
+        ({"rapamycin": "daily", "rapamycin_dose": -1.0}, ["therapy.rapamycin.dose = -1.0"]),
+    ],
+)
 def test_bad_control_values_are_one_line_errors(controls_given, words):
     with pytest.raises(ScenarioError) as caught:
         apply_controls(scenario("untreated"), **controls_given)
@@ -87,7 +97,12 @@ def test_model_params_start_at_the_given_scenario_and_build_it():
     params = model_params(SCENARIOS / "combined.toml")
     assert params["scenario_file"]["value"] == "combined"
     assert set(params["scenario_file"]["values"]) == {
-        "combined", "oxytocin", "rapamycin", "senolytic", "untreated"}
+        "combined",
+        "oxytocin",
+        "rapamycin",
+        "senolytic",
+        "untreated",
+    }
     assert params["rapamycin_start_age"].value == 365
     assert params["immune_kill"].value == scenario("combined").parameters.immune_kill
     _check_model_params(ViewedTissue.__init__, params)  # SolaraViz accepts every name
@@ -115,8 +130,15 @@ def test_viewed_tissue_is_the_agents_engine_with_the_same_run():
 
     file = scenario("rapamycin")
     viewed = ViewedTissue("rapamycin", rng=3, size=12)
-    reference = TissueModel(params=file.parameters, therapy=file.therapy, size=12,
-                            start_age=file.start_age, days=file.days, torus=file.torus, rng=3)
+    reference = TissueModel(
+        params=file.parameters,
+        therapy=file.therapy,
+        size=12,
+        start_age=file.start_age,
+        days=file.days,
+        torus=file.torus,
+        rng=3,
+    )
     for _ in range(5):
         viewed.step()
         reference.step()
@@ -142,7 +164,8 @@ def test_grid_is_one_image_of_the_states_with_immune_markers_on_top(small_model)
     np.testing.assert_array_equal(ax.images[0].get_array(), small_model.tissue.data.T)
     markers = ax.collections[0].get_offsets()
     assert sorted(map(tuple, np.asarray(markers).astype(int))) == sorted(
-        zip(*np.nonzero(small_model.immune.data), strict=True))
+        zip(*np.nonzero(small_model.immune.data), strict=True)
+    )
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["empty", "healthy", "senescent", "immune cell"]
 
@@ -157,15 +180,21 @@ def test_sasp_switch_draws_the_field_with_a_colour_bar(small_model):
 
 def test_charts_plot_the_readouts_over_age(small_model):
     table = small_model.readouts
-    lines = {line.get_label(): line for name in components.CHARTS
-             for ax in components.chart_figure(small_model, name, table).axes
-             for line in ax.get_lines()}
-    for name, column in [("senescent fraction", "senescent_fraction"),
-                         ("healthy fraction", "healthy_fraction"),
-                         ("vacant fraction", "empty_fraction"),
-                         ("tissue function", "tissue_function"), ("mean SASP", "mean_sasp"),
-                         ("rapamycin exposure", "rapamycin_exposure"),
-                         ("oxytocin level", "oxytocin_level")]:
+    lines = {
+        line.get_label(): line
+        for name in components.CHARTS
+        for ax in components.chart_figure(small_model, name, table).axes
+        for line in ax.get_lines()
+    }
+    for name, column in [
+        ("senescent fraction", "senescent_fraction"),
+        ("healthy fraction", "healthy_fraction"),
+        ("vacant fraction", "empty_fraction"),
+        ("tissue function", "tissue_function"),
+        ("mean SASP", "mean_sasp"),
+        ("rapamycin exposure", "rapamycin_exposure"),
+        ("oxytocin level", "oxytocin_level"),
+    ]:
         np.testing.assert_allclose(lines[name].get_xdata(), table["age"])
         np.testing.assert_allclose(lines[name].get_ydata(), table[column])
     assert table["rapamycin_exposure"].iloc[-1] > 0  # the daily rapamycin acts from day 0
@@ -179,15 +208,24 @@ def test_blitted_redraws_equal_full_redraws(small_model):
     for _ in range(3):
         small_model.step()
     pictures = [grid.png(), chart.png(small_model.readouts)]
-    fresh = [components.GridDrawing(small_model, show_sasp=True).png(),
-             components.ChartDrawing(small_model, "tissue function").png(small_model.readouts)]
+    fresh = [
+        components.GridDrawing(small_model, show_sasp=True).png(),
+        components.ChartDrawing(small_model, "tissue function").png(small_model.readouts),
+    ]
     for blitted, full in zip(pictures, fresh, strict=True):
         assert blitted == full
 
 
 def test_nice_axis_tops_round_up_to_few_steps():
     assert [components.nice_top(v, 0.001) for v in (0.0, 0.0011, 0.013, 0.7, 1.0, 3.3, 9.1)] == [
-        0.001, 0.0012, 0.015, 0.8, 1.0, 4.0, 10.0]
+        0.001,
+        0.0012,
+        0.015,
+        0.8,
+        1.0,
+        4.0,
+        10.0,
+    ]
     assert components.nice_top(0.2, 1.2) == 1.2
 
 
@@ -233,15 +271,23 @@ def click(rc, label: str) -> None:
 def test_page_shows_day_zero_and_steps_day_by_day(page):
     assert text(page, "tissue-day").startswith("Day 0 of 640 · age 90 days")
     assert "untreated · seed 1 · 100×100 sites" in text(page, "tissue-settings")
-    grid, charts = image(page, "tissue-grid-image"), [
-        bytes(w.value) for w in page.find(ipywidgets.Image, _dom_classes=(
-            "solara-image", "tissue-chart")).widgets]
+    grid, charts = (
+        image(page, "tissue-grid-image"),
+        [
+            bytes(w.value)
+            for w in page.find(
+                ipywidgets.Image, _dom_classes=("solara-image", "tissue-chart")
+            ).widgets
+        ],
+    )
     assert grid.startswith(b"\x89PNG") and len(charts) == 3
     click(page, "Step")
     assert text(page, "tissue-day").startswith("Day 1 of 640 · age 91 days")
     assert image(page, "tissue-grid-image") != grid
-    after = [bytes(w.value) for w in page.find(ipywidgets.Image, _dom_classes=(
-        "solara-image", "tissue-chart")).widgets]
+    after = [
+        bytes(w.value)
+        for w in page.find(ipywidgets.Image, _dom_classes=("solara-image", "tissue-chart")).widgets
+    ]
     assert all(new != old for new, old in zip(after, charts, strict=True))
     click(page, "Step")
     assert text(page, "tissue-day").startswith("Day 2 of 640")
@@ -265,8 +311,10 @@ def test_reset_builds_a_model_with_the_changed_controls(page):
     click(page, "Reset")
     assert text(page, "tissue-day").startswith("Day 0 of 640")
     settings = text(page, "tissue-settings")
-    assert settings.startswith("oxytocin · seed 12 · 40×40 sites · rapamycin 1 mg/kg daily "
-                               "from 90 d · oxytocin 1 young levels daily from 365 d")
+    assert settings.startswith(
+        "oxytocin · seed 12 · 40×40 sites · rapamycin 1 mg/kg daily "
+        "from 90 d · oxytocin 1 young levels daily from 365 d"
+    )
     click(page, "Step")
     assert "rapamycin 0.00 mg/kg" not in text(page, "tissue-now")  # the new regimen acts
 
@@ -277,7 +325,8 @@ def test_a_bad_seed_on_the_page_is_reported_and_the_scenario_seed_used(page):
     seed.fire_event("keyup.enter", None)
     click(page, "Reset")
     assert text(page, "tissue-problem") == (
-        "seed = '12x' is not allowed; allowed: a whole number >= 0; the scenario's seed is used")
+        "seed = '12x' is not allowed; allowed: a whole number >= 0; the scenario's seed is used"
+    )
     assert text(page, "tissue-settings").startswith("untreated · seed 1 ·")
     click(page, "Step")
     assert text(page, "tissue-day").startswith("Day 1 of 640")
@@ -291,8 +340,7 @@ def test_a_bad_seed_on_the_page_is_reported_and_the_scenario_seed_used(page):
 # --- the command line and the server ----------------------------------------------------------
 
 
-def test_viz_rejects_a_bad_scenario_file_in_one_line_before_starting(tmp_path, capsys,
-                                                                     monkeypatch):
+def test_viz_rejects_a_bad_scenario_file_in_one_line_before_starting(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "start_server", lambda *a, **k: pytest.fail("server started"))
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\nsize = 1\n', "utf-8")
@@ -341,17 +389,19 @@ def test_server_command_and_environment_are_local_and_offline(tmp_path):
     env = serve.server_environment(Path("scenarios/combined.toml"), base={"KEEP": "1"})
     assert env[serve.SCENARIO_ENV] == str((Path("scenarios") / "combined.toml").resolve())
     assert env["SOLARA_ASSETS_PROXY"] == "true" and env["KEEP"] == "1"
-    assert serve.SCENARIO_ENV not in serve.server_environment(None, base={
-        serve.SCENARIO_ENV: "stale.toml"})
+    assert serve.SCENARIO_ENV not in serve.server_environment(
+        None, base={serve.SCENARIO_ENV: "stale.toml"}
+    )
 
 
 def test_solara_assets_hold_every_front_end_file_the_page_asks_for():
     """Offline: each versioned CDN package Solara's page template names is in the local cache."""
     import solara.server.settings as server_settings
 
-    template = (Path(solara.__file__).parent / "server" / "templates" / "solara.html.j2")
-    wanted = set(re.findall(r"\{\{cdn\}\}/((?:@[\w-]+/)?[\w-]+@\d[\w.-]*)/",
-                            template.read_text("utf-8")))
+    template = Path(solara.__file__).parent / "server" / "templates" / "solara.html.j2"
+    wanted = set(
+        re.findall(r"\{\{cdn\}\}/((?:@[\w-]+/)?[\w-]+@\d[\w.-]*)/", template.read_text("utf-8"))
+    )
     assert "requirejs@2.3.6" in wanted
     cache = server_settings.assets.proxy_cache_dir
     assert (cache / server_settings.assets.fontawesome_path.lstrip("/")).is_file()

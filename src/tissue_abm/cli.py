@@ -95,150 +95,284 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `tissue-abm`."""
     parser = _Parser(
         prog="tissue-abm",
-        description="Agent-based simulation of tissue aging under rapamycin and oxytocin.")
+        description="Agent-based simulation of tissue aging under rapamycin and oxytocin.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="run one scenario file and write its readouts",
-                              description="Run one simulation of a scenario file; write daily "
-                              "readouts (Parquet) and a manifest (JSON); print a summary.")
+    run = commands.add_parser(
+        "run",
+        help="run one scenario file and write its readouts",
+        description="Run one simulation of a scenario file; write daily "
+        "readouts (Parquet) and a manifest (JSON); print a summary.",
+    )
     run.add_argument("scenario", type=Path, help="scenario file (TOML)")
-    run.add_argument("--out", type=Path, default=None,
-                     help="output folder (default: results/<scenario name>)")
+    run.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: results/<scenario name>)"
+    )
     run.add_argument("--seed", type=int, default=None, help="random seed (overrides file)")
-    run.add_argument("--days", type=int, default=None,
-                     help="days to simulate from the start age (overrides end_age)")
+    run.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="days to simulate from the start age (overrides end_age)",
+    )
     run.add_argument("--size", type=int, default=None, help="lattice side L (sites)")
-    run.add_argument("--engine", choices=list(ENGINES), default=None,
-                     help="simulation engine (overrides the file)")
+    run.add_argument(
+        "--engine",
+        choices=list(ENGINES),
+        default=None,
+        help="simulation engine (overrides the file)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
     batch = commands.add_parser(
-        "batch", help="run scenario files with their replicates and sweeps",
+        "batch",
+        help="run scenario files with their replicates and sweeps",
         description="Run every sweep point and replicate of the scenario files on all cores "
-        "(or a Dask cluster); write one Parquet file per run and a manifest (batch.json).")
-    batch.add_argument("scenarios", type=Path, nargs="*", metavar="SCENARIO",
-                       help="scenario files (TOML); with --resume, default: those of the batch")
-    batch.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "batch",
-                       help="results folder (default: results/batch)")
-    batch.add_argument("--workers", type=_positive, default=None,
-                       help="worker processes (default: all cores; 1 runs in this process)")
-    batch.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="run on a Dask cluster: tcp://host:port, or 'local' to start one "
-                       "on 127.0.0.1")
-    batch.add_argument("--replicates", type=_positive, default=None,
-                       help="replicates per sweep point (overrides every file)")
-    batch.add_argument("--days", type=_positive, default=None,
-                       help="days to simulate from the start age (overrides every file)")
-    batch.add_argument("--size", type=_positive, default=None,
-                       help="lattice side L in sites (overrides every file)")
-    batch.add_argument("--engine", choices=list(ENGINES), default=None,
-                       help="simulation engine (overrides every file)")
-    batch.add_argument("--resume", action="store_true",
-                       help="finish an interrupted batch in --out: run only what is missing")
-    batch.add_argument("--report", action="store_true",
-                       help="then write figures and report.md (as `tissue-abm report`)")
+        "(or a Dask cluster); write one Parquet file per run and a manifest (batch.json).",
+    )
+    batch.add_argument(
+        "scenarios",
+        type=Path,
+        nargs="*",
+        metavar="SCENARIO",
+        help="scenario files (TOML); with --resume, default: those of the batch",
+    )
+    batch.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_RESULTS / "batch",
+        help="results folder (default: results/batch)",
+    )
+    batch.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="worker processes (default: all cores; 1 runs in this process)",
+    )
+    batch.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Dask cluster: tcp://host:port, or 'local' to start one on 127.0.0.1",
+    )
+    batch.add_argument(
+        "--replicates",
+        type=_positive,
+        default=None,
+        help="replicates per sweep point (overrides every file)",
+    )
+    batch.add_argument(
+        "--days",
+        type=_positive,
+        default=None,
+        help="days to simulate from the start age (overrides every file)",
+    )
+    batch.add_argument(
+        "--size",
+        type=_positive,
+        default=None,
+        help="lattice side L in sites (overrides every file)",
+    )
+    batch.add_argument(
+        "--engine",
+        choices=list(ENGINES),
+        default=None,
+        help="simulation engine (overrides every file)",
+    )
+    batch.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted batch in --out: run only what is missing",
+    )
+    batch.add_argument(
+        "--report",
+        action="store_true",
+        help="then write figures and report.md (as `tissue-abm report`)",
+    )
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.set_defaults(handler=_batch)
 
-    plot = commands.add_parser("plot", help="draw the figures of a results folder",
-                               description="Draw trajectories with CI bands, end-state "
-                               "distributions, synergy bars and grid snapshots as PNG files.")
+    plot = commands.add_parser(
+        "plot",
+        help="draw the figures of a results folder",
+        description="Draw trajectories with CI bands, end-state "
+        "distributions, synergy bars and grid snapshots as PNG files.",
+    )
     plot.add_argument("results", type=Path, help="results folder (a batch or runs)")
-    plot.add_argument("--out", type=Path, default=None,
-                      help="folder for the figures (default: RESULTS/figures)")
+    plot.add_argument(
+        "--out", type=Path, default=None, help="folder for the figures (default: RESULTS/figures)"
+    )
     plot.set_defaults(handler=_plot)
 
-    report = commands.add_parser("report", help="write figures and a Markdown summary",
-                                 description="Write the figures and report.md (summary table, "
-                                 "comparisons with bootstrap CIs, synergy) next to the results.")
+    report = commands.add_parser(
+        "report",
+        help="write figures and a Markdown summary",
+        description="Write the figures and report.md (summary table, "
+        "comparisons with bootstrap CIs, synergy) next to the results.",
+    )
     report.add_argument("results", type=Path, help="results folder (a batch or runs)")
-    report.add_argument("--out", type=Path, default=None,
-                        help="folder for the report (default: RESULTS/report)")
-    report.add_argument("--readout", default="senescent_fraction",
-                        help="main readout of comparisons and synergy "
-                        "(default: senescent_fraction)")
-    report.add_argument("--reference", default="untreated",
-                        help="scenario the others are compared with (default: untreated)")
+    report.add_argument(
+        "--out", type=Path, default=None, help="folder for the report (default: RESULTS/report)"
+    )
+    report.add_argument(
+        "--readout",
+        default="senescent_fraction",
+        help="main readout of comparisons and synergy (default: senescent_fraction)",
+    )
+    report.add_argument(
+        "--reference",
+        default="untreated",
+        help="scenario the others are compared with (default: untreated)",
+    )
     report.set_defaults(handler=_report)
 
     study = commands.add_parser(
-        "sensitivity", help="rank the parameters that drive the combination's benefit",
+        "sensitivity",
+        help="rank the parameters that drive the combination's benefit",
         description="Global sensitivity analysis (SALib: Morris or Sobol') of the benefit of "
         "the combined therapy over the better single drug. At each parameter point the "
         "scenario runs three times with the same seeds: rapamycin alone, oxytocin alone and "
         "both. Writes the runs (a resumable batch), the benefit per point, the indices (CSV) "
-        "and a figure to --out; prints the ranked parameters. See docs/sensitivity.md.")
-    study.add_argument("scenario", type=Path,
-                       help="scenario file with [therapy.rapamycin] and [therapy.oxytocin]")
-    study.add_argument("--params", required=True, metavar="A,B=LOW:HIGH,...",
-                       help="parameters to vary: a name varies its scenario value x0.5 to x2 "
-                       "(clipped to its allowed range), name=low:high sets the range "
-                       "(names: `tissue-abm params`)")
-    study.add_argument("--samples", type=_positive, required=True,
-                       help="Morris trajectories r (r(k+1) points) or Sobol' base samples N, "
-                       "a power of 2 (N(k+2) points)")
-    study.add_argument("--method", choices=sensitivity.METHODS, default="morris",
-                       help="morris (screening; default) or sobol (variance shares)")
-    study.add_argument("--replicates", type=_positive, default=None,
-                       help="replicates per point and variant (default: the file's)")
-    study.add_argument("--days", type=_positive, default=None,
-                       help="days to simulate from the start age (default: to the file's "
-                       "end_age)")
-    study.add_argument("--size", type=_positive, default=None,
-                       help="lattice side L in sites (default: the file's)")
-    study.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "sensitivity",
-                       help="study folder (default: results/sensitivity)")
-    study.add_argument("--workers", type=_positive, default=None,
-                       help="worker processes (default: all cores; 1 runs in this process)")
-    study.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="run on a Dask cluster: tcp://host:port, or 'local'")
-    study.add_argument("--readout", choices=sensitivity.READOUT_CHOICES,
-                       default="senescent_fraction", metavar="NAME",
-                       help="readout of the benefit at the end of the runs, or healthspan "
-                       "(default: senescent_fraction)")
-    study.add_argument("--seed", type=int, default=None,
-                       help="base seed of the replicates, the design and the bootstrap "
-                       "(default: the file's)")
-    study.add_argument("--resume", action="store_true",
-                       help="finish the study in --out (same inputs; --readout may differ)")
+        "and a figure to --out; prints the ranked parameters. See docs/sensitivity.md.",
+    )
+    study.add_argument(
+        "scenario", type=Path, help="scenario file with [therapy.rapamycin] and [therapy.oxytocin]"
+    )
+    study.add_argument(
+        "--params",
+        required=True,
+        metavar="A,B=LOW:HIGH,...",
+        help="parameters to vary: a name varies its scenario value x0.5 to x2 "
+        "(clipped to its allowed range), name=low:high sets the range "
+        "(names: `tissue-abm params`)",
+    )
+    study.add_argument(
+        "--samples",
+        type=_positive,
+        required=True,
+        help="Morris trajectories r (r(k+1) points) or Sobol' base samples N, "
+        "a power of 2 (N(k+2) points)",
+    )
+    study.add_argument(
+        "--method",
+        choices=sensitivity.METHODS,
+        default="morris",
+        help="morris (screening; default) or sobol (variance shares)",
+    )
+    study.add_argument(
+        "--replicates",
+        type=_positive,
+        default=None,
+        help="replicates per point and variant (default: the file's)",
+    )
+    study.add_argument(
+        "--days",
+        type=_positive,
+        default=None,
+        help="days to simulate from the start age (default: to the file's end_age)",
+    )
+    study.add_argument(
+        "--size", type=_positive, default=None, help="lattice side L in sites (default: the file's)"
+    )
+    study.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_RESULTS / "sensitivity",
+        help="study folder (default: results/sensitivity)",
+    )
+    study.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="worker processes (default: all cores; 1 runs in this process)",
+    )
+    study.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Dask cluster: tcp://host:port, or 'local'",
+    )
+    study.add_argument(
+        "--readout",
+        choices=sensitivity.READOUT_CHOICES,
+        default="senescent_fraction",
+        metavar="NAME",
+        help="readout of the benefit at the end of the runs, or healthspan "
+        "(default: senescent_fraction)",
+    )
+    study.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="base seed of the replicates, the design and the bootstrap (default: the file's)",
+    )
+    study.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the study in --out (same inputs; --readout may differ)",
+    )
     study.add_argument("--quiet", action="store_true", help="no progress bar")
     study.set_defaults(handler=_sensitivity)
 
     validate = commands.add_parser(
-        "validate", help="write the validation page from a batch of the experiments",
+        "validate",
+        help="write the validation page from a batch of the experiments",
         description="Write docs/validation.md: the calibration targets (met or not), the "
         "expected behaviours and the experiment library's answers, from the results of "
-        "`tissue-abm batch scenarios/*.toml scenarios/experiments/*.toml`.")
+        "`tissue-abm batch scenarios/*.toml scenarios/experiments/*.toml`.",
+    )
     validate.add_argument("results", type=Path, help="batch folder")
-    validate.add_argument("--out", type=Path, default=Path("docs/validation.md"),
-                          help="page to write; its figures go to a folder of the same name "
-                          "(default: docs/validation.md and docs/validation/)")
+    validate.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs/validation.md"),
+        help="page to write; its figures go to a folder of the same name "
+        "(default: docs/validation.md and docs/validation/)",
+    )
     validate.set_defaults(handler=_validate)
 
     calibrate = commands.add_parser(
-        "calibrate", help="fit the calibrated parameters to their anchors",
+        "calibrate",
+        help="fit the calibrated parameters to their anchors",
         description="Fit immune_recruit_max, immune_old_fraction and sr_burden_scale in turn "
         "to the young and old pulse-chase half-lives and the median lifespan (runs the "
-        "experiment files in this process) and print the values for params.py.")
-    calibrate.add_argument("--replicates", type=_positive, default=8,
-                           help="replicates per scenario and evaluation (default: 8)")
-    calibrate.add_argument("--halvings", type=_positive, default=7,
-                           help="halvings of the bisection bracket per parameter (default: 7)")
+        "experiment files in this process) and print the values for params.py.",
+    )
+    calibrate.add_argument(
+        "--replicates",
+        type=_positive,
+        default=8,
+        help="replicates per scenario and evaluation (default: 8)",
+    )
+    calibrate.add_argument(
+        "--halvings",
+        type=_positive,
+        default=7,
+        help="halvings of the bisection bracket per parameter (default: 7)",
+    )
     calibrate.set_defaults(handler=_calibrate)
 
     params = commands.add_parser("params", help="print the parameter table (Markdown)")
     params.set_defaults(handler=lambda args: print(parameters_markdown(), end=""))
 
     viz = commands.add_parser(
-        "viz", help="show the agents engine in the browser",
+        "viz",
+        help="show the agents engine in the browser",
         description="Start the browser view (a Solara server on 127.0.0.1): the grid, charts "
-        "over age, Step/Play/Reset and the controls. Ctrl-C stops it.")
-    viz.add_argument("scenario", type=Path, nargs="?", default=None,
-                     help="scenario file the page starts with (default: "
-                     "scenarios/untreated.toml)")
-    viz.add_argument("--port", type=_port, default=DEFAULT_PORT,
-                     help=f"TCP port (default: {DEFAULT_PORT})")
+        "over age, Step/Play/Reset and the controls. Ctrl-C stops it.",
+    )
+    viz.add_argument(
+        "scenario",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="scenario file the page starts with (default: scenarios/untreated.toml)",
+    )
+    viz.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"TCP port (default: {DEFAULT_PORT})"
+    )
     viz.set_defaults(handler=_viz)
     return parser
 
@@ -261,8 +395,9 @@ def _positive(text: str) -> int:
 def _port(text: str) -> int:
     value = int(text) if text.isdigit() else 0
     if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: a whole number "
-                                         "from 1 to 65535")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed; allowed: a whole number from 1 to 65535"
+        )
     return value
 
 
@@ -275,26 +410,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tissue-abm: error: {err}", file=sys.stderr)
         return 2
     except BatchInterrupted as err:
-        print(f"tissue-abm: batch stopped: {err}; finished runs are kept in {args.out}; "
-              "finish with --resume", file=sys.stderr)
+        print(
+            f"tissue-abm: batch stopped: {err}; finished runs are kept in {args.out}; "
+            "finish with --resume",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
-        kept = (f"finished runs are kept in {args.out}; finish with --resume"
-                if args.command in ("batch", "sensitivity") else "nothing written")
+        kept = (
+            f"finished runs are kept in {args.out}; finish with --resume"
+            if args.command in ("batch", "sensitivity")
+            else "nothing written"
+        )
         print(f"tissue-abm: interrupted; {kept}", file=sys.stderr)
         return 130
 
 
 def _run(args: argparse.Namespace) -> None:
     scenario = load_scenario(args.scenario).with_overrides(
-        seed=args.seed, days=args.days, size=args.size, engine=args.engine,
-        source=f"{args.scenario} (options)")
+        seed=args.seed,
+        days=args.days,
+        size=args.size,
+        engine=args.engine,
+        source=f"{args.scenario} (options)",
+    )
     folder = prepare_output(args.out or DEFAULT_RESULTS / scenario.name)
 
     started, clock = now(), time.perf_counter()
-    with Progress(TextColumn(f"[bold]{scenario.name}[/] seed {scenario.seed}"), BarColumn(),
-                  MofNCompleteColumn(), TextColumn("days"), TimeRemainingColumn(),
-                  console=console, disable=args.quiet, transient=True) as bar:
+    with Progress(
+        TextColumn(f"[bold]{scenario.name}[/] seed {scenario.seed}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=args.quiet,
+        transient=True,
+    ) as bar:
         task = bar.add_task("run", total=scenario.days)
         run = run_scenario(scenario, progress=lambda done, _: bar.update(task, completed=done))
     manifest = {
@@ -310,38 +462,63 @@ def _run(args: argparse.Namespace) -> None:
         "status": "done",
         **provenance(),
     }
-    path = write_run(run.readouts, manifest, folder, f"{scenario.name}_seed{scenario.seed}",
-                     run.snapshots)
+    path = write_run(
+        run.readouts, manifest, folder, f"{scenario.name}_seed{scenario.seed}", run.snapshots
+    )
     _print_summary(run.readouts, scenario.parameters.healthspan_threshold)
     print(f"readouts: {path}\nmanifest: {path.with_suffix('.json')}")
 
 
 def _batch(args: argparse.Namespace) -> int:
     if args.scenarios:
-        plan = plan_batch(args.scenarios, replicates=args.replicates, days=args.days,
-                          size=args.size, engine=args.engine)
+        plan = plan_batch(
+            args.scenarios,
+            replicates=args.replicates,
+            days=args.days,
+            size=args.size,
+            engine=args.engine,
+        )
     elif args.resume:
         plan = plan_from_manifest(args.out)
     else:
         raise ScenarioError("no scenario files given (or pass --resume to finish a batch)")
-    with Progress(TextColumn("[bold]batch[/]"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("runs, {task.fields[failed]} failed"), TimeElapsedColumn(),
-                  TextColumn("left"), TimeRemainingColumn(), console=console,
-                  disable=args.quiet, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]batch[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs, {task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=args.quiet,
+        transient=True,
+    ) as bar:
         task = bar.add_task("batch", total=len(plan.runs), failed=0)
         summary = run_batch(
-            plan, args.out, workers=args.workers, scheduler=args.scheduler, resume=args.resume,
-            progress=lambda done, failed, total: bar.update(task, completed=done + failed,
-                                                            failed=failed))
-    print(f"{summary.done} of {summary.total} runs done ({summary.skipped} earlier), "
-          f"{summary.failed} failed; {summary.wall_seconds:.1f} s "
-          f"(simulation {summary.run_seconds:.1f} s)")
+            plan,
+            args.out,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            resume=args.resume,
+            progress=lambda done, failed, total: bar.update(
+                task, completed=done + failed, failed=failed
+            ),
+        )
+    print(
+        f"{summary.done} of {summary.total} runs done ({summary.skipped} earlier), "
+        f"{summary.failed} failed; {summary.wall_seconds:.1f} s "
+        f"(simulation {summary.run_seconds:.1f} s)"
+    )
     if summary.failed:
         failures = [run for run in read_manifest(args.out)["runs"] if run["status"] == "failed"]
         for run in failures[:5]:
             print(f"failed: {run['id']}: {run['error']}", file=sys.stderr)
-        print(f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); "
-              "re-run them with --resume", file=sys.stderr)
+        print(
+            f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); "
+            "re-run them with --resume",
+            file=sys.stderr,
+        )
     print(f"results: {args.out}  (pandas: tissue_abm.load_results({str(args.out)!r}))")
     if args.report and summary.done:
         _write_report(args.out, None, "senescent_fraction", "untreated")
@@ -349,28 +526,56 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
-    study = sensitivity.plan_study(args.scenario, args.params, samples=args.samples,
-                                   method=args.method, replicates=args.replicates,
-                                   days=args.days, size=args.size, seed=args.seed)
-    print(f"{args.method}: {len(study.factors)} parameters, {study.points} points x "
-          f"{len(sensitivity.VARIANTS)} variants x {study.scenario.replicates} replicates = "
-          f"{study.runs} runs of {study.scenario.days} days on "
-          f"{study.scenario.size}x{study.scenario.size}")
-    with Progress(TextColumn("[bold]sensitivity[/]"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("runs, {task.fields[failed]} failed"), TimeElapsedColumn(),
-                  TextColumn("left"), TimeRemainingColumn(), console=console,
-                  disable=args.quiet, transient=True) as bar:
+    study = sensitivity.plan_study(
+        args.scenario,
+        args.params,
+        samples=args.samples,
+        method=args.method,
+        replicates=args.replicates,
+        days=args.days,
+        size=args.size,
+        seed=args.seed,
+    )
+    print(
+        f"{args.method}: {len(study.factors)} parameters, {study.points} points x "
+        f"{len(sensitivity.VARIANTS)} variants x {study.scenario.replicates} replicates = "
+        f"{study.runs} runs of {study.scenario.days} days on "
+        f"{study.scenario.size}x{study.scenario.size}"
+    )
+    with Progress(
+        TextColumn("[bold]sensitivity[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs, {task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=args.quiet,
+        transient=True,
+    ) as bar:
         task = bar.add_task("sensitivity", total=study.runs, failed=0)
         summary = sensitivity.run_study(
-            study, args.out, workers=args.workers, scheduler=args.scheduler, resume=args.resume,
-            progress=lambda done, failed, total: bar.update(task, completed=done + failed,
-                                                            failed=failed))
-    print(f"{summary.done} of {summary.total} runs done ({summary.skipped} earlier), "
-          f"{summary.failed} failed; {summary.wall_seconds:.1f} s "
-          f"(simulation {summary.run_seconds:.1f} s)")
+            study,
+            args.out,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            resume=args.resume,
+            progress=lambda done, failed, total: bar.update(
+                task, completed=done + failed, failed=failed
+            ),
+        )
+    print(
+        f"{summary.done} of {summary.total} runs done ({summary.skipped} earlier), "
+        f"{summary.failed} failed; {summary.wall_seconds:.1f} s "
+        f"(simulation {summary.run_seconds:.1f} s)"
+    )
     if summary.failed:
-        print(f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); no indices "
-              "without them; re-run them with --resume", file=sys.stderr)
+        print(
+            f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); no indices "
+            "without them; re-run them with --resume",
+            file=sys.stderr,
+        )
         return 1
     try:
         result = sensitivity.analyse(study, args.out, args.readout)
@@ -386,25 +591,39 @@ def _print_indices(table: pd.DataFrame, gains: pd.DataFrame) -> None:
     """The ranked indices, and the benefit they explain."""
     readout = table.attrs["readout"]
     morris = table.attrs["method"] == "morris"
-    out = Table(title=f"what drives the benefit of the combination on {readout} "
-                f"({'Morris' if morris else 'Sobol'}, most influential first)")
+    out = Table(
+        title=f"what drives the benefit of the combination on {readout} "
+        f"({'Morris' if morris else 'Sobol'}, most influential first)"
+    )
     columns = ["rank", "parameter", "range"] + (
-        ["mu_star", "± conf", "mu", "sigma"] if morris else ["ST", "± conf", "S1", "± conf"])
+        ["mu_star", "± conf", "mu", "sigma"] if morris else ["ST", "± conf", "S1", "± conf"]
+    )
     for column in columns:
-        out.add_column(column, justify="left" if column in ("parameter", "range") else "right",
-                       no_wrap=column != "range", overflow="fold")
-    values = ["mu_star", "mu_star_conf", "mu", "sigma"] if morris else [
-        "ST", "ST_conf", "S1", "S1_conf"]
+        out.add_column(
+            column,
+            justify="left" if column in ("parameter", "range") else "right",
+            no_wrap=column != "range",
+            overflow="fold",
+        )
+    values = (
+        ["mu_star", "mu_star_conf", "mu", "sigma"] if morris else ["ST", "ST_conf", "S1", "S1_conf"]
+    )
     for row in table.itertuples(index=False):
-        out.add_row(str(row.rank), row.parameter, f"{row.low:g} to {row.high:g} {row.unit}",
-                    *(f"{getattr(row, v):.2g}" for v in values))
+        out.add_row(
+            str(row.rank),
+            row.parameter,
+            f"{row.low:g} to {row.high:g} {row.unit}",
+            *(f"{getattr(row, v):.2g}" for v in values),
+        )
     console.print(out)
     benefit = gains["benefit"]
     better = gains.attrs["higher_is_better"]
-    print(f"benefit of the combination over the better single drug on {readout} "
-          f"({'higher' if better else 'lower'} is better; > 0: combination better): mean "
-          f"{benefit.mean():+.4g}, from {benefit.min():+.4g} to {benefit.max():+.4g} over "
-          f"{len(gains)} points; combination better at {(benefit > 0).sum()}")
+    print(
+        f"benefit of the combination over the better single drug on {readout} "
+        f"({'higher' if better else 'lower'} is better; > 0: combination better): mean "
+        f"{benefit.mean():+.4g}, from {benefit.min():+.4g} to {benefit.max():+.4g} over "
+        f"{len(gains)} points; combination better at {(benefit > 0).sum()}"
+    )
 
 
 def _viz(args: argparse.Namespace) -> int:
@@ -415,8 +634,10 @@ def _viz(args: argparse.Namespace) -> int:
         try:
             probe.bind((HOST, args.port))
         except OSError as err:
-            raise _ServerError(f"port {args.port} on {HOST} is not free ({err.strerror}); "
-                               "choose another with --port") from None
+            raise _ServerError(
+                f"port {args.port} on {HOST} is not free ({err.strerror}); "
+                "choose another with --port"
+            ) from None
     print(f"browser view: http://{HOST}:{args.port}  (Ctrl-C stops it)", flush=True)
     server = start_server(args.scenario, args.port)
     try:
@@ -458,11 +679,13 @@ def _validate(args: argparse.Namespace) -> None:
 def _calibrate(args: argparse.Namespace) -> None:
     result = calibration.fit(replicates=args.replicates, steps=args.halvings)
     p = result.params
-    print(f"immune_recruit_max = {p.immune_recruit_max:g}\n"
-          f"immune_old_fraction = {p.immune_old_fraction:g}\n"
-          f"sr_burden_scale = {p.sr_burden_scale:g}\n"
-          f"half-lives: young {result.half_lives.young.value:.2f} d, old "
-          f"{result.half_lives.old.value:.2f} d; median lifespan {result.median_lifespan:.0f} d")
+    print(
+        f"immune_recruit_max = {p.immune_recruit_max:g}\n"
+        f"immune_old_fraction = {p.immune_old_fraction:g}\n"
+        f"sr_burden_scale = {p.sr_burden_scale:g}\n"
+        f"half-lives: young {result.half_lives.young.value:.2f} d, old "
+        f"{result.half_lives.old.value:.2f} d; median lifespan {result.median_lifespan:.0f} d"
+    )
 
 
 def _write_report(results: Path, out: Path | None, readout: str, reference: str) -> None:
@@ -486,14 +709,20 @@ def _print_batch_summary(runs: pd.DataFrame, readout: str) -> None:
     for group in ordered(groups, groups):
         rows = ends[ends["group"] == group]
         span = median_healthspan(rows["healthspan"])
-        out.add_row(group, str(len(rows)), f"{rows[readout].mean():.4f}",
-                    f"{rows['tissue_function'].mean():.4f}",
-                    "not reached" if math.isinf(span) else f"{span:.0f}")
+        out.add_row(
+            group,
+            str(len(rows)),
+            f"{rows[readout].mean():.4f}",
+            f"{rows['tissue_function'].mean():.4f}",
+            "not reached" if math.isinf(span) else f"{span:.0f}",
+        )
     console.print(out)
     if has_synergy_scenarios(runs):
         for row in synergy.synergy(runs, readout).itertuples():
-            print(f"synergy on {readout} ({row.method}): excess {100 * row.excess:+.1f}% "
-                  f"[{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}] -> {row.verdict}")
+            print(
+                f"synergy on {readout} ({row.method}): excess {100 * row.excess:+.1f}% "
+                f"[{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}] -> {row.verdict}"
+            )
 
 
 def _print_summary(table: pd.DataFrame, threshold: float) -> None:

@@ -58,8 +58,9 @@ class Estimate(NamedTuple):
     """Replicates (run pairs) it rests on."""
 
 
-def paired_difference(results: pd.DataFrame, treated: str, control: str,
-                      readout: str) -> pd.DataFrame:
+def paired_difference(
+    results: pd.DataFrame, treated: str, control: str, readout: str
+) -> pd.DataFrame:
     """`readout` of `treated` minus that of `control`, per replicate and kept age.
 
     Runs are paired by replicate; paired runs must have the same seed (scenarios with the same
@@ -79,25 +80,32 @@ def paired_difference(results: pd.DataFrame, treated: str, control: str,
     """
     absent = [c for c in ("scenario", "replicate", "seed", "age") if c not in results.columns]
     if absent:
-        raise ValueError(f"the results lack the column(s) {', '.join(absent)}; allowed: a "
-                         "table from load_results")
+        raise ValueError(
+            f"the results lack the column(s) {', '.join(absent)}; allowed: a "
+            "table from load_results"
+        )
     check_readouts(results, [readout])
     check_scenarios(results, [treated, control])
     keys = ["replicate", "age"]
-    both = [results.loc[results["scenario"] == name, [*keys, "seed", readout]]
-            for name in (treated, control)]
+    both = [
+        results.loc[results["scenario"] == name, [*keys, "seed", readout]]
+        for name in (treated, control)
+    ]
     for name, frame in zip((treated, control), both, strict=True):
         if frame.duplicated(keys).any():
-            raise ValueError(f"scenario {name!r} has several runs per replicate (a sweep?); "
-                             "select one sweep point first")
+            raise ValueError(
+                f"scenario {name!r} has several runs per replicate (a sweep?); "
+                "select one sweep point first"
+            )
     pairs = both[0].merge(both[1], on=keys, suffixes=("_t", "_c"))
     unmatched = pairs["seed_t"] != pairs["seed_c"]
     if unmatched.any():
         replicate = pairs.loc[unmatched, "replicate"].iloc[0]
-        raise ValueError(f"replicate {replicate} of {treated!r} and {control!r} has different "
-                         "seeds; give both scenarios the same seed to pair their runs")
-    pairs["difference"] = (pairs[f"{readout}_t"].astype(float)
-                           - pairs[f"{readout}_c"].astype(float))
+        raise ValueError(
+            f"replicate {replicate} of {treated!r} and {control!r} has different "
+            "seeds; give both scenarios the same seed to pair their runs"
+        )
+    pairs["difference"] = pairs[f"{readout}_t"].astype(float) - pairs[f"{readout}_c"].astype(float)
     return pairs[[*keys, "difference"]].sort_values(keys, ignore_index=True)
 
 
@@ -136,9 +144,16 @@ def half_life(age: np.ndarray, excess: np.ndarray, start: float) -> float:
     return float(math.log(2.0) / -slope) if slope < -DECAY_RESOLUTION else math.nan
 
 
-def pulse_chase(results: pd.DataFrame, pulse: str, control: str, pulse_age: float,
-                readout: str = "senescent", n_boot: int = 1000, seed: int = 0,
-                confidence: float = 0.95) -> Estimate:
+def pulse_chase(
+    results: pd.DataFrame,
+    pulse: str,
+    control: str,
+    pulse_age: float,
+    readout: str = "senescent",
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Estimate:
     """Half-life of the senescent cells added by a pulse, as in Karin et al. 2019.
 
     The excess is the pulsed run's senescent count minus its paired control's. The estimate is
@@ -160,8 +175,11 @@ def pulse_chase(results: pd.DataFrame, pulse: str, control: str, pulse_age: floa
         The half-life (days) with its interval and the number of replicate pairs.
     """
     check_confidence(confidence)
-    curves = paired_difference(results, pulse, control, readout).pivot(
-        index="age", columns="replicate", values="difference").dropna()
+    curves = (
+        paired_difference(results, pulse, control, readout)
+        .pivot(index="age", columns="replicate", values="difference")
+        .dropna()
+    )
     ages, values = curves.index.to_numpy(dtype=float), curves.to_numpy(dtype=float)
     estimate = half_life(ages, values.mean(axis=1), pulse_age)
     n = values.shape[1]
@@ -171,14 +189,24 @@ def pulse_chase(results: pd.DataFrame, pulse: str, control: str, pulse_age: floa
     picks = rng.integers(0, n, size=(n_boot, n))
     boot = np.array([half_life(ages, values[:, pick].mean(axis=1), pulse_age) for pick in picks])
     # A resample that does not decay has an unbounded half-life: it counts as +inf, not dropped.
-    low, high = np.quantile(np.where(np.isnan(boot), np.inf, boot),
-                            [0.5 - confidence / 2, 0.5 + confidence / 2], method="inverted_cdf")
+    low, high = np.quantile(
+        np.where(np.isnan(boot), np.inf, boot),
+        [0.5 - confidence / 2, 0.5 + confidence / 2],
+        method="inverted_cdf",
+    )
     return Estimate(estimate, float(low), float(high), n)
 
 
-def difference_by_age(results: pd.DataFrame, scenario: str, reference: str, readout: str,
-                      ages: Sequence[float], n_boot: int = 2000, seed: int = 0,
-                      confidence: float = 0.95) -> pd.DataFrame:
+def difference_by_age(
+    results: pd.DataFrame,
+    scenario: str,
+    reference: str,
+    readout: str,
+    ages: Sequence[float],
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Difference of a readout's mean between two scenarios at several ages, with CIs.
 
     Args:
@@ -202,27 +230,52 @@ def difference_by_age(results: pd.DataFrame, scenario: str, reference: str, read
     chosen = results[results["scenario"].isin([scenario, reference])]
     starts = chosen.groupby("scenario", observed=True)["age"].min()
     if starts.nunique() != 1:
-        raise ValueError(f"scenarios {scenario!r} and {reference!r} start at different ages "
-                         f"({', '.join(f'{k}: {v:g}' for k, v in starts.items())}); compare "
-                         "scenarios that start at the same age")
+        raise ValueError(
+            f"scenarios {scenario!r} and {reference!r} start at different ages "
+            f"({', '.join(f'{k}: {v:g}' for k, v in starts.items())}); compare "
+            "scenarios that start at the same age"
+        )
     start = float(starts.iloc[0])
     rows = []
     for age in ages:
-        table = compare(chosen, readout, reference, day=round(age - start), n_boot=n_boot,
-                        seed=seed, confidence=confidence)
+        table = compare(
+            chosen,
+            readout,
+            reference,
+            day=round(age - start),
+            n_boot=n_boot,
+            seed=seed,
+            confidence=confidence,
+        )
         if len(table) != 1:
-            raise ValueError(f"scenario {scenario!r} has {len(table)} sweep points; select one "
-                             "(filter the results on its sweep columns) before comparing")
+            raise ValueError(
+                f"scenario {scenario!r} has {len(table)} sweep points; select one "
+                "(filter the results on its sweep columns) before comparing"
+            )
         row = table.iloc[0]
-        rows.append({"age": float(age), "mean": row["mean"],
-                     "reference_mean": row["reference_mean"], "difference": row["difference"],
-                     "ci_low": row["ci_low"], "ci_high": row["ci_high"]})
+        rows.append(
+            {
+                "age": float(age),
+                "mean": row["mean"],
+                "reference_mean": row["reference_mean"],
+                "difference": row["difference"],
+                "ci_low": row["ci_low"],
+                "ci_high": row["ci_high"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def secondary_senescence(results: pd.DataFrame, transplant: str, sham: str, age: float,
-                         window: float = 30.0, n_boot: int = 2000, seed: int = 0,
-                         confidence: float = 0.95) -> Estimate:
+def secondary_senescence(
+    results: pd.DataFrame,
+    transplant: str,
+    sham: str,
+    age: float,
+    window: float = 30.0,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Estimate:
     """Host cells turned senescent after a transplant, beyond those after a sham transplant.
 
     Counts the new primary and paracrine senescence events (`SECONDARY`; the transplanted cells
@@ -250,12 +303,17 @@ def secondary_senescence(results: pd.DataFrame, transplant: str, sham: str, age:
     events = results[(results["age"] > age) & (results["age"] <= age + window)].copy()
     _check_daily(events, age, window)
     events["secondary"] = events[list(SECONDARY)].sum(axis=1)
-    totals = events.groupby([*run_columns(events), "seed"], observed=True, dropna=False)[
-        "secondary"].sum().reset_index().assign(age=age)
+    totals = (
+        events.groupby([*run_columns(events), "seed"], observed=True, dropna=False)["secondary"]
+        .sum()
+        .reset_index()
+        .assign(age=age)
+    )
     pairs = paired_difference(totals, transplant, sham, "secondary")["difference"].to_numpy()
     if pairs.size < 2:
-        return Estimate(float(pairs.mean()) if pairs.size else math.nan, math.nan, math.nan,
-                        pairs.size)
+        return Estimate(
+            float(pairs.mean()) if pairs.size else math.nan, math.nan, math.nan, pairs.size
+        )
     rng = np.random.default_rng(seed)
     boot = pairs[rng.integers(0, pairs.size, size=(n_boot, pairs.size))].mean(axis=1)
     return Estimate(float(pairs.mean()), *percentile_ci(boot, confidence), pairs.size)
@@ -265,10 +323,13 @@ def _check_daily(events: pd.DataFrame, age: float, window: float) -> None:
     """ValueError unless every run keeps every day of the window (event tallies are daily)."""
     wanted = math.floor(age + window) - math.floor(age)
     kept = events.groupby([*run_columns(events), "seed"], observed=True, dropna=False)[
-        "age"].nunique()
+        "age"
+    ].nunique()
     short = kept[kept < wanted]
     if len(kept) == 0 or len(short):
         have = int(short.min()) if len(short) else 0
-        raise ValueError(f"a run keeps {have} of the {wanted} days after age {age:g} (window "
-                         f"{window:g} days); allowed: runs that keep every day of the window "
-                         "(output.every = 1, end_age at or after age + window)")
+        raise ValueError(
+            f"a run keeps {have} of the {wanted} days after age {age:g} (window "
+            f"{window:g} days); allowed: runs that keep every day of the window "
+            "(output.every = 1, end_age at or after age + window)"
+        )

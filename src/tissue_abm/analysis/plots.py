@@ -85,9 +85,14 @@ def ordered(labels: Iterable[str], scenario_of: dict[str, str]) -> list[str]:
     """Group labels with the canonical scenarios first (in their order), then the rest."""
     canonical = list(SCENARIO_COLOURS)
     unique = list(dict.fromkeys(labels))
-    return sorted(unique, key=lambda lab: (
-        canonical.index(scenario_of[lab]) if scenario_of[lab] in canonical else len(canonical),
-        scenario_of[lab], unique.index(lab)))
+    return sorted(
+        unique,
+        key=lambda lab: (
+            canonical.index(scenario_of[lab]) if scenario_of[lab] in canonical else len(canonical),
+            scenario_of[lab],
+            unique.index(lab),
+        ),
+    )
 
 
 def _colours(labels: Sequence[str], scenario_of: dict[str, str]) -> dict[str, tuple | str]:
@@ -108,8 +113,10 @@ def _colours(labels: Sequence[str], scenario_of: dict[str, str]) -> dict[str, tu
     return colours
 
 
-def _groups(table: pd.DataFrame, sweeps: Sequence[str] | None = None,
-            ) -> tuple[pd.Series, list[str], dict[str, tuple | str]]:
+def _groups(
+    table: pd.DataFrame,
+    sweeps: Sequence[str] | None = None,
+) -> tuple[pd.Series, list[str], dict[str, tuple | str]]:
     """Per-row group labels, the labels in display order and their colours."""
     labels = group_labels(table, sweeps)
     scenario_of = dict(zip(labels, table["scenario"].astype(str), strict=True))
@@ -117,10 +124,12 @@ def _groups(table: pd.DataFrame, sweeps: Sequence[str] | None = None,
     return labels, order, _colours(order, scenario_of)
 
 
-def trajectories(results: pd.DataFrame,
-                 readouts: Sequence[str] = ("senescent_fraction", "tissue_function", "mean_sasp",
-                                            "immune"),
-                 confidence: float = 0.95, ncols: int = 2) -> Figure:
+def trajectories(
+    results: pd.DataFrame,
+    readouts: Sequence[str] = ("senescent_fraction", "tissue_function", "mean_sasp", "immune"),
+    confidence: float = 0.95,
+    ncols: int = 2,
+) -> Figure:
     """Mean trajectory of each group against age, with its confidence band, one panel a readout.
 
     Args:
@@ -142,7 +151,7 @@ def trajectories(results: pd.DataFrame,
     nrows = -(-len(readouts) // ncols)
     fig = Figure(figsize=(5.0 * ncols + 2.0, 3.4 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax in axes[len(readouts):]:
+    for ax in axes[len(readouts) :]:
         fig.delaxes(ax)
     for ax, readout in zip(axes, readouts, strict=False):
         part = summary[summary["readout"] == readout]
@@ -162,8 +171,9 @@ def trajectories(results: pd.DataFrame,
     return fig
 
 
-def end_distributions(results: pd.DataFrame, readout: str = "senescent_fraction",
-                      day: int | None = None) -> Figure:
+def end_distributions(
+    results: pd.DataFrame, readout: str = "senescent_fraction", day: int | None = None
+) -> Figure:
     """Per-run values of a readout, one box and strip of points per group.
 
     Args:
@@ -178,32 +188,50 @@ def end_distributions(results: pd.DataFrame, readout: str = "senescent_fraction"
     values = run_values(results, readout, day)
     values = values[values[readout].notna()].reset_index(drop=True)
     labels, order, colours = _groups(values)
-    data = [values.loc[(labels == lab).to_numpy(), readout].to_numpy(dtype=float)
-            for lab in order]
+    data = [values.loc[(labels == lab).to_numpy(), readout].to_numpy(dtype=float) for lab in order]
     fig = Figure(figsize=(1.2 * len(order) + 3.0, 4.0), layout="constrained")
     ax = fig.subplots()
     positions = np.arange(len(order))
-    boxes = ax.boxplot(data, positions=positions, widths=0.55, showfliers=False,
-                       patch_artist=True, medianprops={"color": "black"})
+    boxes = ax.boxplot(
+        data,
+        positions=positions,
+        widths=0.55,
+        showfliers=False,
+        patch_artist=True,
+        medianprops={"color": "black"},
+    )
     jitter = np.random.default_rng(0)
     for position, lab, points, box in zip(positions, order, data, boxes["boxes"], strict=True):
         box.set_facecolor(colours[lab])
         box.set_alpha(0.35)
-        ax.scatter(position + jitter.uniform(-0.15, 0.15, points.size), points, s=14,
-                   color=colours[lab], edgecolor="black", linewidth=0.4, zorder=3)
-    ax.set_xticks(positions, order, rotation=30 if len(order) > 4 else 0,
-                  ha="right" if len(order) > 4 else "center")
+        ax.scatter(
+            position + jitter.uniform(-0.15, 0.15, points.size),
+            points,
+            s=14,
+            color=colours[lab],
+            edgecolor="black",
+            linewidth=0.4,
+            zorder=3,
+        )
+    ax.set_xticks(
+        positions,
+        order,
+        rotation=30 if len(order) > 4 else 0,
+        ha="right" if len(order) > 4 else "center",
+    )
     ax.set_ylabel(label(readout))
     ages = values["age"].to_numpy()
     when = (f"day {day}" if day is not None else "end of run") + (
-        f", age {ages.min() / DAYS_PER_YEAR:.2f} y" if ages.size and np.ptp(ages) == 0 else "")
+        f", age {ages.min() / DAYS_PER_YEAR:.2f} y" if ages.size and np.ptp(ages) == 0 else ""
+    )
     ax.set_title(f"{label(readout)} per run ({when})")
     ax.grid(axis="y", alpha=0.3)
     return fig
 
 
-def survival_curves(lifespans_table: pd.DataFrame, confidence: float = 0.95,
-                    n_boot: int = 1000, seed: int = 0) -> Figure:
+def survival_curves(
+    lifespans_table: pd.DataFrame, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
+) -> Figure:
     """Kaplan–Meier survival of the SR organisms of each group, with cluster-bootstrap bands.
 
     Args:
@@ -217,31 +245,47 @@ def survival_curves(lifespans_table: pd.DataFrame, confidence: float = 0.95,
         The figure: one axes, one step curve (and band, with ≥ 2 runs) per group against age in
         years, a dashed line at survival 0.5 (median lifespan) and a legend.
     """
-    curves = survival.survival_curves_table(lifespans_table, confidence=confidence,
-                                            n_boot=n_boot, seed=seed)
+    curves = survival.survival_curves_table(
+        lifespans_table, confidence=confidence, n_boot=n_boot, seed=seed
+    )
     labels, order, colours = _groups(curves, curves.attrs["sweep_columns"])
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
     ax = fig.subplots()
     for lab in order:
         rows = curves[(labels == lab).to_numpy()]
         years = rows["age"].to_numpy() / DAYS_PER_YEAR
-        ax.step(years, rows["survival"].to_numpy(), where="post", color=colours[lab],
-                label=lab, lw=1.5)
-        ax.fill_between(years, rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy(),
-                        step="post", color=colours[lab], alpha=0.2, lw=0)
+        ax.step(
+            years, rows["survival"].to_numpy(), where="post", color=colours[lab], label=lab, lw=1.5
+        )
+        ax.fill_between(
+            years,
+            rows["ci_low"].to_numpy(),
+            rows["ci_high"].to_numpy(),
+            step="post",
+            color=colours[lab],
+            alpha=0.2,
+            lw=0,
+        )
     ax.axhline(0.5, color="0.3", ls="--", lw=0.8)
     ax.set_ylim(0.0, 1.02)
     ax.set_xlabel("age (years)")
     ax.set_ylabel("survival (fraction alive)")
     ax.grid(alpha=0.3)
     ax.legend(title="scenario", frameon=False, loc="lower left")
-    ax.set_title("Organism survival (Karin 2019 saturating removal)\n"
-                 f"{confidence:.0%} band: bootstrap over runs")
+    ax.set_title(
+        "Organism survival (Karin 2019 saturating removal)\n"
+        f"{confidence:.0%} band: bootstrap over runs"
+    )
     return fig
 
 
-def hazard_curves(lifespans_table: pd.DataFrame, width: float = 30.0,
-                  confidence: float = 0.95, n_boot: int = 1000, seed: int = 0) -> Figure:
+def hazard_curves(
+    lifespans_table: pd.DataFrame,
+    width: float = 30.0,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Figure:
     """Hazard of death over age of the SR organisms of each group, with cluster-bootstrap bands.
 
     Args:
@@ -255,8 +299,9 @@ def hazard_curves(lifespans_table: pd.DataFrame, width: float = 30.0,
         The figure: one axes, the daily hazard per group on a log scale against the middle of
         each age bin in years (bins without deaths are left out), with its band and a legend.
     """
-    table = survival.hazard(lifespans_table, width=width, confidence=confidence, n_boot=n_boot,
-                            seed=seed)
+    table = survival.hazard(
+        lifespans_table, width=width, confidence=confidence, n_boot=n_boot, seed=seed
+    )
     table = table[table["deaths"] > 0]
     labels, order, colours = _groups(table, table.attrs.get("sweep_columns"))
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
@@ -265,15 +310,22 @@ def hazard_curves(lifespans_table: pd.DataFrame, width: float = 30.0,
         rows = table[(labels == lab).to_numpy()]
         years = 0.5 * (rows["age_low"] + rows["age_high"]).to_numpy() / DAYS_PER_YEAR
         ax.plot(years, rows["hazard"].to_numpy(), color=colours[lab], label=lab, lw=1.5)
-        ax.fill_between(years, rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy(),
-                        color=colours[lab], alpha=0.2, lw=0)
+        ax.fill_between(
+            years,
+            rows["ci_low"].to_numpy(),
+            rows["ci_high"].to_numpy(),
+            color=colours[lab],
+            alpha=0.2,
+            lw=0,
+        )
     ax.set_yscale("log")
     ax.set_xlabel("age (years)")
     ax.set_ylabel("hazard (deaths per organism-day)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(title="scenario", frameon=False, loc="lower right")
-    ax.set_title(f"Hazard over age ({width:g}-day bins)\n"
-                 f"{confidence:.0%} band: bootstrap over runs")
+    ax.set_title(
+        f"Hazard over age ({width:g}-day bins)\n{confidence:.0%} band: bootstrap over runs"
+    )
     return fig
 
 
@@ -294,22 +346,46 @@ def synergy_bars(table: pd.DataFrame) -> Figure:
     score = 100.0 * table["excess"].to_numpy(dtype=float)
     low = 100.0 * table["ci_low"].to_numpy(dtype=float)
     high = 100.0 * table["ci_high"].to_numpy(dtype=float)
-    ax.axhspan(-synergy.BAND, synergy.BAND, color="0.85", alpha=0.6, lw=0,
-               label=f"additive (±{synergy.BAND:g}%)")
+    ax.axhspan(
+        -synergy.BAND,
+        synergy.BAND,
+        color="0.85",
+        alpha=0.6,
+        lw=0,
+        label=f"additive (±{synergy.BAND:g}%)",
+    )
     ax.axhline(0.0, color="0.3", lw=0.8)
-    ax.bar(x, score, width=0.55, color=["#0072B2", "#009E73", "#E69F00"][:len(table)],
-           edgecolor="black", linewidth=0.6)
+    ax.bar(
+        x,
+        score,
+        width=0.55,
+        color=["#0072B2", "#009E73", "#E69F00"][: len(table)],
+        edgecolor="black",
+        linewidth=0.6,
+    )
     ok = np.isfinite(low) & np.isfinite(high)
     if ok.any():
-        ax.errorbar(x[ok], score[ok], yerr=[score[ok] - low[ok], high[ok] - score[ok]],
-                    fmt="none", ecolor="black", capsize=5, lw=1.2,
-                    label=f"{table.attrs.get('confidence', 0.95):.0%} bootstrap CI")
+        ax.errorbar(
+            x[ok],
+            score[ok],
+            yerr=[score[ok] - low[ok], high[ok] - score[ok]],
+            fmt="none",
+            ecolor="black",
+            capsize=5,
+            lw=1.2,
+            label=f"{table.attrs.get('confidence', 0.95):.0%} bootstrap CI",
+        )
     extent = np.r_[np.abs(score), np.abs(low[ok]), np.abs(high[ok]), synergy.BAND]
     span = max(float(np.nanmax(extent)), 1.0)
     ax.set_ylim(-1.2 * span, 1.2 * span)
     names = [m.upper() if m == "hsa" else m.capitalize() for m in table["method"]]
-    ax.set_xticks(x, [f"{name}\n{text.replace(' (', chr(10) + '(')}"
-                      for name, text in zip(names, table["verdict"], strict=True)])
+    ax.set_xticks(
+        x,
+        [
+            f"{name}\n{text.replace(' (', chr(10) + '(')}"
+            for name, text in zip(names, table["verdict"], strict=True)
+        ],
+    )
     ax.set_ylabel("excess over expected effect (%)")
     readout = table.attrs.get("readout")
     ax.set_title(f"Synergy: {label(readout)}" if readout else "Synergy")
@@ -339,8 +415,9 @@ def synergy_surface(table: pd.DataFrame, method: str | None = "bliss") -> Figure
     if not present:
         raise ValueError("table has no rows; allowed: the output of synergy.dose_grid_synergy")
     if method is not None and method not in present:
-        raise ValueError(f"method = {method!r} is not allowed; allowed: None or one of "
-                         + ", ".join(present))
+        raise ValueError(
+            f"method = {method!r} is not allowed; allowed: None or one of " + ", ".join(present)
+        )
     methods = present if method is None else [method]
     percent = 100.0 * table["excess"].to_numpy(dtype=float)
     span = max(float(np.nanmax(np.abs(percent), initial=0.0)), synergy.BAND)
@@ -351,33 +428,50 @@ def synergy_surface(table: pd.DataFrame, method: str | None = "bliss") -> Figure
     for ax, name in zip(axes, methods, strict=True):
         part = table[table["method"] == name].assign(
             percent=lambda t: 100.0 * t["excess"],
-            excludes_zero=lambda t: (t["ci_low"] > 0) | (t["ci_high"] < 0))
+            excludes_zero=lambda t: (t["ci_low"] > 0) | (t["ci_high"] < 0),
+        )
         cells = part.pivot(index="dose_b", columns="dose_a", values="percent")
         marked = part.pivot(index="dose_b", columns="dose_a", values="excludes_zero")
-        mesh = ax.pcolormesh(np.ma.masked_invalid(cells.to_numpy(dtype=float)), cmap="RdBu_r",
-                             vmin=-span, vmax=span, edgecolors="white", linewidth=0.5)
+        mesh = ax.pcolormesh(
+            np.ma.masked_invalid(cells.to_numpy(dtype=float)),
+            cmap="RdBu_r",
+            vmin=-span,
+            vmax=span,
+            edgecolors="white",
+            linewidth=0.5,
+        )
         ax.set_xticks(np.arange(cells.shape[1]) + 0.5, [f"{d:g}" for d in cells.columns])
         ax.set_yticks(np.arange(cells.shape[0]) + 0.5, [f"{d:g}" for d in cells.index])
         for (row, col), value in np.ndenumerate(cells.to_numpy()):
             if np.isnan(value):
                 continue
             star = bool(marked.iat[row, col])
-            ax.text(col + 0.5, row + 0.5, f"{value:+.1f}" + ("*" if star else ""),
-                    ha="center", va="center", fontsize=9,
-                    fontweight="bold" if star else "normal",
-                    color="white" if abs(value) > 0.6 * span else "black")
+            ax.text(
+                col + 0.5,
+                row + 0.5,
+                f"{value:+.1f}" + ("*" if star else ""),
+                ha="center",
+                va="center",
+                fontsize=9,
+                fontweight="bold" if star else "normal",
+                color="white" if abs(value) > 0.6 * span else "black",
+            )
         ax.set_xlabel(table.attrs.get("dose_a", "dose of drug A"))
         ax.set_ylabel(table.attrs.get("dose_b", "dose of drug B"))
         title = "HSA" if name == "hsa" else name.capitalize()
         if name in summary:
             grid = summary[name]
-            title += (f": mean {100.0 * grid['mean_excess']:+.1f}% ({confidence:.0%} CI "
-                      f"{100.0 * grid['ci_low']:+.1f} to {100.0 * grid['ci_high']:+.1f})")
+            title += (
+                f": mean {100.0 * grid['mean_excess']:+.1f}% ({confidence:.0%} CI "
+                f"{100.0 * grid['ci_low']:+.1f} to {100.0 * grid['ci_high']:+.1f})"
+            )
         ax.set_title(title, fontsize=10)
     fig.colorbar(mesh, ax=list(axes), label="excess over expected effect (%)")
     readout = table.attrs.get("readout")
-    fig.suptitle(f"Synergy map{': ' + label(readout) if readout else ''} "
-                 f"(* bold: {confidence:.0%} CI excludes 0)")
+    fig.suptitle(
+        f"Synergy map{': ' + label(readout) if readout else ''} "
+        f"(* bold: {confidence:.0%} CI excludes 0)"
+    )
     return fig
 
 
@@ -401,13 +495,17 @@ def grid_snapshot(snapshot: pd.DataFrame) -> Figure:
         raise ValueError("empty snapshot: no sites to draw")
     distinct = snapshot[keys].drop_duplicates() if keys else snapshot.iloc[:1]
     if len(distinct) > 1:
-        shown = "; ".join(", ".join(f"{k}={v}" for k, v in row.items())
-                          for row in distinct.head(5).to_dict("records"))
-        raise ValueError(f"snapshot holds {len(distinct)} runs/ages; select one (e.g. by "
-                         f"scenario, point, replicate and age): {shown}")
+        shown = "; ".join(
+            ", ".join(f"{k}={v}" for k, v in row.items())
+            for row in distinct.head(5).to_dict("records")
+        )
+        raise ValueError(
+            f"snapshot holds {len(distinct)} runs/ages; select one (e.g. by "
+            f"scenario, point, replicate and age): {shown}"
+        )
     x = snapshot["x"].to_numpy(dtype=int)
     y = snapshot["y"].to_numpy(dtype=int)
-    shape = (int(y.max()) + 1, int(x.max()) + 1)   # rows = y, so x runs left to right
+    shape = (int(y.max()) + 1, int(x.max()) + 1)  # rows = y, so x runs left to right
     codes = pd.Categorical(snapshot["state"].astype(str), categories=SITE_STATES).codes
     states = np.full(shape, -1, dtype=float)
     states[y, x] = codes
@@ -418,15 +516,30 @@ def grid_snapshot(snapshot: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(10.5, 5.0), layout="constrained")
     left, right = fig.subplots(1, 2)
     cmap = ListedColormap([STATE_COLOURS[s] for s in SITE_STATES])
-    left.imshow(states, cmap=cmap, vmin=-0.5, vmax=len(SITE_STATES) - 0.5, origin="lower",
-                interpolation="nearest")
+    left.imshow(
+        states,
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=len(SITE_STATES) - 0.5,
+        origin="lower",
+        interpolation="nearest",
+    )
     immune = snapshot["immune"].to_numpy(dtype=bool)
     size = max(shape)
-    left.scatter(x[immune], y[immune], s=max(1.0, 2000.0 / size ** 1.5), color=IMMUNE_COLOUR,
-                 marker="o", linewidths=0)
+    left.scatter(
+        x[immune],
+        y[immune],
+        s=max(1.0, 2000.0 / size**1.5),
+        color=IMMUNE_COLOUR,
+        marker="o",
+        linewidths=0,
+    )
     handles = [Patch(facecolor=STATE_COLOURS[s], edgecolor="0.5", label=s) for s in SITE_STATES]
-    handles.append(Line2D([], [], ls="none", marker="o", color=IMMUNE_COLOUR, markersize=4,
-                          label="immune cell"))
+    handles.append(
+        Line2D(
+            [], [], ls="none", marker="o", color=IMMUNE_COLOUR, markersize=4, label="immune cell"
+        )
+    )
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     left.set_title("tissue")
     image = right.imshow(sasp, cmap="magma", origin="lower", interpolation="nearest")
@@ -443,8 +556,10 @@ def grid_snapshot(snapshot: pd.DataFrame) -> Figure:
         parts.append(f"age {first['age']:g} d ({first['age'] / DAYS_PER_YEAR:.2f} y)")
     counts = pd.Series(codes).value_counts()
     sites = int(np.prod(shape))
-    parts.append(f"senescent {counts.get(SITE_STATES.index('senescent'), 0) / sites:.1%}, "
-                 f"immune cells {int(immune.sum())}")
+    parts.append(
+        f"senescent {counts.get(SITE_STATES.index('senescent'), 0) / sites:.1%}, "
+        f"immune cells {int(immune.sum())}"
+    )
     fig.suptitle(" · ".join(parts))
     return fig
 
@@ -456,10 +571,17 @@ def snapshot_files(results_folder: str | Path) -> list[Path]:
     return sorted(folder.glob(pattern))
 
 
-def save_figures(results_folder: str | Path, out_folder: str | Path,
-                 readouts: Sequence[str] = ("senescent_fraction", "tissue_function"), *,
-                 results: pd.DataFrame | None = None, confidence: float = 0.95,
-                 n_boot: int = 2000, seed: int = 0, dpi: int = 120) -> list[Path]:
+def save_figures(
+    results_folder: str | Path,
+    out_folder: str | Path,
+    readouts: Sequence[str] = ("senescent_fraction", "tissue_function"),
+    *,
+    results: pd.DataFrame | None = None,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    dpi: int = 120,
+) -> list[Path]:
     """Write every figure that applies to a results folder as PNG files.
 
     Written: `trajectories.png`; `end_<readout>.png` per readout; `synergy_<readout>.png` per
@@ -499,13 +621,15 @@ def save_figures(results_folder: str | Path, out_folder: str | Path,
         save(end_distributions(results, readout), f"end_{readout}.png")
     if has_synergy_scenarios(results):
         for readout in readouts:
-            table = synergy.synergy(results, readout, n_boot=n_boot, seed=seed,
-                                    confidence=confidence)
+            table = synergy.synergy(
+                results, readout, n_boot=n_boot, seed=seed, confidence=confidence
+            )
             save(synergy_bars(table), f"synergy_{readout}.png")
     firsts: dict[str, Path] = {}
     for path in snapshot_files(results_folder):
-        firsts.setdefault(path.parent.name if (Path(results_folder) / MANIFEST).exists()
-                          else path.name, path)
+        firsts.setdefault(
+            path.parent.name if (Path(results_folder) / MANIFEST).exists() else path.name, path
+        )
     for path in firsts.values():
         shots = load_snapshots(path)
         for age, shot in shots.groupby("age", sort=True):
@@ -514,8 +638,7 @@ def save_figures(results_folder: str | Path, out_folder: str | Path,
     return written
 
 
-def has_synergy_scenarios(results: pd.DataFrame,
-                          names: Sequence[str] = synergy.CANONICAL) -> bool:
+def has_synergy_scenarios(results: pd.DataFrame, names: Sequence[str] = synergy.CANONICAL) -> bool:
     """Whether all of `names` are present, each at a single sweep point (so `synergy` applies)."""
     if not set(names) <= set(scenarios(results)):
         return False

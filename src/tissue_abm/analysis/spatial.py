@@ -122,10 +122,15 @@ def clark_evans(points: np.ndarray, size: int, torus: bool = True) -> ClarkEvans
     return _clark_evans(_sites(points, size, "points"), size, torus)
 
 
-def clark_evans_null(points: np.ndarray, size: int, torus: bool = True,
-                     available: np.ndarray | None = None, n_null: int = 199,
-                     rng: np.random.Generator | int | None = None,
-                     confidence: float = 0.95) -> ClarkEvansNull:
+def clark_evans_null(
+    points: np.ndarray,
+    size: int,
+    torus: bool = True,
+    available: np.ndarray | None = None,
+    n_null: int = 199,
+    rng: np.random.Generator | int | None = None,
+    confidence: float = 0.95,
+) -> ClarkEvansNull:
     """The Clark–Evans index R against a Monte-Carlo null of random labelling.
 
     The null places the same number of points at random on distinct `available` sites (for
@@ -169,18 +174,33 @@ def clark_evans_null(points: np.ndarray, size: int, torus: bool = True,
     check_confidence(confidence)
     observed = _clark_evans(sites, size, torus)
     draws = _draws(len(pool), len(sites), n_null, np.random.default_rng(rng))
-    null = np.array([_nn_distances(pool[draw], size, torus).mean()
-                     for draw in draws]) / observed.expected
+    null = (
+        np.array([_nn_distances(pool[draw], size, torus).mean() for draw in draws])
+        / observed.expected
+    )
     low, high = np.quantile(null, [0.5 - confidence / 2, 0.5 + confidence / 2])
-    return ClarkEvansNull(index=observed.index, null_mean=float(null.mean()), low=float(low),
-                          high=float(high), p_value=_mc_p_value(observed.index, null),
-                          n=len(sites), n_available=len(pool), n_null=n_null)
+    return ClarkEvansNull(
+        index=observed.index,
+        null_mean=float(null.mean()),
+        low=float(low),
+        high=float(high),
+        p_value=_mc_p_value(observed.index, null),
+        n=len(sites),
+        n_available=len(pool),
+        n_null=n_null,
+    )
 
 
-def pair_correlation(points: np.ndarray, size: int, torus: bool = True,
-                     r_max: int | None = None, available: np.ndarray | None = None,
-                     n_null: int = 0, rng: np.random.Generator | int | None = None,
-                     confidence: float = 0.95) -> pd.DataFrame:
+def pair_correlation(
+    points: np.ndarray,
+    size: int,
+    torus: bool = True,
+    r_max: int | None = None,
+    available: np.ndarray | None = None,
+    n_null: int = 0,
+    rng: np.random.Generator | int | None = None,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """The lattice pair correlation g(r) of points, normalised by random labelling.
 
     Pairs of points are counted by distance shell: shell r holds the displacements whose
@@ -227,26 +247,48 @@ def pair_correlation(points: np.ndarray, size: int, torus: bool = True,
     n, m = len(sites), len(pool)
     pairs = _shell_counts(_indicator(sites[None], size), torus, shells)[0]
     expected = _shell_counts(_indicator(pool[None], size), torus, shells)[0] * (
-        n * (n - 1) / (m * (m - 1)))
+        n * (n - 1) / (m * (m - 1))
+    )
     with np.errstate(divide="ignore"):
         per_expected = np.where(expected > 0, 1 / expected, np.nan)
-    table = pd.DataFrame({"r": np.arange(1, r_max + 1), "pairs": pairs / 2,
-                          "expected": expected / 2, "g": pairs * per_expected})
+    table = pd.DataFrame(
+        {
+            "r": np.arange(1, r_max + 1),
+            "pairs": pairs / 2,
+            "expected": expected / 2,
+            "g": pairs * per_expected,
+        }
+    )
     if n_null:
         rng = np.random.default_rng(rng)
         batch = max(1, FFT_CELLS // (size * size if torus else 4 * size * size))
-        null = np.concatenate([
-            _shell_counts(_indicator(pool[_draws(m, n, min(batch, n_null - start), rng)],
-                                     size), torus, shells)
-            for start in range(0, n_null, batch)]) * per_expected
+        null = (
+            np.concatenate(
+                [
+                    _shell_counts(
+                        _indicator(pool[_draws(m, n, min(batch, n_null - start), rng)], size),
+                        torus,
+                        shells,
+                    )
+                    for start in range(0, n_null, batch)
+                ]
+            )
+            * per_expected
+        )
         table["low"], table["high"] = np.quantile(
-            null, [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)
+            null, [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0
+        )
     return table
 
 
-def senescent_spatial(snapshots: pd.DataFrame, n_null: int = 199, seed: int = 0,
-                      radii: Sequence[int] = (1, 2, 4, 8), torus: bool = True,
-                      confidence: float = 0.95) -> pd.DataFrame:
+def senescent_spatial(
+    snapshots: pd.DataFrame,
+    n_null: int = 199,
+    seed: int = 0,
+    radii: Sequence[int] = (1, 2, 4, 8),
+    torus: bool = True,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Clustering statistics of the senescent cells in every grid snapshot.
 
     A snapshot is the rows sharing the values of every column that is not a per-site column
@@ -282,13 +324,16 @@ def senescent_spatial(snapshots: pd.DataFrame, n_null: int = 199, seed: int = 0,
     """
     missing = [c for c in ("age", "x", "y", "state") if c not in snapshots]
     if missing:
-        raise ValueError(f"snapshots have no column {', '.join(map(repr, missing))}; expected "
-                         f"a table from load_snapshots (columns: age, {', '.join(SITE_COLUMNS)})")
+        raise ValueError(
+            f"snapshots have no column {', '.join(map(repr, missing))}; expected "
+            f"a table from load_snapshots (columns: age, {', '.join(SITE_COLUMNS)})"
+        )
     codes = pd.Index(SITE_STATES).get_indexer(snapshots["state"])
     if (codes < 0).any():
         bad = pd.unique(snapshots["state"][codes < 0])
-        raise ValueError(f"snapshots column 'state' has values {list(bad)!r}; allowed: "
-                         f"{', '.join(SITE_STATES)}")
+        raise ValueError(
+            f"snapshots column 'state' has values {list(bad)!r}; allowed: {', '.join(SITE_STATES)}"
+        )
     radii = sorted({_check_radius(r) for r in radii})
     if not radii:
         raise ValueError("radii is empty; allowed: one or more whole numbers >= 1")
@@ -304,20 +349,36 @@ def senescent_spatial(snapshots: pd.DataFrame, n_null: int = 199, seed: int = 0,
         swept = snapshot["torus"].iloc[0] if "torus" in snapshot else None
         wraps = torus if swept is None or pd.isna(swept) else bool(swept)
         if radii[-1] > (size // 2 if wraps else size - 1):
-            raise ValueError(f"radii {radii} reach beyond {size // 2 if wraps else size - 1}, "
-                             f"the largest shell of a {size}×{size} "
-                             f"{'torus' if wraps else 'closed lattice'}")
+            raise ValueError(
+                f"radii {radii} reach beyond {size // 2 if wraps else size - 1}, "
+                f"the largest shell of a {size}×{size} "
+                f"{'torus' if wraps else 'closed lattice'}"
+            )
         senescent = np.argwhere(tissue == SITE_STATES.index("senescent"))
         occupied = np.argwhere(tissue != SITE_STATES.index("empty"))
         row = dict(zip(keys, key, strict=True))
-        row.update(sites=size * size, occupied=len(occupied), senescent=len(senescent),
-                   R=np.nan, R_null=np.nan, R_low=np.nan, R_high=np.nan, p_value=np.nan,
-                   **{f"g_{r}": np.nan for r in radii})
+        row.update(
+            sites=size * size,
+            occupied=len(occupied),
+            senescent=len(senescent),
+            R=np.nan,
+            R_null=np.nan,
+            R_low=np.nan,
+            R_high=np.nan,
+            p_value=np.nan,
+            **{f"g_{r}": np.nan for r in radii},
+        )
         if len(senescent) >= 2:
             ce = clark_evans_null(senescent, size, wraps, occupied, n_null, rng, confidence)
             g = pair_correlation(senescent, size, wraps, radii[-1], occupied)["g"].to_numpy()
-            row.update(R=ce.index, R_null=ce.null_mean, R_low=ce.low, R_high=ce.high,
-                       p_value=ce.p_value, **{f"g_{r}": g[r - 1] for r in radii})
+            row.update(
+                R=ce.index,
+                R_null=ce.null_mean,
+                R_low=ce.low,
+                R_high=ce.high,
+                p_value=ce.p_value,
+                **{f"g_{r}": g[r - 1] for r in radii},
+            )
         rows.append(row)
     return pd.DataFrame(rows).astype(snapshots[keys].dtypes.to_dict())
 
@@ -328,26 +389,37 @@ def senescent_spatial(snapshots: pd.DataFrame, n_null: int = 199, seed: int = 0,
 def _sites(points: np.ndarray, size: int, name: str) -> np.ndarray:
     """`points` as an int64 (n, 2) array, checked: n >= 2 (1 for `available`), inside, distinct."""
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 2:
-        raise ValueError(f"size = {size!r} is not allowed; allowed: a whole number >= 2 "
-                         "(the lattice side, sites)")
+        raise ValueError(
+            f"size = {size!r} is not allowed; allowed: a whole number >= 2 "
+            "(the lattice side, sites)"
+        )
     array = np.asarray(points)
     if array.ndim != 2 or array.shape[1] != 2:
-        raise ValueError(f"{name} has shape {array.shape}; allowed: (n, 2), one row of site "
-                         "coordinates (x, y) per point")
+        raise ValueError(
+            f"{name} has shape {array.shape}; allowed: (n, 2), one row of site "
+            "coordinates (x, y) per point"
+        )
     minimum = 2 if name == "points" else 1
     if len(array) < minimum:
         raise ValueError(f"{name} has {len(array)} rows; allowed: at least {minimum}")
-    if not (np.issubdtype(array.dtype, np.integer)
-            or (np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all()
-                and (array == np.round(array)).all())):
-        raise ValueError(f"{name} holds non-integer values; allowed: integer site coordinates "
-                         f"0 .. {size - 1}")
+    if not (
+        np.issubdtype(array.dtype, np.integer)
+        or (
+            np.issubdtype(array.dtype, np.floating)
+            and np.isfinite(array).all()
+            and (array == np.round(array)).all()
+        )
+    ):
+        raise ValueError(
+            f"{name} holds non-integer values; allowed: integer site coordinates 0 .. {size - 1}"
+        )
     sites = array.astype(np.int64)
     outside = (sites < 0) | (sites >= size)
     if outside.any():
         x, y = sites[outside.any(axis=1)][0]
-        raise ValueError(f"{name} has site ({x}, {y}) outside the lattice; allowed: "
-                         f"coordinates 0 .. {size - 1}")
+        raise ValueError(
+            f"{name} has site ({x}, {y}) outside the lattice; allowed: coordinates 0 .. {size - 1}"
+        )
     flat = sites[:, 0] * size + sites[:, 1]
     unique, counts = np.unique(flat, return_counts=True)
     if (counts > 1).any():
@@ -364,25 +436,33 @@ def _available(available: np.ndarray | None, size: int, sites: np.ndarray) -> np
     inside = np.isin(sites[:, 0] * size + sites[:, 1], pool[:, 0] * size + pool[:, 1])
     if not inside.all():
         x, y = sites[~inside][0]
-        raise ValueError(f"points has site ({x}, {y}) that is not in available; allowed: "
-                         "points among the available sites")
+        raise ValueError(
+            f"points has site ({x}, {y}) that is not in available; allowed: "
+            "points among the available sites"
+        )
     return pool
 
 
 def _check_n_null(n_null: int, minimum: int) -> None:
     if isinstance(n_null, bool) or not isinstance(n_null, int | np.integer) or n_null < minimum:
-        raise ValueError(f"n_null = {n_null!r} is not allowed; allowed: a whole number "
-                         f">= {minimum}")
+        raise ValueError(
+            f"n_null = {n_null!r} is not allowed; allowed: a whole number >= {minimum}"
+        )
 
 
 def _check_r_max(r_max: int | None, size: int, torus: bool) -> int:
     largest = size // 2 if torus else size - 1
     if r_max is None:
         return max(1, size // 4)
-    if (isinstance(r_max, bool) or not isinstance(r_max, int | np.integer)
-            or not 1 <= r_max <= largest):
-        raise ValueError(f"r_max = {r_max!r} is not allowed; allowed: a whole number 1 .. "
-                         f"{largest} (size//2 on a torus, size-1 on a closed lattice)")
+    if (
+        isinstance(r_max, bool)
+        or not isinstance(r_max, int | np.integer)
+        or not 1 <= r_max <= largest
+    ):
+        raise ValueError(
+            f"r_max = {r_max!r} is not allowed; allowed: a whole number 1 .. "
+            f"{largest} (size//2 on a torus, size-1 on a closed lattice)"
+        )
     return int(r_max)
 
 
@@ -397,11 +477,19 @@ def _lattice(snapshot: pd.DataFrame) -> tuple[int, np.ndarray]:
     size = isqrt(len(snapshot))
     x, y = snapshot["x"].to_numpy(), snapshot["y"].to_numpy()
     flat = x.astype(np.int64) * size + y
-    if (size * size != len(snapshot) or x.min() < 0 or y.min() < 0 or x.max() >= size
-            or y.max() >= size or len(np.unique(flat)) != len(flat)):
-        raise ValueError(f"a snapshot (age {snapshot['age'].iloc[0]}) has {len(snapshot)} rows "
-                         "that do not cover a square lattice once; allowed: one row per site, "
-                         "x and y in 0 .. size-1")
+    if (
+        size * size != len(snapshot)
+        or x.min() < 0
+        or y.min() < 0
+        or x.max() >= size
+        or y.max() >= size
+        or len(np.unique(flat)) != len(flat)
+    ):
+        raise ValueError(
+            f"a snapshot (age {snapshot['age'].iloc[0]}) has {len(snapshot)} rows "
+            "that do not cover a square lattice once; allowed: one row per site, "
+            "x and y in 0 .. size-1"
+        )
     tissue = np.empty(size * size, dtype=np.int8)
     tissue[flat] = snapshot["_code"].to_numpy()
     return size, tissue.reshape(size, size)
@@ -416,9 +504,14 @@ def _clark_evans(sites: np.ndarray, size: int, torus: bool) -> ClarkEvans:
     mean_distance = float(_nn_distances(sites, size, torus).mean())
     expected, se = _csr(n, size, torus)
     z = (mean_distance - expected) / se
-    return ClarkEvans(index=mean_distance / expected, z=z,
-                      p_value=float(2 * stats.norm.sf(abs(z))), n=n,
-                      mean_distance=mean_distance, expected=expected)
+    return ClarkEvans(
+        index=mean_distance / expected,
+        z=z,
+        p_value=float(2 * stats.norm.sf(abs(z))),
+        n=n,
+        mean_distance=mean_distance,
+        expected=expected,
+    )
 
 
 def _nn_distances(sites: np.ndarray, size: int, torus: bool) -> np.ndarray:
@@ -475,8 +568,9 @@ def _shell_matrix(size: int, torus: bool, r_max: int) -> tuple[np.ndarray, np.nd
     return keep, membership
 
 
-def _shell_counts(grids: np.ndarray, torus: bool,
-                  shells: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def _shell_counts(
+    grids: np.ndarray, torus: bool, shells: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
     """Ordered pairs of marked sites per shell, shape (b, r_max), for grids (b, size, size).
 
     The autocorrelation sum_x s(x) s(x + d) of each grid, from its FFT, counts the ordered

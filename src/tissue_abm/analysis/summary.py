@@ -81,7 +81,7 @@ def sweep_columns(results: pd.DataFrame) -> list[str]:
     columns = list(results.columns)
     if "point" not in columns or "replicate" not in columns:
         return []
-    return columns[columns.index("point") + 1:columns.index("replicate")]
+    return columns[columns.index("point") + 1 : columns.index("replicate")]
 
 
 def group_columns(results: pd.DataFrame) -> list[str]:
@@ -94,8 +94,10 @@ def group_columns(results: pd.DataFrame) -> list[str]:
         ValueError: If the table has no `scenario` column.
     """
     if "scenario" not in results:
-        raise ValueError("results have no 'scenario' column; expected a table from "
-                         f"load_results (columns: {', '.join(map(str, results.columns))})")
+        raise ValueError(
+            "results have no 'scenario' column; expected a table from "
+            f"load_results (columns: {', '.join(map(str, results.columns))})"
+        )
     return ["scenario", *sweep_columns(results)]
 
 
@@ -117,9 +119,13 @@ def run_columns(results: pd.DataFrame) -> list[str]:
 def readout_columns(results: pd.DataFrame) -> list[str]:
     """The numeric readout columns of a results table (everything but labels and sweeps)."""
     skip = {*LABELS, *sweep_columns(results)}
-    return [c for c in results.columns
-            if c not in skip and pd.api.types.is_numeric_dtype(results[c])
-            and not pd.api.types.is_bool_dtype(results[c])]
+    return [
+        c
+        for c in results.columns
+        if c not in skip
+        and pd.api.types.is_numeric_dtype(results[c])
+        and not pd.api.types.is_bool_dtype(results[c])
+    ]
 
 
 def scenarios(results: pd.DataFrame) -> list[str]:
@@ -145,14 +151,12 @@ def group_labels(table: pd.DataFrame, sweeps: Sequence[str] | None = None) -> pd
         Strings such as ``"combined"`` or ``"combined (immune_kill=0.4)"``, indexed like `table`.
     """
     if sweeps is None:
-        sweeps = sweep_columns(table) if "point" in table else table.attrs.get(
-            "sweep_columns", [])
+        sweeps = sweep_columns(table) if "point" in table else table.attrs.get("sweep_columns", [])
     sweeps = [c for c in sweeps if c in table]
     labels = table["scenario"].astype(str)
     if not sweeps:
         return labels.rename("label")
-    parts = [table[c].map(lambda v, c=c: "" if _missing(v) else f"{c}={_fmt(v)}")
-             for c in sweeps]
+    parts = [table[c].map(lambda v, c=c: "" if _missing(v) else f"{c}={_fmt(v)}") for c in sweeps]
     extra = pd.concat(parts, axis=1).apply(lambda row: ", ".join(p for p in row if p), axis=1)
     return (labels + extra.map(lambda e: f" ({e})" if e else "")).rename("label")
 
@@ -171,8 +175,9 @@ def check_readouts(results: pd.DataFrame, names: Iterable[str]) -> list[str]:
     available = readout_columns(results)
     missing = [n for n in names if n not in available]
     if missing:
-        raise ValueError(f"unknown readout {', '.join(map(repr, missing))}; available: "
-                         + ", ".join(available))
+        raise ValueError(
+            f"unknown readout {', '.join(map(repr, missing))}; available: " + ", ".join(available)
+        )
     return names
 
 
@@ -182,8 +187,10 @@ def check_scenarios(results: pd.DataFrame, names: Iterable[str], role: str = "")
     missing = [n for n in names if n not in present]
     if missing:
         what = f"{role} scenario" if role else "scenario"
-        raise ValueError(f"no {what} {', '.join(map(repr, missing))} in the results; "
-                         f"available scenarios: {', '.join(present) or 'none'}")
+        raise ValueError(
+            f"no {what} {', '.join(map(repr, missing))} in the results; "
+            f"available scenarios: {', '.join(present) or 'none'}"
+        )
 
 
 def grouped(frame: pd.DataFrame, keys: Sequence[str]) -> DataFrameGroupBy:
@@ -194,8 +201,9 @@ def grouped(frame: pd.DataFrame, keys: Sequence[str]) -> DataFrameGroupBy:
 # --- statistics across replicates -------------------------------------------------------------
 
 
-def summarise(results: pd.DataFrame, readouts: Iterable[str] | None = None,
-              confidence: float = 0.95) -> pd.DataFrame:
+def summarise(
+    results: pd.DataFrame, readouts: Iterable[str] | None = None, confidence: float = 0.95
+) -> pd.DataFrame:
     """Mean, SD and confidence interval across replicates, per group and day (tidy format).
 
     Args:
@@ -227,8 +235,9 @@ def summarise(results: pd.DataFrame, readouts: Iterable[str] | None = None,
         mean = aggregated[(name, "mean")].to_numpy()
         sd = aggregated[(name, "std")].to_numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
-            half = stats.t.ppf(0.5 + confidence / 2, np.where(n > 1, n - 1, np.nan)) \
-                * sd / np.sqrt(n)
+            half = (
+                stats.t.ppf(0.5 + confidence / 2, np.where(n > 1, n - 1, np.nan)) * sd / np.sqrt(n)
+            )
         part = index.copy()
         part["age"] = age
         part["readout"] = name
@@ -316,16 +325,27 @@ def run_values(results: pd.DataFrame, readout: str, day: int | None = None) -> p
         every = grouped(results[keys], keys).size().reset_index()["scenario"].astype(str)
         lacking = [s for s, n in every.value_counts().items() if have.get(s, 0) < n]
         kept = np.unique(results["day"].to_numpy())
-        shown = ", ".join(map(str, kept)) if kept.size <= 10 else (
-            f"{', '.join(map(str, kept[:5]))}, ..., {kept[-1]}")
-        raise ValueError(f"day {day} is not kept in every run (missing in scenario "
-                         f"{', '.join(map(repr, lacking))}); kept days: {shown}")
+        shown = (
+            ", ".join(map(str, kept))
+            if kept.size <= 10
+            else (f"{', '.join(map(str, kept[:5]))}, ..., {kept[-1]}")
+        )
+        raise ValueError(
+            f"day {day} is not kept in every run (missing in scenario "
+            f"{', '.join(map(repr, lacking))}); kept days: {shown}"
+        )
     return chosen
 
 
-def compare(results: pd.DataFrame, readout: str, reference: str = "untreated",
-            day: int | None = None, n_boot: int = 2000, seed: int = 0,
-            confidence: float = 0.95) -> pd.DataFrame:
+def compare(
+    results: pd.DataFrame,
+    readout: str,
+    reference: str = "untreated",
+    day: int | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Difference of each group's mean readout from the reference scenario, with a bootstrap CI.
 
     Args:
@@ -358,8 +378,10 @@ def compare(results: pd.DataFrame, readout: str, reference: str = "untreated",
     is_ref = (values["scenario"] == reference).to_numpy()
     ref_groups = grouped(values.loc[is_ref], groups).ngroups
     if ref_groups != 1:
-        raise ValueError(f"reference scenario {reference!r} has {ref_groups} sweep points with "
-                         "values; select one point before comparing")
+        raise ValueError(
+            f"reference scenario {reference!r} has {ref_groups} sweep points with "
+            "values; select one point before comparing"
+        )
     rng = np.random.default_rng(seed)
     ref = values.loc[is_ref, readout].to_numpy(dtype=float)
     ref_boot = boot_means(ref, n_boot, rng)
@@ -368,16 +390,39 @@ def compare(results: pd.DataFrame, readout: str, reference: str = "untreated",
         x = frame[readout].to_numpy(dtype=float)
         diff = boot_means(x, n_boot, rng) - ref_boot
         low, high = percentile_ci(diff, confidence)
-        rows.append({**dict(zip(groups, _as_tuple(key), strict=True)), "n": x.size,
-                     "mean": x.mean(), "reference_n": ref.size, "reference_mean": ref.mean(),
-                     "difference": x.mean() - ref.mean(), "ci_low": low, "ci_high": high})
-    columns = [*groups, "n", "mean", "reference_n", "reference_mean", "difference", "ci_low",
-               "ci_high"]
+        rows.append(
+            {
+                **dict(zip(groups, _as_tuple(key), strict=True)),
+                "n": x.size,
+                "mean": x.mean(),
+                "reference_n": ref.size,
+                "reference_mean": ref.mean(),
+                "difference": x.mean() - ref.mean(),
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
+    columns = [
+        *groups,
+        "n",
+        "mean",
+        "reference_n",
+        "reference_mean",
+        "difference",
+        "ci_low",
+        "ci_high",
+    ]
     table = pd.DataFrame(rows, columns=columns)
     if len(table):
         table["scenario"] = table["scenario"].astype(str)
-    table.attrs.update(readout=readout, reference=reference, day=day, confidence=confidence,
-                       n_boot=n_boot, sweep_columns=sweep_columns(results))
+    table.attrs.update(
+        readout=readout,
+        reference=reference,
+        day=day,
+        confidence=confidence,
+        n_boot=n_boot,
+        sweep_columns=sweep_columns(results),
+    )
     return table
 
 
@@ -388,8 +433,10 @@ def _as_tuple(key: object) -> tuple:
 def check_confidence(confidence: float) -> None:
     """ValueError unless 0 < confidence < 1."""
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence = {confidence!r} is not allowed; allowed: a number "
-                         "strictly between 0 and 1 (e.g. 0.95)")
+        raise ValueError(
+            f"confidence = {confidence!r} is not allowed; allowed: a number "
+            "strictly between 0 and 1 (e.g. 0.95)"
+        )
 
 
 def boot_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:

@@ -71,8 +71,13 @@ survival of 0.5 computed as 0.75 × 2/3) does not move a quantile to the next ev
 # --- one run --------------------------------------------------------------------------------
 
 
-def burden_paths(ages: np.ndarray, senescent_fraction: np.ndarray, params: Parameters,
-                 organisms: int, rng: np.random.Generator) -> np.ndarray:
+def burden_paths(
+    ages: np.ndarray,
+    senescent_fraction: np.ndarray,
+    params: Parameters,
+    organisms: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Senescent abundance X of each organism on each kept day of one run (SR model).
 
     Args:
@@ -94,22 +99,28 @@ def burden_paths(ages: np.ndarray, senescent_fraction: np.ndarray, params: Param
     burden = params.sr_burden_scale * burden
     beta, kappa = params.sr_removal_max, params.sr_half_saturation
     gaps = np.diff(ages)
-    noise = rng.standard_normal((gaps.size, organisms)) * np.sqrt(2 * params.sr_noise * gaps)[
-        :, None]
+    noise = (
+        rng.standard_normal((gaps.size, organisms)) * np.sqrt(2 * params.sr_noise * gaps)[:, None]
+    )
     paths = np.empty((ages.size, organisms))
     paths[0] = burden[0]
-    deviation = np.zeros(organisms)       # X − m; stays exactly 0 without noise
+    deviation = np.zeros(organisms)  # X − m; stays exactly 0 without noise
     for n, gap in enumerate(gaps):
         x, m = paths[n], burden[n]
         deviation -= beta * gap * (x / (x + kappa) - m / (m + kappa))
         deviation += noise[n]
-        np.maximum(deviation, -burden[n + 1], out=deviation)    # X ≥ 0
+        np.maximum(deviation, -burden[n + 1], out=deviation)  # X ≥ 0
         paths[n + 1] = burden[n + 1] + deviation
     return paths
 
 
-def organism_deaths(ages: np.ndarray, senescent_fraction: np.ndarray, params: Parameters,
-                    organisms: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def organism_deaths(
+    ages: np.ndarray,
+    senescent_fraction: np.ndarray,
+    params: Parameters,
+    organisms: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """Age at death (or censoring) of each organism driven by one run's senescent burden.
 
     Args:
@@ -128,28 +139,30 @@ def organism_deaths(ages: np.ndarray, senescent_fraction: np.ndarray, params: Pa
         ValueError: As `burden_paths`.
     """
     ages = np.asarray(ages, dtype=float)
-    over = burden_paths(ages, senescent_fraction, params, organisms, rng) \
-        > params.sr_death_threshold
+    over = (
+        burden_paths(ages, senescent_fraction, params, organisms, rng) > params.sr_death_threshold
+    )
     observed = over.any(axis=0)
     lifespan = np.where(observed, ages[over.argmax(axis=0)], ages[-1])
     return lifespan, observed
 
 
-def _check_run(ages: np.ndarray, senescent_fraction: np.ndarray,
-               organisms: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_run(
+    ages: np.ndarray, senescent_fraction: np.ndarray, organisms: int
+) -> tuple[np.ndarray, np.ndarray]:
     ages = np.asarray(ages, dtype=float)
     fraction = np.asarray(senescent_fraction, dtype=float)
     if ages.ndim != 1 or ages.size == 0 or fraction.shape != ages.shape:
-        raise ValueError(f"ages (shape {ages.shape}) and senescent_fraction (shape "
-                         f"{fraction.shape}) must be non-empty 1-D arrays of the same length")
+        raise ValueError(
+            f"ages (shape {ages.shape}) and senescent_fraction (shape "
+            f"{fraction.shape}) must be non-empty 1-D arrays of the same length"
+        )
     if not np.isfinite(ages).all() or (np.diff(ages) <= 0).any():
         raise ValueError("ages must be finite and strictly increasing (days)")
     if not np.isfinite(fraction).all() or (fraction < 0).any() or (fraction > 1).any():
         raise ValueError("senescent_fraction must hold finite values from 0 to 1")
-    if isinstance(organisms, bool) or not isinstance(organisms, int | np.integer) \
-            or organisms < 1:
-        raise ValueError(f"organisms = {organisms!r} is not allowed; allowed: a whole number "
-                         ">= 1")
+    if isinstance(organisms, bool) or not isinstance(organisms, int | np.integer) or organisms < 1:
+        raise ValueError(f"organisms = {organisms!r} is not allowed; allowed: a whole number >= 1")
     return ages, fraction
 
 
@@ -163,9 +176,11 @@ LIFESPAN_COLUMNS = ("organism", "start_age", "lifespan", "observed")
 three)."""
 
 
-def lifespans(results: pd.DataFrame,
-              params: Parameters | Mapping[tuple[str, int], Parameters] | None = None,
-              organisms: int = 200) -> pd.DataFrame:
+def lifespans(
+    results: pd.DataFrame,
+    params: Parameters | Mapping[tuple[str, int], Parameters] | None = None,
+    organisms: int = 200,
+) -> pd.DataFrame:
     """Lifespans of `organisms` SR organisms driven by each run's senescent burden.
 
     Args:
@@ -199,10 +214,14 @@ def lifespans(results: pd.DataFrame,
     for _, run in grouped(ordered, keys):
         rng = np.random.default_rng([int(run["seed"].iloc[0]), SEED_SALT])
         ages = run["age"].to_numpy(dtype=float)
-        own = params[(str(run["scenario"].iloc[0]), int(run["point"].iloc[0]))] if by_point \
+        own = (
+            params[(str(run["scenario"].iloc[0]), int(run["point"].iloc[0]))]
+            if by_point
             else params
+        )
         lifespan, observed = organism_deaths(
-            ages, run["senescent_fraction"].to_numpy(dtype=float), own, organisms, rng)
+            ages, run["senescent_fraction"].to_numpy(dtype=float), own, organisms, rng
+        )
         part = run[keys].iloc[np.zeros(organisms, dtype=int)].reset_index(drop=True)
         part["organism"] = np.arange(organisms)
         part["start_age"] = ages[0]
@@ -217,8 +236,10 @@ def lifespans(results: pd.DataFrame,
 def _check_columns(table: pd.DataFrame, needed: Sequence[str], name: str, what: str) -> None:
     missing = [c for c in needed if c not in table]
     if missing:
-        raise ValueError(f"{name} lack column(s) {', '.join(map(repr, missing))}; needed: "
-                         f"{', '.join(needed)} ({what})")
+        raise ValueError(
+            f"{name} lack column(s) {', '.join(map(repr, missing))}; needed: "
+            f"{', '.join(needed)} ({what})"
+        )
 
 
 # --- Kaplan-Meier ---------------------------------------------------------------------------
@@ -247,10 +268,15 @@ def kaplan_meier(lifespan: np.ndarray, observed: np.ndarray) -> pd.DataFrame:
     deaths = np.bincount(inverse, weights=observed, minlength=ages.size)
     leaving = np.bincount(inverse, minlength=ages.size).astype(float)
     at_risk, survival = _product_limit(deaths, leaving)
-    return pd.DataFrame({"age": ages, "at_risk": at_risk.astype(np.int64),
-                         "deaths": deaths.astype(np.int64),
-                         "censored": (leaving - deaths).astype(np.int64),
-                         "survival": survival})
+    return pd.DataFrame(
+        {
+            "age": ages,
+            "at_risk": at_risk.astype(np.int64),
+            "deaths": deaths.astype(np.int64),
+            "censored": (leaving - deaths).astype(np.int64),
+            "survival": survival,
+        }
+    )
 
 
 def quantile_lifespan(km: pd.DataFrame, q: float) -> float:
@@ -269,8 +295,7 @@ def quantile_lifespan(km: pd.DataFrame, q: float) -> float:
     """
     _check_q(q)
     _check_columns(km, ("age", "survival"), "km", "the output of kaplan_meier")
-    age = _quantile_ages(km["age"].to_numpy(dtype=float), km["survival"].to_numpy(dtype=float),
-                         q)
+    age = _quantile_ages(km["age"].to_numpy(dtype=float), km["survival"].to_numpy(dtype=float), q)
     return float(age) if np.isfinite(age) else math.nan
 
 
@@ -278,8 +303,10 @@ def _check_lifespans(lifespan: np.ndarray, observed: np.ndarray) -> tuple[np.nda
     lifespan = np.asarray(lifespan, dtype=float)
     observed = np.asarray(observed, dtype=bool)
     if lifespan.ndim != 1 or lifespan.size == 0 or observed.shape != lifespan.shape:
-        raise ValueError(f"lifespan (shape {lifespan.shape}) and observed (shape "
-                         f"{observed.shape}) must be non-empty 1-D arrays of the same length")
+        raise ValueError(
+            f"lifespan (shape {lifespan.shape}) and observed (shape "
+            f"{observed.shape}) must be non-empty 1-D arrays of the same length"
+        )
     if not np.isfinite(lifespan).all():
         raise ValueError("lifespan must hold finite ages (days)")
     return lifespan, observed
@@ -287,8 +314,10 @@ def _check_lifespans(lifespan: np.ndarray, observed: np.ndarray) -> tuple[np.nda
 
 def _check_q(q: float) -> None:
     if not 0 < q < 1:
-        raise ValueError(f"q = {q!r} is not allowed; allowed: a number strictly between 0 and 1 "
-                         "(0.5 for the median)")
+        raise ValueError(
+            f"q = {q!r} is not allowed; allowed: a number strictly between 0 and 1 "
+            "(0.5 for the median)"
+        )
 
 
 def _product_limit(deaths: np.ndarray, leaving: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -365,13 +394,15 @@ def _open_interval(samples: np.ndarray, confidence: float) -> tuple[float, float
     Inverted-CDF percentiles, so a bound is inf when more than (1 − confidence)/2 of the
     resamples never reach the quantile (an interval open to the right).
     """
-    low, high = np.quantile(samples, [0.5 - confidence / 2, 0.5 + confidence / 2],
-                            method="inverted_cdf")
+    low, high = np.quantile(
+        samples, [0.5 - confidence / 2, 0.5 + confidence / 2], method="inverted_cdf"
+    )
     return float(low), float(high)
 
 
-def survival_summary(lifespans_table: pd.DataFrame, confidence: float = 0.95,
-                     n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def survival_summary(
+    lifespans_table: pd.DataFrame, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
     """Median and 90th-percentile lifespan per group, with cluster-bootstrap intervals.
 
     The organisms of a run share its tissue, so they are not independent: the intervals come
@@ -404,25 +435,42 @@ def survival_summary(lifespans_table: pd.DataFrame, confidence: float = 0.95,
     for key, frame in grouped(lifespans_table, groups):
         group = _Group(frame, runs)
         weights = _cluster_weights(group.runs, n_boot, rng)
-        row = {**_key_dict(groups, key), "runs": group.runs, "organisms": len(frame),
-               "deaths": int(group.observed.sum())}
+        row = {
+            **_key_dict(groups, key),
+            "runs": group.runs,
+            "organisms": len(frame),
+            "deaths": int(group.observed.sum()),
+        }
         boot = group.survival(weights)
         for name, q in (("median", 0.5), ("p90", 0.9)):
             point = float(_quantile_ages(group.ages, group.survival(), q))
-            low, high = (_open_interval(_quantile_ages(group.ages, boot, q), confidence)
-                         if group.runs > 1 else (math.nan, math.nan))
-            row.update({f"{name}_lifespan": point if math.isfinite(point) else math.nan,
-                        f"{name}_ci_low": low, f"{name}_ci_high": high})
+            low, high = (
+                _open_interval(_quantile_ages(group.ages, boot, q), confidence)
+                if group.runs > 1
+                else (math.nan, math.nan)
+            )
+            row.update(
+                {
+                    f"{name}_lifespan": point if math.isfinite(point) else math.nan,
+                    f"{name}_ci_low": low,
+                    f"{name}_ci_high": high,
+                }
+            )
         rows.append(row)
     table = pd.DataFrame(rows)
-    table.attrs.update(confidence=confidence, n_boot=n_boot,
-                       sweep_columns=sweep_columns(lifespans_table))
+    table.attrs.update(
+        confidence=confidence, n_boot=n_boot, sweep_columns=sweep_columns(lifespans_table)
+    )
     return table
 
 
-def survival_curves_table(lifespans_table: pd.DataFrame, ages: np.ndarray | None = None,
-                          confidence: float = 0.95, n_boot: int = 1000,
-                          seed: int = 0) -> pd.DataFrame:
+def survival_curves_table(
+    lifespans_table: pd.DataFrame,
+    ages: np.ndarray | None = None,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Kaplan–Meier survival of each group on a common age grid, with a cluster-bootstrap band.
 
     Args:
@@ -446,8 +494,9 @@ def survival_curves_table(lifespans_table: pd.DataFrame, ages: np.ndarray | None
     check_confidence(confidence)
     groups, runs = _groups(lifespans_table, ("start_age", "lifespan", "observed"))
     if ages is None:
-        ages = np.arange(lifespans_table["start_age"].min(),
-                         lifespans_table["lifespan"].max() + 1.0)
+        ages = np.arange(
+            lifespans_table["start_age"].min(), lifespans_table["lifespan"].max() + 1.0
+        )
     grid = np.asarray(ages, dtype=float)
     if grid.ndim != 1 or grid.size == 0 or not np.isfinite(grid).all():
         raise ValueError("ages must be a non-empty 1-D array of finite ages (days)")
@@ -457,16 +506,28 @@ def survival_curves_table(lifespans_table: pd.DataFrame, ages: np.ndarray | None
         group = _Group(frame, runs)
         weights = _cluster_weights(group.runs, n_boot, rng)
         if group.runs > 1:
-            low, high = np.quantile(_on_grid(group.ages, group.survival(weights), grid),
-                                    [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)
+            low, high = np.quantile(
+                _on_grid(group.ages, group.survival(weights), grid),
+                [0.5 - confidence / 2, 0.5 + confidence / 2],
+                axis=0,
+            )
         else:
             low = high = np.full(grid.size, np.nan)
-        parts.append(pd.DataFrame({**_key_dict(groups, key), "age": grid,
-                                   "survival": _on_grid(group.ages, group.survival(), grid),
-                                   "ci_low": low, "ci_high": high}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    **_key_dict(groups, key),
+                    "age": grid,
+                    "survival": _on_grid(group.ages, group.survival(), grid),
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+        )
     table = pd.concat(parts, ignore_index=True)
-    table.attrs.update(confidence=confidence, n_boot=n_boot,
-                       sweep_columns=sweep_columns(lifespans_table))
+    table.attrs.update(
+        confidence=confidence, n_boot=n_boot, sweep_columns=sweep_columns(lifespans_table)
+    )
     return table
 
 
@@ -480,8 +541,13 @@ def _on_grid(ages: np.ndarray, survival: np.ndarray, grid: np.ndarray) -> np.nda
     return np.where(grid <= ages[-1], values, np.nan)
 
 
-def hazard(lifespans_table: pd.DataFrame, width: float = 30.0, confidence: float = 0.95,
-           n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def hazard(
+    lifespans_table: pd.DataFrame,
+    width: float = 30.0,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Death rate per organism-day at risk in age bins, per group, with cluster-bootstrap CIs.
 
     Bins are `width` days wide from the earliest start age in the table to the latest
@@ -520,8 +586,11 @@ def hazard(lifespans_table: pd.DataFrame, width: float = 30.0, confidence: float
     for key, frame in grouped(lifespans_table, groups):
         group = _Group(frame, runs)
         start = frame["start_age"].to_numpy(dtype=float)[:, None]
-        exposure = np.clip(np.minimum(group.lifespan[:, None], edges[1:])
-                           - np.maximum(start, edges[:-1]), 0.0, None)
+        exposure = np.clip(
+            np.minimum(group.lifespan[:, None], edges[1:]) - np.maximum(start, edges[:-1]),
+            0.0,
+            None,
+        )
         which = np.maximum(np.searchsorted(edges, group.lifespan, side="left") - 1, 0)
         deaths = np.zeros((group.runs, bins))
         np.add.at(deaths, (group.run[group.observed], which[group.observed]), 1.0)
@@ -530,18 +599,31 @@ def hazard(lifespans_table: pd.DataFrame, width: float = 30.0, confidence: float
         weights = _cluster_weights(group.runs, n_boot, rng)
         with np.errstate(invalid="ignore", divide="ignore"):
             boot = (weights @ deaths) / (weights @ run_exposure)
-            rate = deaths.sum(axis=0) / run_exposure.sum(axis=0)   # NaN without exposure
+            rate = deaths.sum(axis=0) / run_exposure.sum(axis=0)  # NaN without exposure
         if group.runs > 1:
             low, high = np.array([percentile_ci(boot[:, b], confidence) for b in range(bins)]).T
         else:
             low = high = np.full(bins, np.nan)
-        parts.append(pd.DataFrame({**_key_dict(groups, key), "age_low": edges[:-1],
-                                   "age_high": edges[1:], "deaths": deaths.sum(axis=0),
-                                   "exposure": run_exposure.sum(axis=0),
-                                   "hazard": rate,
-                                   "ci_low": low, "ci_high": high}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    **_key_dict(groups, key),
+                    "age_low": edges[:-1],
+                    "age_high": edges[1:],
+                    "deaths": deaths.sum(axis=0),
+                    "exposure": run_exposure.sum(axis=0),
+                    "hazard": rate,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+        )
     table = pd.concat(parts, ignore_index=True)
     table["deaths"] = table["deaths"].astype(np.int64)
-    table.attrs.update(width=width, confidence=confidence, n_boot=n_boot,
-                       sweep_columns=sweep_columns(lifespans_table))
+    table.attrs.update(
+        width=width,
+        confidence=confidence,
+        n_boot=n_boot,
+        sweep_columns=sweep_columns(lifespans_table),
+    )
     return table

@@ -41,7 +41,8 @@ from tissue_abm.analysis.summary import (
 )
 
 HIGHER_IS_BETTER = frozenset(
-    {"tissue_function", "healthy_fraction", "autophagy", "immune_competence", "division_prob"})
+    {"tissue_function", "healthy_fraction", "autophagy", "immune_competence", "division_prob"}
+)
 """Readouts (bounded by 1) for which higher values are better; all others count as lower-is-
 better losses (senescent_fraction, mean_sasp, ...)."""
 
@@ -62,8 +63,9 @@ EVENT_AGES = frozenset({"healthspan", "lifespan"})
 not happen by the end of the run; `dose_grid_synergy` scores them as days lost before the end."""
 
 
-def fractional_effect(treated: float | np.ndarray, control: float | np.ndarray,
-                      higher_is_better: bool) -> float | np.ndarray:
+def fractional_effect(
+    treated: float | np.ndarray, control: float | np.ndarray, higher_is_better: bool
+) -> float | np.ndarray:
     """The fraction of the control's loss that a treatment prevents.
 
     For a lower-is-better readout (a loss such as `senescent_fraction`, `mean_sasp`):
@@ -166,8 +168,11 @@ def default_higher_is_better(readout: str) -> bool:
     return readout in HIGHER_IS_BETTER
 
 
-def resample(values: np.ndarray, n_boot: int, rng: np.random.Generator,
-             ) -> tuple[float, np.ndarray]:
+def resample(
+    values: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> tuple[float, np.ndarray]:
     """The mean of one group's replicate values and `n_boot` bootstrap means (`boot_means`).
 
     Args:
@@ -183,9 +188,12 @@ def resample(values: np.ndarray, n_boot: int, rng: np.random.Generator,
     return mean, boot_means(values, n_boot, rng)
 
 
-def combination_scores(means: Mapping[str, float], boots: Mapping[str, np.ndarray],
-                       higher_is_better: bool, confidence: float,
-                       ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+def combination_scores(
+    means: Mapping[str, float],
+    boots: Mapping[str, np.ndarray],
+    higher_is_better: bool,
+    confidence: float,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Bliss and HSA scores of one combination from its four group means and their resamples.
 
     The bootstrap core of `synergy` and `dose_grid_synergy`: each resample recomputes the
@@ -206,9 +214,11 @@ def combination_scores(means: Mapping[str, float], boots: Mapping[str, np.ndarra
         (fractions; 0.1 = 10%) and `verdict`; `samples` maps each method to its n_boot
         resampled excesses (NaN where the resampled control had no loss to prevent).
     """
+
     def effects(m: Mapping[str, float | np.ndarray]) -> tuple:
-        return tuple(fractional_effect(m[role], m["control"], higher_is_better)
-                     for role in ROLES[1:])
+        return tuple(
+            fractional_effect(m[role], m["control"], higher_is_better) for role in ROLES[1:]
+        )
 
     ya, yb, yab = effects(means)
     boot_ya, boot_yb, boot_yab = effects(boots)
@@ -217,12 +227,23 @@ def combination_scores(means: Mapping[str, float], boots: Mapping[str, np.ndarra
     for method in METHODS:
         expected = EXPECTED[method](ya, yb)
         score = float(excess(yab, expected))
-        samples[method] = np.asarray(excess(boot_yab, EXPECTED[method](boot_ya, boot_yb)),
-                                     dtype=float)
+        samples[method] = np.asarray(
+            excess(boot_yab, EXPECTED[method](boot_ya, boot_yb)), dtype=float
+        )
         low, high = percentile_ci(samples[method], confidence)
-        rows.append({"method": method, "y_a": ya, "y_b": yb, "y_ab": yab,
-                     "expected": float(expected), "excess": score, "ci_low": low,
-                     "ci_high": high, "verdict": verdict(score, low, high)})
+        rows.append(
+            {
+                "method": method,
+                "y_a": ya,
+                "y_b": yb,
+                "y_ab": yab,
+                "expected": float(expected),
+                "excess": score,
+                "ci_low": low,
+                "ci_high": high,
+                "verdict": verdict(score, low, high),
+            }
+        )
     return rows, samples
 
 
@@ -231,10 +252,19 @@ def undefined_shares(samples: Mapping[str, np.ndarray]) -> dict[str, float]:
     return {method: float(np.mean(~np.isfinite(boot))) for method, boot in samples.items()}
 
 
-def synergy(results: pd.DataFrame, readout: str, control: str = "untreated",
-            drug_a: str = "rapamycin", drug_b: str = "oxytocin", combination: str = "combined",
-            day: int | None = None, higher_is_better: bool | None = None, n_boot: int = 2000,
-            seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
+def synergy(
+    results: pd.DataFrame,
+    readout: str,
+    control: str = "untreated",
+    drug_a: str = "rapamycin",
+    drug_b: str = "oxytocin",
+    combination: str = "combined",
+    day: int | None = None,
+    higher_is_better: bool | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Bliss and HSA synergy of a two-drug combination, with bootstrap confidence intervals.
 
     The effects are those of the scenario means: y_A = fractional_effect(mean_A, mean_control),
@@ -284,26 +314,41 @@ def synergy(results: pd.DataFrame, readout: str, control: str = "untreated",
         chosen = values[values["scenario"] == name]
         points = grouped(chosen, group_columns(results)).ngroups
         if points != 1:
-            raise ValueError(f"{role} scenario {name!r} has {points} sweep points with values; "
-                             "select one point (filter the results) before scoring synergy")
+            raise ValueError(
+                f"{role} scenario {name!r} has {points} sweep points with values; "
+                "select one point (filter the results) before scoring synergy"
+            )
         means[role], boots[role] = resample(chosen[readout].to_numpy(dtype=float), n_boot, rng)
     rows, samples = combination_scores(means, boots, higher_is_better, confidence)
     table = pd.DataFrame(rows)
     counts = values["scenario"].astype(str).value_counts()
-    table.attrs.update(readout=readout, higher_is_better=higher_is_better, day=day,
-                       confidence=confidence, n_boot=n_boot, scenarios=roles,
-                       n={role: int(counts.get(name, 0)) for role, name in roles.items()},
-                       undefined_resamples=undefined_shares(samples))
+    table.attrs.update(
+        readout=readout,
+        higher_is_better=higher_is_better,
+        day=day,
+        confidence=confidence,
+        n_boot=n_boot,
+        scenarios=roles,
+        n={role: int(counts.get(name, 0)) for role, name in roles.items()},
+        undefined_resamples=undefined_shares(samples),
+    )
     return table
 
 
-def dose_grid_synergy(results: pd.DataFrame, readout: str,
-                      dose_a: str = "therapy.rapamycin.dose",
-                      dose_b: str = "therapy.oxytocin.dose", scenario: str | None = None,
-                      day: int | None = None, higher_is_better: bool | None = None,
-                      n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
-                      values: pd.DataFrame | None = None,
-                      event_age: bool | None = None) -> pd.DataFrame:
+def dose_grid_synergy(
+    results: pd.DataFrame,
+    readout: str,
+    dose_a: str = "therapy.rapamycin.dose",
+    dose_b: str = "therapy.oxytocin.dose",
+    scenario: str | None = None,
+    day: int | None = None,
+    higher_is_better: bool | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    values: pd.DataFrame | None = None,
+    event_age: bool | None = None,
+) -> pd.DataFrame:
     """Bliss and HSA synergy in every cell of a two-drug dose grid, with bootstrap CIs.
 
     The SynergyFinder dose-response matrix (Ianevski 2017; Zheng 2022): one scenario swept over
@@ -371,39 +416,58 @@ def dose_grid_synergy(results: pd.DataFrame, readout: str,
     check_confidence(confidence)
     event_age = readout in EVENT_AGES if event_age is None else event_age
     if event_age and higher_is_better is False:
-        raise ValueError(f"higher_is_better=False is not allowed for the event age {readout!r}; "
-                         "allowed: None or True (a later age is better)")
-    higher_is_better = True if event_age else (
-        default_higher_is_better(readout) if higher_is_better is None else higher_is_better)
+        raise ValueError(
+            f"higher_is_better=False is not allowed for the event age {readout!r}; "
+            "allowed: None or True (a later age is better)"
+        )
+    higher_is_better = (
+        True
+        if event_age
+        else (default_higher_is_better(readout) if higher_is_better is None else higher_is_better)
+    )
     frame = _per_run(results, readout, day, values, event_age)
     for argument, column in (("dose_a", dose_a), ("dose_b", dose_b)):
         if column not in frame:
-            raise ValueError(f"{argument} column {column!r} is not in the "
-                             f"{'values' if values is not None else 'results'}; allowed: a "
-                             f"sweep column ({', '.join(sweep_columns(results)) or 'none'})")
+            raise ValueError(
+                f"{argument} column {column!r} is not in the "
+                f"{'values' if values is not None else 'results'}; allowed: a "
+                f"sweep column ({', '.join(sweep_columns(results)) or 'none'})"
+            )
     if dose_a == dose_b:
-        raise ValueError(f"dose_a and dose_b are both {dose_a!r}; allowed: two different "
-                         "sweep columns")
+        raise ValueError(
+            f"dose_a and dose_b are both {dose_a!r}; allowed: two different sweep columns"
+        )
     name = _only_scenario(frame, scenario)
     frame = frame[(frame["scenario"] == name).to_numpy()]
     frame = frame.sort_values([c for c in run_columns(results) if c in frame], kind="stable")
     others = [c for c in sweep_columns(results) if c not in (dose_a, dose_b) and c in frame]
     points = grouped(frame, [dose_a, dose_b, *others]).ngroups
     if points != grouped(frame, [dose_a, dose_b]).ngroups:
-        raise ValueError(f"scenario {name!r} has several sweep points per dose cell (also "
-                         f"swept: {', '.join(others)}); allowed: one value of each (filter the "
-                         "results) before scoring the dose grid")
+        raise ValueError(
+            f"scenario {name!r} has several sweep points per dose cell (also "
+            f"swept: {', '.join(others)}); allowed: one value of each (filter the "
+            "results) before scoring the dose grid"
+        )
     x = frame[readout].to_numpy(dtype=float)
     missing = np.isnan(x)
     if event_age:
         x = np.where(missing, 0.0, frame["age"].to_numpy(dtype=float) - x)
-    data = pd.DataFrame({"dose_a": frame[dose_a].to_numpy(dtype=float),
-                         "dose_b": frame[dose_b].to_numpy(dtype=float), "value": x})
+    data = pd.DataFrame(
+        {
+            "dose_a": frame[dose_a].to_numpy(dtype=float),
+            "dose_b": frame[dose_b].to_numpy(dtype=float),
+            "value": x,
+        }
+    )
     data = data if event_age else data[~missing]
-    doses_a, doses_b = (_doses(data[argument], argument, column, name)
-                        for argument, column in (("dose_a", dose_a), ("dose_b", dose_b)))
-    cells = {(float(a), float(b)): group.to_numpy()
-             for (a, b), group in data.groupby(["dose_a", "dose_b"], sort=True)["value"]}
+    doses_a, doses_b = (
+        _doses(data[argument], argument, column, name)
+        for argument, column in (("dose_a", dose_a), ("dose_b", dose_b))
+    )
+    cells = {
+        (float(a), float(b)): group.to_numpy()
+        for (a, b), group in data.groupby(["dose_a", "dose_b"], sort=True)["value"]
+    }
     _check_cells(cells, doses_a, doses_b, dose_a, dose_b, name)
     rng = np.random.default_rng(seed)
     means: dict[tuple[float, float], float] = {}
@@ -417,21 +481,39 @@ def dose_grid_synergy(results: pd.DataFrame, readout: str,
         scored, resampled = combination_scores(  # event ages: days lost, lower is better
             {role: means[cell] for role, cell in roles.items()},
             {role: boots[cell] for role, cell in roles.items()},
-            higher_is_better and not event_age, confidence)
+            higher_is_better and not event_age,
+            confidence,
+        )
         rows += [{"dose_a": a, "dose_b": b, **row} for row in scored]
         for method in METHODS:
             samples[method].append(resampled[method])
     table = pd.DataFrame(rows)
     stacked = {method: np.stack(boot) for method, boot in samples.items()}
     table.attrs.update(
-        readout=readout, higher_is_better=higher_is_better, event_age=event_age, day=day,
-        confidence=confidence, n_boot=n_boot, scenario=name, dose_a=dose_a, dose_b=dose_b,
+        readout=readout,
+        higher_is_better=higher_is_better,
+        event_age=event_age,
+        day=day,
+        confidence=confidence,
+        n_boot=n_boot,
+        scenario=name,
+        dose_a=dose_a,
+        dose_b=dose_b,
         n={cell: int(group.size) for cell, group in cells.items()},
         **({"censored": int(missing.sum())} if event_age else {"dropped": int(missing.sum())}),
         undefined_resamples=undefined_shares(stacked),
-        summary={method: _grid_summary(table[table["method"] == method], stacked[method],
-                                       confidence, readout, dose_a, dose_b)
-                 for method in METHODS})
+        summary={
+            method: _grid_summary(
+                table[table["method"] == method],
+                stacked[method],
+                confidence,
+                readout,
+                dose_a,
+                dose_b,
+            )
+            for method in METHODS
+        },
+    )
     return table
 
 
@@ -457,31 +539,42 @@ def dose_grid_summary(table: pd.DataFrame) -> pd.DataFrame:
         ValueError: If `table` has no summary in its `attrs`.
     """
     if "summary" not in table.attrs:
-        raise ValueError("table has no 'summary' in its attrs; allowed: the output of "
-                         "dose_grid_synergy")
+        raise ValueError(
+            "table has no 'summary' in its attrs; allowed: the output of dose_grid_synergy"
+        )
     summary = table.attrs["summary"]
     return pd.DataFrame([{"method": method, **summary[method]} for method in summary])
 
 
-def _per_run(results: pd.DataFrame, readout: str, day: int | None,
-             values: pd.DataFrame | None, event_age: bool) -> pd.DataFrame:
+def _per_run(
+    results: pd.DataFrame,
+    readout: str,
+    day: int | None,
+    values: pd.DataFrame | None,
+    event_age: bool,
+) -> pd.DataFrame:
     """One row per run with the run columns and `readout`: from `results` or from `values`."""
     if values is None:
         return run_values(results, readout, day)
     if day is not None:
-        raise ValueError(f"day = {day!r} is not allowed with values (one value per run "
-                         "already); allowed: None")
+        raise ValueError(
+            f"day = {day!r} is not allowed with values (one value per run already); allowed: None"
+        )
     needed = ["scenario", readout, *(["age"] if event_age else [])]
     missing = [c for c in needed if c not in values]
     if missing:
-        raise ValueError(f"values have no column {', '.join(map(repr, missing))}; allowed: a "
-                         f"table with one row per run and the columns {', '.join(needed)} "
-                         f"(age: the run's last age, days) (columns: "
-                         f"{', '.join(map(str, values.columns))})")
+        raise ValueError(
+            f"values have no column {', '.join(map(repr, missing))}; allowed: a "
+            f"table with one row per run and the columns {', '.join(needed)} "
+            f"(age: the run's last age, days) (columns: "
+            f"{', '.join(map(str, values.columns))})"
+        )
     keys = [c for c in run_columns(results) if c in values]
     if values.duplicated(keys).any():
-        raise ValueError(f"values have several rows for one run (same {', '.join(keys)}); "
-                         "allowed: one row per run")
+        raise ValueError(
+            f"values have several rows for one run (same {', '.join(keys)}); "
+            "allowed: one row per run"
+        )
     return values
 
 
@@ -492,40 +585,67 @@ def _only_scenario(frame: pd.DataFrame, scenario: str | None) -> str:
         return scenario
     present = scenarios(frame)
     if len(present) != 1:
-        raise ValueError(f"scenario=None is not allowed when the results hold {len(present)} "
-                         f"scenarios; allowed: one of {', '.join(present) or 'none'}")
+        raise ValueError(
+            f"scenario=None is not allowed when the results hold {len(present)} "
+            f"scenarios; allowed: one of {', '.join(present) or 'none'}"
+        )
     return present[0]
 
 
 def _doses(doses: pd.Series, argument: str, column: str, scenario: str) -> list[float]:
     """The sorted doses of one drug, checked: no NaN, a 0 and at least one dose > 0."""
     if doses.isna().any():
-        raise ValueError(f"{argument} column {column!r} has no value in some runs of scenario "
-                         f"{scenario!r}; allowed: a scenario that sweeps both dose columns")
+        raise ValueError(
+            f"{argument} column {column!r} has no value in some runs of scenario "
+            f"{scenario!r}; allowed: a scenario that sweeps both dose columns"
+        )
     levels = sorted(float(d) for d in doses.unique())
     if not levels or levels[0] != 0.0 or len(levels) < 2:
-        raise ValueError(f"{argument} column {column!r} has doses "
-                         f"{', '.join(f'{d:g}' for d in levels) or 'none'} in scenario "
-                         f"{scenario!r}; allowed: dose 0 (not given: the control and the other "
-                         "drug alone) and at least one dose > 0")
+        raise ValueError(
+            f"{argument} column {column!r} has doses "
+            f"{', '.join(f'{d:g}' for d in levels) or 'none'} in scenario "
+            f"{scenario!r}; allowed: dose 0 (not given: the control and the other "
+            "drug alone) and at least one dose > 0"
+        )
     return levels
 
 
-def _check_cells(cells: Mapping[tuple[float, float], np.ndarray], doses_a: list[float],
-                 doses_b: list[float], dose_a: str, dose_b: str, scenario: str) -> None:
+def _check_cells(
+    cells: Mapping[tuple[float, float], np.ndarray],
+    doses_a: list[float],
+    doses_b: list[float],
+    dose_a: str,
+    dose_b: str,
+    scenario: str,
+) -> None:
     """ValueError naming every cell of the full dose_a × dose_b grid without runs."""
-    roles = {(True, True): "control", (False, True): "drug A alone",
-             (True, False): "drug B alone", (False, False): "combination"}
-    missing = [f"{dose_a}={a:g} × {dose_b}={b:g} ({roles[a == 0, b == 0]})"
-               for a, b in itertools.product(doses_a, doses_b) if (a, b) not in cells]
+    roles = {
+        (True, True): "control",
+        (False, True): "drug A alone",
+        (True, False): "drug B alone",
+        (False, False): "combination",
+    }
+    missing = [
+        f"{dose_a}={a:g} × {dose_b}={b:g} ({roles[a == 0, b == 0]})"
+        for a, b in itertools.product(doses_a, doses_b)
+        if (a, b) not in cells
+    ]
     if missing:
-        raise ValueError(f"scenario {scenario!r} has no runs with a value in the dose cell(s) "
-                         f"{', '.join(missing)}; allowed: every combination of the doses, "
-                         "(0, 0) being the control")
+        raise ValueError(
+            f"scenario {scenario!r} has no runs with a value in the dose cell(s) "
+            f"{', '.join(missing)}; allowed: every combination of the doses, "
+            "(0, 0) being the control"
+        )
 
 
-def _grid_summary(part: pd.DataFrame, samples: np.ndarray, confidence: float, readout: str,
-                  dose_a: str, dose_b: str) -> dict[str, Any]:
+def _grid_summary(
+    part: pd.DataFrame,
+    samples: np.ndarray,
+    confidence: float,
+    readout: str,
+    dose_a: str,
+    dose_b: str,
+) -> dict[str, Any]:
     """Mean excess over the cells of one method (joint-resample CI), best cell, sentence.
 
     Args:
@@ -540,26 +660,37 @@ def _grid_summary(part: pd.DataFrame, samples: np.ndarray, confidence: float, re
     mean = float(score.mean())
     low, high = percentile_ci(samples.mean(axis=0), confidence)
     best = part.iloc[int(np.argmax(np.where(np.isnan(score), -np.inf, score)))]
-    summary = {"cells": len(part), "mean_excess": mean, "ci_low": low, "ci_high": high,
-               "verdict": verdict(mean, low, high), "best_dose_a": float(best["dose_a"]),
-               "best_dose_b": float(best["dose_b"]), "best_excess": float(best["excess"]),
-               "best_ci_low": float(best["ci_low"]), "best_ci_high": float(best["ci_high"]),
-               "best_verdict": best["verdict"],
-               "synergistic": int((part["verdict"] == "synergy").sum()),
-               "antagonistic": int((part["verdict"] == "antagonism").sum())}
+    summary = {
+        "cells": len(part),
+        "mean_excess": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "verdict": verdict(mean, low, high),
+        "best_dose_a": float(best["dose_a"]),
+        "best_dose_b": float(best["dose_b"]),
+        "best_excess": float(best["excess"]),
+        "best_ci_low": float(best["ci_low"]),
+        "best_ci_high": float(best["ci_high"]),
+        "best_verdict": best["verdict"],
+        "synergistic": int((part["verdict"] == "synergy").sum()),
+        "antagonistic": int((part["verdict"] == "antagonism").sum()),
+    }
     shape = f"{part['dose_a'].nunique()}×{part['dose_b'].nunique()}"
     name = "HSA" if part["method"].iloc[0] == "hsa" else "Bliss"
-    beyond = (f"no cell's CI lies wholly beyond the ±{BAND:g}% additive band"
-              if summary["synergistic"] + summary["antagonistic"] == 0 else
-              f"cells with a CI wholly beyond ±{BAND:g}%: {summary['synergistic']} of "
-              f"{len(part)} synergistic, {summary['antagonistic']} antagonistic")
+    beyond = (
+        f"no cell's CI lies wholly beyond the ±{BAND:g}% additive band"
+        if summary["synergistic"] + summary["antagonistic"] == 0
+        else f"cells with a CI wholly beyond ±{BAND:g}%: {summary['synergistic']} of "
+        f"{len(part)} synergistic, {summary['antagonistic']} antagonistic"
+    )
     summary["sentence"] = (
         f"Across the {shape} combination cells of the dose grid ({dose_a} × {dose_b}), {name} "
         f"excess on {readout.replace('_', ' ')} averages {_percent(mean)} ({confidence:.0%} "
         f"CI {_percent(low)} to {_percent(high)}): {summary['verdict']}; the most synergistic "
         f"cell, {dose_a}={summary['best_dose_a']:g} × {dose_b}={summary['best_dose_b']:g}, has "
         f"{_percent(summary['best_excess'])} ({_percent(summary['best_ci_low'])} to "
-        f"{_percent(summary['best_ci_high'])}): {summary['best_verdict']}; {beyond}.")
+        f"{_percent(summary['best_ci_high'])}): {summary['best_verdict']}; {beyond}."
+    )
     return summary
 
 

@@ -39,12 +39,18 @@ class Parameters(BaseModel):
 
     # --- initial tissue -------------------------------------------------------------------------
     initial_occupancy: float = _param(
-        0.97, "fraction of sites", 0.0, 1.0,
+        0.97,
+        "fraction of sites",
+        0.0,
+        1.0,
         "assumed: a nearly confluent tissue with a few vacancies",
         "Fraction of sites holding a cell at the start age.",
     )
     initial_senescent_fraction: float = _param(
-        0.002, "fraction of sites", 0.0, 0.5,
+        0.002,
+        "fraction of sites",
+        0.0,
+        0.5,
         "assumed: near the model's young (3-month) steady state of ~0.2%; in vivo ~1-5% in aged "
         "tissue (§8, rule of thumb [S])",
         "Fraction of sites holding a senescent cell at the start age.",
@@ -52,272 +58,422 @@ class Parameters(BaseModel):
 
     # --- mTORC1, rapamycin and autophagy ---------------------------------------------------
     mtorc1_age_slope: float = _param(
-        0.5, "1/year", 0.0, 5.0,
+        0.5,
+        "1/year",
+        0.0,
+        5.0,
         "assumed: mTORC1 activity rises with age (source article, qualitative)",
         "Rise of normalised mTORC1 activity per year of age (activity is 1 at birth).",
     )
     rapa_emax: float = _param(
-        0.9, "fraction", 0.0, 1.0,
+        0.9,
+        "fraction",
+        0.0,
+        1.0,
         "assumed: rapamycin is an allosteric, incomplete mTORC1 inhibitor",
         "Maximal fractional inhibition of mTORC1 by rapamycin.",
     )
     rapa_ic50: float = _param(
-        5.0, "mg/kg", 0.01, 100.0,
+        5.0,
+        "mg/kg",
+        0.01,
+        100.0,
         "assumed: 1 mg/kg daily (mean exposure ~3.75 mg/kg) inhibits mTORC1 partially (~40%)",
         "Mean daily rapamycin exposure giving half of rapa_emax on mTORC1.",
     )
     rapa_half_life: float = _param(
-        2.6, "day", 0.1, 30.0,
+        2.6,
+        "day",
+        0.1,
+        30.0,
         "sirolimus terminal half-life ~62 h (§2 [M])",
         "Elimination half-life of rapamycin (one-compartment pharmacokinetics).",
     )
     mtorc2_ic50: float = _param(
-        10.0, "mg/kg", 0.01, 1000.0,
+        10.0,
+        "mg/kg",
+        0.01,
+        1000.0,
         "assumed: mTORC2 is disrupted only by prolonged, high exposure (Lamming 2012, §2 [R])",
         "Chronic (time-averaged) rapamycin exposure giving half-maximal mTORC2 inhibition.",
     )
     mtorc2_hill: float = _param(
-        2.0, "1", 0.5, 8.0,
+        2.0,
+        "1",
+        0.5,
+        8.0,
         "assumed: threshold-like onset of mTORC2 disruption",
         "Hill coefficient of mTORC2 inhibition by chronic rapamycin exposure.",
     )
     mtorc2_window: float = _param(
-        14.0, "day", 1.0, 365.0,
+        14.0,
+        "day",
+        1.0,
+        365.0,
         "assumed: 'chronic' treatment of weeks disrupts mTORC2 (Lamming 2012, §2 [R])",
         "Time constant of the running average of rapamycin exposure that drives mTORC2 loss.",
     )
     autophagy_half_mtorc1: float = _param(
-        1.0, "normalised mTORC1", 0.05, 20.0,
+        1.0,
+        "normalised mTORC1",
+        0.05,
+        20.0,
         "assumed: autophagy is half-maximal at the mTORC1 activity of a newborn",
         "mTORC1 activity at which autophagy is half of its maximum.",
     )
     autophagy_hill: float = _param(
-        2.0, "1", 0.5, 8.0,
+        2.0,
+        "1",
+        0.5,
+        8.0,
         "assumed: a graded (not switch-like) response",
         "Hill coefficient of autophagy suppression by mTORC1.",
     )
 
     # --- damage and primary / replicative senescence ---------------------------------------------
     damage_rate: float = _param(
-        0.01, "damage/day", 0.0, 1.0,
+        0.01,
+        "damage/day",
+        0.0,
+        1.0,
         "assumed: calibrated so primary senescence is rare in young and common in old tissue",
         "Damage accrued per day by a cell at normalised mTORC1 activity 1 and no SASP.",
     )
     damage_repair: float = _param(
-        0.1, "1/day", 0.001, 1.0,
+        0.1,
+        "1/day",
+        0.001,
+        1.0,
         "assumed: damage turns over in weeks at full autophagy",
         "Fraction of damage repaired per day at full autophagy (scaled by autophagy).",
     )
     damage_sasp_gain: float = _param(
-        1.0, "1/SASP", 0.0, 20.0,
+        1.0,
+        "1/SASP",
+        0.0,
+        20.0,
         "SASP/ROS cause DNA damage in neighbours (Nelson 2012, §4 [R]); magnitude assumed",
         "Relative increase of the damage rate per unit of effective local SASP.",
     )
     damage_heterogeneity: float = _param(
-        0.3, "1 (s.d. of log)", 0.0, 2.0,
+        0.3,
+        "1 (s.d. of log)",
+        0.0,
+        2.0,
         "assumed: cell-to-cell variability of damage accrual",
         "Log-normal spread of each cell's damage-rate multiplier (mean multiplier 1).",
     )
     primary_max_rate: float = _param(
-        0.002, "1/day", 0.0, 1.0,
+        0.002,
+        "1/day",
+        0.0,
+        1.0,
         "assumed: calibrated to senescent fractions of a few percent in old tissue (§8)",
         "Daily probability of primary (damage-induced) senescence at saturating damage.",
     )
     primary_damage_half: float = _param(
-        1.0, "damage", 0.01, 100.0,
+        1.0,
+        "damage",
+        0.01,
+        100.0,
         "by definition of the damage unit",
         "Damage at which primary senescence is half-maximal.",
     )
     primary_hill: float = _param(
-        2.0, "1", 0.5, 12.0,
+        2.0,
+        "1",
+        0.5,
+        12.0,
         "assumed: a graded DNA-damage response; steeper values make the old/young ratio of "
         "senescent burden far exceed the ~5x reported (Karin 2019, §1 [S])",
         "Hill coefficient of primary senescence in damage.",
     )
     replicative_limit: int = _param(
-        30, "divisions", 1, 1000,
+        30,
+        "divisions",
+        1,
+        1000,
         "assumed: Hayflick-type limit, order of tens of divisions",
         "Divisions after which a cell that is stimulated to divide arrests instead.",
     )
 
     # --- SASP and paracrine senescence ----------------------------------------------------------
     sasp_secretion: float = _param(
-        1.0, "SASP/day", 0.0, 10.0,
+        1.0,
+        "SASP/day",
+        0.0,
+        10.0,
         "by definition of the SASP unit (0 models a SASP-null senescent cell)",
         "Daily SASP secretion of a mature, untreated senescent cell.",
     )
     sasp_maturation: float = _param(
-        3.0, "day", 0.01, 60.0,
+        3.0,
+        "day",
+        0.01,
+        60.0,
         "assumed: the SASP develops over days after arrest",
         "Days after arrest at which a senescent cell secretes half its mature SASP.",
     )
     sasp_decay: float = _param(
-        0.5, "1/day", 0.01, 4.0,
+        0.5,
+        "1/day",
+        0.01,
+        4.0,
         "assumed: cytokines are cleared within days",
         "First-order decay rate of the SASP field.",
     )
     sasp_diffusion: float = _param(
-        0.5, "site²/day", 0.0, 10.0,
+        0.5,
+        "site²/day",
+        0.0,
+        10.0,
         "assumed: short range, bystander effects act on neighbours (Nelson 2012, §4 [R])",
         "Diffusion coefficient of the SASP field on the lattice.",
     )
     rapa_sasp_suppression: float = _param(
-        0.8, "fraction", 0.0, 1.0,
+        0.8,
+        "fraction",
+        0.0,
+        1.0,
         "rapamycin blunts the SASP via mTOR (Laberge 2015, Herranz 2015, §5 [R]); size assumed",
         "Fraction of SASP secretion that is lost per unit of fractional mTORC1 inhibition.",
     )
     paracrine_max_rate: float = _param(
-        0.02, "1/day", 0.0, 1.0,
+        0.02,
+        "1/day",
+        0.0,
+        1.0,
         "SASP causes paracrine senescence (Acosta 2013, §4 [R]); magnitude assumed",
         "Daily probability of paracrine senescence at saturating SASP exposure.",
     )
     paracrine_half_sasp: float = _param(
-        0.4, "SASP", 0.01, 100.0,
+        0.4,
+        "SASP",
+        0.01,
+        100.0,
         "assumed: a few mature senescent neighbours induce bystander arrest within weeks",
         "Sustained effective SASP exposure at which paracrine senescence is half-maximal.",
     )
     paracrine_hill: float = _param(
-        2.0, "1", 0.5, 8.0,
+        2.0,
+        "1",
+        0.5,
+        8.0,
         "assumed: cooperative cytokine signalling (IL-1, TGF-β; Acosta 2013, §4 [R])",
         "Hill coefficient of paracrine senescence in SASP exposure.",
     )
     exposure_memory: float = _param(
-        3.0, "day", 1.0, 60.0,
+        3.0,
+        "day",
+        1.0,
+        60.0,
         "bystander senescence needs continuous exposure (Nelson 2012, §4 [R]); time assumed",
         "Time constant of each cell's running average of SASP exposure.",
     )
 
     # --- immune clearance -----------------------------------------------------------------------
     immune_recruit_base: float = _param(
-        0.0005, "1/site/day", 0.0, 1.0,
+        0.0005,
+        "1/site/day",
+        0.0,
+        1.0,
         "assumed: sparse resident surveillance",
         "Daily probability that an immune-free site receives an immune cell without SASP.",
     )
     immune_recruit_max: float = _param(
-        0.0474, "1/site/day", 0.0, 1.0,
+        0.0474,
+        "1/site/day",
+        0.0,
+        1.0,
         "SASP chemokines (CCL2) recruit NK cells (Iannello 2013, §6 [R]); magnitude fitted to "
         "the young pulse-chase half-life 5 ± 1 d (Karin 2019, §1 [S]; "
         "tissue_abm.studies.calibration, docs/validation.md)",
         "Extra daily recruitment probability at saturating local SASP.",
     )
     immune_recruit_half_sasp: float = _param(
-        0.2, "SASP", 0.001, 100.0,
+        0.2,
+        "SASP",
+        0.001,
+        100.0,
         "assumed: a single mature senescent neighbour already recruits strongly",
         "Local SASP at which SASP-driven recruitment is half-maximal.",
     )
     immune_lifetime: float = _param(
-        5.0, "day", 1.0, 365.0,
+        5.0,
+        "day",
+        1.0,
+        365.0,
         "assumed: NK cells patrol a tissue for days",
         "Mean residence time of an immune cell in the tissue (geometric lifetime).",
     )
     immune_chemotaxis: float = _param(
-        0.8, "probability", 0.0, 1.0,
+        0.8,
+        "probability",
+        0.0,
+        1.0,
         "immune cells are recruited up chemokine gradients (Iannello 2013, §6 [R]); value assumed",
         "Daily probability that a moving immune cell steps up the SASP gradient, else at random.",
     )
     immune_kill: float = _param(
-        0.8, "probability", 0.0, 1.0,
+        0.8,
+        "probability",
+        0.0,
+        1.0,
         "assumed: NK cells kill a contacted target within hours; the young half-life is "
         "fitted through immune_recruit_max",
         "Daily probability that a young immune cell kills an adjacent senescent cell.",
     )
     immune_old_fraction: float = _param(
-        0.0259, "fraction", 0.0, 1.0,
+        0.0259,
+        "fraction",
+        0.0,
+        1.0,
         "per-cell NK cytotoxicity falls with age (Brauning 2022, Solana 1999, §6 [R]); fitted "
         "to the old pulse-chase half-life 25 ± 6 d (Karin 2019, §1 [S]; "
         "tissue_abm.studies.calibration, docs/validation.md)",
         "Immune killing competence in very old tissue relative to young.",
     )
     immune_decline_age: float = _param(
-        365.0, "day", 1.0, 3650.0,
+        365.0,
+        "day",
+        1.0,
+        3650.0,
         "assumed: immunosenescence sets in during the second year of a mouse's life",
         "Age at which immune competence has fallen halfway to its old level.",
     )
     rapa_immune_boost: float = _param(
-        0.2, "fraction", 0.0, 2.0,
+        0.2,
+        "fraction",
+        0.0,
+        2.0,
         "low-dose mTORC1 inhibition improves vaccine response ~20% (Mannick 2014, §2 [R])",
         "Relative competence gain at full mTORC1 inhibition.",
     )
     mtorc2_immune_loss: float = _param(
-        0.5, "fraction", 0.0, 1.0,
+        0.5,
+        "fraction",
+        0.0,
+        1.0,
         "chronic rapamycin disrupts mTORC2 (Lamming 2012, §2 [R]); size assumed",
         "Relative competence lost at full mTORC2 inhibition.",
     )
 
     # --- regeneration and turnover --------------------------------------------------------------
     regeneration_rate: float = _param(
-        0.1, "1/day", 0.0, 1.0,
+        0.1,
+        "1/day",
+        0.0,
+        1.0,
         "assumed: vacancies refill within weeks in young tissue",
         "Daily division probability of a healthy cell next to a vacancy at full oxytocin signal.",
     )
     healthy_death_rate: float = _param(
-        0.002, "1/day", 0.0, 1.0,
+        0.002,
+        "1/day",
+        0.0,
+        1.0,
         "assumed: slow parenchymal turnover (cell lifetime ~1.4 years)",
         "Daily probability that a healthy cell dies (apoptosis, turnover).",
     )
     senescent_death_rate: float = _param(
-        0.001, "1/day", 0.0, 1.0,
+        0.001,
+        "1/day",
+        0.0,
+        1.0,
         "assumed: senescent cells resist apoptosis; removal is mostly immune (Ovadya 2018, §6 [R])",
         "Daily probability that a senescent cell dies without immune help.",
     )
 
     # --- oxytocin -------------------------------------------------------------------------------
     ot_old_fraction: float = _param(
-        0.2, "fraction", 0.0, 1.0,
+        0.2,
+        "fraction",
+        0.0,
+        1.0,
         "young mice have at least 3x the plasma oxytocin of old (Elabd 2014, §7 [S])",
         "Endogenous oxytocin in very old animals relative to young.",
     )
     ot_decline_age: float = _param(
-        365.0, "day", 1.0, 3650.0,
+        365.0,
+        "day",
+        1.0,
+        3650.0,
         "assumed: decline between young (3 mo) and old (22 mo) (Elabd 2014, §7 [R])",
         "Age at which endogenous oxytocin has fallen halfway to its old level.",
     )
     ot_half_level: float = _param(
-        0.35, "young level", 0.01, 10.0,
+        0.35,
+        "young level",
+        0.01,
+        10.0,
         "assumed: the young level nearly saturates the response, so extra oxytocin helps "
         "old tissue but not young (Elabd 2014, §7 [R]/[S])",
         "Oxytocin level giving a half-maximal oxytocin-MAPK response.",
     )
     ot_hill: float = _param(
-        3.0, "1", 0.5, 8.0,
+        3.0,
+        "1",
+        0.5,
+        8.0,
         "assumed: steep, so the young level saturates the response (Elabd 2014, §7 [S])",
         "Hill coefficient of the oxytocin-MAPK response.",
     )
     ot_half_life: float = _param(
-        0.0021, "day", 0.0001, 1.0,
+        0.0021,
+        "day",
+        0.0001,
+        1.0,
         "IV half-life ~3 min (§7 [S])",
         "Elimination half-life of oxytocin (one-compartment pharmacokinetics).",
     )
     ot_regeneration_gain: float = _param(
-        0.8, "fraction", 0.0, 1.0,
+        0.8,
+        "fraction",
+        0.0,
+        1.0,
         "blocking oxytocin signalling reduces regeneration (Elabd 2014, §7 [R]); size assumed",
         "Fraction of regenerative capacity that depends on the oxytocin-MAPK response.",
     )
     ot_sasp_damping: float = _param(
-        0.5, "fraction", 0.0, 1.0,
+        0.5,
+        "fraction",
+        0.0,
+        1.0,
         "oxytocin lowers CRP/TGF-β and inhibits p38 MAPK (Erbas 2014 [R], Rashed 2011 [M], §7); "
         "size assumed",
         "Maximal fractional damping of SASP-driven inflammation by the oxytocin-MAPK response.",
     )
     ot_immune_gain: float = _param(
-        0.3, "fraction", 0.0, 1.0,
+        0.3,
+        "fraction",
+        0.0,
+        1.0,
         "assumed: oxytocin-MAPK modulation supports immune function (source article)",
         "Fraction of immune competence that depends on the oxytocin-MAPK response.",
     )
 
     # --- tissue function ------------------------------------------------------------------------
     inflammation_cost: float = _param(
-        0.5, "fraction", 0.0, 1.0,
+        0.5,
+        "fraction",
+        0.0,
+        1.0,
         "assumed: chronic inflammation impairs tissue function (source article, qualitative)",
         "Maximal share of the healthy cells' function lost to SASP-driven inflammation.",
     )
     inflammation_half_sasp: float = _param(
-        0.5, "SASP", 0.001, 100.0,
+        0.5,
+        "SASP",
+        0.001,
+        100.0,
         "assumed: half the cost when the average site sees half a mature cell's secretion",
         "Mean effective SASP at which the inflammation cost is half-maximal.",
     )
     healthspan_threshold: float = _param(
-        0.95, "function", 0.0, 1.0,
+        0.95,
+        "function",
+        0.0,
+        1.0,
         "assumed: a 5% loss from a perfect tissue counts as unhealthy (untreated tissue "
         "crosses it at ~21 months with the defaults)",
         "Tissue function below which the organism is no longer in good health.",
@@ -325,27 +481,42 @@ class Parameters(BaseModel):
 
     # --- organism survival (Karin 2019 saturating removal) ---------------------------------------
     sr_removal_max: float = _param(
-        0.15, "1/day", 0.001, 10.0,
+        0.15,
+        "1/day",
+        0.001,
+        10.0,
         "Karin 2019 mouse fit to C57BL/6J survival, Fig. 4b: β = 0.15/day (§1 [R])",
         "Maximal removal rate β of the organism's senescent cells (tissue_abm.analysis.survival).",
     )
     sr_half_saturation: float = _param(
-        0.5, "SR units", 0.001, 100.0,
+        0.5,
+        "SR units",
+        0.001,
+        100.0,
         "Karin 2019 mouse fit, Fig. 4b: κ = 0.5 (§1 [R])",
         "Senescent abundance κ at which removal is half of sr_removal_max.",
     )
     sr_noise: float = _param(
-        0.16, "1/day", 0.0, 10.0,
+        0.16,
+        "1/day",
+        0.0,
+        10.0,
         "Karin 2019 mouse fit, Fig. 4b: ε = 0.16/day (§1 [R])",
         "Noise amplitude ε of the senescent abundance (the noise term is √(2ε) dW).",
     )
     sr_death_threshold: float = _param(
-        17.0, "SR units", 0.1, 1000.0,
+        17.0,
+        "SR units",
+        0.1,
+        1000.0,
         "Karin 2019 mouse fit, Fig. 4b: X_c = 17 (§1 [R])",
         "Senescent abundance X_c above which the organism dies.",
     )
     sr_burden_scale: float = _param(
-        158.0, "SR units per unit senescent fraction", 1.0, 100000.0,
+        158.0,
+        "SR units per unit senescent fraction",
+        1.0,
+        100000.0,
         "fitted to the untreated median lifespan 2.4 y of the SR mouse fit (§1 [C]; "
         "tissue_abm.studies.calibration, docs/validation.md)",
         "Senescent abundance k of the organism per unit of the tissue's senescent fraction.",
@@ -356,7 +527,8 @@ class Parameters(BaseModel):
         if self.initial_senescent_fraction > self.initial_occupancy:
             raise ValueError(
                 f"initial_senescent_fraction ({self.initial_senescent_fraction}) cannot exceed "
-                f"initial_occupancy ({self.initial_occupancy})")
+                f"initial_occupancy ({self.initial_occupancy})"
+            )
         return self
 
 
@@ -386,7 +558,7 @@ def parameters_markdown() -> str:
         "",
         "Generated by `tissue-abm params > docs/parameters.md`; do not edit by hand.",
         "Section numbers (§) refer to `shared/science/literature.md`; grades: [R] primary text,",
-        "[S] secondary source, [M] recalled, [C] computed. \"assumed\" values await calibration.",
+        '[S] secondary source, [M] recalled, [C] computed. "assumed" values await calibration.',
         "",
         "| name | unit | default | range | source | meaning |",
         "|---|---|---|---|---|---|",

@@ -54,8 +54,12 @@ class Pulse(BaseModel):
 
     kind: Literal["pulse"] = "pulse"
     age: int = Field(ge=0, le=MAX_AGE, description=_AGE_HELP, json_schema_extra=DAYS)
-    fraction: float = Field(ge=0.0, le=1.0, description="Chance that a healthy cell turns "
-                            "senescent.", json_schema_extra={"unit": "probability"})
+    fraction: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="Chance that a healthy cell turns senescent.",
+        json_schema_extra={"unit": "probability"},
+    )
 
 
 class Transplant(BaseModel):
@@ -65,22 +69,30 @@ class Transplant(BaseModel):
 
     kind: Literal["transplant"] = "transplant"
     age: int = Field(ge=0, le=MAX_AGE, description=_AGE_HELP, json_schema_extra=DAYS)
-    cells: int = Field(ge=1, le=4000 * 4000, description="Number of sites replaced (at most "
-                       "the lattice's size²).", json_schema_extra={"unit": "sites"})
-    state: Literal["senescent", "healthy"] = Field(description="What the new cells are: "
-                                                   "senescent, or healthy (the control).")
+    cells: int = Field(
+        ge=1,
+        le=4000 * 4000,
+        description="Number of sites replaced (at most the lattice's size²).",
+        json_schema_extra={"unit": "sites"},
+    )
+    state: Literal["senescent", "healthy"] = Field(
+        description="What the new cells are: senescent, or healthy (the control)."
+    )
 
 
 type Perturbation = Annotated[Pulse | Transplant, Field(discriminator="kind")]
 """One perturbation; `kind` tells which."""
 
-PERTURBATIONS: dict[str, type[Pulse] | type[Transplant]] = {"pulse": Pulse,
-                                                            "transplant": Transplant}
+PERTURBATIONS: dict[str, type[Pulse] | type[Transplant]] = {
+    "pulse": Pulse,
+    "transplant": Transplant,
+}
 """The perturbation classes by `kind`."""
 
 
-def check_perturbations(perturbations: Sequence[Pulse | Transplant], size: int, start_age: int,
-                        end_age: int) -> None:
+def check_perturbations(
+    perturbations: Sequence[Pulse | Transplant], size: int, start_age: int, end_age: int
+) -> None:
     """Refuse perturbations that a run of this tissue cannot apply as asked.
 
     Args:
@@ -98,16 +110,22 @@ def check_perturbations(perturbations: Sequence[Pulse | Transplant], size: int, 
     for index, perturbation in enumerate(perturbations):
         key = f"perturbation.{index}"
         if not start_age <= perturbation.age < end_age:
-            raise ValueError(f"{key}.age = {perturbation.age} is outside the run; allowed: an "
-                             f"age from start_age ({start_age}) to end_age - 1 ({end_age - 1}) "
-                             "(days)")
+            raise ValueError(
+                f"{key}.age = {perturbation.age} is outside the run; allowed: an "
+                f"age from start_age ({start_age}) to end_age - 1 ({end_age - 1}) "
+                "(days)"
+            )
         if index and perturbation.age < perturbations[index - 1].age:
-            raise ValueError(f"{key}.age = {perturbation.age} is before perturbation."
-                             f"{index - 1}.age ({perturbations[index - 1].age}); allowed: "
-                             "perturbations in time order (ages not decreasing)")
+            raise ValueError(
+                f"{key}.age = {perturbation.age} is before perturbation."
+                f"{index - 1}.age ({perturbations[index - 1].age}); allowed: "
+                "perturbations in time order (ages not decreasing)"
+            )
         if isinstance(perturbation, Transplant) and perturbation.cells > size * size:
-            raise ValueError(f"{key}.cells = {perturbation.cells} is not allowed; allowed: at "
-                             f"most size² = {size * size} (sites)")
+            raise ValueError(
+                f"{key}.cells = {perturbation.cells} is not allowed; allowed: at "
+                f"most size² = {size * size} (sites)"
+            )
 
 
 def perturbation_seed(rng: int | np.integer | np.random.Generator | None) -> int:
@@ -153,8 +171,9 @@ def central_sites(size: int, cells: int) -> np.ndarray:
     return np.argsort(distance, kind="stable")[:cells]
 
 
-def choose_sites(perturbation: Pulse | Transplant, tissue: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
+def choose_sites(
+    perturbation: Pulse | Transplant, tissue: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """The sites a perturbation changes, the same on both engines.
 
     Args:

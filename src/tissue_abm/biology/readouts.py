@@ -53,9 +53,17 @@ READOUTS: dict[str, str] = {
 """Column name -> meaning (with unit) of the daily readout table."""
 
 
-def readout_row(day: Day, params: Parameters, sites: int, healthy: Num, senescent: Num,
-                immune: Num, events: dict[str, Num], sasp_sum: Num,
-                damage_sum: Num) -> dict[str, Num]:
+def readout_row(
+    day: Day,
+    params: Parameters,
+    sites: int,
+    healthy: Num,
+    senescent: Num,
+    immune: Num,
+    events: dict[str, Num],
+    sasp_sum: Num,
+    damage_sum: Num,
+) -> dict[str, Num]:
     """One row of the daily readout table, from the aggregates an engine tallies.
 
     Or many rows at once: given a `Day` of arrays (`systemic.day_columns`) and arrays of the
@@ -95,8 +103,11 @@ def readout_row(day: Day, params: Parameters, sites: int, healthy: Num, senescen
         "rapamycin_chronic": day.rapamycin_chronic,
         "oxytocin_level": day.oxytocin_level,
         "tissue_function": rules.tissue_function(
-            healthy_fraction, mean_sasp * day.inflammation,
-            params.inflammation_cost, params.inflammation_half_sasp),
+            healthy_fraction,
+            mean_sasp * day.inflammation,
+            params.inflammation_cost,
+            params.inflammation_half_sasp,
+        ),
     }
 
 
@@ -114,8 +125,9 @@ SNAPSHOT: dict[str, str] = {
 """Column name -> meaning of a whole-grid snapshot (one row per site)."""
 
 
-def grid_snapshot(age: float, tissue: np.ndarray, immune: np.ndarray,
-                  sasp: np.ndarray) -> pd.DataFrame:
+def grid_snapshot(
+    age: float, tissue: np.ndarray, immune: np.ndarray, sasp: np.ndarray
+) -> pd.DataFrame:
     """A snapshot of the whole grid, one row per site, columns as in `SNAPSHOT`.
 
     Args:
@@ -125,11 +137,13 @@ def grid_snapshot(age: float, tissue: np.ndarray, immune: np.ndarray,
         sasp: SASP field, same shape.
     """
     x, y = np.indices(tissue.shape)
-    return pd.DataFrame({
-        "age": np.full(tissue.size, age, dtype=float),
-        "x": x.ravel().astype(np.int32),
-        "y": y.ravel().astype(np.int32),
-        "state": pd.Categorical.from_codes(tissue.ravel().astype(np.int8), SITE_STATES),
-        "immune": immune.ravel().astype(bool),
-        "sasp": sasp.ravel().astype(np.float32),
-    })
+    return pd.DataFrame(
+        {
+            "age": np.full(tissue.size, age, dtype=float),
+            "x": x.ravel().astype(np.int32),
+            "y": y.ravel().astype(np.int32),
+            "state": pd.Categorical.from_codes(tissue.ravel().astype(np.int8), SITE_STATES),
+            "immune": immune.ravel().astype(bool),
+            "sasp": sasp.ravel().astype(np.float32),
+        }
+    )

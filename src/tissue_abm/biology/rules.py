@@ -225,8 +225,9 @@ def diffusion_scheme(diffusion: float, decay: float) -> tuple[int, float, float,
     return n, dt, 1.0 - dt * (4.0 * diffusion + decay), dt * diffusion
 
 
-def diffuse_decay(field: np.ndarray, source: np.ndarray, diffusion: float, decay: float,
-                  torus: bool) -> np.ndarray:
+def diffuse_decay(
+    field: np.ndarray, source: np.ndarray, diffusion: float, decay: float, torus: bool
+) -> np.ndarray:
     """Advance a 2-D field by one day in place: diffusion, first-order decay and a source.
 
     Explicit 5-point finite differences with enough sub-steps for stability; the source is
@@ -308,9 +309,18 @@ def immune_occupancy(recruitment: Num, lifetime: float) -> Num:
     return busy / (1.0 + busy)
 
 
-def immune_competence(age: Num, kill: float, old_fraction: float, decline_age: float,
-                      mtorc1_inhibition: Num, mtorc2_inhibition: Num, boost: float,
-                      mtorc2_loss: float, ot_response: Num, ot_gain: float) -> Num:
+def immune_competence(
+    age: Num,
+    kill: float,
+    old_fraction: float,
+    decline_age: float,
+    mtorc1_inhibition: Num,
+    mtorc2_inhibition: Num,
+    boost: float,
+    mtorc2_loss: float,
+    ot_response: Num,
+    ot_gain: float,
+) -> Num:
     """Daily probability that an immune cell kills an adjacent senescent cell.
 
     Competence falls with age; mTORC1 inhibition raises it (low-dose rapamycin), mTORC2
@@ -320,10 +330,13 @@ def immune_competence(age: Num, kill: float, old_fraction: float, decline_age: f
     Returns:
         Kill probability in [0, 1].
     """
-    level = (kill * age_decline(age, old_fraction, decline_age)
-             * (1.0 + boost * mtorc1_inhibition)
-             * (1.0 - mtorc2_loss * mtorc2_inhibition)
-             * (1.0 - ot_gain * (1.0 - ot_response)))
+    level = (
+        kill
+        * age_decline(age, old_fraction, decline_age)
+        * (1.0 + boost * mtorc1_inhibition)
+        * (1.0 - mtorc2_loss * mtorc2_inhibition)
+        * (1.0 - ot_gain * (1.0 - ot_response))
+    )
     return np.clip(level, 0.0, 1.0)
 
 

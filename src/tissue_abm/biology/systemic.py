@@ -58,8 +58,9 @@ class Day(NamedTuple):
     """Daily SASP secretion of a mature senescent cell today (lowered by rapamycin), SASP/day."""
 
 
-def systemic_timeline(params: Parameters, therapy: Therapy, start_age: int,
-                      days: int) -> pd.DataFrame:
+def systemic_timeline(
+    params: Parameters, therapy: Therapy, start_age: int, days: int
+) -> pd.DataFrame:
     """The systemic state for days 0..days (one row each), columns named as the `Day` fields.
 
     Args:
@@ -88,36 +89,50 @@ def systemic_timeline(params: Parameters, therapy: Therapy, start_age: int,
     auto = rules.autophagy(mtorc1, p.autophagy_half_mtorc1, p.autophagy_hill)
     ot_resp = rules.oxytocin_response(ot_level, p.ot_half_level, p.ot_hill)
     competence = rules.immune_competence(
-        age, p.immune_kill, p.immune_old_fraction, p.immune_decline_age, inh1, inh2,
-        p.rapa_immune_boost, p.mtorc2_immune_loss, ot_resp, p.ot_immune_gain)
+        age,
+        p.immune_kill,
+        p.immune_old_fraction,
+        p.immune_decline_age,
+        inh1,
+        inh2,
+        p.rapa_immune_boost,
+        p.mtorc2_immune_loss,
+        ot_resp,
+        p.ot_immune_gain,
+    )
 
-    return pd.DataFrame({
-        "day": day,
-        "age": age,
-        "rapamycin_dose": rapa_dose,
-        "rapamycin_exposure": rapa_mean,
-        "rapamycin_chronic": rapa_chronic,
-        "oxytocin_level": ot_level,
-        "senolytic_fraction": senolytic,
-        "mtorc1_inhibition": inh1,
-        "mtorc2_inhibition": inh2,
-        "mtorc1": mtorc1,
-        "autophagy": auto,
-        "ot_response": ot_resp,
-        "immune_competence": competence,
-        "inflammation": rules.inflammation_factor(ot_resp, p.ot_sasp_damping),
-        "division_prob": p.regeneration_rate
-        * rules.dependent_fraction(ot_resp, p.ot_regeneration_gain),
-        "damage_drive": p.damage_rate * mtorc1,
-        "damage_repair": p.damage_repair * auto,
-        "sasp_output": p.sasp_secretion * rules.sasp_output(inh1, p.rapa_sasp_suppression),
-    }, columns=list(Day._fields))
+    return pd.DataFrame(
+        {
+            "day": day,
+            "age": age,
+            "rapamycin_dose": rapa_dose,
+            "rapamycin_exposure": rapa_mean,
+            "rapamycin_chronic": rapa_chronic,
+            "oxytocin_level": ot_level,
+            "senolytic_fraction": senolytic,
+            "mtorc1_inhibition": inh1,
+            "mtorc2_inhibition": inh2,
+            "mtorc1": mtorc1,
+            "autophagy": auto,
+            "ot_response": ot_resp,
+            "immune_competence": competence,
+            "inflammation": rules.inflammation_factor(ot_resp, p.ot_sasp_damping),
+            "division_prob": p.regeneration_rate
+            * rules.dependent_fraction(ot_resp, p.ot_regeneration_gain),
+            "damage_drive": p.damage_rate * mtorc1,
+            "damage_repair": p.damage_repair * auto,
+            "sasp_output": p.sasp_secretion * rules.sasp_output(inh1, p.rapa_sasp_suppression),
+        },
+        columns=list(Day._fields),
+    )
 
 
 def days_of(timeline: pd.DataFrame) -> list[Day]:
     """The timeline as a list of `Day` records with plain Python numbers (fast attribute access)."""
-    return [Day(int(row[0]), *map(float, row[1:]))
-            for row in timeline.itertuples(index=False, name=None)]
+    return [
+        Day(int(row[0]), *map(float, row[1:]))
+        for row in timeline.itertuples(index=False, name=None)
+    ]
 
 
 def day_columns(timeline: pd.DataFrame) -> Day:

@@ -28,25 +28,37 @@ class Schedule(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    start_age: int = Field(0, ge=0, le=MAX_AGE, description="Age of the first dose.",
-                           json_schema_extra=DAYS)
-    stop_age: int | None = Field(None, ge=1, le=MAX_AGE, description="No doses from this age on.",
-                                 json_schema_extra=DAYS)
-    every: int = Field(1, ge=1, le=3650, description="Days between doses (1 = daily).",
-                       json_schema_extra=DAYS)
-    on_days: int = Field(0, ge=0, le=3650, description="Cycle: days of dosing (0 = no cycle).",
-                         json_schema_extra=DAYS)
-    off_days: int = Field(0, ge=0, le=3650, description="Cycle: days of pause after on_days.",
-                          json_schema_extra=DAYS)
+    start_age: int = Field(
+        0, ge=0, le=MAX_AGE, description="Age of the first dose.", json_schema_extra=DAYS
+    )
+    stop_age: int | None = Field(
+        None, ge=1, le=MAX_AGE, description="No doses from this age on.", json_schema_extra=DAYS
+    )
+    every: int = Field(
+        1, ge=1, le=3650, description="Days between doses (1 = daily).", json_schema_extra=DAYS
+    )
+    on_days: int = Field(
+        0,
+        ge=0,
+        le=3650,
+        description="Cycle: days of dosing (0 = no cycle).",
+        json_schema_extra=DAYS,
+    )
+    off_days: int = Field(
+        0, ge=0, le=3650, description="Cycle: days of pause after on_days.", json_schema_extra=DAYS
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.stop_age is not None and self.stop_age <= self.start_age:
-            raise ValueError(f"stop_age ({self.stop_age}) must be after start_age "
-                             f"({self.start_age})")
+            raise ValueError(
+                f"stop_age ({self.stop_age}) must be after start_age ({self.start_age})"
+            )
         if (self.on_days == 0) != (self.off_days == 0):
-            raise ValueError(f"on_days ({self.on_days}) and off_days ({self.off_days}) must both "
-                             "be 0 (no cycle) or both be > 0")
+            raise ValueError(
+                f"on_days ({self.on_days}) and off_days ({self.off_days}) must both "
+                "be 0 (no cycle) or both be > 0"
+            )
         return self
 
     def dose_days(self, ages: np.ndarray) -> np.ndarray:
@@ -65,25 +77,38 @@ class Schedule(BaseModel):
 class Rapamycin(Schedule):
     """Rapamycin (mTORC1 inhibitor) dosing."""
 
-    dose: float = Field(1.0, ge=0.0, le=100.0, description="Dose per administration.",
-                        json_schema_extra={"unit": "mg/kg"})
+    dose: float = Field(
+        1.0,
+        ge=0.0,
+        le=100.0,
+        description="Dose per administration.",
+        json_schema_extra={"unit": "mg/kg"},
+    )
 
 
 class Oxytocin(Schedule):
     """Oxytocin dosing; the dose is in units of the young endogenous level (a daily pulse)."""
 
-    dose: float = Field(1.0, ge=0.0, le=100.0, description="Dose per administration.",
-                        json_schema_extra={"unit": "young endogenous levels"})
+    dose: float = Field(
+        1.0,
+        ge=0.0,
+        le=100.0,
+        description="Dose per administration.",
+        json_schema_extra={"unit": "young endogenous levels"},
+    )
 
 
 class Senolytic(Schedule):
     """A generic senolytic, the positive control: each dose kills a fraction of senescent cells."""
 
-    every: int = Field(30, ge=1, le=3650, description="Days between doses.",
-                       json_schema_extra=DAYS)
-    fraction: float = Field(0.5, ge=0.0, le=1.0,
-                            description="Probability that a dose kills each senescent cell.",
-                            json_schema_extra={"unit": "probability"})
+    every: int = Field(30, ge=1, le=3650, description="Days between doses.", json_schema_extra=DAYS)
+    fraction: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Probability that a dose kills each senescent cell.",
+        json_schema_extra={"unit": "probability"},
+    )
 
 
 class Therapy(BaseModel):

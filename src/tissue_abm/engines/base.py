@@ -43,9 +43,14 @@ class TissueBase:
     perturbations: tuple[Perturbation, ...]
     _perturbation_seed: int
 
-    def _set_up_run(self, size: int, start_age: int, days: int,
-                   perturbations: Sequence[Perturbation],
-                   rng: int | np.random.Generator | None) -> None:
+    def _set_up_run(
+        self,
+        size: int,
+        start_age: int,
+        days: int,
+        perturbations: Sequence[Perturbation],
+        rng: int | np.random.Generator | None,
+    ) -> None:
         """Check the run's arguments; keep the perturbations and the seed of their draws.
 
         Must be called before `rng` is used (the seed of a Generator is drawn from a copy of
@@ -56,8 +61,10 @@ class TissueBase:
                 perturbation the run cannot apply (`perturbation.check_perturbations`).
         """
         if size < 3 or start_age < 0 or days < 0:
-            raise ValueError(f"need size >= 3, start_age >= 0 and days >= 0; got size={size}, "
-                             f"start_age={start_age}, days={days}")
+            raise ValueError(
+                f"need size >= 3, start_age >= 0 and days >= 0; got size={size}, "
+                f"start_age={start_age}, days={days}"
+            )
         check_perturbations(perturbations, size, start_age, start_age + days)
         self.perturbations = tuple(perturbations)
         self._perturbation_seed = perturbation_seed(rng)
@@ -80,8 +87,12 @@ class TissueBase:
             if made_state(perturbation) == rules.SENESCENT:
                 self._make_senescent(sites)
             else:
-                self._make_healthy(sites, rules.lognormal_multiplier(
-                    rng.standard_normal(sites.size), self.params.damage_heterogeneity))
+                self._make_healthy(
+                    sites,
+                    rules.lognormal_multiplier(
+                        rng.standard_normal(sites.size), self.params.damage_heterogeneity
+                    ),
+                )
 
     def _make_senescent(self, sites: np.ndarray) -> None:
         """Put a new senescent cell on each of `sites`, replacing what was there.
@@ -119,8 +130,9 @@ class TissueBase:
     def _recruitment_prob(self, sasp: np.ndarray) -> np.ndarray:
         """Daily probability that an immune-free site with SASP `sasp` recruits an immune cell."""
         p = self.params
-        return rules.recruitment_prob(sasp, p.immune_recruit_base, p.immune_recruit_max,
-                                      p.immune_recruit_half_sasp)
+        return rules.recruitment_prob(
+            sasp, p.immune_recruit_base, p.immune_recruit_max, p.immune_recruit_half_sasp
+        )
 
     def _settle_field(self, field: np.ndarray, source: np.ndarray) -> None:
         """Run the SASP field of the initial senescent cells to its steady state, in place."""

@@ -135,9 +135,14 @@ class Summary(NamedTuple):
 # --- planning ----------------------------------------------------------------------------------
 
 
-def plan_batch(files: Sequence[str | Path], *, replicates: int | None = None,
-               days: int | None = None, size: int | None = None,
-               engine: str | None = None) -> Plan:
+def plan_batch(
+    files: Sequence[str | Path],
+    *,
+    replicates: int | None = None,
+    days: int | None = None,
+    size: int | None = None,
+    engine: str | None = None,
+) -> Plan:
     """Read and validate scenario files and expand them into runs.
 
     Args:
@@ -161,24 +166,34 @@ def plan_batch(files: Sequence[str | Path], *, replicates: int | None = None,
 def plan_from_manifest(folder: str | Path) -> Plan:
     """The plan of an earlier batch, rebuilt from the scenario texts and options it recorded."""
     manifest = read_manifest(Path(folder))
-    return _plan([Source(entry["file"], entry["text"], parse_scenario(entry["text"],
-                                                                        entry["file"]))
-                  for entry in manifest["scenarios"]], manifest.get("overrides", {}))
+    return _plan(
+        [
+            Source(entry["file"], entry["text"], parse_scenario(entry["text"], entry["file"]))
+            for entry in manifest["scenarios"]
+        ],
+        manifest.get("overrides", {}),
+    )
 
 
 def _plan(sources: list[Source], overrides: dict[str, int | str]) -> Plan:
     if not sources:
         raise ScenarioError("no scenario files given")
     if overrides:
-        sources = [Source(s.file, s.text, s.scenario.with_overrides(
-            **overrides, source=f"{s.file} (options)")) for s in sources]
+        sources = [
+            Source(
+                s.file, s.text, s.scenario.with_overrides(**overrides, source=f"{s.file} (options)")
+            )
+            for s in sources
+        ]
     seen: dict[str, str] = {}
     runs = []
     for source in sources:
         name = source.scenario.name
         if name in seen:
-            raise ScenarioError(f"{source.file}: scenario name '{name}' is already used by "
-                                f"{seen[name]}; names must be unique within a batch")
+            raise ScenarioError(
+                f"{source.file}: scenario name '{name}' is already used by "
+                f"{seen[name]}; names must be unique within a batch"
+            )
         seen[name] = source.file
         seeds = source.scenario.replicate_seeds()
         for point in source.scenario.sweep_points(source.file):
@@ -208,14 +223,21 @@ def execute(specs: list[RunSpec], threads: int | None = None) -> list[Outcome]:
             lines = traceback.format_exception_only(err)[-1].strip()
             outcomes.append(Outcome(spec.id, None, None, time.perf_counter() - clock, lines))
             continue
-        outcomes.append(Outcome(spec.id, run.readouts, run.snapshots,
-                                time.perf_counter() - clock, None))
+        outcomes.append(
+            Outcome(spec.id, run.readouts, run.snapshots, time.perf_counter() - clock, None)
+        )
     return outcomes
 
 
-def run_batch(plan: Plan, out: str | Path, *, workers: int | None = None,
-              scheduler: str | None = None, resume: bool = False,
-              progress: Callable[[int, int, int], None] | None = None) -> Summary:
+def run_batch(
+    plan: Plan,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> Summary:
     """Run every run of `plan` that `out` does not hold yet and write its results.
 
     Args:
@@ -247,8 +269,9 @@ def run_batch(plan: Plan, out: str | Path, *, workers: int | None = None,
     todo = []
     for spec in plan.runs:
         if all(path.exists() for path in spec.files(folder)):
-            book.note(spec.id, {"status": "done",
-                                "seconds": before.get(spec.id, {}).get("seconds")})
+            book.note(
+                spec.id, {"status": "done", "seconds": before.get(spec.id, {}).get("seconds")}
+            )
         else:
             book.note(spec.id, {"status": "pending"})
             todo.append(spec)
@@ -272,12 +295,20 @@ def run_batch(plan: Plan, out: str | Path, *, workers: int | None = None,
         book.save("interrupted", force=True)
         raise BatchInterrupted(f"{book.tally['pending']} runs were not run")
     book.save("failed" if book.tally["failed"] else "done", force=True)
-    return Summary(len(plan.runs), book.tally["done"], book.tally["failed"], skipped,
-                   time.perf_counter() - clock, book.run_seconds, folder / MANIFEST)
+    return Summary(
+        len(plan.runs),
+        book.tally["done"],
+        book.tally["failed"],
+        skipped,
+        time.perf_counter() - clock,
+        book.run_seconds,
+        folder / MANIFEST,
+    )
 
 
-def _dispatch(todo: list[RunSpec], workers: int, scheduler: str | None,
-              finished: Callable[[Outcome], None]) -> None:
+def _dispatch(
+    todo: list[RunSpec], workers: int, scheduler: str | None, finished: Callable[[Outcome], None]
+) -> None:
     """Send `todo` in chunks to an executor, a bounded number at a time, until all are back."""
     if not todo:
         return
@@ -289,7 +320,7 @@ def _dispatch(todo: list[RunSpec], workers: int, scheduler: str | None,
     if any(spec.scenario.engine == "array" for spec in todo):
         warm_up()  # compiled once here, not by every worker at once
     size = max(1, min(8, len(todo) // (4 * workers)))
-    queue = [todo[i:i + size] for i in range(0, len(todo), size)]
+    queue = [todo[i : i + size] for i in range(0, len(todo), size)]
     restarts = 0
     while queue:
         with _executor(workers, scheduler) as (executor, slots):
@@ -309,8 +340,10 @@ def _dispatch(todo: list[RunSpec], workers: int, scheduler: str | None,
                             lost.append(chunk)
                             continue
                         except Exception as err:  # e.g. Dask's KilledWorker
-                            outcomes = [Outcome(spec.id, None, None, 0.0,
-                                                f"{type(err).__name__}: {err}") for spec in chunk]
+                            outcomes = [
+                                Outcome(spec.id, None, None, 0.0, f"{type(err).__name__}: {err}")
+                                for spec in chunk
+                            ]
                         for outcome in outcomes:
                             finished(outcome)
                     if lost:
@@ -321,15 +354,17 @@ def _dispatch(todo: list[RunSpec], workers: int, scheduler: str | None,
                 if restarts > POOL_RESTARTS:
                     raise BatchInterrupted(
                         f"worker processes died {restarts} times; "
-                        f"{sum(map(len, queue))} runs not done") from None
+                        f"{sum(map(len, queue))} runs not done"
+                    ) from None
 
 
 @contextmanager
 def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Executor, int]]:
     """An executor and how many chunks it runs at once; workers are stopped on exit."""
     if scheduler is None:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_process_context(),
-                                   initializer=_ignore_interrupts)
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=_process_context(), initializer=_ignore_interrupts
+        )
         try:
             yield pool, workers
         finally:
@@ -339,8 +374,13 @@ def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Executor, i
 
     cluster = None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
         client = Client(cluster)
     else:
         try:
@@ -409,8 +449,10 @@ class _Book:
     def record(self, outcome: Outcome) -> None:
         """Write a finished run's files (snapshots first, readouts last) and note its status."""
         if outcome.error is not None:
-            self.note(outcome.id, {"status": "failed", "seconds": round(outcome.seconds, 3),
-                                   "error": outcome.error})
+            self.note(
+                outcome.id,
+                {"status": "failed", "seconds": round(outcome.seconds, 3), "error": outcome.error},
+            )
             return
         readouts, *grid = self.specs[outcome.id].files(self.folder)
         readouts.parent.mkdir(parents=True, exist_ok=True)
@@ -424,12 +466,28 @@ class _Book:
         """Write the manifest in `state` (at most every 2 s unless forced)."""
         if not force and time.monotonic() - self._saved < 2.0:
             return
-        runs = [{"id": spec.id, "scenario": spec.scenario.name, "point": spec.point,
-                 "replicate": spec.replicate, "seed": spec.scenario.seed,
-                 **self.status.get(spec.id, {"status": "pending"})} for spec in self.plan.runs]
-        write_json(self.folder / MANIFEST, {"format": FORMAT, "status": state,
-                                            "started": self.started, "updated": now(),
-                                            **self.description, "runs": runs})
+        runs = [
+            {
+                "id": spec.id,
+                "scenario": spec.scenario.name,
+                "point": spec.point,
+                "replicate": spec.replicate,
+                "seed": spec.scenario.seed,
+                **self.status.get(spec.id, {"status": "pending"}),
+            }
+            for spec in self.plan.runs
+        ]
+        write_json(
+            self.folder / MANIFEST,
+            {
+                "format": FORMAT,
+                "status": state,
+                "started": self.started,
+                "updated": now(),
+                **self.description,
+                "runs": runs,
+            },
+        )
         self._saved = time.monotonic()
 
 
@@ -438,16 +496,39 @@ def _describe(plan: Plan) -> dict[str, Any]:
     points = []
     for source in plan.sources:
         for point in source.scenario.sweep_points(source.file):
-            resolved = point.scenario.model_dump(mode="json", include={
-                "parameters", "therapy", "size", "torus", "start_age", "end_age", "engine"})
-            points.append({"scenario": source.scenario.name, "point": point.index,
-                           "values": point.values, **resolved})
+            resolved = point.scenario.model_dump(
+                mode="json",
+                include={
+                    "parameters",
+                    "therapy",
+                    "size",
+                    "torus",
+                    "start_age",
+                    "end_age",
+                    "engine",
+                },
+            )
+            points.append(
+                {
+                    "scenario": source.scenario.name,
+                    "point": point.index,
+                    "values": point.values,
+                    **resolved,
+                }
+            )
     return {
         "provenance": provenance(),
         "overrides": plan.overrides,
-        "scenarios": [{"name": s.scenario.name, "file": s.file, "text": s.text,
-                       "replicates": s.scenario.replicates, "seed": s.scenario.seed}
-                      for s in plan.sources],
+        "scenarios": [
+            {
+                "name": s.scenario.name,
+                "file": s.file,
+                "text": s.text,
+                "replicates": s.scenario.replicates,
+                "seed": s.scenario.seed,
+            }
+            for s in plan.sources
+        ],
         "points": points,
     }
 
@@ -456,20 +537,27 @@ def _claim(folder: Path, plan: Plan, resume: bool) -> Path:
     """Check that `folder` may receive this batch; create it and clear stale temporary files."""
     if (folder / MANIFEST).exists():
         if not resume:
-            raise OutputError(f"{folder} already holds a batch; pass --resume to finish it, or "
-                              "choose another --out")
+            raise OutputError(
+                f"{folder} already holds a batch; pass --resume to finish it, or "
+                "choose another --out"
+            )
         earlier = read_manifest(folder)
         before = {entry["name"]: entry["text"] for entry in earlier["scenarios"]}
         now_ = {source.scenario.name: source.text for source in plan.sources}
         if before != now_:
             differ = sorted(set(before) ^ set(now_)) or sorted(
-                name for name in now_ if before[name] != now_[name])
-            raise OutputError(f"{folder} holds a batch of other scenario files ({differ[0]} "
-                              "differs); resume with the same files or choose another --out")
+                name for name in now_ if before[name] != now_[name]
+            )
+            raise OutputError(
+                f"{folder} holds a batch of other scenario files ({differ[0]} "
+                "differs); resume with the same files or choose another --out"
+            )
         if earlier.get("overrides", {}) != plan.overrides:
-            raise OutputError(f"{folder} holds a batch run with other options "
-                              f"({_options(earlier.get('overrides', {}))} instead of "
-                              f"{_options(plan.overrides)}); resume with the same options")
+            raise OutputError(
+                f"{folder} holds a batch run with other options "
+                f"({_options(earlier.get('overrides', {}))} instead of "
+                f"{_options(plan.overrides)}); resume with the same options"
+            )
     elif folder.exists() and any(folder.iterdir()):
         raise OutputError(f"{folder} is not empty and holds no batch; choose another --out")
     prepare_output(folder)

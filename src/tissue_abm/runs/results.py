@@ -58,8 +58,13 @@ def prepare_output(folder: str | Path) -> Path:
     return folder
 
 
-def write_run(table: pd.DataFrame, manifest: dict[str, Any], folder: Path, stem: str,
-              snapshots: pd.DataFrame | None = None) -> Path:
+def write_run(
+    table: pd.DataFrame,
+    manifest: dict[str, Any],
+    folder: Path,
+    stem: str,
+    snapshots: pd.DataFrame | None = None,
+) -> Path:
     """Write one run's manifest (`stem.json`), snapshots and readouts (`stem.parquet`).
 
     All are written to temporary names first and renamed into place only when all are
@@ -78,8 +83,11 @@ def write_run(table: pd.DataFrame, manifest: dict[str, Any], folder: Path, stem:
     Raises:
         OutputError: If the files cannot be written (disk full, folder removed, ...).
     """
-    writers = {folder / f"{stem}.json": lambda tmp: tmp.write_text(
-        json.dumps(manifest, indent=2, default=str) + "\n")}
+    writers = {
+        folder / f"{stem}.json": lambda tmp: tmp.write_text(
+            json.dumps(manifest, indent=2, default=str) + "\n"
+        )
+    }
     if snapshots is not None:
         writers[folder / f"{stem}{GRID_SUFFIX}"] = partial(_parquet, snapshots)
     writers[folder / f"{stem}.parquet"] = partial(_parquet, table)
@@ -177,8 +185,11 @@ def _load(files: list[Path], path: Path) -> pd.DataFrame:
     labels = ["scenario", "point"]
     known = {*labels, "replicate", "seed", "engine", *READOUTS, *SNAPSHOT}
     swept = [c for c in frame if c not in known]
-    frame = frame[[c for c in labels if c in frame] + swept
-                  + [c for c in frame if c not in labels and c not in swept]]
+    frame = frame[
+        [c for c in labels if c in frame]
+        + swept
+        + [c for c in frame if c not in labels and c not in swept]
+    ]
     for column in ("scenario", "engine", "state"):
         if column in frame and not isinstance(frame[column].dtype, pd.CategoricalDtype):
             frame[column] = frame[column].astype("category")
@@ -207,10 +218,13 @@ def point_parameters(folder: str | Path) -> dict[tuple[str, int], Parameters]:
     """
     manifest = read_manifest(Path(folder))
     if "points" not in manifest:
-        raise OutputError(f"{folder}: the manifest lists no sweep points (it was not written "
-                          "by tissue-abm batch)")
-    return {(entry["scenario"], entry["point"]): Parameters.model_validate(entry["parameters"])
-            for entry in manifest["points"]}
+        raise OutputError(
+            f"{folder}: the manifest lists no sweep points (it was not written by tissue-abm batch)"
+        )
+    return {
+        (entry["scenario"], entry["point"]): Parameters.model_validate(entry["parameters"])
+        for entry in manifest["points"]
+    }
 
 
 def provenance() -> dict[str, Any]:
@@ -234,8 +248,14 @@ def now() -> str:
 def _git_commit() -> str | None:
     """The commit of the source checkout this package runs from, if it is one."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=10, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None

@@ -24,8 +24,11 @@ class Run(NamedTuple):
     scenario asks for no snapshots."""
 
 
-def run_scenario(scenario: Scenario, progress: Callable[[int, int], None] | None = None,
-                 labels: dict[str, Any] | None = None) -> Run:
+def run_scenario(
+    scenario: Scenario,
+    progress: Callable[[int, int], None] | None = None,
+    labels: dict[str, Any] | None = None,
+) -> Run:
     """Run a scenario once (its base point, with its own seed) and return what it keeps.
 
     Args:
@@ -57,16 +60,26 @@ def run_scenario(scenario: Scenario, progress: Callable[[int, int], None] | None
     table = model.readouts
     every = scenario.output.every
     table = table[(table["day"] % every == 0) | (table["day"] == scenario.days)]
-    columns = {"scenario": scenario.name, **(labels or {}), "seed": scenario.seed,
-               "engine": scenario.engine}
-    return Run(_labelled(table.reset_index(drop=True), columns),
-               _labelled(pd.concat(shots, ignore_index=True), columns) if shots else None)
+    columns = {
+        "scenario": scenario.name,
+        **(labels or {}),
+        "seed": scenario.seed,
+        "engine": scenario.engine,
+    }
+    return Run(
+        _labelled(table.reset_index(drop=True), columns),
+        _labelled(pd.concat(shots, ignore_index=True), columns) if shots else None,
+    )
 
 
 def _labelled(table: pd.DataFrame, columns: dict[str, Any]) -> pd.DataFrame:
     """`table` with constant label columns in front; text labels become categorical."""
-    labels = pd.DataFrame({name: pd.Categorical([value] * len(table)) if isinstance(value, str)
-                           else np.full(len(table), value) for name, value in columns.items()})
+    labels = pd.DataFrame(
+        {
+            name: pd.Categorical([value] * len(table))
+            if isinstance(value, str)
+            else np.full(len(table), value)
+            for name, value in columns.items()
+        }
+    )
     return pd.concat([labels, table], axis=1)
-
-

@@ -78,8 +78,16 @@ class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message is one line for the user."""
 
 
-SWEEPABLE = ("size", "torus", "start_age", "end_age", "engine", "parameters", "therapy",
-             "perturbation")
+SWEEPABLE = (
+    "size",
+    "torus",
+    "start_age",
+    "end_age",
+    "engine",
+    "parameters",
+    "therapy",
+    "perturbation",
+)
 """Top-level keys a sweep may vary (through dotted paths below `parameters`, `therapy` and
 `perturbation`: `perturbation.<position from 0>.<key>`)."""
 
@@ -89,10 +97,12 @@ class Sweep(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    grid: dict[str, list[Any]] = Field(default_factory=dict,
-                                       description="Key -> values; every combination is run.")
-    zip: dict[str, list[Any]] = Field(default_factory=dict,
-                                      description="Key -> values; lists taken side by side.")
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="Key -> values; every combination is run."
+    )
+    zip: dict[str, list[Any]] = Field(
+        default_factory=dict, description="Key -> values; lists taken side by side."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -107,12 +117,16 @@ class Sweep(BaseModel):
                 raise ValueError(f"{table} must be a table of key = [values]")
             for key, options in values.items():
                 if isinstance(options, dict):
-                    raise ValueError(f"{table}.{key} is a table; write a dotted sweep key in "
-                                     f'quotes, e.g. "{key}.{next(iter(options), "x")}..." = '
-                                     "[values]")
+                    raise ValueError(
+                        f"{table}.{key} is a table; write a dotted sweep key in "
+                        f'quotes, e.g. "{key}.{next(iter(options), "x")}..." = '
+                        "[values]"
+                    )
                 if not isinstance(options, list) or not options:
-                    raise ValueError(f"{table}.{key} = {options!r} is not allowed; allowed: a "
-                                     "non-empty list of values")
+                    raise ValueError(
+                        f"{table}.{key} = {options!r} is not allowed; allowed: a "
+                        "non-empty list of values"
+                    )
         if not data.get("grid") and not data.get("zip"):
             raise ValueError("empty sweep; give grid = {key = [values]} and/or zip = {...}")
         lengths = {key: len(options) for key, options in data.get("zip", {}).items()}
@@ -132,10 +146,14 @@ class Sweep(BaseModel):
 
     def points(self) -> list[dict[str, Any]]:
         """Every sweep point as {column: raw value}, in a fixed order (grid varies slowest)."""
-        grid = [dict(zip(self.grid, combo, strict=True))
-                for combo in itertools.product(*self.grid.values())]
-        zipped = [dict(zip(self.zip, combo, strict=True))
-                  for combo in zip(*self.zip.values(), strict=True)] or [{}]
+        grid = [
+            dict(zip(self.grid, combo, strict=True))
+            for combo in itertools.product(*self.grid.values())
+        ]
+        zipped = [
+            dict(zip(self.zip, combo, strict=True))
+            for combo in zip(*self.zip.values(), strict=True)
+        ] or [{}]
         return [{sweep_column(k): v for k, v in {**g, **z}.items()} for g in grid for z in zipped]
 
 
@@ -144,10 +162,18 @@ class Output(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    every: int = Field(1, ge=1, le=MAX_AGE, description="Keep the readouts of every N-th day "
-                       "(the first and last day are always kept).", json_schema_extra=DAYS)
-    snapshots: list[int] = Field(default_factory=list, description="Ages (days) at which the "
-                                 "whole grid is saved.", json_schema_extra=DAYS)
+    every: int = Field(
+        1,
+        ge=1,
+        le=MAX_AGE,
+        description="Keep the readouts of every N-th day (the first and last day are always kept).",
+        json_schema_extra=DAYS,
+    )
+    snapshots: list[int] = Field(
+        default_factory=list,
+        description="Ages (days) at which the whole grid is saved.",
+        json_schema_extra=DAYS,
+    )
 
 
 class Scenario(BaseModel):
@@ -155,38 +181,49 @@ class Scenario(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-                      description="Identifier used in results (letters, digits, _ . -).")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Identifier used in results (letters, digits, _ . -).",
+    )
     description: str = Field("", description="What the scenario represents.")
     seed: int = Field(1, ge=0, le=2**63 - 1, description="Base random seed.")
     engine: EngineName = Field("array", description="Simulation engine.")
-    size: int = Field(100, ge=3, le=4000, description="Lattice side L.",
-                      json_schema_extra={"unit": "sites"})
+    size: int = Field(
+        100, ge=3, le=4000, description="Lattice side L.", json_schema_extra={"unit": "sites"}
+    )
     torus: bool = Field(True, description="Whether the lattice wraps around.")
-    start_age: int = Field(90, ge=0, le=MAX_AGE, description="Organism age at day 0.",
-                           json_schema_extra=DAYS)
-    end_age: int = Field(730, ge=1, le=MAX_AGE, description="Organism age at the end.",
-                         json_schema_extra=DAYS)
-    parameters: Parameters = Field(default_factory=Parameters,
-                                   description="Overrides of the default parameters.")
+    start_age: int = Field(
+        90, ge=0, le=MAX_AGE, description="Organism age at day 0.", json_schema_extra=DAYS
+    )
+    end_age: int = Field(
+        730, ge=1, le=MAX_AGE, description="Organism age at the end.", json_schema_extra=DAYS
+    )
+    parameters: Parameters = Field(
+        default_factory=Parameters, description="Overrides of the default parameters."
+    )
     therapy: Therapy = Field(default_factory=Therapy, description="Drug regimens.")
     replicates: int = Field(1, ge=1, le=100_000, description="Runs per sweep point in a batch.")
     sweep: Sweep | None = Field(None, description="Parameter values to sweep in a batch.")
     output: Output = Field(default_factory=Output, description="What each run keeps.")
     perturbation: list[Perturbation] = Field(
-        default_factory=list, description="Experimental perturbations, in time order.",
-        json_schema_extra={"allowed": "a list of tables [[perturbation]], each with kind = "
-                           + " or ".join(repr(kind) for kind in PERTURBATIONS)})
+        default_factory=list,
+        description="Experimental perturbations, in time order.",
+        json_schema_extra={
+            "allowed": "a list of tables [[perturbation]], each with kind = "
+            + " or ".join(repr(kind) for kind in PERTURBATIONS)
+        },
+    )
 
     @model_validator(mode="after")
     def _ages(self) -> Self:
         if self.end_age <= self.start_age:
-            raise ValueError(f"end_age ({self.end_age}) must be after start_age "
-                             f"({self.start_age})")
+            raise ValueError(f"end_age ({self.end_age}) must be after start_age ({self.start_age})")
         outside = [a for a in self.output.snapshots if not self.start_age <= a <= self.end_age]
         if outside:
-            raise ValueError(f"output.snapshots: age {outside[0]} is outside the run; allowed: "
-                             f"ages from start_age ({self.start_age}) to end_age ({self.end_age})")
+            raise ValueError(
+                f"output.snapshots: age {outside[0]} is outside the run; allowed: "
+                f"ages from start_age ({self.start_age}) to end_age ({self.end_age})"
+            )
         check_perturbations(self.perturbation, self.size, self.start_age, self.end_age)
         return self
 
@@ -195,9 +232,16 @@ class Scenario(BaseModel):
         """Number of simulated days."""
         return self.end_age - self.start_age
 
-    def with_overrides(self, *, seed: int | None = None, days: int | None = None,
-                       size: int | None = None, replicates: int | None = None,
-                       engine: str | None = None, source: str = "command line") -> Scenario:
+    def with_overrides(
+        self,
+        *,
+        seed: int | None = None,
+        days: int | None = None,
+        size: int | None = None,
+        replicates: int | None = None,
+        engine: str | None = None,
+        source: str = "command line",
+    ) -> Scenario:
         """A copy with the given settings changed (None: unchanged), validated like the file.
 
         Shortening the run with `days` drops the snapshot ages and the perturbations it no
@@ -213,13 +257,19 @@ class Scenario(BaseModel):
             data["engine"] = engine
         if days is not None:
             if not 1 <= days <= MAX_AGE - self.start_age:
-                raise ScenarioError(f"{source}: days = {days} is not allowed; allowed: a whole "
-                                    f"number from 1 to {MAX_AGE - self.start_age}")
+                raise ScenarioError(
+                    f"{source}: days = {days} is not allowed; allowed: a whole "
+                    f"number from 1 to {MAX_AGE - self.start_age}"
+                )
             data["end_age"] = self.start_age + days
-            data["output"]["snapshots"] = [age for age in self.output.snapshots
-                                           if age <= data["end_age"]]
-            data["perturbation"] = [perturbation for perturbation in data["perturbation"]
-                                    if perturbation["age"] < data["end_age"]]
+            data["output"]["snapshots"] = [
+                age for age in self.output.snapshots if age <= data["end_age"]
+            ]
+            data["perturbation"] = [
+                perturbation
+                for perturbation in data["perturbation"]
+                if perturbation["age"] < data["end_age"]
+            ]
         if size is not None:
             data["size"] = size
         return validate_scenario(data, source)
@@ -230,8 +280,10 @@ class Scenario(BaseModel):
         Every sweep point uses the same seeds (common random numbers), so points and scenarios
         with the same base seed are compared on matched randomness.
         """
-        return [int(child.generate_state(1, np.uint64)[0] >> np.uint64(1))
-                for child in np.random.SeedSequence(self.seed).spawn(self.replicates)]
+        return [
+            int(child.generate_state(1, np.uint64)[0] >> np.uint64(1))
+            for child in np.random.SeedSequence(self.seed).spawn(self.replicates)
+        ]
 
     def sweep_points(self, source: str) -> list[SweepPoint]:
         """The scenario at each sweep point (one point, with no values, if there is no sweep).
@@ -242,15 +294,20 @@ class Scenario(BaseModel):
         if self.sweep is None:
             return [SweepPoint(0, {}, self)]
         base = self.model_dump(exclude={"sweep"})
-        paths = {sweep_column(key): (table, key, sweep_path(key, source))
-                 for table in ("grid", "zip") for key in getattr(self.sweep, table)}
+        paths = {
+            sweep_column(key): (table, key, sweep_path(key, source))
+            for table in ("grid", "zip")
+            for key in getattr(self.sweep, table)
+        }
         for _, key, path in paths.values():
             if path[0] == "perturbation" and int(path[1]) >= len(self.perturbation):
                 count = len(self.perturbation)
-                raise ScenarioError(f"{source}: sweep key '{key}' is not allowed; the run has "
-                                    f"{count} [[perturbation]] table(s) (a run shortened with "
-                                    "--days keeps those it reaches); allowed: "
-                                    f"perturbation.<i>.<key> with i below {count}")
+                raise ScenarioError(
+                    f"{source}: sweep key '{key}' is not allowed; the run has "
+                    f"{count} [[perturbation]] table(s) (a run shortened with "
+                    "--days keeps those it reaches); allowed: "
+                    f"perturbation.<i>.<key> with i below {count}"
+                )
         points = []
         for index, raw in enumerate(self.sweep.points()):
             data = copy.deepcopy(base)
@@ -259,8 +316,9 @@ class Scenario(BaseModel):
             try:
                 scenario = Scenario.model_validate(data)
             except ValidationError as err:
-                raise ScenarioError(one_line(f"{source}: {_sweep_error(err, raw, paths)}")
-                                    ) from None
+                raise ScenarioError(
+                    one_line(f"{source}: {_sweep_error(err, raw, paths)}")
+                ) from None
             resolved = scenario.model_dump()
             values = {column: _get_path(resolved, paths[column][2]) for column in raw}
             points.append(SweepPoint(index, values, scenario))
@@ -272,9 +330,15 @@ class Scenario(BaseModel):
         The engine is imported now (Mesa or numba); validating a scenario imports neither.
         """
         return engine_class(self.engine)(
-            params=self.parameters, therapy=self.therapy, size=self.size,
-            start_age=self.start_age, days=self.days, torus=self.torus, rng=self.seed,
-            perturbations=self.perturbation)
+            params=self.parameters,
+            therapy=self.therapy,
+            size=self.size,
+            start_age=self.start_age,
+            days=self.days,
+            torus=self.torus,
+            rng=self.seed,
+            perturbations=self.perturbation,
+        )
 
 
 class SweepPoint(NamedTuple):
@@ -291,7 +355,7 @@ class SweepPoint(NamedTuple):
 def sweep_column(key: str) -> str:
     """The result column of a sweep key: a parameter's bare name, else the dotted path."""
     prefix = "parameters."
-    return key[len(prefix):] if key.startswith(prefix) else key
+    return key[len(prefix) :] if key.startswith(prefix) else key
 
 
 def sweep_path(key: str, source: str) -> tuple[str, ...]:
@@ -304,16 +368,23 @@ def sweep_path(key: str, source: str) -> tuple[str, ...]:
         return ("parameters", key)
     path = tuple(key.split("."))
     depth = {"parameters": (2,), "therapy": (2, 3), "perturbation": (3,)}.get(path[0], (1,))
-    if path[0] in SWEEPABLE and len(path) in depth and (
-            path[0] != "perturbation" or path[1].isdecimal()):
+    if (
+        path[0] in SWEEPABLE
+        and len(path) in depth
+        and (path[0] != "perturbation" or path[1].isdecimal())
+    ):
         return path
     choices = [c for c in [*Parameters.model_fields, *SWEEPABLE] if c != key]
     close = difflib.get_close_matches(key, choices, n=1) or difflib.get_close_matches(
-        path[-1], [c for c in Parameters.model_fields if c != path[-1]], n=1)
+        path[-1], [c for c in Parameters.model_fields if c != path[-1]], n=1
+    )
     hint = f"did you mean '{close[0]}'? " if close else ""
-    raise ScenarioError(f"{source}: sweep key '{key}' is not allowed; {hint}allowed: a parameter "
-                        "name (see `tissue-abm params`), " + ", ".join(SWEEPABLE[:5])
-                        + " or a path such as therapy.rapamycin.dose or perturbation.0.age")
+    raise ScenarioError(
+        f"{source}: sweep key '{key}' is not allowed; {hint}allowed: a parameter "
+        "name (see `tissue-abm params`), "
+        + ", ".join(SWEEPABLE[:5])
+        + " or a path such as therapy.rapamycin.dose or perturbation.0.age"
+    )
 
 
 def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -337,8 +408,9 @@ def _get_path(data: dict[str, Any], path: tuple[str, ...]) -> Any:
     return data
 
 
-def _sweep_error(err: ValidationError, raw: dict[str, Any],
-                 paths: dict[str, tuple[str, str, tuple[str, ...]]]) -> str:
+def _sweep_error(
+    err: ValidationError, raw: dict[str, Any], paths: dict[str, tuple[str, str, tuple[str, ...]]]
+) -> str:
     """One line for an invalid sweep point, naming the sweep key when the error is its own."""
     error = err.errors()[0]
     for table, key, path in paths.values():
@@ -408,7 +480,6 @@ def one_line(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
 
 
-
 def describe_error(error: dict[str, Any]) -> str:
     """One line for one pydantic error: the key, the bad value and what is allowed."""
     loc = _key_path(error["loc"])
@@ -428,8 +499,11 @@ def describe_error(error: dict[str, Any]) -> str:
         allowed = sorted(owner.model_fields) if owner is not None else []
         close = difflib.get_close_matches(loc[-1], allowed, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        listing = ", ".join(allowed) if len(allowed) <= 12 else (
-            "see `tissue-abm params`" if owner is Parameters else ", ".join(allowed))
+        listing = (
+            ", ".join(allowed)
+            if len(allowed) <= 12
+            else ("see `tissue-abm params`" if owner is Parameters else ", ".join(allowed))
+        )
         return f"unknown key '{key}'; {hint}allowed keys: {listing}"
     if kind == "missing":
         allowed = f"; allowed: {_allowed(field)}" if field is not None else ""
@@ -471,8 +545,9 @@ def _field_of(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[type 
 
 def _model_class(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model class inside an annotation such as `Rapamycin | None`."""
-    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (
-        annotation,)
+    options = (
+        typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    )
     for option in options:
         if isinstance(option, type) and issubclass(option, BaseModel):
             return option
@@ -500,8 +575,9 @@ def _allowed(field: Any) -> str:
         text += f" from {low} to {high}"
     elif low is not None:
         text += f" >= {low}"
-    pattern = next((getattr(m, "pattern", None) for m in field.metadata
-                    if getattr(m, "pattern", None)), None)
+    pattern = next(
+        (getattr(m, "pattern", None) for m in field.metadata if getattr(m, "pattern", None)), None
+    )
     if pattern:
         text += " of letters, digits, '_', '.' or '-' (at most 64, starting alnum)"
     unit = extra.get("unit")

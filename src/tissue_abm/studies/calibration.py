@@ -69,21 +69,37 @@ class Target(NamedTuple):
 
 
 HALF_LIFE_YOUNG = Target(
-    "senescent-cell half-life after a pulse at 3 months", 5.0, 1.0, "days",
+    "senescent-cell half-life after a pulse at 3 months",
+    5.0,
+    1.0,
+    "days",
     "Karin et al. 2019, bleomycin pulse in mouse lung (literature.md §1 [S]; abstract "
-    "'days in young' [R])")
+    "'days in young' [R])",
+)
 HALF_LIFE_OLD = Target(
-    "senescent-cell half-life after a pulse at 22 months", 25.0, 6.0, "days",
+    "senescent-cell half-life after a pulse at 22 months",
+    25.0,
+    6.0,
+    "days",
     "Karin et al. 2019, bleomycin pulse in mouse lung (literature.md §1 [S]; abstract "
-    "'weeks in old' [R])")
+    "'weeks in old' [R])",
+)
 MEDIAN_LIFESPAN = Target(
-    "untreated median lifespan", 2.4 * DAYS_PER_YEAR, 0.1 * DAYS_PER_YEAR, "days",
+    "untreated median lifespan",
+    2.4 * DAYS_PER_YEAR,
+    0.1 * DAYS_PER_YEAR,
+    "days",
     "Karin et al. 2019 mouse fit (η 0.084, β 0.15, κ 0.5, ε 0.16, X_c 17) gives a median of "
-    "2.38 y (literature.md §1 [C]); C57BL/6J median ~2.3–2.5 y; tolerance assumed")
+    "2.38 y (literature.md §1 [C]); C57BL/6J median ~2.3–2.5 y; tolerance assumed",
+)
 OXYTOCIN_DECLINE = Target(
-    "endogenous oxytocin at 22 months relative to 3 months", 1.0 / 3.0, 1.0 / 3.0,
-    "fraction", "Elabd et al. 2014: young mice have at least three times the blood oxytocin of "
-    "old mice (literature.md §7 [S]); met if at most 1/3")
+    "endogenous oxytocin at 22 months relative to 3 months",
+    1.0 / 3.0,
+    1.0 / 3.0,
+    "fraction",
+    "Elabd et al. 2014: young mice have at least three times the blood oxytocin of "
+    "old mice (literature.md §7 [S]); met if at most 1/3",
+)
 
 
 class HalfLives(NamedTuple):
@@ -93,8 +109,9 @@ class HalfLives(NamedTuple):
     old: Estimate
 
 
-def pulse_chase_results(params: Parameters, replicates: int = 8,
-                        folder: Path = EXPERIMENTS) -> pd.DataFrame:
+def pulse_chase_results(
+    params: Parameters, replicates: int = 8, folder: Path = EXPERIMENTS
+) -> pd.DataFrame:
     """Run the pulse–chase experiment with `params`, in this process.
 
     Args:
@@ -105,42 +122,60 @@ def pulse_chase_results(params: Parameters, replicates: int = 8,
     Returns:
         The results table of the wild-type and pulsed runs (as `load_results` gives it).
     """
-    return _run([folder / name for name in PULSE_FILES], params, replicates,
-                days=HALF_LIFE_OLD_AGE + CHASE_DAYS - 90)
+    return _run(
+        [folder / name for name in PULSE_FILES],
+        params,
+        replicates,
+        days=HALF_LIFE_OLD_AGE + CHASE_DAYS - 90,
+    )
 
 
-def _run(files: list[Path], params: Parameters, replicates: int,
-         days: int | None = None) -> pd.DataFrame:
+def _run(
+    files: list[Path], params: Parameters, replicates: int, days: int | None = None
+) -> pd.DataFrame:
     """Run scenario files with `params` in this process; the results table."""
     plan = plan_batch(files, replicates=replicates, days=days)
-    outcomes = execute([replace(spec, scenario=spec.scenario.model_copy(
-        update={"parameters": params})) for spec in plan.runs])
+    outcomes = execute(
+        [
+            replace(spec, scenario=spec.scenario.model_copy(update={"parameters": params}))
+            for spec in plan.runs
+        ]
+    )
     failed = [o for o in outcomes if o.error is not None]
     if failed:
         raise RuntimeError(f"calibration run {failed[0].id} failed: {failed[0].error}")
     return pd.concat([o.readouts for o in outcomes], ignore_index=True)
 
 
-
 def half_lives(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> HalfLives:
     """Young and old pulse–chase half-lives of a results table with the three scenarios."""
     return HalfLives(
-        pulse_chase(results, "pulse_chase_young", "wild_type", HALF_LIFE_YOUNG_AGE,
-                    n_boot=n_boot, seed=seed),
-        pulse_chase(results, "pulse_chase_old", "wild_type", HALF_LIFE_OLD_AGE,
-                    n_boot=n_boot, seed=seed))
+        pulse_chase(
+            results, "pulse_chase_young", "wild_type", HALF_LIFE_YOUNG_AGE, n_boot=n_boot, seed=seed
+        ),
+        pulse_chase(
+            results, "pulse_chase_old", "wild_type", HALF_LIFE_OLD_AGE, n_boot=n_boot, seed=seed
+        ),
+    )
 
 
-def median_lifespan(results: pd.DataFrame, params: Parameters, scenario: str = "wild_type",
-                    organisms: int = 200) -> float:
+def median_lifespan(
+    results: pd.DataFrame, params: Parameters, scenario: str = "wild_type", organisms: int = 200
+) -> float:
     """Median organism lifespan (days) of a scenario's runs (NaN if not reached)."""
     table = lifespans(results[results["scenario"] == scenario], params, organisms)
     km = kaplan_meier(table["lifespan"].to_numpy(), table["observed"].to_numpy())
     return quantile_lifespan(km, 0.5)
 
 
-def bisect(measure: Callable[[float], float], target: float, low: float, high: float,
-           steps: int = 8, decreasing: bool = True) -> float:
+def bisect(
+    measure: Callable[[float], float],
+    target: float,
+    low: float,
+    high: float,
+    steps: int = 8,
+    decreasing: bool = True,
+) -> float:
     """Bisection in log space for x with measure(x) = target, for a monotone measure.
 
     Args:
@@ -173,8 +208,12 @@ class Fit(NamedTuple):
     median_lifespan: float
 
 
-def fit(replicates: int = 8, steps: int = 7, base: Parameters | None = None,
-        log: Callable[[str], None] = print) -> Fit:
+def fit(
+    replicates: int = 8,
+    steps: int = 7,
+    base: Parameters | None = None,
+    log: Callable[[str], None] = print,
+) -> Fit:
     """Fit the three calibrated parameters in turn (see the module docstring).
 
     Args:
@@ -191,14 +230,15 @@ def fit(replicates: int = 8, steps: int = 7, base: Parameters | None = None,
     def with_(name: str, value: float) -> Parameters:
         return Parameters(**{**params.model_dump(), name: value})
 
-    def half_life_fit(name: str, which: str, target: Target, low: float,
-                      high: float) -> Parameters:
+    def half_life_fit(name: str, which: str, target: Target, low: float, high: float) -> Parameters:
         """`params` with `name` bisected so the `which` ("young"/"old") half-life hits it."""
+
         def measure(x: float) -> float:
             lives = half_lives(pulse_chase_results(with_(name, x), replicates), n_boot=1)
             value = getattr(lives, which).value
             log(f"{name} = {x:.4g}: {which} half-life {value:.2f} d")
             return value
+
         return with_(name, round(bisect(measure, target.value, low, high, steps), 4))
 
     params = half_life_fit("immune_recruit_max", "young", HALF_LIFE_YOUNG, 0.005, 0.5)
@@ -211,8 +251,9 @@ def fit(replicates: int = 8, steps: int = 7, base: Parameters | None = None,
         log(f"sr_burden_scale = {k:.4g}: median lifespan {value:.0f} d")
         return value
 
-    params = with_("sr_burden_scale", round(bisect(lifespan, MEDIAN_LIFESPAN.value, 10.0,
-                                                   3000.0, steps + 4)))
+    params = with_(
+        "sr_burden_scale", round(bisect(lifespan, MEDIAN_LIFESPAN.value, 10.0, 3000.0, steps + 4))
+    )
     return Fit(params, half_lives(results), median_lifespan(runs, params))
 
 

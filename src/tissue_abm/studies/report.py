@@ -70,8 +70,9 @@ def interval(mean: float, low: float, high: float) -> str:
     return f"{number(mean)} [{number(low)}, {number(high)}]"
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
-                   align: Sequence[str] | None = None) -> str:
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[Any]], align: Sequence[str] | None = None
+) -> str:
     """A Markdown (GitHub) table.
 
     Args:
@@ -91,10 +92,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
     return "\n".join([line(header), rule, *(line(row) for row in rows)]) + "\n"
 
 
-def write_report(folder: str | Path, out: str | Path | None = None,
-                 readout: str = "senescent_fraction", reference: str = "untreated", *,
-                 confidence: float = 0.95, n_boot: int = 2000, seed: int = 0,
-                 threshold: float | None = None, dpi: int = 120) -> Path:
+def write_report(
+    folder: str | Path,
+    out: str | Path | None = None,
+    readout: str = "senescent_fraction",
+    reference: str = "untreated",
+    *,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    threshold: float | None = None,
+    dpi: int = 120,
+) -> Path:
     """Write the figures and a Markdown report of a results folder.
 
     The report has: a batch overview (scenarios and runs from `batch.json` when it lists them,
@@ -134,16 +143,26 @@ def write_report(folder: str | Path, out: str | Path | None = None,
     check_readouts(results, readouts)
     if threshold is None:
         threshold = Parameters().healthspan_threshold
-    figures = plots.save_figures(folder, target, readouts, results=results,
-                                 confidence=confidence, n_boot=n_boot, seed=seed, dpi=dpi)
+    figures = plots.save_figures(
+        folder,
+        target,
+        readouts,
+        results=results,
+        confidence=confidence,
+        n_boot=n_boot,
+        seed=seed,
+        dpi=dpi,
+    )
     level = f"{confidence:.0%}"
     parts = [
         f"# Results report: {folder.name}\n",
         f"Results folder: `{folder}` · written {now()}\n",
         _overview(folder, results),
         _end_section(results, confidence, threshold),
-        *(_compare_section(results, r, reference, level, confidence, n_boot, seed)
-          for r in readouts),
+        *(
+            _compare_section(results, r, reference, level, confidence, n_boot, seed)
+            for r in readouts
+        ),
         _synergy_section(results, readouts, level, confidence, n_boot, seed),
         _survival_section(folder, results, target, confidence, min(n_boot, 1000), seed, dpi),
         _figure_section(figures, target),
@@ -161,24 +180,38 @@ def _overview(folder: Path, results: pd.DataFrame) -> str:
         names = [entry["name"] for entry in manifest["scenarios"]]
         status = Counter(run["status"] for run in manifest["runs"])
         text.append(f"- Scenarios in `{MANIFEST}`: {', '.join(names)}")
-        text.append(f"- Runs in `{MANIFEST}`: {len(manifest['runs'])} ("
-                    + ", ".join(f"{k}: {v}" for k, v in status.items()) + ")")
+        text.append(
+            f"- Runs in `{MANIFEST}`: {len(manifest['runs'])} ("
+            + ", ".join(f"{k}: {v}" for k, v in status.items())
+            + ")"
+        )
     keys = run_columns(results)
     runs = grouped(results, keys).agg(start=("age", "min"), end=("age", "max"))
     runs = runs.reset_index()
     total = len(runs)
-    text.append(f"- Loaded: {results['scenario'].nunique()} scenarios, {total} runs, "
-                f"{len(results)} rows (run × kept day)\n")
+    text.append(
+        f"- Loaded: {results['scenario'].nunique()} scenarios, {total} runs, "
+        f"{len(results)} rows (run × kept day)\n"
+    )
     rows = []
     for name in _in_order(scenarios(results)):
         mine = runs[runs["scenario"] == name]
         points = mine["point"].nunique() if "point" in mine else 1
-        replicates = (mine.groupby("point")["replicate"].nunique().max()
-                      if "replicate" in mine else len(mine))
-        rows.append([name, points, replicates, len(mine),
-                     f"{number(mine['start'].min())}–{number(mine['end'].max())}"])
-    text.append(markdown_table(["scenario", "sweep points", "replicates", "runs", "ages (days)"],
-                               rows))
+        replicates = (
+            mine.groupby("point")["replicate"].nunique().max() if "replicate" in mine else len(mine)
+        )
+        rows.append(
+            [
+                name,
+                points,
+                replicates,
+                len(mine),
+                f"{number(mine['start'].min())}–{number(mine['end'].max())}",
+            ]
+        )
+    text.append(
+        markdown_table(["scenario", "sweep points", "replicates", "runs", "ages (days)"], rows)
+    )
     return "\n".join(text)
 
 
@@ -194,8 +227,10 @@ FEW = 10
 def _few_note(n: int) -> str:
     if n >= FEW:
         return ""
-    return (f"With as few as {n} replicates, percentile bootstrap intervals are too narrow (they "
-            "ignore the uncertainty of the spread itself): read them as rough.\n")
+    return (
+        f"With as few as {n} replicates, percentile bootstrap intervals are too narrow (they "
+        "ignore the uncertainty of the spread itself): read them as rough.\n"
+    )
 
 
 def _end_section(results: pd.DataFrame, confidence: float, threshold: float) -> str:
@@ -203,70 +238,122 @@ def _end_section(results: pd.DataFrame, confidence: float, threshold: float) -> 
     summary = summarise(results, readouts, confidence)
     groups = group_columns(results)
     last = summary.groupby([*groups, "readout"], observed=True, dropna=False)["day"].transform(
-        "max")
+        "max"
+    )
     summary = summary[summary["day"] == last].reset_index(drop=True)
     summary["label"] = group_labels(summary, sweep_columns(results)).to_numpy()
     ends = end_state(results, threshold)
     ends["label"] = group_labels(ends).to_numpy()
     spans = ends.groupby("label", sort=False)["healthspan"].agg(median_healthspan)
-    order = plots.ordered(summary["label"], dict(zip(summary["label"],
-                                                      summary["scenario"].astype(str),
-                                                      strict=True)))
+    order = plots.ordered(
+        summary["label"], dict(zip(summary["label"], summary["scenario"].astype(str), strict=True))
+    )
     rows = []
     for lab in order:
         mine = summary[summary["label"] == lab].set_index("readout")
         first = mine.iloc[0]
-        rows.append([lab, int(first["n"]), number(first["age"]),
-                     *(interval(mine.loc[r, "mean"], mine.loc[r, "ci_low"], mine.loc[r, "ci_high"])
-                       for r in readouts), number(spans.get(lab, math.nan))])
-    header = ["group", "n", "age (days)", *(plots.label(r) for r in readouts),
-              "median healthspan (days)"]
-    return "\n".join([
-        "## End state\n",
-        f"Mean across replicates with its {confidence:.0%} confidence interval (Student t) "
-        "on each run's last kept day. Healthspan is the age at which tissue function first "
-        f"falls below {threshold:g}; \"not reached\" means at least half the runs stayed above "
-        "it to the end.\n",
-        markdown_table(header, rows),
-    ])
+        rows.append(
+            [
+                lab,
+                int(first["n"]),
+                number(first["age"]),
+                *(
+                    interval(mine.loc[r, "mean"], mine.loc[r, "ci_low"], mine.loc[r, "ci_high"])
+                    for r in readouts
+                ),
+                number(spans.get(lab, math.nan)),
+            ]
+        )
+    header = [
+        "group",
+        "n",
+        "age (days)",
+        *(plots.label(r) for r in readouts),
+        "median healthspan (days)",
+    ]
+    return "\n".join(
+        [
+            "## End state\n",
+            f"Mean across replicates with its {confidence:.0%} confidence interval (Student t) "
+            "on each run's last kept day. Healthspan is the age at which tissue function first "
+            f'falls below {threshold:g}; "not reached" means at least half the runs stayed above '
+            "it to the end.\n",
+            markdown_table(header, rows),
+        ]
+    )
 
 
-def _compare_section(results: pd.DataFrame, readout: str, reference: str, level: str,
-                     confidence: float, n_boot: int, seed: int) -> str:
+def _compare_section(
+    results: pd.DataFrame,
+    readout: str,
+    reference: str,
+    level: str,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+) -> str:
     title = f"## {plots.label(readout).capitalize()} compared with {reference}\n"
     try:
-        table = compare(results, readout, reference, n_boot=n_boot, seed=seed,
-                                 confidence=confidence)
+        table = compare(
+            results, readout, reference, n_boot=n_boot, seed=seed, confidence=confidence
+        )
     except ValueError as err:
         return "\n".join([title, f"Not computed: {err}.\n"])
     labels = group_labels(table, sweep_columns(results))
     order = plots.ordered(labels, dict(zip(labels, table["scenario"], strict=True)))
-    rows = sorted(([lab, int(row.n), number(row.mean), number(row.reference_mean),
-                    number(row.difference), f"[{number(row.ci_low)}, {number(row.ci_high)}]"]
-                   for lab, row in zip(labels, table.itertuples(index=False), strict=True)),
-                  key=lambda row: order.index(row[0]))
+    rows = sorted(
+        (
+            [
+                lab,
+                int(row.n),
+                number(row.mean),
+                number(row.reference_mean),
+                number(row.difference),
+                f"[{number(row.ci_low)}, {number(row.ci_high)}]",
+            ]
+            for lab, row in zip(labels, table.itertuples(index=False), strict=True)
+        ),
+        key=lambda row: order.index(row[0]),
+    )
     fewest = min([*table["n"], *table["reference_n"][:1]], default=FEW)
-    return "\n".join([
-        title,
-        f"Difference of the mean on each run's last kept day (group − {reference}), with a "
-        f"{level} percentile bootstrap interval ({n_boot} resamples of the replicates of each "
-        "scenario).\n",
-        _few_note(int(fewest)),
-        markdown_table(["group", "n", "mean", f"{reference} mean", "difference", f"{level} CI"],
-                       rows),
-    ])
+    return "\n".join(
+        [
+            title,
+            f"Difference of the mean on each run's last kept day (group − {reference}), with a "
+            f"{level} percentile bootstrap interval ({n_boot} resamples of the replicates of each "
+            "scenario).\n",
+            _few_note(int(fewest)),
+            markdown_table(
+                ["group", "n", "mean", f"{reference} mean", "difference", f"{level} CI"], rows
+            ),
+        ]
+    )
 
 
-def _synergy_section(results: pd.DataFrame, readouts: Sequence[str], level: str,
-                     confidence: float, n_boot: int, seed: int) -> str:
+def _synergy_section(
+    results: pd.DataFrame,
+    readouts: Sequence[str],
+    level: str,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+) -> str:
     control, drug_a, drug_b, combination = synergy.CANONICAL
     title = f"## Synergy of {drug_a} and {drug_b}\n"
     if not plots.has_synergy_scenarios(results):
         missing = [s for s in synergy.CANONICAL if s not in scenarios(results)]
-        why = (f"missing scenario {', '.join(missing)}" if missing
-               else "a scenario has several sweep points")
-        return "\n".join([title, f"Not computed: needs the {', '.join(synergy.CANONICAL)} "
-                                 f"scenarios at one sweep point each ({why}).\n"])
+        why = (
+            f"missing scenario {', '.join(missing)}"
+            if missing
+            else "a scenario has several sweep points"
+        )
+        return "\n".join(
+            [
+                title,
+                f"Not computed: needs the {', '.join(synergy.CANONICAL)} "
+                f"scenarios at one sweep point each ({why}).\n",
+            ]
+        )
     text = [
         title,
         "Fractional effect y = share of the untreated loss prevented (1 − treated/untreated "
@@ -274,32 +361,60 @@ def _synergy_section(results: pd.DataFrame, readouts: Sequence[str], level: str,
         "tissue function), from the scenario means on each run's last kept day. Bliss "
         "expectation y_A + y_B − y_A·y_B, HSA expectation max(y_A, y_B); excess = "
         f"y_{combination} − expected, in % of the loss. Reading (SynergyFinder): below −10% "
-        "antagonism, −10% to 10% additive, above 10% synergy; \"uncertain\" when the "
+        'antagonism, −10% to 10% additive, above 10% synergy; "uncertain" when the '
         f"{level} bootstrap interval ({n_boot} resamples) crosses a band edge.\n",
     ]
     for readout in readouts:
-        table = synergy.synergy(results, readout, n_boot=n_boot, seed=seed,
-                                confidence=confidence)
-        rows = [[row.method.upper() if row.method == "hsa" else row.method.capitalize(),
-                 number(100 * row.y_a), number(100 * row.y_b), number(100 * row.y_ab),
-                 number(100 * row.expected), number(100 * row.excess),
-                 f"[{number(100 * row.ci_low)}, {number(100 * row.ci_high)}]", row.verdict]
-                for row in table.itertuples(index=False)]
+        table = synergy.synergy(results, readout, n_boot=n_boot, seed=seed, confidence=confidence)
+        rows = [
+            [
+                row.method.upper() if row.method == "hsa" else row.method.capitalize(),
+                number(100 * row.y_a),
+                number(100 * row.y_b),
+                number(100 * row.y_ab),
+                number(100 * row.expected),
+                number(100 * row.excess),
+                f"[{number(100 * row.ci_low)}, {number(100 * row.ci_high)}]",
+                row.verdict,
+            ]
+            for row in table.itertuples(index=False)
+        ]
         n = table.attrs["n"]
         if readout == readouts[0]:
             text.append(_few_note(min(n.values())))
-        text.append(f"**{plots.label(readout)}** (replicates: {control} {n['control']}, "
-                    f"{drug_a} {n['drug_a']}, {drug_b} {n['drug_b']}, {combination} "
-                    f"{n['combination']}; effects in %)\n")
-        text.append(markdown_table(
-            ["method", f"y {drug_a}", f"y {drug_b}", f"y {combination}", "expected",
-             "excess", f"{level} CI", "verdict"], rows,
-            align=["l", *["r"] * 6, "l"]))
+        text.append(
+            f"**{plots.label(readout)}** (replicates: {control} {n['control']}, "
+            f"{drug_a} {n['drug_a']}, {drug_b} {n['drug_b']}, {combination} "
+            f"{n['combination']}; effects in %)\n"
+        )
+        text.append(
+            markdown_table(
+                [
+                    "method",
+                    f"y {drug_a}",
+                    f"y {drug_b}",
+                    f"y {combination}",
+                    "expected",
+                    "excess",
+                    f"{level} CI",
+                    "verdict",
+                ],
+                rows,
+                align=["l", *["r"] * 6, "l"],
+            )
+        )
     return "\n".join(text)
 
 
-def _survival_section(folder: Path, results: pd.DataFrame, target: Path, confidence: float,
-                      n_boot: int, seed: int, dpi: int) -> str:
+def _survival_section(
+    folder: Path,
+    results: pd.DataFrame,
+    target: Path,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+    dpi: int,
+) -> str:
     """Organism survival (Karin 2019 saturating removal) per group, and its figure."""
     try:  # each batch run's own parameters; defaults for a folder of single runs
         own = point_parameters(folder) if "point" in results else None
@@ -309,29 +424,39 @@ def _survival_section(folder: Path, results: pd.DataFrame, target: Path, confide
     summary = survival.survival_summary(lives, confidence=confidence, n_boot=n_boot, seed=seed)
     groups = group_columns(lives)
     ends = lives.groupby(groups, observed=True, dropna=False).agg(
-        alive=("observed", lambda seen: 1.0 - seen.mean()), last=("lifespan", "max"))
+        alive=("observed", lambda seen: 1.0 - seen.mean()), last=("lifespan", "max")
+    )
     summary = summary.merge(ends.reset_index(), on=groups, how="left")
     summary["label"] = group_labels(summary, sweep_columns(results)).to_numpy()
-    order = plots.ordered(summary["label"], dict(zip(
-        summary["label"], summary["scenario"].astype(str), strict=True)))
-    rows = [[row.label, row.runs, _lifespan(row.median_lifespan, row.median_ci_low,
-                                            row.median_ci_high),
-             _lifespan(row.p90_lifespan, row.p90_ci_low, row.p90_ci_high),
-             f"{row.alive:.0%} at {number(row.last)}"]
-            for row in summary.set_index("label", drop=False).loc[order].itertuples()]
+    order = plots.ordered(
+        summary["label"], dict(zip(summary["label"], summary["scenario"].astype(str), strict=True))
+    )
+    rows = [
+        [
+            row.label,
+            row.runs,
+            _lifespan(row.median_lifespan, row.median_ci_low, row.median_ci_high),
+            _lifespan(row.p90_lifespan, row.p90_ci_low, row.p90_ci_high),
+            f"{row.alive:.0%} at {number(row.last)}",
+        ]
+        for row in summary.set_index("label", drop=False).loc[order].itertuples()
+    ]
     figure = plots.survival_curves(lives, confidence=confidence, n_boot=n_boot, seed=seed)
     figure.savefig(target / "survival.png", dpi=dpi)
-    return "\n".join([
-        "## Organism survival\n",
-        "Each run's senescent burden drives 200 organisms of Karin et al. 2019's saturating-"
-        "removal model (`tissue_abm.analysis.survival`); lifespans in days of age with "
-        f"{confidence:.0%} intervals from a bootstrap over runs (an open bound: \"not reached\" "
-        "in too many resamples). Alive at end: the share of organisms alive when the runs "
-        "end.\n",
-        markdown_table(["group", "runs", "median lifespan", "90th percentile", "alive at end"],
-                       rows),
-        "![Organism survival](survival.png)\n",
-    ])
+    return "\n".join(
+        [
+            "## Organism survival\n",
+            "Each run's senescent burden drives 200 organisms of Karin et al. 2019's saturating-"
+            "removal model (`tissue_abm.analysis.survival`); lifespans in days of age with "
+            f'{confidence:.0%} intervals from a bootstrap over runs (an open bound: "not reached" '
+            "in too many resamples). Alive at end: the share of organisms alive when the runs "
+            "end.\n",
+            markdown_table(
+                ["group", "runs", "median lifespan", "90th percentile", "alive at end"], rows
+            ),
+            "![Organism survival](survival.png)\n",
+        ]
+    )
 
 
 def _lifespan(value: float, low: float, high: float) -> str:

@@ -44,8 +44,9 @@ THERAPIES = {
 N_BOOT = 1000
 
 
-def validation_page(folder: str | Path, figures: str | Path | None = None,
-                    n_boot: int = N_BOOT) -> str:
+def validation_page(
+    folder: str | Path, figures: str | Path | None = None, n_boot: int = N_BOOT
+) -> str:
     """The validation page (Markdown) of the batch in `folder`.
 
     Args:
@@ -63,24 +64,42 @@ def validation_page(folder: str | Path, figures: str | Path | None = None,
     params = own.get(("wild_type", 0), Parameters())  # the calibrated values this batch used
     names = set(results["scenario"].astype(str).unique())
     long = [s for s, _ in THERAPIES.values() if s in names] + [
-        s for s in ("rapamycin_dose_response", "rapamycin_schedule", "dose_grid")
-        if s in names]
+        s for s in ("rapamycin_dose_response", "rapamycin_schedule", "dose_grid") if s in names
+    ]
     lives = survival.lifespans(results[results["scenario"].isin(long)], own)
-    context = _Context(results, lives, end_state(results, params.healthspan_threshold),
-                       n_boot, None if figures is None else Path(figures))
+    context = _Context(
+        results,
+        lives,
+        end_state(results, params.healthspan_threshold),
+        n_boot,
+        None if figures is None else Path(figures),
+    )
     manifest = read_manifest(folder)
-    sections = [_header(folder, manifest, results), _targets(context, params),
-                _expectations(context), _therapies(context), _timing(context),
-                _dose_response(context), _transplant(context), _spatial(folder, names),
-                _synergy(context)]
+    sections = [
+        _header(folder, manifest, results),
+        _targets(context, params),
+        _expectations(context),
+        _therapies(context),
+        _timing(context),
+        _dose_response(context),
+        _transplant(context),
+        _spatial(folder, names),
+        _synergy(context),
+    ]
     return "\n".join(sections)
 
 
 class _Context:
     """What the sections share: results, per-organism lifespans, per-run end states."""
 
-    def __init__(self, results: pd.DataFrame, lives: pd.DataFrame, ends: pd.DataFrame,
-                 n_boot: int, figures: Path | None) -> None:
+    def __init__(
+        self,
+        results: pd.DataFrame,
+        lives: pd.DataFrame,
+        ends: pd.DataFrame,
+        n_boot: int,
+        figures: Path | None,
+    ) -> None:
         self.results, self.lives, self.ends = results, lives, ends
         self.n_boot, self.figures = n_boot, figures
         self.names = set(results["scenario"].astype(str).unique())
@@ -93,8 +112,9 @@ class _Context:
         files = ", ".join(f"scenarios/experiments/{name}.toml" for name in absent)
         return f"*Not in this batch: run {files}.*\n"
 
-    def select(self, table: pd.DataFrame, scenario: str,
-               point: dict[str, float] | None = None) -> pd.DataFrame:
+    def select(
+        self, table: pd.DataFrame, scenario: str, point: dict[str, float] | None = None
+    ) -> pd.DataFrame:
         """Rows of one scenario at one sweep point."""
         chosen = table["scenario"].astype(str) == scenario
         for column, value in (point or {}).items():
@@ -106,22 +126,28 @@ class _Context:
         chosen = self.select(self.lives, scenario, point)
         return survival.survival_summary(chosen, n_boot=self.n_boot).iloc[0]
 
-    def healthspan(self, scenario: str, point: dict[str, float] | None = None
-                   ) -> tuple[float, float, float]:
+    def healthspan(
+        self, scenario: str, point: dict[str, float] | None = None
+    ) -> tuple[float, float, float]:
         """Median healthspan (days; inf: not reached) with a bootstrap interval over runs."""
         spans = self.select(self.ends, scenario, point)["healthspan"].to_numpy(dtype=float)
         return _boot_interval(spans, median_healthspan, self.n_boot)
 
-    def value_at(self, scenario: str, readout: str, age: float,
-                 point: dict[str, float] | None = None) -> tuple[float, float, float]:
+    def value_at(
+        self, scenario: str, readout: str, age: float, point: dict[str, float] | None = None
+    ) -> tuple[float, float, float]:
         """Mean of a readout at an age over runs, with a bootstrap interval."""
         chosen = self.select(self.results, scenario, point)
         x = chosen.loc[np.isclose(chosen["age"], age), readout].to_numpy(dtype=float)
         return _boot_interval(x, np.mean, self.n_boot)
 
 
-def _boot_interval(values: np.ndarray, statistic: Callable[[np.ndarray], float],
-                     n_boot: int, confidence: float = 0.95) -> tuple[float, float, float]:
+def _boot_interval(
+    values: np.ndarray,
+    statistic: Callable[[np.ndarray], float],
+    n_boot: int,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
     """`statistic` of `values` with a percentile bootstrap interval (inf-safe quantiles)."""
     if values.size == 0:
         return math.nan, math.nan, math.nan
@@ -129,17 +155,22 @@ def _boot_interval(values: np.ndarray, statistic: Callable[[np.ndarray], float],
     if values.size < 2:
         return point, math.nan, math.nan
     rng = np.random.default_rng(0)
-    boot = np.array([statistic(values[rng.integers(0, values.size, values.size)])
-                     for _ in range(n_boot)], dtype=float)
-    low, high = np.quantile(boot, [0.5 - confidence / 2, 0.5 + confidence / 2],
-                            method="inverted_cdf")
+    boot = np.array(
+        [statistic(values[rng.integers(0, values.size, values.size)]) for _ in range(n_boot)],
+        dtype=float,
+    )
+    low, high = np.quantile(
+        boot, [0.5 - confidence / 2, 0.5 + confidence / 2], method="inverted_cdf"
+    )
     return point, float(low), float(high)
 
 
 def _days(value: float, low: float = math.nan, high: float = math.nan, digits: int = 3) -> str:
     """Days as "870 d (2.38 y)" with an optional interval."""
+
     def one(x: float) -> str:
         return "not reached" if math.isinf(x) or math.isnan(x) else f"{x:.0f}"
+
     text = one(value) + (f" d ({value / YEAR:.{digits}g} y)" if math.isfinite(value) else "")
     if math.isnan(low) and math.isnan(high):
         return text
@@ -178,7 +209,8 @@ def _header(folder: Path, manifest: dict, results: pd.DataFrame) -> str:
         "Intervals are 95% percentile bootstrap intervals over replicate runs (lifespans: a "
         "cluster bootstrap over runs, each run driving 200 organisms; see "
         "`tissue_abm.analysis.survival`). Experiment files are in `scenarios/experiments/`; the "
-        "analyses in `tissue_abm.analysis.experiments`.\n")
+        "analyses in `tissue_abm.analysis.experiments`.\n"
+    )
 
 
 def _targets(c: _Context, params: Parameters) -> str:
@@ -186,19 +218,30 @@ def _targets(c: _Context, params: Parameters) -> str:
     if c.missing(["wild_type", "pulse_chase_young", "pulse_chase_old"]) is None:
         lives = calibration.half_lives(c.results, n_boot=c.n_boot)
         for target, estimate in ((HALF_LIFE_YOUNG, lives.young), (HALF_LIFE_OLD, lives.old)):
-            rows.append(_target_row(target, f"{estimate.value:.1f} d [{estimate.ci_low:.1f}, "
-                                    f"{estimate.ci_high:.1f}]", target.met(estimate.value)))
+            rows.append(
+                _target_row(
+                    target,
+                    f"{estimate.value:.1f} d [{estimate.ci_low:.1f}, {estimate.ci_high:.1f}]",
+                    target.met(estimate.value),
+                )
+            )
     if "wild_type" in c.names:
         life = c.lifespan("wild_type")
-        rows.append(_target_row(
-            MEDIAN_LIFESPAN, _days(life["median_lifespan"], life["median_ci_low"],
-                                   life["median_ci_high"]),
-            MEDIAN_LIFESPAN.met(life["median_lifespan"])))
+        rows.append(
+            _target_row(
+                MEDIAN_LIFESPAN,
+                _days(life["median_lifespan"], life["median_ci_low"], life["median_ci_high"]),
+                MEDIAN_LIFESPAN.met(life["median_lifespan"]),
+            )
+        )
     ratio = calibration.oxytocin_ratio(params)
     target = calibration.OXYTOCIN_DECLINE
     rows.append([target.name, target.source, f"{ratio:.2f}", "≤ 1/3", _yes(ratio <= 1 / 3)])
-    table = markdown_table(["target", "source", "model [95% CI]", "target ± tolerance", ""],
-                           rows, ["l", "l", "r", "r", "l"])
+    table = markdown_table(
+        ["target", "source", "model [95% CI]", "target ± tolerance", ""],
+        rows,
+        ["l", "l", "r", "r", "l"],
+    )
     return (
         "## Calibration targets\n\n"
         "Three parameters are fitted (`tissue-abm calibrate`, see `studies.calibration`): "
@@ -207,13 +250,16 @@ def _targets(c: _Context, params: Parameters) -> str:
         f"`sr_burden_scale` = {params.sr_burden_scale:g} to the median lifespan; the fourth "
         "target follows from `ot_old_fraction`. The half-life is the log-linear decay rate of "
         "the pulse's excess senescent cells over the same-seed wild type, from its peak until "
-        f"it falls below {experiments.FIT_FLOOR:.0%} of it (`experiments.half_life`).\n\n"
-        + table)
+        f"it falls below {experiments.FIT_FLOOR:.0%} of it (`experiments.half_life`).\n\n" + table
+    )
 
 
 def _target_row(target: Target, model: str, met: bool) -> list[str]:
-    tolerance = (f"{target.value / YEAR:.1f} ± {target.tolerance / YEAR:.1f} y"
-                 if target is MEDIAN_LIFESPAN else f"{target.value:g} ± {target.tolerance:g} d")
+    tolerance = (
+        f"{target.value / YEAR:.1f} ± {target.tolerance / YEAR:.1f} y"
+        if target is MEDIAN_LIFESPAN
+        else f"{target.value:g} ± {target.tolerance:g} d"
+    )
     return [target.name, target.source, model, tolerance, _yes(met)]
 
 
@@ -221,41 +267,72 @@ def _expectations(c: _Context) -> str:
     rows = []
     if c.missing(["wild_type", "pulse_chase_young", "pulse_chase_old"]) is None:
         lives = calibration.half_lives(c.results, n_boot=c.n_boot)
-        rows.append(["half-life after a pulse is longer in old than in young tissue",
-                     "Karin 2019 (§1)",
-                     f"{lives.young.value:.1f} d → {lives.old.value:.1f} d",
-                     _holds(lives.old.ci_low > lives.young.ci_high)])
+        rows.append(
+            [
+                "half-life after a pulse is longer in old than in young tissue",
+                "Karin 2019 (§1)",
+                f"{lives.young.value:.1f} d → {lives.old.value:.1f} d",
+                _holds(lives.old.ci_low > lives.young.ci_high),
+            ]
+        )
     if c.missing(["wild_type", "immune_knockout"]) is None:
-        diff = experiments.difference_by_age(c.results, "immune_knockout", "wild_type",
-                                             "senescent_fraction", [LATE_AGE],
-                                             n_boot=c.n_boot).iloc[0]
-        rows.append(["immune knock-out raises late-life senescent burden (24 months)",
-                     "Ovadya 2018 (§6)",
-                     f"{_percent(diff['reference_mean'])} → {_percent(diff['mean'])} "
-                     f"(+{100 * diff['ci_low']:.2f} to +{100 * diff['ci_high']:.2f} pp)",
-                     _holds(diff["ci_low"] > 0)])
+        diff = experiments.difference_by_age(
+            c.results,
+            "immune_knockout",
+            "wild_type",
+            "senescent_fraction",
+            [LATE_AGE],
+            n_boot=c.n_boot,
+        ).iloc[0]
+        rows.append(
+            [
+                "immune knock-out raises late-life senescent burden (24 months)",
+                "Ovadya 2018 (§6)",
+                f"{_percent(diff['reference_mean'])} → {_percent(diff['mean'])} "
+                f"(+{100 * diff['ci_low']:.2f} to +{100 * diff['ci_high']:.2f} pp)",
+                _holds(diff["ci_low"] > 0),
+            ]
+        )
         ko, wt = c.lifespan("immune_knockout"), c.lifespan("wild_type")
-        rows.append(["immune knock-out shortens median lifespan", "Ovadya 2018 (§6)",
-                     f"{_days(wt['median_lifespan'])} → {_days(ko['median_lifespan'])}",
-                     _holds(ko["median_ci_high"] < wt["median_ci_low"])])
+        rows.append(
+            [
+                "immune knock-out shortens median lifespan",
+                "Ovadya 2018 (§6)",
+                f"{_days(wt['median_lifespan'])} → {_days(ko['median_lifespan'])}",
+                _holds(ko["median_ci_high"] < wt["median_ci_low"]),
+            ]
+        )
     if c.missing(["wild_type", "senolytic_control"]) is None:
         sen, wt = c.lifespan("senolytic_control"), c.lifespan("wild_type")
-        rows.append(["senolytic control extends median lifespan", "Baker 2016 (§3)",
-                     f"{_days(wt['median_lifespan'])} → {_days(sen['median_lifespan'])}",
-                     _holds(sen["median_ci_low"] > wt["median_ci_high"])])
+        rows.append(
+            [
+                "senolytic control extends median lifespan",
+                "Baker 2016 (§3)",
+                f"{_days(wt['median_lifespan'])} → {_days(sen['median_lifespan'])}",
+                _holds(sen["median_ci_low"] > wt["median_ci_high"]),
+            ]
+        )
     if "wild_type" in c.names:
         mean, low, high = c.value_at("wild_type", "senescent_fraction", LATE_AGE)
-        rows.append(["senescent cells are ~1–5% of cells in old tissue (24 months)",
-                     "rule of thumb (§8 [S])", _percent(mean, low, high),
-                     _holds(0.01 <= mean <= 0.05)])
-    return ("## Expected behaviours\n\n"
-            "Each holds when the 95% intervals of the two sides do not overlap (or the "
-            "interval lies in the stated range). The model's knock-out removes every killing "
-            "route (senescent cells otherwise only die at `senescent_death_rate`), so it is "
-            "far more severe than Prf1⁻/⁻ mice, which keep other clearance routes and live "
-            "most of a normal lifespan.\n\n"
-            + markdown_table(["expectation", "source", "model [95% CI]", ""], rows,
-                             ["l", "l", "r", "l"]))
+        rows.append(
+            [
+                "senescent cells are ~1–5% of cells in old tissue (24 months)",
+                "rule of thumb (§8 [S])",
+                _percent(mean, low, high),
+                _holds(0.01 <= mean <= 0.05),
+            ]
+        )
+    return (
+        "## Expected behaviours\n\n"
+        "Each holds when the 95% intervals of the two sides do not overlap (or the "
+        "interval lies in the stated range). The model's knock-out removes every killing "
+        "route (senescent cells otherwise only die at `senescent_death_rate`), so it is "
+        "far more severe than Prf1⁻/⁻ mice, which keep other clearance routes and live "
+        "most of a normal lifespan.\n\n"
+        + markdown_table(
+            ["expectation", "source", "model [95% CI]", ""], rows, ["l", "l", "r", "l"]
+        )
+    )
 
 
 def _holds(ok: bool) -> str:
@@ -273,33 +350,63 @@ def _therapies(c: _Context) -> str:
         health = c.healthspan(scenario, point)
         burden = c.value_at(scenario, "senescent_fraction", LATE_AGE, point)
         end = float(c.select(c.results, scenario, point)["age"].max())
-        change = _change(life["median_lifespan"], base["median_lifespan"] if base is not None
-                         else math.nan, end)
-        rows.append([label, _days(life["median_lifespan"], life["median_ci_low"],
-                                  life["median_ci_high"]),
-                     change, _days(life["p90_lifespan"]), _days(*health),
-                     _change(health[0], base_health, end), _percent(*burden)])
+        change = _change(
+            life["median_lifespan"], base["median_lifespan"] if base is not None else math.nan, end
+        )
+        rows.append(
+            [
+                label,
+                _days(life["median_lifespan"], life["median_ci_low"], life["median_ci_high"]),
+                change,
+                _days(life["p90_lifespan"]),
+                _days(*health),
+                _change(health[0], base_health, end),
+                _percent(*burden),
+            ]
+        )
     figure = ""
     if c.figures is not None and rows:
-        chosen = pd.concat([c.select(c.lives, s, p).assign(scenario=label)
-                            for label, (s, p) in THERAPIES.items() if s in c.names],
-                           ignore_index=True)
-        chosen = chosen.drop(columns=[col for col in chosen.columns if col.startswith(
-            "therapy.")])
-        figure = (_save(plots.survival_curves(chosen, n_boot=c.n_boot), c.figures,
-                        "survival.png", "Survival (Kaplan–Meier, 95% band)")
-                  + _save(plots.hazard_curves(chosen, n_boot=c.n_boot), c.figures,
-                          "hazard.png", "Hazard over age (30-day bins, 95% band)"))
-    return ("## Therapies: lifespan and healthspan\n\n"
-            "Therapies from 12 months as in the canonical scenarios (rapamycin 1 mg/kg daily, "
-            "a daily oxytocin pulse of one young level, both together; the senolytic every 30 "
-            "days), 20 runs each to 6 years (untreated and knock-out: to 4 years). Healthspan: "
-            "age at which tissue function first falls below the threshold (not reached: the "
-            "median run kept it to the end). Changes are from the untreated median.\n\n"
-            + markdown_table(["scenario", "median lifespan [95% CI]", "change", "90th pct",
-                              "median healthspan [95% CI]", "change",
-                              "senescent at 24 mo [95% CI]"], rows)
-            + figure)
+        chosen = pd.concat(
+            [
+                c.select(c.lives, s, p).assign(scenario=label)
+                for label, (s, p) in THERAPIES.items()
+                if s in c.names
+            ],
+            ignore_index=True,
+        )
+        chosen = chosen.drop(columns=[col for col in chosen.columns if col.startswith("therapy.")])
+        figure = _save(
+            plots.survival_curves(chosen, n_boot=c.n_boot),
+            c.figures,
+            "survival.png",
+            "Survival (Kaplan–Meier, 95% band)",
+        ) + _save(
+            plots.hazard_curves(chosen, n_boot=c.n_boot),
+            c.figures,
+            "hazard.png",
+            "Hazard over age (30-day bins, 95% band)",
+        )
+    return (
+        "## Therapies: lifespan and healthspan\n\n"
+        "Therapies from 12 months as in the canonical scenarios (rapamycin 1 mg/kg daily, "
+        "a daily oxytocin pulse of one young level, both together; the senolytic every 30 "
+        "days), 20 runs each to 6 years (untreated and knock-out: to 4 years). Healthspan: "
+        "age at which tissue function first falls below the threshold (not reached: the "
+        "median run kept it to the end). Changes are from the untreated median.\n\n"
+        + markdown_table(
+            [
+                "scenario",
+                "median lifespan [95% CI]",
+                "change",
+                "90th pct",
+                "median healthspan [95% CI]",
+                "change",
+                "senescent at 24 mo [95% CI]",
+            ],
+            rows,
+        )
+        + figure
+    )
 
 
 def _change(value: float, base: float, end: float) -> str:
@@ -316,23 +423,43 @@ def _timing(c: _Context) -> str:
     if note:
         return "## Therapy timing\n\n" + note
     rows = []
-    for label, scenario in (("rapamycin", "timing_rapamycin"), ("oxytocin", "timing_oxytocin"),
-                            ("both", "timing_combined")):
-        column = ("therapy.oxytocin.start_age" if scenario == "timing_oxytocin"
-                  else "therapy.rapamycin.start_age")
+    for label, scenario in (
+        ("rapamycin", "timing_rapamycin"),
+        ("oxytocin", "timing_oxytocin"),
+        ("both", "timing_combined"),
+    ):
+        column = (
+            "therapy.oxytocin.start_age"
+            if scenario == "timing_oxytocin"
+            else "therapy.rapamycin.start_age"
+        )
         for start in sorted(c.select(c.results, scenario)[column].unique()):
             point = {column: float(start)}
             life = c.lifespan(scenario, point)
-            rows.append([label, _months(start),
-                         _days(life["median_lifespan"], life["median_ci_low"],
-                               life["median_ci_high"]),
-                         _days(*c.healthspan(scenario, point)),
-                         _percent(*c.value_at(scenario, "senescent_fraction", LATE_AGE, point))])
-    return ("## Therapy timing\n\n"
-            "The same regimens started at 3, 12 or 20 months (the source article's window "
-            "argument).\n\n"
-            + markdown_table(["therapy", "start", "median lifespan [95% CI]",
-                              "median healthspan [95% CI]", "senescent at 24 mo"], rows))
+            rows.append(
+                [
+                    label,
+                    _months(start),
+                    _days(life["median_lifespan"], life["median_ci_low"], life["median_ci_high"]),
+                    _days(*c.healthspan(scenario, point)),
+                    _percent(*c.value_at(scenario, "senescent_fraction", LATE_AGE, point)),
+                ]
+            )
+    return (
+        "## Therapy timing\n\n"
+        "The same regimens started at 3, 12 or 20 months (the source article's window "
+        "argument).\n\n"
+        + markdown_table(
+            [
+                "therapy",
+                "start",
+                "median lifespan [95% CI]",
+                "median healthspan [95% CI]",
+                "senescent at 24 mo",
+            ],
+            rows,
+        )
+    )
 
 
 def _dose_response(c: _Context) -> str:
@@ -340,30 +467,47 @@ def _dose_response(c: _Context) -> str:
     if note:
         return "## Rapamycin dose–response and schedule\n\n" + note
     rows = []
-    for dose in sorted(c.select(c.results, "rapamycin_dose_response")[
-            "therapy.rapamycin.dose"].unique()):
+    for dose in sorted(
+        c.select(c.results, "rapamycin_dose_response")["therapy.rapamycin.dose"].unique()
+    ):
         point = {"therapy.rapamycin.dose": float(dose)}
         rows.append([f"{dose:g} mg/kg daily", *_outcomes(c, "rapamycin_dose_response", point)])
     schedule = c.select(c.results, "rapamycin_schedule")
-    keys = ["therapy.rapamycin.dose", "therapy.rapamycin.every", "therapy.rapamycin.on_days",
-            "therapy.rapamycin.off_days"]
+    keys = [
+        "therapy.rapamycin.dose",
+        "therapy.rapamycin.every",
+        "therapy.rapamycin.on_days",
+        "therapy.rapamycin.off_days",
+    ]
     for values in schedule[keys].drop_duplicates().itertuples(index=False):
         point = dict(zip(keys, map(float, values), strict=True))
         dose, every, on, off = values
-        label = (f"{dose:g} mg/kg every {every:g} d"
-                 + (f", {on:g} d on / {off:g} d off" if on else ""))
+        label = f"{dose:g} mg/kg every {every:g} d" + (
+            f", {on:g} d on / {off:g} d off" if on else ""
+        )
         rows.append([label, *_outcomes(c, "rapamycin_schedule", point)])
-    return ("## Rapamycin dose–response and schedule\n\n"
-            "From 12 months; the schedules give the same mean dose (1 mg/kg/day).\n\n"
-            + markdown_table(["regimen", "median lifespan [95% CI]",
-                              "median healthspan [95% CI]", "senescent at 24 mo"], rows))
+    return (
+        "## Rapamycin dose–response and schedule\n\n"
+        "From 12 months; the schedules give the same mean dose (1 mg/kg/day).\n\n"
+        + markdown_table(
+            [
+                "regimen",
+                "median lifespan [95% CI]",
+                "median healthspan [95% CI]",
+                "senescent at 24 mo",
+            ],
+            rows,
+        )
+    )
 
 
 def _outcomes(c: _Context, scenario: str, point: dict[str, float]) -> list[str]:
     life = c.lifespan(scenario, point)
-    return [_days(life["median_lifespan"], life["median_ci_low"], life["median_ci_high"]),
-            _days(*c.healthspan(scenario, point)),
-            _percent(*c.value_at(scenario, "senescent_fraction", LATE_AGE, point))]
+    return [
+        _days(life["median_lifespan"], life["median_ci_low"], life["median_ci_high"]),
+        _days(*c.healthspan(scenario, point)),
+        _percent(*c.value_at(scenario, "senescent_fraction", LATE_AGE, point)),
+    ]
 
 
 def _transplant(c: _Context) -> str:
@@ -374,48 +518,82 @@ def _transplant(c: _Context) -> str:
     column = "perturbation.0.age"
     for age in sorted(c.select(c.results, "transplant_senescent")[column].unique()):
         chosen = c.results[np.isclose(c.results[column].astype(float), age)]
-        extra = experiments.secondary_senescence(chosen, "transplant_senescent",
-                                                 "transplant_healthy", float(age),
-                                                 n_boot=c.n_boot)
+        extra = experiments.secondary_senescence(
+            chosen, "transplant_senescent", "transplant_healthy", float(age), n_boot=c.n_boot
+        )
         later = float(age) + 30
-        function = experiments.difference_by_age(chosen, "transplant_senescent",
-                                                 "transplant_healthy", "tissue_function",
-                                                 [later], n_boot=c.n_boot).iloc[0]
-        rows.append([_months(age),
-                     f"{extra.value:.1f} [{extra.ci_low:.1f}, {extra.ci_high:.1f}]",
-                     f"{100 * function['difference']:+.2f} pp [{100 * function['ci_low']:+.2f},"
-                     f" {100 * function['ci_high']:+.2f}]"])
-    return ("## Transplant\n\n"
-            "30 senescent cells (0.3% of the sites) placed as a cluster at the lattice centre, "
-            "against 30 healthy cells, in young and old hosts; host cells turned senescent over "
-            "the next 30 days (primary and paracrine events) beyond the sham, and the change in "
-            "tissue function 30 days after.\n\n"
-            + markdown_table(["host age", "extra host senescent cells [95% CI]",
-                              "tissue function after 30 d"], rows))
+        function = experiments.difference_by_age(
+            chosen,
+            "transplant_senescent",
+            "transplant_healthy",
+            "tissue_function",
+            [later],
+            n_boot=c.n_boot,
+        ).iloc[0]
+        rows.append(
+            [
+                _months(age),
+                f"{extra.value:.1f} [{extra.ci_low:.1f}, {extra.ci_high:.1f}]",
+                f"{100 * function['difference']:+.2f} pp [{100 * function['ci_low']:+.2f},"
+                f" {100 * function['ci_high']:+.2f}]",
+            ]
+        )
+    return (
+        "## Transplant\n\n"
+        "30 senescent cells (0.3% of the sites) placed as a cluster at the lattice centre, "
+        "against 30 healthy cells, in young and old hosts; host cells turned senescent over "
+        "the next 30 days (primary and paracrine events) beyond the sham, and the change in "
+        "tissue function 30 days after.\n\n"
+        + markdown_table(
+            ["host age", "extra host senescent cells [95% CI]", "tissue function after 30 d"], rows
+        )
+    )
 
 
 def _spatial(folder: Path, names: set[str]) -> str:
     wanted = [name for name in ("wild_type", "immune_knockout") if name in names]
     if not wanted:
-        return "## Spatial statistics\n\n*Not in this batch: run scenarios/experiments/" \
-               "wild_type.toml.*\n"
+        return (
+            "## Spatial statistics\n\n*Not in this batch: run scenarios/experiments/"
+            "wild_type.toml.*\n"
+        )
     shots = load_snapshots(folder)
     shots = shots[shots["scenario"].astype(str).isin(wanted)]
     table = spatial.senescent_spatial(shots, n_null=99)
     rows = []
     for (scenario, age), part in table.groupby(["scenario", "age"], observed=True):
-        rows.append([scenario, _months(age), f"{part['senescent'].mean():.0f}",
-                     f"{part['R'].mean():.3f}", f"{part['R_null'].mean():.3f}",
-                     f"{(part['p_value'] < 0.05).mean():.0%}", f"{part['g_1'].mean():.2f}"])
-    return ("## Spatial statistics\n\n"
-            "Clark–Evans index R of the senescent cells (mean nearest-neighbour distance over "
-            "its expectation; < 1 clustered) against a null that places the same number at "
-            "random among the occupied sites (99 draws per snapshot), and the pair correlation "
-            "g(1) of nearest neighbours (> 1: senescent cells next to each other more often "
-            "than at random), averaged over the runs' snapshots (`tissue_abm.analysis.spatial`). "
-            "Nelson et al. 2012 report clusters of senescent hepatocytes.\n\n"
-            + markdown_table(["scenario", "age", "senescent cells", "R", "R (null)",
-                              "runs clustered (p < 0.05)", "g(1)"], rows))
+        rows.append(
+            [
+                scenario,
+                _months(age),
+                f"{part['senescent'].mean():.0f}",
+                f"{part['R'].mean():.3f}",
+                f"{part['R_null'].mean():.3f}",
+                f"{(part['p_value'] < 0.05).mean():.0%}",
+                f"{part['g_1'].mean():.2f}",
+            ]
+        )
+    return (
+        "## Spatial statistics\n\n"
+        "Clark–Evans index R of the senescent cells (mean nearest-neighbour distance over "
+        "its expectation; < 1 clustered) against a null that places the same number at "
+        "random among the occupied sites (99 draws per snapshot), and the pair correlation "
+        "g(1) of nearest neighbours (> 1: senescent cells next to each other more often "
+        "than at random), averaged over the runs' snapshots (`tissue_abm.analysis.spatial`). "
+        "Nelson et al. 2012 report clusters of senescent hepatocytes.\n\n"
+        + markdown_table(
+            [
+                "scenario",
+                "age",
+                "senescent cells",
+                "R",
+                "R (null)",
+                "runs clustered (p < 0.05)",
+                "g(1)",
+            ],
+            rows,
+        )
+    )
 
 
 def _synergy(c: _Context) -> str:
@@ -424,28 +602,51 @@ def _synergy(c: _Context) -> str:
         return "## Synergy over the dose grid\n\n" + note
     grid = c.select(c.results, "dose_grid")
     day = int(LATE_AGE - grid["age"].min())
-    scored = [("senescent fraction at 24 months",
-               dose_grid_synergy(grid, "senescent_fraction", day=day, n_boot=c.n_boot))]
+    scored = [
+        (
+            "senescent fraction at 24 months",
+            dose_grid_synergy(grid, "senescent_fraction", day=day, n_boot=c.n_boot),
+        )
+    ]
     ends = c.select(c.ends, "dose_grid")
-    scored.append(("healthspan", dose_grid_synergy(grid, "healthspan", values=ends,
-                                                   n_boot=c.n_boot)))
-    scored.append(("lifespan", dose_grid_synergy(grid, "lifespan", values=_run_lifespans(
-        c.select(c.lives, "dose_grid"), ends), n_boot=c.n_boot)))
+    scored.append(
+        ("healthspan", dose_grid_synergy(grid, "healthspan", values=ends, n_boot=c.n_boot))
+    )
+    scored.append(
+        (
+            "lifespan",
+            dose_grid_synergy(
+                grid,
+                "lifespan",
+                values=_run_lifespans(c.select(c.lives, "dose_grid"), ends),
+                n_boot=c.n_boot,
+            ),
+        )
+    )
     lines = []
     for label, table in scored:
         summary = dose_grid_summary(table)
         lines += [f"- **{label}**: {sentence}" for sentence in summary["sentence"]]
         if c.figures is not None:
             name = label.split()[0] + ".png"
-            lines.append(_save(plots.synergy_surface(table, method=None), c.figures,
-                               f"synergy_{name}", f"Synergy surfaces, {label}"))
-    return ("## Synergy over the dose grid\n\n"
-            "Rapamycin 0–2 mg/kg × oxytocin 0–2 young levels from 12 months, 10 runs per "
-            "cell to 6 years; Bliss and HSA excess of every combination cell over the "
-            "expectation from its single agents (SynergyFinder's reading: < −10% "
-            "antagonism, −10% to +10% additive, > +10% synergy). Healthspan and lifespan are "
-            "scored as days lost before 6 years (see `synergy.dose_grid_synergy`).\n\n"
-            + "\n".join(lines) + "\n")
+            lines.append(
+                _save(
+                    plots.synergy_surface(table, method=None),
+                    c.figures,
+                    f"synergy_{name}",
+                    f"Synergy surfaces, {label}",
+                )
+            )
+    return (
+        "## Synergy over the dose grid\n\n"
+        "Rapamycin 0–2 mg/kg × oxytocin 0–2 young levels from 12 months, 10 runs per "
+        "cell to 6 years; Bliss and HSA excess of every combination cell over the "
+        "expectation from its single agents (SynergyFinder's reading: < −10% "
+        "antagonism, −10% to +10% additive, > +10% synergy). Healthspan and lifespan are "
+        "scored as days lost before 6 years (see `synergy.dose_grid_synergy`).\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def _run_lifespans(lives: pd.DataFrame, ends: pd.DataFrame) -> pd.DataFrame:
@@ -464,4 +665,3 @@ def _save(figure: Figure, folder: Path, name: str, caption: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     figure.savefig(folder / name, dpi=110)
     return f"\n![{caption}]({folder.name}/{name})\n"
-

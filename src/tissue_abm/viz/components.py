@@ -64,8 +64,11 @@ def nice_top(value: float, floor: float) -> float:
     """
     value = max(value, floor)
     base = 10.0 ** math.floor(math.log10(value))
-    return next(m * base for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)
-                if m * base >= value * (1 - 1e-12))
+    return next(
+        m * base
+        for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)
+        if m * base >= value * (1 - 1e-12)
+    )
 
 
 class Blitted:
@@ -99,8 +102,9 @@ class Blitted:
         for artist in self.data:
             artist.draw(renderer)
         width, height = self.canvas.get_width_height()
-        rgba = Image.frombuffer("RGBA", (width, height), self.canvas.buffer_rgba(), "raw",
-                                "RGBA", 0, 1)
+        rgba = Image.frombuffer(
+            "RGBA", (width, height), self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1
+        )
         buffer = io.BytesIO()
         rgba.convert("RGB").save(buffer, format="png", compress_level=1)
         return buffer.getvalue()
@@ -132,29 +136,63 @@ class GridDrawing:
         left, bottom = 0.6, 0.85
         ax = fig.add_axes((left / width, bottom / height, w / width, h / height))
         if show_sasp:
-            self.image = ax.imshow(np.zeros((size_y, size_x)), cmap=SASP_CMAP, origin="lower",
-                                   interpolation="nearest", vmin=0.0, vmax=1.0)
-            cax = fig.add_axes(((left + w + 0.12) / width, bottom / height, 0.14 / width,
-                                h / height))
+            self.image = ax.imshow(
+                np.zeros((size_y, size_x)),
+                cmap=SASP_CMAP,
+                origin="lower",
+                interpolation="nearest",
+                vmin=0.0,
+                vmax=1.0,
+            )
+            cax = fig.add_axes(
+                ((left + w + 0.12) / width, bottom / height, 0.14 / width, h / height)
+            )
             fig.colorbar(self.image, cax=cax, label="SASP (units)")
             handles = [Patch(facecolor="#fd8d3c", label="SASP field")]
         else:
-            self.image = ax.imshow(np.zeros((size_y, size_x)), cmap=STATE_CMAP, vmin=-0.5,
-                                   vmax=len(SITE_STATES) - 0.5, origin="lower",
-                                   interpolation="nearest")
-            handles = [Patch(facecolor=STATE_COLOURS[s], edgecolor="0.5", label=s)
-                       for s in SITE_STATES]
+            self.image = ax.imshow(
+                np.zeros((size_y, size_x)),
+                cmap=STATE_CMAP,
+                vmin=-0.5,
+                vmax=len(SITE_STATES) - 0.5,
+                origin="lower",
+                interpolation="nearest",
+            )
+            handles = [
+                Patch(facecolor=STATE_COLOURS[s], edgecolor="0.5", label=s) for s in SITE_STATES
+            ]
         site_points = 72.0 * w / size_x  # width of one site in points
-        self.markers = ax.scatter([], [], s=max(1.0, (0.75 * site_points) ** 2),
-                                  color=IMMUNE_COLOUR, marker="o", linewidths=0)
-        handles.append(Line2D([], [], ls="none", marker="o", color=IMMUNE_COLOUR, markersize=5,
-                              label="immune cell"))
+        self.markers = ax.scatter(
+            [],
+            [],
+            s=max(1.0, (0.75 * site_points) ** 2),
+            color=IMMUNE_COLOUR,
+            marker="o",
+            linewidths=0,
+        )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="none",
+                marker="o",
+                color=IMMUNE_COLOUR,
+                markersize=5,
+                label="immune cell",
+            )
+        )
         ax.set_xlim(-0.5, size_x - 0.5)
         ax.set_ylim(-0.5, size_y - 0.5)
         ax.set_xlabel("x (site)", labelpad=1)
         ax.set_ylabel("y (site)", labelpad=1)
-        fig.legend(handles=handles, loc="lower center", ncols=len(handles), frameon=False,
-                   fontsize="small", bbox_to_anchor=(0.5, 0.0))
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncols=len(handles),
+            frameon=False,
+            fontsize="small",
+            bbox_to_anchor=(0.5, 0.0),
+        )
         self.figure = fig
         self._blitted = Blitted(fig, [self.image, self.markers, *ax.spines.values()])
 
@@ -212,8 +250,10 @@ class ChartDrawing:
             line.set_data(age, table[column].to_numpy(dtype=float))
             line.set_markevery([len(age) - 1])
         model = self.model
-        x_range = (model.start_age, max(model.start_age + model.days, model.age,
-                                        model.start_age + 1))
+        x_range = (
+            model.start_age,
+            max(model.start_age + model.days, model.age, model.start_age + 1),
+        )
         ranges = self._ranges(table)
         for ax in self._axes:
             ax.set_xlim(*x_range)
@@ -238,15 +278,21 @@ Ranges = Callable[[pd.DataFrame], dict[Axes, tuple[float, float]]]
 def _chart(height: float = 2.6, right: float = 0.2) -> Figure:
     """An empty chart figure with fixed margins (inches; a layout engine would cost time)."""
     fig = Figure(figsize=(5.4, height), dpi=DPI)
-    fig.subplots_adjust(left=0.9 / 5.4, right=1 - right / 5.4, bottom=0.5 / height,
-                        top=1 - 0.35 / height, hspace=0.12)
+    fig.subplots_adjust(
+        left=0.9 / 5.4,
+        right=1 - right / 5.4,
+        bottom=0.5 / height,
+        top=1 - 0.35 / height,
+        hspace=0.12,
+    )
     return fig
 
 
 def _line(ax: Axes, column: str, name: str) -> Line2D:
     """An (empty) line of one readout, with a dot on today's value."""
-    (line,) = ax.plot([], [], color=LINE_COLOURS[column], lw=1.4, marker="o", markersize=3,
-                      label=name)
+    (line,) = ax.plot(
+        [], [], color=LINE_COLOURS[column], lw=1.4, marker="o", markersize=3, label=name
+    )
     return line
 
 
@@ -258,17 +304,27 @@ def _frame(ax: Axes, last: bool = True) -> None:
 
 def _legend(ax: Axes, handles: list) -> None:
     """The chart's legend in one row above the axes (it names what the chart shows)."""
-    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3,
-              fontsize="small", frameon=False, borderaxespad=0.2, columnspacing=1.2,
-              handlelength=1.5)
+    ax.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncols=3,
+        fontsize="small",
+        frameon=False,
+        borderaxespad=0.2,
+        columnspacing=1.2,
+        handlelength=1.5,
+    )
 
 
 def _cell_types(model: TissueModel) -> tuple[Figure, dict[str, Line2D], Ranges]:
     """Healthy, senescent and vacant fractions of the sites over age (log scale)."""
     fig = _chart()
     ax = fig.subplots()
-    lines = {column: _line(ax, column, label(column))
-             for column in ("healthy_fraction", "senescent_fraction", "empty_fraction")}
+    lines = {
+        column: _line(ax, column, label(column))
+        for column in ("healthy_fraction", "senescent_fraction", "empty_fraction")
+    }
     ax.set_yscale("log", nonpositive="mask")  # days with none of a kind are left out
     ticks = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
     ax.set_yticks(ticks, [f"{t:.0%}" if t >= 0.01 else f"{100 * t:g}%" for t in ticks])
@@ -284,10 +340,13 @@ def _function(model: TissueModel) -> tuple[Figure, dict[str, Line2D], Ranges]:
     fig = _chart(3.2)
     top, bottom = fig.subplots(2, 1, sharex=True)
     threshold = model.params.healthspan_threshold
-    lines = {"tissue_function": _line(top, "tissue_function", "tissue function"),
-             "mean_sasp": _line(bottom, "mean_sasp", "mean SASP")}
-    limit = top.axhline(threshold, color="0.4", lw=0.8, ls="--",
-                        label=f"healthspan threshold ({threshold:g})")
+    lines = {
+        "tissue_function": _line(top, "tissue_function", "tissue function"),
+        "mean_sasp": _line(bottom, "mean_sasp", "mean SASP"),
+    }
+    limit = top.axhline(
+        threshold, color="0.4", lw=0.8, ls="--", label=f"healthspan threshold ({threshold:g})"
+    )
     top.set_ylabel("tissue function")
     bottom.set_ylabel("mean SASP")
     _legend(top, [lines["tissue_function"], limit, lines["mean_sasp"]])
@@ -296,8 +355,10 @@ def _function(model: TissueModel) -> tuple[Figure, dict[str, Line2D], Ranges]:
 
     def ranges(table: pd.DataFrame) -> dict[Axes, tuple[float, float]]:
         low = float(table["tissue_function"].min())
-        return {top: (min(0.8, math.floor(20 * (low - 0.02)) / 20), 1.005),
-                bottom: (0.0, nice_top(1.1 * float(table["mean_sasp"].max()), 1e-3))}
+        return {
+            top: (min(0.8, math.floor(20 * (low - 0.02)) / 20), 1.005),
+            bottom: (0.0, nice_top(1.1 * float(table["mean_sasp"].max()), 1e-3)),
+        }
 
     return fig, lines, ranges
 
@@ -307,16 +368,20 @@ def _therapy(model: TissueModel) -> tuple[Figure, dict[str, Line2D], Ranges]:
     fig = _chart(right=0.75)
     ax = fig.subplots()
     right = ax.twinx()
-    lines = {"rapamycin_exposure": _line(ax, "rapamycin_exposure", "rapamycin exposure"),
-             "oxytocin_level": _line(right, "oxytocin_level", "oxytocin level")}
+    lines = {
+        "rapamycin_exposure": _line(ax, "rapamycin_exposure", "rapamycin exposure"),
+        "oxytocin_level": _line(right, "oxytocin_level", "oxytocin level"),
+    }
     ax.set_ylabel("rapamycin (mg/kg)", color=LINE_COLOURS["rapamycin_exposure"])
     right.set_ylabel("oxytocin (young levels)", color=LINE_COLOURS["oxytocin_level"])
     _legend(ax, list(lines.values()))
     _frame(ax)
 
     def ranges(table: pd.DataFrame) -> dict[Axes, tuple[float, float]]:
-        return {ax: (0.0, nice_top(1.1 * float(table["rapamycin_exposure"].max()), 1.0)),
-                right: (0.0, nice_top(1.1 * float(table["oxytocin_level"].max()), 1.2))}
+        return {
+            ax: (0.0, nice_top(1.1 * float(table["rapamycin_exposure"].max()), 1.0)),
+            right: (0.0, nice_top(1.1 * float(table["oxytocin_level"].max()), 1.2)),
+        }
 
     return fig, lines, ranges
 
@@ -340,19 +405,23 @@ def chart_figure(model: TissueModel, name: str, table: pd.DataFrame | None = Non
 def now_text(model: TissueModel) -> str:
     """Today's readouts in one line: cell fractions, immune cells, function, drug levels."""
     row = model.readouts.iloc[-1]
-    return (f"healthy {row['healthy_fraction']:.1%} · senescent {row['senescent_fraction']:.2%}"
-            f" · vacant {row['empty_fraction']:.1%} · immune cells {row['immune']:.0f}"
-            f" · tissue function {row['tissue_function']:.3f}"
-            f" · rapamycin {row['rapamycin_exposure']:.2f} mg/kg"
-            f" · oxytocin {row['oxytocin_level']:.2f} young levels")
+    return (
+        f"healthy {row['healthy_fraction']:.1%} · senescent {row['senescent_fraction']:.2%}"
+        f" · vacant {row['empty_fraction']:.1%} · immune cells {row['immune']:.0f}"
+        f" · tissue function {row['tissue_function']:.3f}"
+        f" · rapamycin {row['rapamycin_exposure']:.2f} mg/kg"
+        f" · oxytocin {row['oxytocin_level']:.2f} young levels"
+    )
 
 
 def day_text(model: TissueModel) -> str:
     """The day counter: day of the run, of how many, and the organism's age."""
     day = round(model.time)
     end = " (end of run)" if not model.running else ""
-    return (f"Day {day} of {model.days}{end} · age {model.age:g} days "
-            f"({model.age / DAYS_PER_MONTH:.1f} months)")
+    return (
+        f"Day {day} of {model.days}{end} · age {model.age:g} days "
+        f"({model.age / DAYS_PER_MONTH:.1f} months)"
+    )
 
 
 # --- Solara components ------------------------------------------------------------------------
@@ -366,15 +435,22 @@ def TissueGrid(model: TissueModel) -> None:
     drawing = solara.use_memo(lambda: GridDrawing(model, show_sasp), [model, show_sasp])
     png = solara.use_memo(drawing.png, [drawing, model.time])
     with solara.Column(gap="4px", classes=["tissue-grid"], style={"max-width": "620px"}):
-        solara.Text(day_text(model), classes=["tissue-day"],
-                    style={"font-size": "1.15em", "font-weight": "bold"})
+        solara.Text(
+            day_text(model),
+            classes=["tissue-day"],
+            style={"font-size": "1.15em", "font-weight": "bold"},
+        )
         settings = getattr(model, "settings", None)
         if settings is not None:
-            solara.Text(describe(settings), classes=["tissue-settings"],
-                        style={"font-size": "0.85em"})
+            solara.Text(
+                describe(settings), classes=["tissue-settings"], style={"font-size": "0.85em"}
+            )
         if getattr(model, "problem", None):
-            solara.Text(model.problem, classes=["tissue-problem"],
-                        style={"font-size": "0.85em", "color": "#b00020"})
+            solara.Text(
+                model.problem,
+                classes=["tissue-problem"],
+                style={"font-size": "0.85em", "color": "#b00020"},
+            )
         solara.Text(now_text(model), classes=["tissue-now"], style={"font-size": "0.85em"})
         solara.Switch(label="show the SASP field", value=show_sasp, on_value=set_show_sasp)
         solara.Image(png, width="100%", classes=["tissue-grid-image"])

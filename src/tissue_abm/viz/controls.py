@@ -94,8 +94,11 @@ def load_choice(label: str, extra: str | Path | None = None) -> Scenario:
         return Scenario(name=DEFAULTS)
     if label.endswith(".toml") and Path(label).is_file():
         return load_scenario(label)
-    raise ScenarioError(f"scenario {label!r} is not allowed; allowed: one of "
-                        + ", ".join(scenario_choices(extra)) + " or a scenario file")
+    raise ScenarioError(
+        f"scenario {label!r} is not allowed; allowed: one of "
+        + ", ".join(scenario_choices(extra))
+        + " or a scenario file"
+    )
 
 
 def parse_seed(seed: int | str) -> int:
@@ -110,24 +113,36 @@ def parse_seed(seed: int | str) -> int:
     return int(text)
 
 
-def _regimen(current: dict[str, Any] | None, choice: str, dose: float, start_age: int,
-             drug: str) -> dict[str, Any] | None:
+def _regimen(
+    current: dict[str, Any] | None, choice: str, dose: float, start_age: int, drug: str
+) -> dict[str, Any] | None:
     """A rapamycin or oxytocin regimen (as scenario-file data) from its three controls."""
     if choice == AS_SCENARIO:
         return current
     if choice == NONE:
         return None
     if choice not in SCHEDULES:
-        raise ScenarioError(f"{drug} schedule {choice!r} is not allowed; allowed: one of "
-                            + ", ".join(SCHEDULE_CHOICES))
+        raise ScenarioError(
+            f"{drug} schedule {choice!r} is not allowed; allowed: one of "
+            + ", ".join(SCHEDULE_CHOICES)
+        )
     return {"dose": float(dose), "start_age": int(start_age), **SCHEDULES[choice]}
 
 
-def apply_controls(base: Scenario, *, seed: int | str | None = None, size: int | None = None,
-                   rapamycin: str = AS_SCENARIO, rapamycin_dose: float = 1.0,
-                   rapamycin_start_age: int = 365, oxytocin: str = AS_SCENARIO,
-                   oxytocin_dose: float = 1.0, oxytocin_start_age: int = 365,
-                   senolytic: str = AS_SCENARIO, immune_kill: float | None = None) -> Scenario:
+def apply_controls(
+    base: Scenario,
+    *,
+    seed: int | str | None = None,
+    size: int | None = None,
+    rapamycin: str = AS_SCENARIO,
+    rapamycin_dose: float = 1.0,
+    rapamycin_start_age: int = 365,
+    oxytocin: str = AS_SCENARIO,
+    oxytocin_dose: float = 1.0,
+    oxytocin_start_age: int = 365,
+    senolytic: str = AS_SCENARIO,
+    immune_kill: float | None = None,
+) -> Scenario:
     """The scenario `base` with the page's controls applied (validated like a scenario file).
 
     Args:
@@ -158,17 +173,21 @@ def apply_controls(base: Scenario, *, seed: int | str | None = None, size: int |
     if immune_kill is not None:
         data["parameters"]["immune_kill"] = float(immune_kill)
     therapy = data["therapy"]
-    therapy["rapamycin"] = _regimen(therapy["rapamycin"], rapamycin, rapamycin_dose,
-                                    rapamycin_start_age, "rapamycin")
-    therapy["oxytocin"] = _regimen(therapy["oxytocin"], oxytocin, oxytocin_dose,
-                                   oxytocin_start_age, "oxytocin")
+    therapy["rapamycin"] = _regimen(
+        therapy["rapamycin"], rapamycin, rapamycin_dose, rapamycin_start_age, "rapamycin"
+    )
+    therapy["oxytocin"] = _regimen(
+        therapy["oxytocin"], oxytocin, oxytocin_dose, oxytocin_start_age, "oxytocin"
+    )
     if senolytic == "off":
         therapy["senolytic"] = None
     elif senolytic == "on":
         therapy["senolytic"] = therapy["senolytic"] or {"start_age": base.start_age}
     elif senolytic != AS_SCENARIO:
-        raise ScenarioError(f"senolytic {senolytic!r} is not allowed; allowed: one of "
-                            + ", ".join(SENOLYTIC_CHOICES))
+        raise ScenarioError(
+            f"senolytic {senolytic!r} is not allowed; allowed: one of "
+            + ", ".join(SENOLYTIC_CHOICES)
+        )
     return validate_scenario(data, "the page's controls")
 
 
@@ -183,12 +202,20 @@ class ViewedTissue(TissueModel):
             seed, so that a typo does not end the page.
     """
 
-    def __init__(self, scenario_file: str = DEFAULTS, rng: int | str | None = None,
-                 size: int | None = None, rapamycin: str = AS_SCENARIO,
-                 rapamycin_dose: float = 1.0, rapamycin_start_age: int = 365,
-                 oxytocin: str = AS_SCENARIO, oxytocin_dose: float = 1.0,
-                 oxytocin_start_age: int = 365, senolytic: str = AS_SCENARIO,
-                 immune_kill: float | None = None) -> None:
+    def __init__(
+        self,
+        scenario_file: str = DEFAULTS,
+        rng: int | str | None = None,
+        size: int | None = None,
+        rapamycin: str = AS_SCENARIO,
+        rapamycin_dose: float = 1.0,
+        rapamycin_start_age: int = 365,
+        oxytocin: str = AS_SCENARIO,
+        oxytocin_dose: float = 1.0,
+        oxytocin_start_age: int = 365,
+        senolytic: str = AS_SCENARIO,
+        immune_kill: float | None = None,
+    ) -> None:
         """Build the tissue of the picked scenario with the controls applied, at day 0.
 
         Args:
@@ -215,14 +242,27 @@ class ViewedTissue(TissueModel):
         except ScenarioError as err:
             seed, problem = None, f"{err}; the scenario's seed is used"
         settings = apply_controls(
-            load_choice(scenario_file, started_with()), seed=seed, size=size,
-            rapamycin=rapamycin, rapamycin_dose=rapamycin_dose,
-            rapamycin_start_age=rapamycin_start_age, oxytocin=oxytocin,
-            oxytocin_dose=oxytocin_dose, oxytocin_start_age=oxytocin_start_age,
-            senolytic=senolytic, immune_kill=immune_kill)
-        super().__init__(params=settings.parameters, therapy=settings.therapy,
-                         size=settings.size, start_age=settings.start_age, days=settings.days,
-                         torus=settings.torus, rng=settings.seed)
+            load_choice(scenario_file, started_with()),
+            seed=seed,
+            size=size,
+            rapamycin=rapamycin,
+            rapamycin_dose=rapamycin_dose,
+            rapamycin_start_age=rapamycin_start_age,
+            oxytocin=oxytocin,
+            oxytocin_dose=oxytocin_dose,
+            oxytocin_start_age=oxytocin_start_age,
+            senolytic=senolytic,
+            immune_kill=immune_kill,
+        )
+        super().__init__(
+            params=settings.parameters,
+            therapy=settings.therapy,
+            size=settings.size,
+            start_age=settings.start_age,
+            days=settings.days,
+            torus=settings.torus,
+            rng=settings.seed,
+        )
         self.choice = scenario_file
         self.settings = settings
         self.problem = problem
@@ -242,27 +282,69 @@ def model_params(extra: str | Path | None = None) -> dict[str, Any]:
     rapa_start, ot_start = _start(rapamycin, base), _start(oxytocin, base)
     last_age = max(730, base.end_age, rapa_start, ot_start)
     return {
-        "scenario_file": {"type": "Select", "value": label, "values": scenario_choices(extra),
-                          "label": "Scenario"},
+        "scenario_file": {
+            "type": "Select",
+            "value": label,
+            "values": scenario_choices(extra),
+            "label": "Scenario",
+        },
         "rng": {"type": "InputText", "value": str(base.seed), "label": "Seed"},
-        "size": Slider(f"Grid size (10-{max(MAX_SIZE, base.size)} sites per side)",
-                       value=base.size, min=10, max=max(MAX_SIZE, base.size), step=10),
-        "rapamycin": {"type": "Select", "value": AS_SCENARIO, "values": SCHEDULE_CHOICES,
-                      "label": "Rapamycin schedule"},
-        "rapamycin_dose": Slider(f"Rapamycin dose (0-{rapa_max:g} mg/kg)", value=rapa_dose,
-                                 min=0.0, max=rapa_max, step=0.25),
-        "rapamycin_start_age": Slider(f"Rapamycin start age (0-{last_age} days)",
-                                      value=rapa_start, min=0, max=last_age, step=5),
-        "oxytocin": {"type": "Select", "value": AS_SCENARIO, "values": SCHEDULE_CHOICES,
-                     "label": "Oxytocin schedule"},
-        "oxytocin_dose": Slider(f"Oxytocin dose (0-{ot_max:g} young levels)", value=ot_dose,
-                                min=0.0, max=ot_max, step=0.25),
-        "oxytocin_start_age": Slider(f"Oxytocin start age (0-{last_age} days)",
-                                     value=ot_start, min=0, max=last_age, step=5),
-        "senolytic": {"type": "Select", "value": AS_SCENARIO, "values": SENOLYTIC_CHOICES,
-                      "label": "Senolytic (every 30 d, kills half)"},
-        "immune_kill": Slider("Immune competence (kill probability/day, 0-1)",
-                              value=base.parameters.immune_kill, min=0.0, max=1.0, step=0.05),
+        "size": Slider(
+            f"Grid size (10-{max(MAX_SIZE, base.size)} sites per side)",
+            value=base.size,
+            min=10,
+            max=max(MAX_SIZE, base.size),
+            step=10,
+        ),
+        "rapamycin": {
+            "type": "Select",
+            "value": AS_SCENARIO,
+            "values": SCHEDULE_CHOICES,
+            "label": "Rapamycin schedule",
+        },
+        "rapamycin_dose": Slider(
+            f"Rapamycin dose (0-{rapa_max:g} mg/kg)",
+            value=rapa_dose,
+            min=0.0,
+            max=rapa_max,
+            step=0.25,
+        ),
+        "rapamycin_start_age": Slider(
+            f"Rapamycin start age (0-{last_age} days)",
+            value=rapa_start,
+            min=0,
+            max=last_age,
+            step=5,
+        ),
+        "oxytocin": {
+            "type": "Select",
+            "value": AS_SCENARIO,
+            "values": SCHEDULE_CHOICES,
+            "label": "Oxytocin schedule",
+        },
+        "oxytocin_dose": Slider(
+            f"Oxytocin dose (0-{ot_max:g} young levels)",
+            value=ot_dose,
+            min=0.0,
+            max=ot_max,
+            step=0.25,
+        ),
+        "oxytocin_start_age": Slider(
+            f"Oxytocin start age (0-{last_age} days)", value=ot_start, min=0, max=last_age, step=5
+        ),
+        "senolytic": {
+            "type": "Select",
+            "value": AS_SCENARIO,
+            "values": SENOLYTIC_CHOICES,
+            "label": "Senolytic (every 30 d, kills half)",
+        },
+        "immune_kill": Slider(
+            "Immune competence (kill probability/day, 0-1)",
+            value=base.parameters.immune_kill,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+        ),
     }
 
 
@@ -273,18 +355,24 @@ def _start(regimen: Schedule | None, base: Scenario) -> int:
 
 def initial_values(params: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of `ViewedTissue` at the controls' starting values."""
-    return {name: option.value if isinstance(option, Slider) else option["value"]
-            for name, option in params.items()}
+    return {
+        name: option.value if isinstance(option, Slider) else option["value"]
+        for name, option in params.items()
+    }
 
 
 def describe(settings: Scenario) -> str:
     """One line of what a model runs: scenario, seed, size, therapies, immune competence."""
     therapy = settings.therapy
-    parts = [settings.name, f"seed {settings.seed}", f"{settings.size}×{settings.size} sites",
-             "rapamycin " + _dosing(therapy.rapamycin, "mg/kg"),
-             "oxytocin " + _dosing(therapy.oxytocin, "young levels"),
-             "senolytic " + (_senolytic(therapy.senolytic) if therapy.senolytic else "off"),
-             f"immune kill {settings.parameters.immune_kill:g}/day"]
+    parts = [
+        settings.name,
+        f"seed {settings.seed}",
+        f"{settings.size}×{settings.size} sites",
+        "rapamycin " + _dosing(therapy.rapamycin, "mg/kg"),
+        "oxytocin " + _dosing(therapy.oxytocin, "young levels"),
+        "senolytic " + (_senolytic(therapy.senolytic) if therapy.senolytic else "off"),
+        f"immune kill {settings.parameters.immune_kill:g}/day",
+    ]
     return " · ".join(parts)
 
 

@@ -24,12 +24,22 @@ DEFAULT_PORT = 8765
 
 def server_command(port: int = DEFAULT_PORT, host: str = HOST) -> list[str]:
     """The command that starts the Solara server on the page (production mode, no browser)."""
-    return [sys.executable, "-m", "solara", "run", str(APP), "--host", host, "--port", str(port),
-            "--production", "--no-open"]
+    return [
+        sys.executable,
+        "-m",
+        "solara",
+        "run",
+        str(APP),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--production",
+        "--no-open",
+    ]
 
 
-def server_environment(scenario: Path | None, base: dict[str, str] | None = None
-                       ) -> dict[str, str]:
+def server_environment(scenario: Path | None, base: dict[str, str] | None = None) -> dict[str, str]:
     """The server's environment: `base` with the scenario and the offline settings.
 
     Front-end files come from Solara's local asset-proxy cache (filled by `solara-assets`);
@@ -53,8 +63,9 @@ def server_environment(scenario: Path | None, base: dict[str, str] | None = None
     return env
 
 
-def start_server(scenario: Path | None, port: int = DEFAULT_PORT, host: str = HOST,
-                 **popen: object) -> subprocess.Popen:
+def start_server(
+    scenario: Path | None, port: int = DEFAULT_PORT, host: str = HOST, **popen: object
+) -> subprocess.Popen:
     """Start the server process and return it (it runs until stopped).
 
     Args:
@@ -63,5 +74,4 @@ def start_server(scenario: Path | None, port: int = DEFAULT_PORT, host: str = HO
         host: Address to listen on.
         **popen: Further arguments of `subprocess.Popen` (e.g. `stdout`).
     """
-    return subprocess.Popen(server_command(port, host), env=server_environment(scenario),
-                            **popen)  # type: ignore[call-overload]
+    return subprocess.Popen(server_command(port, host), env=server_environment(scenario), **popen)  # type: ignore[call-overload]

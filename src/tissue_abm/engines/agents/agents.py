@@ -84,15 +84,28 @@ class HealthyCell(TissueCell):
 
     STATE = HEALTHY
 
-    def __init__(self, model: TissueModel, cell: Cell, damage: float, divisions: int,
-                 exposure: float = 0.0, damage_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        model: TissueModel,
+        cell: Cell,
+        damage: float,
+        divisions: int,
+        exposure: float = 0.0,
+        damage_scale: float | None = None,
+    ) -> None:
         super().__init__(model, cell)
         self.damage = damage
         self.exposure = exposure
         self.divisions = divisions
-        self.damage_scale = damage_scale if damage_scale is not None else (
-            rules.lognormal_multiplier(self.random.gauss(0.0, 1.0),
-                                       model.params.damage_heterogeneity))
+        self.damage_scale = (
+            damage_scale
+            if damage_scale is not None
+            else (
+                rules.lognormal_multiplier(
+                    self.random.gauss(0.0, 1.0), model.params.damage_heterogeneity
+                )
+            )
+        )
 
     def decide(self, day: Day) -> Intent | None:
         """Accrue damage and SASP exposure, then draw today's event.
@@ -103,16 +116,26 @@ class HealthyCell(TissueCell):
         p = self.model.params
         sasp = float(self.cell.sasp) * day.inflammation
         self.exposure = rules.exposure_step(self.exposure, sasp, p.exposure_memory)
-        self.damage = rules.damage_step(self.damage, day.damage_drive * self.damage_scale,
-                                        day.damage_repair, sasp, p.damage_sasp_gain)
-        event = rules.first_event(self.random.random(), (
-            p.healthy_death_rate,
-            rules.primary_senescence_prob(self.damage, p.primary_max_rate,
-                                          p.primary_damage_half, p.primary_hill),
-            rules.paracrine_senescence_prob(self.exposure, p.paracrine_max_rate,
-                                            p.paracrine_half_sasp, p.paracrine_hill),
-            day.division_prob,
-        ))
+        self.damage = rules.damage_step(
+            self.damage,
+            day.damage_drive * self.damage_scale,
+            day.damage_repair,
+            sasp,
+            p.damage_sasp_gain,
+        )
+        event = rules.first_event(
+            self.random.random(),
+            (
+                p.healthy_death_rate,
+                rules.primary_senescence_prob(
+                    self.damage, p.primary_max_rate, p.primary_damage_half, p.primary_hill
+                ),
+                rules.paracrine_senescence_prob(
+                    self.exposure, p.paracrine_max_rate, p.paracrine_half_sasp, p.paracrine_hill
+                ),
+                day.division_prob,
+            ),
+        )
         if event == rules.NO_EVENT:
             return None
         own = tissue_slot(self.cell)
@@ -164,8 +187,9 @@ class SenescentCell(TissueCell):
     def decide(self, day: Day) -> Intent | None:
         """Age by a day; draw intrinsic death or removal by a senolytic dose (if given today)."""
         self.arrest_age += 1
-        event = rules.first_event(self.random.random(), (
-            self.model.params.senescent_death_rate, day.senolytic_fraction))
+        event = rules.first_event(
+            self.random.random(), (self.model.params.senescent_death_rate, day.senolytic_fraction)
+        )
         if event == _SENESCENT_DEATH:
             return Intent(tissue_slot(self.cell), self.vacate, "senescent_deaths")
         if event == _SENOLYSIS:
@@ -174,8 +198,9 @@ class SenescentCell(TissueCell):
 
     def secretion(self, day: Day) -> float:
         """SASP secreted today (SASP units): matures after arrest, lowered by rapamycin."""
-        return rules.sasp_secretion(self.arrest_age, self.model.params.sasp_maturation,
-                                    day.sasp_output)
+        return rules.sasp_secretion(
+            self.arrest_age, self.model.params.sasp_maturation, day.sasp_output
+        )
 
 
 class ImmuneCell(CellAgent):
@@ -204,8 +229,9 @@ class ImmuneCell(CellAgent):
         self.lifetime -= 1
         if self.lifetime <= 0:
             return Intent(immune_slot(self.cell), self.depart, "immune_departed")
-        targets = [c for c in self.cell.get_neighborhood(include_center=True)
-                   if c.tissue == SENESCENT]
+        targets = [
+            c for c in self.cell.get_neighborhood(include_center=True) if c.tissue == SENESCENT
+        ]
         if targets:
             if self.random.random() < day.immune_competence:
                 target = self.random.choice(targets)

@@ -61,10 +61,17 @@ class TissueModel(TissueBase, mesa.Model):
         perturbations: Experimental perturbations, in time order (`perturbation`).
     """
 
-    def __init__(self, params: Parameters | None = None, therapy: Therapy | None = None,
-                 size: int = 100, start_age: int = 90, days: int = 640, torus: bool = True,
-                 rng: int | np.random.Generator | None = None,
-                 perturbations: Sequence[Perturbation] = ()) -> None:
+    def __init__(
+        self,
+        params: Parameters | None = None,
+        therapy: Therapy | None = None,
+        size: int = 100,
+        start_age: int = 90,
+        days: int = 640,
+        torus: bool = True,
+        rng: int | np.random.Generator | None = None,
+        perturbations: Sequence[Perturbation] = (),
+    ) -> None:
         """Create the tissue at `start_age` and record day 0.
 
         Args:
@@ -110,16 +117,25 @@ class TissueModel(TissueBase, mesa.Model):
         for cell in self.grid.all_cells:
             draw = u[cell.coordinate]
             if draw < p.initial_senescent_fraction:
-                SenescentCell(self, cell, cause="initial",
-                              arrest_age=self.random.randrange(INITIAL_ARREST_AGE_MAX))
+                SenescentCell(
+                    self,
+                    cell,
+                    cause="initial",
+                    arrest_age=self.random.randrange(INITIAL_ARREST_AGE_MAX),
+                )
             elif draw < p.initial_occupancy:
-                healthy = HealthyCell(self, cell, damage=0.0,
-                                      divisions=self.random.randrange(p.replicative_limit // 2 + 1))
+                healthy = HealthyCell(
+                    self,
+                    cell,
+                    damage=0.0,
+                    divisions=self.random.randrange(p.replicative_limit // 2 + 1),
+                )
                 healthy.damage = healthy.damage_scale * equilibrium
 
         self._settle_field(self.sasp.data, self._secretion(day))
         occupied = self.rng.random(self.immune.data.shape) < self._initial_immune_prob(
-            self.sasp.data)
+            self.sasp.data
+        )
         for coordinate in zip(*np.nonzero(occupied), strict=True):
             ImmuneCell(self, self.grid[coordinate], lifetime=int(self._lifetimes()))
 
@@ -134,8 +150,12 @@ class TissueModel(TissueBase, mesa.Model):
         self._perturb(self.start_age + t - 1, self.tissue.data)
         day = self._day(t)
 
-        intents = [intent for agents in self._agent_sets()
-                   for agent in agents if (intent := agent.decide(day)) is not None]
+        intents = [
+            intent
+            for agents in self._agent_sets()
+            for agent in agents
+            if (intent := agent.decide(day)) is not None
+        ]
         intents.extend(self._recruitment_intents())
         self.random.shuffle(intents)
         events = Counter()
@@ -147,23 +167,31 @@ class TissueModel(TissueBase, mesa.Model):
             intent.action()
             events[intent.event] += 1
 
-        rules.diffuse_decay(self.sasp.data, self._secretion(day), self.params.sasp_diffusion,
-                            self.params.sasp_decay, self.torus)
+        rules.diffuse_decay(
+            self.sasp.data,
+            self._secretion(day),
+            self.params.sasp_diffusion,
+            self.params.sasp_decay,
+            self.torus,
+        )
         self._records.append(self._readout(day, events))
         self.running = t < self.days
 
     def _agent_sets(self) -> list:
         """The agent sets in decide order (absent types give nothing)."""
         by_type = self.agents_by_type
-        return [by_type[kind] for kind in (HealthyCell, SenescentCell, ImmuneCell)
-                if kind in by_type]
+        return [
+            by_type[kind] for kind in (HealthyCell, SenescentCell, ImmuneCell) if kind in by_type
+        ]
 
     def _recruitment_intents(self) -> list[Intent]:
         """Each immune-free site draws a recruit with a probability rising with its SASP."""
         u = self.rng.random(self.immune.data.shape)
         arrivals = ~self.immune.data & (u < self._recruitment_prob(self.sasp.data))
-        return [Intent(immune_slot(cell), partial(self._recruit, cell), "immune_recruited")
-                for cell in map(self.grid.__getitem__, zip(*np.nonzero(arrivals), strict=True))]
+        return [
+            Intent(immune_slot(cell), partial(self._recruit, cell), "immune_recruited")
+            for cell in map(self.grid.__getitem__, zip(*np.nonzero(arrivals), strict=True))
+        ]
 
     def _recruit(self, cell: Cell) -> None:
         ImmuneCell(self, cell, lifetime=int(self._lifetimes()))
@@ -178,8 +206,10 @@ class TissueModel(TissueBase, mesa.Model):
 
     def _replaced(self, sites: np.ndarray) -> list[Cell]:
         """The grid cells of `sites` (flat indices), each cleared of its tissue cell."""
-        cells = [self.grid[coordinate] for coordinate in zip(
-            *np.unravel_index(sites, self.tissue.data.shape), strict=True)]
+        cells = [
+            self.grid[coordinate]
+            for coordinate in zip(*np.unravel_index(sites, self.tissue.data.shape), strict=True)
+        ]
         for cell in cells:
             for agent in [a for a in cell.agents if isinstance(a, TissueCell)]:
                 agent.vacate()
@@ -203,10 +233,16 @@ class TissueModel(TissueBase, mesa.Model):
         by_type = self.agents_by_type
         healthy = by_type.get(HealthyCell, ())
         return readout_row(
-            day, self.params, sites=self.tissue.data.size, healthy=len(healthy),
-            senescent=len(by_type.get(SenescentCell, ())), immune=len(by_type.get(ImmuneCell, ())),
-            events=events, sasp_sum=float(self.sasp.data.sum()),
-            damage_sum=sum(a.damage for a in healthy))
+            day,
+            self.params,
+            sites=self.tissue.data.size,
+            healthy=len(healthy),
+            senescent=len(by_type.get(SenescentCell, ())),
+            immune=len(by_type.get(ImmuneCell, ())),
+            events=events,
+            sasp_sum=float(self.sasp.data.sum()),
+            damage_sum=sum(a.damage for a in healthy),
+        )
 
     def _fields(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.tissue.data, self.immune.data, self.sasp.data
@@ -214,7 +250,9 @@ class TissueModel(TissueBase, mesa.Model):
     def counts(self) -> dict[str, int]:
         """Sites in each tissue state and immune cells, counted on the property layers."""
         tissue = self.tissue.data
-        return {"empty": int(np.count_nonzero(tissue == EMPTY)),
-                "healthy": int(np.count_nonzero(tissue == HEALTHY)),
-                "senescent": int(np.count_nonzero(tissue == SENESCENT)),
-                "immune": int(np.count_nonzero(self.immune.data))}
+        return {
+            "empty": int(np.count_nonzero(tissue == EMPTY)),
+            "healthy": int(np.count_nonzero(tissue == HEALTHY)),
+            "senescent": int(np.count_nonzero(tissue == SENESCENT)),
+            "immune": int(np.count_nonzero(self.immune.data)),
+        }

@@ -27,8 +27,19 @@ _UNIT = 2.0**-53
 _TWO_PI = 2.0 * np.pi
 
 # Streams: one per kind of draw a site can make on a day.
-(EVENT, DIVISION_PICK, DAUGHTER_A, DAUGHTER_B, STRIKE, PREY_PICK, CHEMOTAXIS, MOVE_PICK,
- RECRUIT, RESIDENCE, PRIORITY) = range(11)
+(
+    EVENT,
+    DIVISION_PICK,
+    DAUGHTER_A,
+    DAUGHTER_B,
+    STRIKE,
+    PREY_PICK,
+    CHEMOTAXIS,
+    MOVE_PICK,
+    RECRUIT,
+    RESIDENCE,
+    PRIORITY,
+) = range(11)
 STREAMS = 11
 
 

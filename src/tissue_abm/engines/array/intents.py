@@ -18,12 +18,33 @@ from tissue_abm.biology.params import Parameters
 from tissue_abm.biology.systemic import Day
 from tissue_abm.engines.array import draws
 
-KINDS = ("healthy_deaths", "new_primary", "new_paracrine", "new_replicative", "divisions",
-         "senescent_deaths", "cleared_senolytic", "cleared_immune", "immune_departed", "",
-         "immune_recruited")
+KINDS = (
+    "healthy_deaths",
+    "new_primary",
+    "new_paracrine",
+    "new_replicative",
+    "divisions",
+    "senescent_deaths",
+    "cleared_senolytic",
+    "cleared_immune",
+    "immune_departed",
+    "",
+    "immune_recruited",
+)
 """Kinds of intent (1-based codes below; 0 = none) and the readout tally each counts."""
-(DIE, PRIMARY, PARACRINE, REPLICATIVE, DIVIDE, SEN_DEATH, SENOLYSIS, KILL, DEPART, MOVE,
- RECRUIT) = range(1, len(KINDS) + 1)
+(
+    DIE,
+    PRIMARY,
+    PARACRINE,
+    REPLICATIVE,
+    DIVIDE,
+    SEN_DEATH,
+    SENOLYSIS,
+    KILL,
+    DEPART,
+    MOVE,
+    RECRUIT,
+) = range(1, len(KINDS) + 1)
 EVENTS = len(KINDS) + 1
 """Length of a tally indexed by kind code (index 0, no intent, stays 0)."""
 
@@ -104,27 +125,42 @@ def day_rates(p: Parameters, day: Day) -> Rates:
     Given a `Day` of arrays over days, the rates that vary are arrays over the same days.
     """
     return Rates(
-        inflammation=day.inflammation, exposure_memory=p.exposure_memory,
-        damage_drive=day.damage_drive, damage_repair=day.damage_repair,
-        damage_sasp_gain=p.damage_sasp_gain, healthy_death=p.healthy_death_rate,
-        primary_max=p.primary_max_rate, primary_half=p.primary_damage_half,
-        primary_hill=p.primary_hill, paracrine_max=p.paracrine_max_rate,
-        paracrine_half=p.paracrine_half_sasp, paracrine_hill=p.paracrine_hill,
-        division=day.division_prob, replicative_limit=float(p.replicative_limit),
-        event_bound=rules.any_event_prob((p.healthy_death_rate, p.primary_max_rate,
-                                          p.paracrine_max_rate, day.division_prob)),
+        inflammation=day.inflammation,
+        exposure_memory=p.exposure_memory,
+        damage_drive=day.damage_drive,
+        damage_repair=day.damage_repair,
+        damage_sasp_gain=p.damage_sasp_gain,
+        healthy_death=p.healthy_death_rate,
+        primary_max=p.primary_max_rate,
+        primary_half=p.primary_damage_half,
+        primary_hill=p.primary_hill,
+        paracrine_max=p.paracrine_max_rate,
+        paracrine_half=p.paracrine_half_sasp,
+        paracrine_hill=p.paracrine_hill,
+        division=day.division_prob,
+        replicative_limit=float(p.replicative_limit),
+        event_bound=rules.any_event_prob(
+            (p.healthy_death_rate, p.primary_max_rate, p.paracrine_max_rate, day.division_prob)
+        ),
         # Draws in [division_from, division_to) divide whatever the senescence probabilities:
         # above the chance of death or senescence at their highest, below the chance of any
         # event at their lowest (0). The margins cover rounding in `rules.first_event`.
-        division_from=rules.any_event_prob((p.healthy_death_rate, p.primary_max_rate,
-                                            p.paracrine_max_rate)) * (1.0 + MARGIN),
+        division_from=rules.any_event_prob(
+            (p.healthy_death_rate, p.primary_max_rate, p.paracrine_max_rate)
+        )
+        * (1.0 + MARGIN),
         division_to=rules.any_event_prob((p.healthy_death_rate, day.division_prob))
         * (1.0 - MARGIN),
-        senescent_death=p.senescent_death_rate, senolysis=day.senolytic_fraction,
-        immune_competence=day.immune_competence, immune_chemotaxis=p.immune_chemotaxis,
-        recruit_base=p.immune_recruit_base, recruit_max=p.immune_recruit_max,
+        senescent_death=p.senescent_death_rate,
+        senolysis=day.senolytic_fraction,
+        immune_competence=day.immune_competence,
+        immune_chemotaxis=p.immune_chemotaxis,
+        recruit_base=p.immune_recruit_base,
+        recruit_max=p.immune_recruit_max,
         recruit_half=p.immune_recruit_half_sasp,
         recruit_bound=rules.max_recruitment_prob(p.immune_recruit_base, p.immune_recruit_max),
-        sasp_maturation=p.sasp_maturation, sasp_output=day.sasp_output,
+        sasp_maturation=p.sasp_maturation,
+        sasp_output=day.sasp_output,
         damage_heterogeneity=p.damage_heterogeneity,
-        residence_log=draws.log_stay_prob(rules.departure_prob(p.immune_lifetime)))
+        residence_log=draws.log_stay_prob(rules.departure_prob(p.immune_lifetime)),
+    )

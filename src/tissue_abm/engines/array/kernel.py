@@ -68,13 +68,26 @@ def _scalar_at_most_one(x):
     return lambda x: x if x < 1.0 else 1.0
 
 
-for _function in (rules.hill, rules.hill_bound, rules.any_event_prob, rules.first_event,
-                  rules.lognormal_multiplier, rules.damage_step, rules.exposure_step,
-                  rules.primary_senescence_prob,
-                  rules.paracrine_senescence_prob, rules.sasp_secretion, rules.recruitment_prob,
-                  rules.recruitment_prob_bound,
-                  draws.mix, draws.bits, draws.uniform, draws.standard_normal, draws.geometric,
-                  claim_id):
+for _function in (
+    rules.hill,
+    rules.hill_bound,
+    rules.any_event_prob,
+    rules.first_event,
+    rules.lognormal_multiplier,
+    rules.damage_step,
+    rules.exposure_step,
+    rules.primary_senescence_prob,
+    rules.paracrine_senescence_prob,
+    rules.sasp_secretion,
+    rules.recruitment_prob,
+    rules.recruitment_prob_bound,
+    draws.mix,
+    draws.bits,
+    draws.uniform,
+    draws.standard_normal,
+    draws.geometric,
+    claim_id,
+):
     register_jitable(_function)
 
 
@@ -126,9 +139,21 @@ class Buffers:
 
     def day_arguments(self) -> tuple:
         """The work arrays in the order `run_days` takes them."""
-        return (self.starts, self.vacancies, self.wall, self.marks, self.counts, self.candidates,
-                self.tissue_kind, self.tissue_target, self.immune_kind, self.immune_target,
-                self.field, self.secreting, self.secretion)
+        return (
+            self.starts,
+            self.vacancies,
+            self.wall,
+            self.marks,
+            self.counts,
+            self.candidates,
+            self.tissue_kind,
+            self.tissue_target,
+            self.immune_kind,
+            self.immune_target,
+            self.field,
+            self.secreting,
+            self.secretion,
+        )
 
 
 @numba.njit(inline="always")
@@ -167,12 +192,42 @@ _TISSUE, _IMMUNE = 1, 2
 
 
 @numba.njit(cache=True)
-def run_days(first: int, last: int, torus: bool, tissue, immune, damage, exposure,
-             damage_scale, divisions, arrest_age, lifetime, sasp, key, rates, tallies,
-             aggregates, b_starts, b_vacancies, b_wall, b_marks, b_counts, b_candidates,
-             b_tissue_kind, b_tissue_target, b_immune_kind, b_immune_target, b_field,
-             b_secreting, b_secretion, substeps: int, dt: float, keep: float, spread: float,
-             parallel: bool) -> bool:
+def run_days(
+    first: int,
+    last: int,
+    torus: bool,
+    tissue,
+    immune,
+    damage,
+    exposure,
+    damage_scale,
+    divisions,
+    arrest_age,
+    lifetime,
+    sasp,
+    key,
+    rates,
+    tallies,
+    aggregates,
+    b_starts,
+    b_vacancies,
+    b_wall,
+    b_marks,
+    b_counts,
+    b_candidates,
+    b_tissue_kind,
+    b_tissue_target,
+    b_immune_kind,
+    b_immune_target,
+    b_field,
+    b_secreting,
+    b_secretion,
+    substeps: int,
+    dt: float,
+    keep: float,
+    spread: float,
+    parallel: bool,
+) -> bool:
     """Days `first` to `last` (inclusive) in one call from Python.
 
     Each day is `decide`, `resolve_and_apply` and `secrete_and_diffuse`. Args are the state
@@ -190,24 +245,100 @@ def run_days(first: int, last: int, torus: bool, tissue, immune, damage, exposur
     field, other, swapped = sasp, b_field, False
     for t in range(first, last + 1):
         keys, r = day_keys(key, t), Rates(*to_fixed_tuple(rates[t], RATES))
-        decide(torus, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
-               lifetime, field, keys, r, b_starts, b_vacancies, b_wall, b_marks, b_counts,
-               b_candidates, b_tissue_kind, b_tissue_target, b_immune_kind, b_immune_target)
-        resolve_and_apply(tissue.ravel(), immune.ravel(), damage, exposure, damage_scale,
-                          divisions, arrest_age, lifetime, keys, r, b_starts, b_counts,
-                          b_candidates, b_tissue_kind, b_tissue_target, b_immune_kind,
-                          b_immune_target, tallies[t])
-        if secrete_and_diffuse(torus, tissue, immune, damage, arrest_age, field, other,
-                               b_starts, b_counts, b_candidates, b_secreting, b_secretion, r,
-                               substeps, dt, keep, spread, parallel, aggregates[t]):
+        decide(
+            torus,
+            tissue,
+            immune,
+            damage,
+            exposure,
+            damage_scale,
+            divisions,
+            arrest_age,
+            lifetime,
+            field,
+            keys,
+            r,
+            b_starts,
+            b_vacancies,
+            b_wall,
+            b_marks,
+            b_counts,
+            b_candidates,
+            b_tissue_kind,
+            b_tissue_target,
+            b_immune_kind,
+            b_immune_target,
+        )
+        resolve_and_apply(
+            tissue.ravel(),
+            immune.ravel(),
+            damage,
+            exposure,
+            damage_scale,
+            divisions,
+            arrest_age,
+            lifetime,
+            keys,
+            r,
+            b_starts,
+            b_counts,
+            b_candidates,
+            b_tissue_kind,
+            b_tissue_target,
+            b_immune_kind,
+            b_immune_target,
+            tallies[t],
+        )
+        if secrete_and_diffuse(
+            torus,
+            tissue,
+            immune,
+            damage,
+            arrest_age,
+            field,
+            other,
+            b_starts,
+            b_counts,
+            b_candidates,
+            b_secreting,
+            b_secretion,
+            r,
+            substeps,
+            dt,
+            keep,
+            spread,
+            parallel,
+            aggregates[t],
+        ):
             field, other, swapped = other, field, not swapped
     return swapped
 
 
 @numba.njit(parallel=True, cache=True)
-def decide(torus: bool, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
-           lifetime, sasp, keys, r: Rates, starts, vacancies, wall, marks, counts, candidates,
-           tissue_kind, tissue_target, immune_kind, immune_target) -> None:
+def decide(
+    torus: bool,
+    tissue,
+    immune,
+    damage,
+    exposure,
+    damage_scale,
+    divisions,
+    arrest_age,
+    lifetime,
+    sasp,
+    keys,
+    r: Rates,
+    starts,
+    vacancies,
+    wall,
+    marks,
+    counts,
+    candidates,
+    tissue_kind,
+    tissue_target,
+    immune_kind,
+    immune_target,
+) -> None:
     """Advance damage and exposure and write the intents of every site, block by block.
 
     `tissue`, `immune`, `sasp` and `vacancies` are (L, L), the other state arrays flat; block
@@ -233,9 +364,19 @@ def decide(torus: bool, tissue, immune, damage, exposure, damage_scale, division
             up = tissue[_wrap(x - 1, size, True)] if torus or x > 0 else wall
             down = tissue[_wrap(x + 1, size, True)] if torus or x < size - 1 else wall
             _count_row(up, tissue[x], down, torus, vacancies[x])
-        _mark_sites(start, flat_tissue[start:end], flat_immune[start:end], damage[start:end],
-                    exposure[start:end], damage_scale[start:end], flat_sasp[start:end],
-                    flat_vacancies[start:end], keys, r, marks[b])
+        _mark_sites(
+            start,
+            flat_tissue[start:end],
+            flat_immune[start:end],
+            damage[start:end],
+            exposure[start:end],
+            damage_scale[start:end],
+            flat_sasp[start:end],
+            flat_vacancies[start:end],
+            keys,
+            r,
+            marks[b],
+        )
         counts[b] = found = _gather(marks[b], start, end - start, candidates)
         for c in range(start, start + found):
             i = np.int64(candidates[c])
@@ -243,11 +384,12 @@ def decide(torus: bool, tissue, immune, damage, exposure, damage_scale, division
             tissue_kind[c] = immune_kind[c] = 0
             if mark & _TISSUE:
                 tissue_kind[c], tissue_target[c] = _tissue_intent(
-                    i, size, torus, flat_tissue, damage, exposure, divisions, arrest_age, keys,
-                    r)
+                    i, size, torus, flat_tissue, damage, exposure, divisions, arrest_age, keys, r
+                )
             if mark & _IMMUNE:
                 immune_kind[c], immune_target[c] = _immune_intent(
-                    i, size, torus, flat_tissue, flat_immune, lifetime, flat_sasp, keys, r)
+                    i, size, torus, flat_tissue, flat_immune, lifetime, flat_sasp, keys, r
+                )
 
 
 @numba.njit(inline="always")
@@ -259,19 +401,31 @@ def _count_row(up, row, down, torus, out):
     """
     last = row.size - 1
     for y in range(1, last):
-        out[y] = ((up[y - 1] == EMPTY) + (up[y] == EMPTY) + (up[y + 1] == EMPTY)
-                  + (row[y - 1] == EMPTY) + (row[y + 1] == EMPTY)
-                  + (down[y - 1] == EMPTY) + (down[y] == EMPTY) + (down[y + 1] == EMPTY))
+        out[y] = (
+            (up[y - 1] == EMPTY)
+            + (up[y] == EMPTY)
+            + (up[y + 1] == EMPTY)
+            + (row[y - 1] == EMPTY)
+            + (row[y + 1] == EMPTY)
+            + (down[y - 1] == EMPTY)
+            + (down[y] == EMPTY)
+            + (down[y + 1] == EMPTY)
+        )
     for y, inner, outer in ((0, 1, last), (last, last - 1, 0)):  # outer: across a torus's seam
-        out[y] = ((up[y] == EMPTY) + (down[y] == EMPTY) + (up[inner] == EMPTY)
-                  + (row[inner] == EMPTY) + (down[inner] == EMPTY)
-                  + torus * ((up[outer] == EMPTY) + (row[outer] == EMPTY)
-                             + (down[outer] == EMPTY)))
+        out[y] = (
+            (up[y] == EMPTY)
+            + (down[y] == EMPTY)
+            + (up[inner] == EMPTY)
+            + (row[inner] == EMPTY)
+            + (down[inner] == EMPTY)
+            + torus * ((up[outer] == EMPTY) + (row[outer] == EMPTY) + (down[outer] == EMPTY))
+        )
 
 
 @numba.njit(inline="always")
-def _mark_sites(start, states, immune, damage, exposure, damage_scale, sasp, vacancies, keys, r,
-                marks):
+def _mark_sites(
+    start, states, immune, damage, exposure, damage_scale, sasp, vacancies, keys, r, marks
+):
     """Advance damage and exposure of consecutive sites (flat indices start...), mark them.
 
     Every array is those sites' (indexed from 0, so that no index can be negative and the
@@ -290,16 +444,22 @@ def _mark_sites(start, states, immune, damage, exposure, damage_scale, sasp, vac
         counter = np.uint64(start + y)
         u = draws.uniform(event_key, counter)
         # Draws at or above this bound of the chance of death or senescence can only divide.
-        only_division = (1.0 + MARGIN) * rules.any_event_prob((
-            r.healthy_death,
-            r.primary_max * rules.hill_bound(damage[y], r.primary_half, r.primary_hill),
-            r.paracrine_max * rules.hill_bound(exposure[y], r.paracrine_half,
-                                                r.paracrine_hill)))
-        tissue_mark = (states[y] == SENESCENT) | ((states[y] == HEALTHY) & (
-            (u < only_division) | ((u < r.event_bound) & (vacancies[y] > 0))))
-        immune_mark = immune[y] | (draws.uniform(recruit_key, counter) < (1.0 + MARGIN) * (
-            rules.recruitment_prob_bound(sasp[y], r.recruit_base, r.recruit_max,
-                                         r.recruit_half)))
+        only_division = (1.0 + MARGIN) * rules.any_event_prob(
+            (
+                r.healthy_death,
+                r.primary_max * rules.hill_bound(damage[y], r.primary_half, r.primary_hill),
+                r.paracrine_max * rules.hill_bound(exposure[y], r.paracrine_half, r.paracrine_hill),
+            )
+        )
+        tissue_mark = (states[y] == SENESCENT) | (
+            (states[y] == HEALTHY)
+            & ((u < only_division) | ((u < r.event_bound) & (vacancies[y] > 0)))
+        )
+        immune_mark = immune[y] | (
+            draws.uniform(recruit_key, counter)
+            < (1.0 + MARGIN)
+            * (rules.recruitment_prob_bound(sasp[y], r.recruit_base, r.recruit_max, r.recruit_half))
+        )
         marks[y] = _TISSUE * np.int8(tissue_mark) + _IMMUNE * np.int8(immune_mark)
 
 
@@ -336,12 +496,17 @@ def _healthy_intent(i, u, size, torus, tissue, damage, exposure, divisions, keys
     """(kind, target) of healthy cell i whose draw u fell below the event bound."""
     if r.division_from <= u < r.division_to:  # division, whatever the cell's damage and exposure
         return _division(i, size, torus, tissue, divisions, keys, r.replicative_limit)
-    event = rules.first_event(u, (
-        r.healthy_death,
-        rules.primary_senescence_prob(damage[i], r.primary_max, r.primary_half, r.primary_hill),
-        rules.paracrine_senescence_prob(exposure[i], r.paracrine_max, r.paracrine_half,
-                                        r.paracrine_hill),
-        r.division))
+    event = rules.first_event(
+        u,
+        (
+            r.healthy_death,
+            rules.primary_senescence_prob(damage[i], r.primary_max, r.primary_half, r.primary_hill),
+            rules.paracrine_senescence_prob(
+                exposure[i], r.paracrine_max, r.paracrine_half, r.paracrine_hill
+            ),
+            r.division,
+        ),
+    )
     if event == 4:
         return _division(i, size, torus, tissue, divisions, keys, r.replicative_limit)
     return (0, DIE, PRIMARY, PARACRINE)[event], i
@@ -381,8 +546,9 @@ def _immune_intent(i, size, torus, tissue, immune, lifetime, sasp, keys, r):
     counter = np.uint64(i)
     if not immune[i]:
         u = draws.uniform(keys[draws.RECRUIT], counter)
-        recruited = u < rules.recruitment_prob(sasp[i], r.recruit_base, r.recruit_max,
-                                               r.recruit_half)
+        recruited = u < rules.recruitment_prob(
+            sasp[i], r.recruit_base, r.recruit_max, r.recruit_half
+        )
         return RECRUIT if recruited else 0, i
     lifetime[i] -= 1
     if lifetime[i] <= 0:
@@ -431,9 +597,26 @@ def _immune_intent(i, size, torus, tissue, immune, lifetime, sasp, keys, r):
 
 
 @numba.njit(cache=True)
-def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
-                      lifetime, keys, r: Rates, starts, counts, candidates, tissue_kind,
-                      tissue_target, immune_kind, immune_target, events) -> None:
+def resolve_and_apply(
+    tissue,
+    immune,
+    damage,
+    exposure,
+    damage_scale,
+    divisions,
+    arrest_age,
+    lifetime,
+    keys,
+    r: Rates,
+    starts,
+    counts,
+    candidates,
+    tissue_kind,
+    tissue_target,
+    immune_kind,
+    immune_target,
+    events,
+) -> None:
     """Settle conflicts (highest priority wins a slot), carry out the winners, tally them.
 
     The intents are those `decide` wrote beside each block's candidates. The winners are
@@ -460,8 +643,7 @@ def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions,
     # kept in a small open-addressing table (about 2 entries per claim), which stays in cache
     # where an array over all slots would not.
     slot = 2 * target + ON_IMMUNE_SLOT[kind]
-    priority = draws.bits(keys[draws.PRIORITY],
-                          claim_id(source, BY_IMMUNE[kind]).astype(np.uint64))
+    priority = draws.bits(keys[draws.PRIORITY], claim_id(source, BY_IMMUNE[kind]).astype(np.uint64))
     bits = 4
     while (1 << bits) < 2 * claims:
         bits += 1
@@ -499,9 +681,12 @@ def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions,
             damage[j], exposure[j], divisions[j] = damage[i], exposure[i], divisions[i]
             daughter = np.uint64(j)
             damage_scale[j] = rules.lognormal_multiplier(
-                draws.standard_normal(draws.uniform(keys[draws.DAUGHTER_A], daughter),
-                                      draws.uniform(keys[draws.DAUGHTER_B], daughter)),
-                r.damage_heterogeneity)
+                draws.standard_normal(
+                    draws.uniform(keys[draws.DAUGHTER_A], daughter),
+                    draws.uniform(keys[draws.DAUGHTER_B], daughter),
+                ),
+                r.damage_heterogeneity,
+            )
         elif k in (DEPART, MOVE):
             resident[c] = lifetime[i]
             immune[i] = False
@@ -514,14 +699,33 @@ def resolve_and_apply(tissue, immune, damage, exposure, damage_scale, divisions,
             lifetime[j] = resident[c]
         elif k == RECRUIT:
             immune[i] = True
-            lifetime[i] = int(draws.geometric(
-                draws.uniform(keys[draws.RESIDENCE], np.uint64(i)), r.residence_log))
+            lifetime[i] = int(
+                draws.geometric(draws.uniform(keys[draws.RESIDENCE], np.uint64(i)), r.residence_log)
+            )
 
 
 @numba.njit(cache=True)
-def secrete_and_diffuse(torus: bool, tissue, immune, damage, arrest_age, field, other, starts,
-                        counts, candidates, secreting, secretion, r: Rates, substeps: int,
-                        dt: float, keep: float, spread: float, parallel: bool, totals) -> bool:
+def secrete_and_diffuse(
+    torus: bool,
+    tissue,
+    immune,
+    damage,
+    arrest_age,
+    field,
+    other,
+    starts,
+    counts,
+    candidates,
+    secreting,
+    secretion,
+    r: Rates,
+    substeps: int,
+    dt: float,
+    keep: float,
+    spread: float,
+    parallel: bool,
+    totals,
+) -> bool:
     """Secretion, diffusion and decay of one day in `substeps` sub-steps, then the totals.
 
     The sub-steps alternate between `field` and `other` (both (L, L) float32). Each diffuses
@@ -545,8 +749,9 @@ def secrete_and_diffuse(torus: bool, tissue, immune, damage, arrest_age, field, 
             i = candidates[c]
             if flat_tissue[i] == SENESCENT:
                 secreting[sources] = i
-                secretion[sources] = np.float32(dt) * np.float32(rules.sasp_secretion(
-                    arrest_age[i], r.sasp_maturation, r.sasp_output))
+                secretion[sources] = np.float32(dt) * np.float32(
+                    rules.sasp_secretion(arrest_age[i], r.sasp_maturation, r.sasp_output)
+                )
                 sources += 1
     source, target = field, other
     for _ in range(substeps):
@@ -574,7 +779,7 @@ def _totals(tissue, immune, sasp, damage, out):
     rows = np.zeros((size, 5))
     for x in range(size):
         states, present, field = tissue[x], immune[x], sasp[x]
-        row_damage = damage[x * size:(x + 1) * size]
+        row_damage = damage[x * size : (x + 1) * size]
         healthy = senescent = immune_cells = 0
         sasp_sum = damage_sum = 0.0
         for y in range(size):
@@ -608,8 +813,15 @@ def _diffuse(source, target, torus, keep, spread):
     """One sub-step without sources, from `source` into `target` ((L, L) float32), by rows."""
     size = source.shape[0]
     for x in numba.prange(size):
-        _diffuse_row(source[_wrap(x - 1, size, torus)], source[x],
-                     source[_wrap(x + 1, size, torus)], target[x], torus, keep, spread)
+        _diffuse_row(
+            source[_wrap(x - 1, size, torus)],
+            source[x],
+            source[_wrap(x + 1, size, torus)],
+            target[x],
+            torus,
+            keep,
+            spread,
+        )
 
 
 @numba.njit(parallel=True, cache=True)

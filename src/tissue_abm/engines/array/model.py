@@ -148,11 +148,18 @@ class ArrayTissue(TissueBase):
         perturbations: Experimental perturbations, in time order (`perturbation`).
     """
 
-    def __init__(self, params: Parameters | None = None, therapy: Therapy | None = None,
-                 size: int = 100, start_age: int = 90, days: int = 640, torus: bool = True,
-                 rng: int | np.random.Generator | None = None,
-                 kernel: Kernel | None = None,
-                 perturbations: Sequence[Perturbation] = ()) -> None:
+    def __init__(
+        self,
+        params: Parameters | None = None,
+        therapy: Therapy | None = None,
+        size: int = 100,
+        start_age: int = 90,
+        days: int = 640,
+        torus: bool = True,
+        rng: int | np.random.Generator | None = None,
+        kernel: Kernel | None = None,
+        perturbations: Sequence[Perturbation] = (),
+    ) -> None:
         """Create the tissue at `start_age` and record day 0.
 
         Args:
@@ -227,13 +234,16 @@ class ArrayTissue(TissueBase):
         tissue[healthy] = HEALTHY
         self.divisions[healthy] = rng.integers(0, p.replicative_limit // 2 + 1, healthy.size)
         self.damage_scale[healthy] = rules.lognormal_multiplier(
-            rng.standard_normal(healthy.size), p.damage_heterogeneity)
+            rng.standard_normal(healthy.size), p.damage_heterogeneity
+        )
         self.damage[healthy] = self.damage_scale[healthy] * rules.equilibrium_damage(
-            day.damage_drive, day.damage_repair)
+            day.damage_drive, day.damage_repair
+        )
 
         self._settle_field(self.sasp, self._secretion(day.sasp_output))
-        occupied = np.flatnonzero(rng.random(tissue.size)
-                                  < self._initial_immune_prob(self.sasp.ravel()))
+        occupied = np.flatnonzero(
+            rng.random(tissue.size) < self._initial_immune_prob(self.sasp.ravel())
+        )
         self.immune.ravel()[occupied] = True
         self.lifetime[occupied] = self._lifetimes(occupied.size)
         self.exposure[healthy] = self.sasp.ravel()[healthy] * day.inflammation
@@ -270,8 +280,14 @@ class ArrayTissue(TissueBase):
         while self.time < end:
             self._perturb(self.start_age + self.time, self.tissue)
             # Perturbations act between days: go on to the next one due, or to the end.
-            stop = min([end] + [q.age - self.start_age for q in self.perturbations
-                                if q.age - self.start_age > self.time])
+            stop = min(
+                [end]
+                + [
+                    q.age - self.start_age
+                    for q in self.perturbations
+                    if q.age - self.start_age > self.time
+                ]
+            )
             if self.kernel == "numba":
                 self._numba_days(self.time + 1, stop)
             else:
@@ -286,41 +302,75 @@ class ArrayTissue(TissueBase):
         days = slice(0, self.time + 1)
         healthy, senescent, immune = self._aggregates[days, :3].T.astype(np.int64)
         sasp_sum, damage_sum = self._aggregates[days, 3:].T
-        return pd.DataFrame(readout_row(
-            day_columns(self.timeline.iloc[days]), self.params, sites=self.tissue.size,
-            healthy=healthy, senescent=senescent, immune=immune,
-            events=tally(self._tallies[days]), sasp_sum=sasp_sum, damage_sum=damage_sum))
+        return pd.DataFrame(
+            readout_row(
+                day_columns(self.timeline.iloc[days]),
+                self.params,
+                sites=self.tissue.size,
+                healthy=healthy,
+                senescent=senescent,
+                immune=immune,
+                events=tally(self._tallies[days]),
+                sasp_sum=sasp_sum,
+                damage_sum=damage_sum,
+            )
+        )
 
     def _numba_days(self, first: int, last: int) -> None:
         """Days first..last by the compiled kernel (`tissue_abm.engines.array.kernel`)."""
         p, b = self.params, self._buffers
         if compiled.run_days(
-                first, last, self.torus, self.tissue, self.immune, self.damage, self.exposure,
-                self.damage_scale, self.divisions, self.arrest_age, self.lifetime, self.sasp,
-                self.key, self._rates, self._tallies, self._aggregates, *b.day_arguments(),
-                *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay),
-                compiled.diffuse_in_parallel(self.tissue.shape[0])):
+            first,
+            last,
+            self.torus,
+            self.tissue,
+            self.immune,
+            self.damage,
+            self.exposure,
+            self.damage_scale,
+            self.divisions,
+            self.arrest_age,
+            self.lifetime,
+            self.sasp,
+            self.key,
+            self._rates,
+            self._tallies,
+            self._aggregates,
+            *b.day_arguments(),
+            *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay),
+            compiled.diffuse_in_parallel(self.tissue.shape[0]),
+        ):
             self.sasp, b.field = b.field, self.sasp
 
     def _numpy_day(self, t: int) -> None:
         """Day t by whole-array numpy operations."""
         # Python floats, as numpy treats them (NEP 50): float32 arithmetic stays float32.
         rates, keys = Rates(*self._rates[t].tolist()), draws.day_keys(self.key, t)
-        groups = [*self._healthy_intents(rates, keys), *self._senescent_intents(rates, keys),
-                  *self._immune_intents(rates, keys), *self._recruitment_intents(rates, keys)]
+        groups = [
+            *self._healthy_intents(rates, keys),
+            *self._senescent_intents(rates, keys),
+            *self._immune_intents(rates, keys),
+            *self._recruitment_intents(rates, keys),
+        ]
         kind = np.concatenate([np.full(len(sources), k) for k, sources, _ in groups])
         source = np.concatenate([sources for _, sources, _ in groups])
         target = np.concatenate([targets for _, _, targets in groups])
         slot = target + self.tissue.size * ON_IMMUNE_SLOT[kind]
-        priority = draws.bits(keys[draws.PRIORITY],
-                              claim_id(source, BY_IMMUNE[kind]).astype(np.uint64))
+        priority = draws.bits(
+            keys[draws.PRIORITY], claim_id(source, BY_IMMUNE[kind]).astype(np.uint64)
+        )
         order = np.lexsort((~priority, slot))  # within a slot, the highest priority first
         first = np.ones(order.size, dtype=bool)
         first[1:] = slot[order][1:] != slot[order][:-1]
         won = order[first]
         self._apply(kind[won], source[won], target[won], rates, keys)
-        rules.diffuse_decay(self.sasp, self._secretion(rates.sasp_output),
-                            self.params.sasp_diffusion, self.params.sasp_decay, self.torus)
+        rules.diffuse_decay(
+            self.sasp,
+            self._secretion(rates.sasp_output),
+            self.params.sasp_diffusion,
+            self.params.sasp_decay,
+            self.torus,
+        )
         self._tallies[t] = np.bincount(kind[won], minlength=EVENTS)
         self._aggregates[t] = self._totals()
 
@@ -335,20 +385,30 @@ class ArrayTissue(TissueBase):
         # whole-array arithmetic, no gathers.
         sasp = self.sasp.ravel() * np.float32(r.inflammation)
         self.exposure[:] = rules.exposure_step(self.exposure, sasp, r.exposure_memory)
-        self.damage[:] = rules.damage_step(self.damage, r.damage_drive * self.damage_scale,
-                                           r.damage_repair, sasp, r.damage_sasp_gain)
+        self.damage[:] = rules.damage_step(
+            self.damage,
+            r.damage_drive * self.damage_scale,
+            r.damage_repair,
+            sasp,
+            r.damage_sasp_gain,
+        )
         # Only draws below the chance of any event at the highest rates can give one: the
         # probabilities are computed for those few cells alone.
         u = self._draw(keys, draws.EVENT)
         cells = np.flatnonzero((u < r.event_bound) & (tissue == HEALTHY))
-        event = rules.first_event(u[cells], (
-            r.healthy_death,
-            rules.primary_senescence_prob(self.damage[cells], r.primary_max, r.primary_half,
-                                          r.primary_hill),
-            rules.paracrine_senescence_prob(self.exposure[cells], r.paracrine_max,
-                                            r.paracrine_half, r.paracrine_hill),
-            r.division,
-        ))
+        event = rules.first_event(
+            u[cells],
+            (
+                r.healthy_death,
+                rules.primary_senescence_prob(
+                    self.damage[cells], r.primary_max, r.primary_half, r.primary_hill
+                ),
+                rules.paracrine_senescence_prob(
+                    self.exposure[cells], r.paracrine_max, r.paracrine_half, r.paracrine_hill
+                ),
+                r.division,
+            ),
+        )
         dividing = cells[event == 4]
         around = self.neighbours[dividing]
         vacant = (around >= 0) & (tissue[around] == EMPTY)
@@ -356,21 +416,29 @@ class ArrayTissue(TissueBase):
         dividing, around, vacant = dividing[able], around[able], vacant[able]
         arrested = self.divisions[dividing] >= r.replicative_limit
         parents = dividing[~arrested]
-        daughters = around[~arrested][np.arange(parents.size),
-                                      pick(vacant[~arrested],
-                                           self._draw(keys, draws.DIVISION_PICK, parents))]
-        return [*((kind, cells[event == k], cells[event == k])
-                  for k, kind in ((1, DIE), (2, PRIMARY), (3, PARACRINE))),
-                (REPLICATIVE, dividing[arrested], dividing[arrested]),
-                (DIVIDE, parents, daughters)]
+        daughters = around[~arrested][
+            np.arange(parents.size),
+            pick(vacant[~arrested], self._draw(keys, draws.DIVISION_PICK, parents)),
+        ]
+        return [
+            *(
+                (kind, cells[event == k], cells[event == k])
+                for k, kind in ((1, DIE), (2, PRIMARY), (3, PARACRINE))
+            ),
+            (REPLICATIVE, dividing[arrested], dividing[arrested]),
+            (DIVIDE, parents, daughters),
+        ]
 
     def _senescent_intents(self, r: Rates, keys: np.ndarray) -> Intents:
         cells = np.flatnonzero(self.tissue.ravel() == SENESCENT)
         self.arrest_age[cells] += 1
-        event = rules.first_event(self._draw(keys, draws.EVENT, cells),
-                                  (r.senescent_death, r.senolysis))
-        return [(SEN_DEATH, cells[event == 1], cells[event == 1]),
-                (SENOLYSIS, cells[event == 2], cells[event == 2])]
+        event = rules.first_event(
+            self._draw(keys, draws.EVENT, cells), (r.senescent_death, r.senolysis)
+        )
+        return [
+            (SEN_DEATH, cells[event == 1], cells[event == 1]),
+            (SENOLYSIS, cells[event == 2], cells[event == 2]),
+        ]
 
     def _immune_intents(self, r: Rates, keys: np.ndarray) -> Intents:
         tissue, immune, sasp = self.tissue.ravel(), self.immune.ravel(), self.sasp.ravel()
@@ -384,9 +452,10 @@ class ArrayTissue(TissueBase):
         hunting = prey.any(axis=1)
         strike = self._draw(keys, draws.STRIKE, staying[hunting]) < r.immune_competence
         hunters = staying[hunting][strike]
-        victims = near[hunting][strike][np.arange(hunters.size),
-                                        pick(prey[hunting][strike],
-                                             self._draw(keys, draws.PREY_PICK, hunters))]
+        victims = near[hunting][strike][
+            np.arange(hunters.size),
+            pick(prey[hunting][strike], self._draw(keys, draws.PREY_PICK, hunters)),
+        ]
 
         walkers = staying[~hunting]
         around = self.neighbours[walkers]
@@ -397,21 +466,28 @@ class ArrayTissue(TissueBase):
         chemotactic = self._draw(keys, draws.CHEMOTAXIS, walkers) < r.immune_chemotaxis
         best = free & (level == level.max(axis=1, keepdims=True))
         choice = np.where(chemotactic[:, None], best, free)
-        steps = around[np.arange(walkers.size),
-                       pick(choice, self._draw(keys, draws.MOVE_PICK, walkers))]
-        return [(DEPART, cells[leaving], cells[leaving]), (KILL, hunters, victims),
-                (MOVE, walkers, steps)]
+        steps = around[
+            np.arange(walkers.size), pick(choice, self._draw(keys, draws.MOVE_PICK, walkers))
+        ]
+        return [
+            (DEPART, cells[leaving], cells[leaving]),
+            (KILL, hunters, victims),
+            (MOVE, walkers, steps),
+        ]
 
     def _recruitment_intents(self, r: Rates, keys: np.ndarray) -> Intents:
         sasp, immune = self.sasp.ravel(), self.immune.ravel()
         u = self._draw(keys, draws.RECRUIT)
         maybe = np.flatnonzero((u < r.recruit_bound) & ~immune)
-        arrivals = maybe[u[maybe] < rules.recruitment_prob(sasp[maybe], r.recruit_base,
-                                                           r.recruit_max, r.recruit_half)]
+        arrivals = maybe[
+            u[maybe]
+            < rules.recruitment_prob(sasp[maybe], r.recruit_base, r.recruit_max, r.recruit_half)
+        ]
         return [(RECRUIT, arrivals, arrivals)]
 
-    def _apply(self, kind: np.ndarray, source: np.ndarray, target: np.ndarray, r: Rates,
-               keys: np.ndarray) -> None:
+    def _apply(
+        self, kind: np.ndarray, source: np.ndarray, target: np.ndarray, r: Rates, keys: np.ndarray
+    ) -> None:
         """Carry out the winning intents (no two touch the same slot)."""
         tissue, immune = self.tissue.ravel(), self.immune.ravel()
         of = {k: kind == k for k in range(EVENTS)}
@@ -427,9 +503,12 @@ class ArrayTissue(TissueBase):
         for state in (self.damage, self.exposure, self.divisions):
             state[daughters] = state[parents]
         self.damage_scale[daughters] = rules.lognormal_multiplier(
-            draws.standard_normal(self._draw(keys, draws.DAUGHTER_A, daughters),
-                                  self._draw(keys, draws.DAUGHTER_B, daughters)),
-            r.damage_heterogeneity)
+            draws.standard_normal(
+                self._draw(keys, draws.DAUGHTER_A, daughters),
+                self._draw(keys, draws.DAUGHTER_B, daughters),
+            ),
+            r.damage_heterogeneity,
+        )
 
         immune[source[of[DEPART]]] = False
         movers, steps = source[of[MOVE]], target[of[MOVE]]
@@ -438,8 +517,9 @@ class ArrayTissue(TissueBase):
         self.lifetime[steps] = self.lifetime[movers]
         recruits = source[of[RECRUIT]]
         immune[recruits] = True
-        self.lifetime[recruits] = draws.geometric(self._draw(keys, draws.RESIDENCE, recruits),
-                                                  r.residence_log)
+        self.lifetime[recruits] = draws.geometric(
+            self._draw(keys, draws.RESIDENCE, recruits), r.residence_log
+        )
 
     def _make_senescent(self, sites: np.ndarray) -> None:
         self.tissue.ravel()[sites] = SENESCENT
@@ -457,16 +537,21 @@ class ArrayTissue(TissueBase):
         """SASP secreted today at each site (SASP units per day), float32."""
         source = np.zeros(self.sasp.shape, dtype=np.float32)
         cells = np.flatnonzero(self.tissue.ravel() == SENESCENT)
-        source.ravel()[cells] = rules.sasp_secretion(self.arrest_age[cells],
-                                                     self.params.sasp_maturation, output)
+        source.ravel()[cells] = rules.sasp_secretion(
+            self.arrest_age[cells], self.params.sasp_maturation, output
+        )
         return source
 
     def _totals(self) -> Totals:
         tissue = self.tissue.ravel()
         healthy = tissue == HEALTHY
-        return (int(healthy.sum()), int(np.count_nonzero(tissue == SENESCENT)),
-                int(np.count_nonzero(self.immune)), float(self.sasp.sum(dtype=np.float64)),
-                float(self.damage[healthy].sum(dtype=np.float64)))
+        return (
+            int(healthy.sum()),
+            int(np.count_nonzero(tissue == SENESCENT)),
+            int(np.count_nonzero(self.immune)),
+            float(self.sasp.sum(dtype=np.float64)),
+            float(self.damage[healthy].sum(dtype=np.float64)),
+        )
 
     def _fields(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.tissue, self.immune, self.sasp
