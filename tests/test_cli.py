@@ -45,7 +45,7 @@ def no_simulation(monkeypatch):
     def forbidden(*args, **kwargs):
         pytest.fail("run_scenario was called although the input is invalid")
 
-    monkeypatch.setattr(cli, "run_scenario", forbidden)
+    monkeypatch.setattr("tissue_abm.runs.run.run_scenario", forbidden)
 
 
 def files_in(folder: Path) -> list[str]:
@@ -146,9 +146,7 @@ def test_unwritable_output_folder_exits_2_before_any_simulation(
         pytest.param(["--size", "2"], "size", id="size-too-small"),
         pytest.param(["--size", "5000"], "size", id="size-too-large"),
         pytest.param(["--seed", str(2**64)], "seed", id="seed-too-large"),
-        pytest.param(["--days", "0"], "days = 0", id="zero-days"),
-        pytest.param(["--days", "-5"], "days = -5", id="negative-days"),
-        pytest.param(["--size", "-1"], "size", id="negative-size"),
+        pytest.param(["--days", "100000"], "days = 100000", id="days-past-the-oldest-age"),
     ],
 )
 def test_command_line_overrides_are_validated_like_the_file(
@@ -159,6 +157,28 @@ def test_command_line_overrides_are_validated_like_the_file(
     captured = capsys.readouterr()
     assert status == 2
     assert_one_line_error(captured.err, f"{COMBINED} (options)", mentions, options[1])
+    assert files_in(out) == []
+
+
+@pytest.mark.parametrize("command", ["run", "batch", "sensitivity"])
+@pytest.mark.parametrize(
+    ("option", "value"), [("--days", "0"), ("--days", "-5"), ("--size", "-1"), ("--days", "x")]
+)
+def test_shared_options_are_refused_alike_by_every_command(
+    tmp_path, capsys, no_simulation, command, option, value
+):
+    # --days and --size are defined once for every command that runs simulations
+    extra = ["--params", "immune_kill", "--samples", "2"] if command == "sensitivity" else []
+    out = tmp_path / "out"
+    args = [command, str(COMBINED), *extra, "--out", str(out), "--quiet", option, value]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(args)
+    assert exit_.value.code == 2
+    assert_one_line_error(
+        capsys.readouterr().err,
+        f"argument {option}: '{value}' is not allowed",
+        "a whole number >= 1",
+    )
     assert files_in(out) == []
 
 
@@ -300,7 +320,7 @@ def test_interrupt_during_run_exits_130_and_writes_nothing(tmp_path, capsys, mon
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "run_scenario", interrupted)
+    monkeypatch.setattr("tissue_abm.runs.run.run_scenario", interrupted)
     out = tmp_path / "out"
     assert run_tiny(out) == 130
     assert "interrupted; nothing written" in capsys.readouterr().err
@@ -345,3 +365,32 @@ def test_shortening_a_run_drops_the_snapshots_it_no_longer_reaches(tmp_path):
     out = tmp_path / "out"
     assert run_tiny(out) == 0  # combined.toml asks for snapshots at 365 and 730 days
     assert not [name for name in files_in(out) if name.endswith(".grid.parquet")]
+
+
+HEAVY = ("numba", "mesa", "solara", "dask", "distributed", "matplotlib")
+"""Libraries that only the commands running, plotting or serving should import."""
+
+
+def test_the_cli_and_scenario_validation_import_no_engine_server_or_plotting_library():
+    # In a fresh interpreter (this one has imported everything): importing the command line and
+    # the parameters, and validating a scenario file, must not load an engine's libraries.
+    code = (
+        "import sys, tissue_abm.cli, tissue_abm.biology.params\n"
+        "from tissue_abm.runs.scenario import load_scenario\n"
+        f"load_scenario({str(COMBINED)!r})\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == ""
+    # ... while building a model imports its engine (so the check above can fail)
+    code = (
+        "import sys\nfrom tissue_abm.runs.scenario import load_scenario\n"
+        f"load_scenario({str(COMBINED)!r}).with_overrides(size=5, engine='agents').create_model()\n"
+        "print('mesa' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "True"

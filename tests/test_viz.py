@@ -341,7 +341,9 @@ def test_a_bad_seed_on_the_page_is_reported_and_the_scenario_seed_used(page):
 
 
 def test_viz_rejects_a_bad_scenario_file_in_one_line_before_starting(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "start_server", lambda *a, **k: pytest.fail("server started"))
+    monkeypatch.setattr(
+        "tissue_abm.viz.serve.start_server", lambda *a, **k: pytest.fail("server started")
+    )
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\nsize = 1\n', "utf-8")
     assert cli.main(["viz", str(bad)]) == 2
@@ -351,7 +353,9 @@ def test_viz_rejects_a_bad_scenario_file_in_one_line_before_starting(tmp_path, c
 
 
 def test_viz_refuses_a_port_in_use_or_out_of_range(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "start_server", lambda *a, **k: pytest.fail("server started"))
+    monkeypatch.setattr(
+        "tissue_abm.viz.serve.start_server", lambda *a, **k: pytest.fail("server started")
+    )
     with socket.socket() as taken:
         taken.bind((serve.HOST, 0))
         taken.listen()
@@ -375,7 +379,7 @@ def test_viz_starts_the_server_on_the_scenario_and_port(capsys, monkeypatch):
         started.append((scenario, port))
         return Server()
 
-    monkeypatch.setattr(cli, "start_server", fake)
+    monkeypatch.setattr("tissue_abm.viz.serve.start_server", fake)
     assert cli.main(["viz", str(SCENARIOS / "combined.toml"), "--port", "8123"]) == 0
     assert started == [(SCENARIOS / "combined.toml", 8123)]
     assert "http://127.0.0.1:8123" in capsys.readouterr().out

@@ -20,6 +20,12 @@ Errors in the input are reported in one line (file, key, value, what is allowed)
 status 2, before any simulation starts. An interrupted run exits with 130 and writes nothing;
 an interrupted batch (or sensitivity study) exits with 130 and keeps its finished runs for
 `--resume`. A batch in which runs failed exits with 1.
+
+Each subcommand has its own `_add_<command>` (its options) and `_<command>` (its work); the
+options several commands share (`--days`, `--size`, `--engine`, the executor options) are
+defined once, in parent parsers. Heavy modules (the engines, pandas' analyses, matplotlib,
+Solara, Dask) are imported by the commands that need them, so `--help` and input errors answer
+at once.
 """
 
 from __future__ import annotations
@@ -31,57 +37,27 @@ import subprocess
 import sys
 import time
 import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from tissue_abm.analysis import synergy
-from tissue_abm.analysis.plots import has_synergy_scenarios, label, ordered, save_figures
-from tissue_abm.analysis.summary import (
-    end_state,
-    group_labels,
-    healthspan,
-    median_healthspan,
-    start_end_summary,
-    sweep_columns,
-)
-from tissue_abm.biology.params import parameters_markdown
 from tissue_abm.engines import ENGINES
-from tissue_abm.runs.batch import (
-    BatchInterrupted,
-    plan_batch,
-    plan_from_manifest,
-    read_manifest,
-    run_batch,
-)
-from tissue_abm.runs.results import (
-    OutputError,
-    load_results,
-    now,
-    prepare_output,
-    provenance,
-    write_run,
-)
-from tissue_abm.runs.run import run_scenario
-from tissue_abm.runs.scenario import ScenarioError, load_scenario
-from tissue_abm.studies import calibration, sensitivity
-from tissue_abm.studies.report import write_report
-from tissue_abm.studies.validation import validation_page
-from tissue_abm.viz.serve import DEFAULT_PORT, HOST, start_server
+from tissue_abm.viz.serve import DEFAULT_PORT, HOST
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tissue_abm.runs.batch import Summary
 
 DEFAULT_RESULTS = Path("results")
 
 console = Console()
+
+Handler = Callable[[argparse.Namespace], int | None]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,298 +67,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"tissue-abm: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of `tissue-abm`."""
-    parser = _Parser(
-        prog="tissue-abm",
-        description="Agent-based simulation of tissue aging under rapamycin and oxytocin.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    run = commands.add_parser(
-        "run",
-        help="run one scenario file and write its readouts",
-        description="Run one simulation of a scenario file; write daily "
-        "readouts (Parquet) and a manifest (JSON); print a summary.",
-    )
-    run.add_argument("scenario", type=Path, help="scenario file (TOML)")
-    run.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: results/<scenario name>)"
-    )
-    run.add_argument("--seed", type=int, default=None, help="random seed (overrides file)")
-    run.add_argument(
-        "--days",
-        type=int,
-        default=None,
-        help="days to simulate from the start age (overrides end_age)",
-    )
-    run.add_argument("--size", type=int, default=None, help="lattice side L (sites)")
-    run.add_argument(
-        "--engine",
-        choices=list(ENGINES),
-        default=None,
-        help="simulation engine (overrides the file)",
-    )
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.set_defaults(handler=_run)
-
-    batch = commands.add_parser(
-        "batch",
-        help="run scenario files with their replicates and sweeps",
-        description="Run every sweep point and replicate of the scenario files on all cores "
-        "(or a Dask cluster); write one Parquet file per run and a manifest (batch.json).",
-    )
-    batch.add_argument(
-        "scenarios",
-        type=Path,
-        nargs="*",
-        metavar="SCENARIO",
-        help="scenario files (TOML); with --resume, default: those of the batch",
-    )
-    batch.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_RESULTS / "batch",
-        help="results folder (default: results/batch)",
-    )
-    batch.add_argument(
-        "--workers",
-        type=_positive,
-        default=None,
-        help="worker processes (default: all cores; 1 runs in this process)",
-    )
-    batch.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="ADDRESS",
-        help="run on a Dask cluster: tcp://host:port, or 'local' to start one on 127.0.0.1",
-    )
-    batch.add_argument(
-        "--replicates",
-        type=_positive,
-        default=None,
-        help="replicates per sweep point (overrides every file)",
-    )
-    batch.add_argument(
-        "--days",
-        type=_positive,
-        default=None,
-        help="days to simulate from the start age (overrides every file)",
-    )
-    batch.add_argument(
-        "--size",
-        type=_positive,
-        default=None,
-        help="lattice side L in sites (overrides every file)",
-    )
-    batch.add_argument(
-        "--engine",
-        choices=list(ENGINES),
-        default=None,
-        help="simulation engine (overrides every file)",
-    )
-    batch.add_argument(
-        "--resume",
-        action="store_true",
-        help="finish an interrupted batch in --out: run only what is missing",
-    )
-    batch.add_argument(
-        "--report",
-        action="store_true",
-        help="then write figures and report.md (as `tissue-abm report`)",
-    )
-    batch.add_argument("--quiet", action="store_true", help="no progress bar")
-    batch.set_defaults(handler=_batch)
-
-    plot = commands.add_parser(
-        "plot",
-        help="draw the figures of a results folder",
-        description="Draw trajectories with CI bands, end-state "
-        "distributions, synergy bars and grid snapshots as PNG files.",
-    )
-    plot.add_argument("results", type=Path, help="results folder (a batch or runs)")
-    plot.add_argument(
-        "--out", type=Path, default=None, help="folder for the figures (default: RESULTS/figures)"
-    )
-    plot.set_defaults(handler=_plot)
-
-    report = commands.add_parser(
-        "report",
-        help="write figures and a Markdown summary",
-        description="Write the figures and report.md (summary table, "
-        "comparisons with bootstrap CIs, synergy) next to the results.",
-    )
-    report.add_argument("results", type=Path, help="results folder (a batch or runs)")
-    report.add_argument(
-        "--out", type=Path, default=None, help="folder for the report (default: RESULTS/report)"
-    )
-    report.add_argument(
-        "--readout",
-        default="senescent_fraction",
-        help="main readout of comparisons and synergy (default: senescent_fraction)",
-    )
-    report.add_argument(
-        "--reference",
-        default="untreated",
-        help="scenario the others are compared with (default: untreated)",
-    )
-    report.set_defaults(handler=_report)
-
-    study = commands.add_parser(
-        "sensitivity",
-        help="rank the parameters that drive the combination's benefit",
-        description="Global sensitivity analysis (SALib: Morris or Sobol') of the benefit of "
-        "the combined therapy over the better single drug. At each parameter point the "
-        "scenario runs three times with the same seeds: rapamycin alone, oxytocin alone and "
-        "both. Writes the runs (a resumable batch), the benefit per point, the indices (CSV) "
-        "and a figure to --out; prints the ranked parameters. See docs/sensitivity.md.",
-    )
-    study.add_argument(
-        "scenario", type=Path, help="scenario file with [therapy.rapamycin] and [therapy.oxytocin]"
-    )
-    study.add_argument(
-        "--params",
-        required=True,
-        metavar="A,B=LOW:HIGH,...",
-        help="parameters to vary: a name varies its scenario value x0.5 to x2 "
-        "(clipped to its allowed range), name=low:high sets the range "
-        "(names: `tissue-abm params`)",
-    )
-    study.add_argument(
-        "--samples",
-        type=_positive,
-        required=True,
-        help="Morris trajectories r (r(k+1) points) or Sobol' base samples N, "
-        "a power of 2 (N(k+2) points)",
-    )
-    study.add_argument(
-        "--method",
-        choices=sensitivity.METHODS,
-        default="morris",
-        help="morris (screening; default) or sobol (variance shares)",
-    )
-    study.add_argument(
-        "--replicates",
-        type=_positive,
-        default=None,
-        help="replicates per point and variant (default: the file's)",
-    )
-    study.add_argument(
-        "--days",
-        type=_positive,
-        default=None,
-        help="days to simulate from the start age (default: to the file's end_age)",
-    )
-    study.add_argument(
-        "--size", type=_positive, default=None, help="lattice side L in sites (default: the file's)"
-    )
-    study.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_RESULTS / "sensitivity",
-        help="study folder (default: results/sensitivity)",
-    )
-    study.add_argument(
-        "--workers",
-        type=_positive,
-        default=None,
-        help="worker processes (default: all cores; 1 runs in this process)",
-    )
-    study.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="ADDRESS",
-        help="run on a Dask cluster: tcp://host:port, or 'local'",
-    )
-    study.add_argument(
-        "--readout",
-        choices=sensitivity.READOUT_CHOICES,
-        default="senescent_fraction",
-        metavar="NAME",
-        help="readout of the benefit at the end of the runs, or healthspan "
-        "(default: senescent_fraction)",
-    )
-    study.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help="base seed of the replicates, the design and the bootstrap (default: the file's)",
-    )
-    study.add_argument(
-        "--resume",
-        action="store_true",
-        help="finish the study in --out (same inputs; --readout may differ)",
-    )
-    study.add_argument("--quiet", action="store_true", help="no progress bar")
-    study.set_defaults(handler=_sensitivity)
-
-    validate = commands.add_parser(
-        "validate",
-        help="write the validation page from a batch of the experiments",
-        description="Write docs/validation.md: the calibration targets (met or not), the "
-        "expected behaviours and the experiment library's answers, from the results of "
-        "`tissue-abm batch scenarios/*.toml scenarios/experiments/*.toml`.",
-    )
-    validate.add_argument("results", type=Path, help="batch folder")
-    validate.add_argument(
-        "--out",
-        type=Path,
-        default=Path("docs/validation.md"),
-        help="page to write; its figures go to a folder of the same name "
-        "(default: docs/validation.md and docs/validation/)",
-    )
-    validate.set_defaults(handler=_validate)
-
-    calibrate = commands.add_parser(
-        "calibrate",
-        help="fit the calibrated parameters to their anchors",
-        description="Fit immune_recruit_max, immune_old_fraction and sr_burden_scale in turn "
-        "to the young and old pulse-chase half-lives and the median lifespan (runs the "
-        "experiment files in this process) and print the values for params.py.",
-    )
-    calibrate.add_argument(
-        "--replicates",
-        type=_positive,
-        default=8,
-        help="replicates per scenario and evaluation (default: 8)",
-    )
-    calibrate.add_argument(
-        "--halvings",
-        type=_positive,
-        default=7,
-        help="halvings of the bisection bracket per parameter (default: 7)",
-    )
-    calibrate.set_defaults(handler=_calibrate)
-
-    params = commands.add_parser("params", help="print the parameter table (Markdown)")
-    params.set_defaults(handler=lambda args: print(parameters_markdown(), end=""))
-
-    viz = commands.add_parser(
-        "viz",
-        help="show the agents engine in the browser",
-        description="Start the browser view (a Solara server on 127.0.0.1): the grid, charts "
-        "over age, Step/Play/Reset and the controls. Ctrl-C stops it.",
-    )
-    viz.add_argument(
-        "scenario",
-        type=Path,
-        nargs="?",
-        default=None,
-        help="scenario file the page starts with (default: scenarios/untreated.toml)",
-    )
-    viz.add_argument(
-        "--port", type=_port, default=DEFAULT_PORT, help=f"TCP port (default: {DEFAULT_PORT})"
-    )
-    viz.set_defaults(handler=_viz)
-    return parser
-
-
 class _AnalysisError(Exception):
     """Results that cannot be analysed as asked (none there, an unknown readout, ...)."""
 
 
 class _ServerError(Exception):
     """The browser view cannot start (its port is taken, ...)."""
+
+
+class _Stopped(Exception):
+    """A batch stopped early (its workers failed); its finished runs are kept."""
 
 
 def _positive(text: str) -> int:
@@ -401,15 +95,322 @@ def _port(text: str) -> int:
     return value
 
 
+# --- the parser -------------------------------------------------------------------------------
+
+
+def _parents() -> dict[str, argparse.ArgumentParser]:
+    """Parent parsers of the options several commands share, each defined once.
+
+    - ``overrides``: ``--days``, ``--size``, ``--engine`` (what a run simulates; each overrides
+      the scenario files and is then validated like them);
+    - ``executor``: ``--workers``, ``--scheduler``, ``--resume`` (how many runs are carried out);
+    - ``quiet``: ``--quiet``.
+    """
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument(
+        "--days",
+        type=_positive,
+        default=None,
+        help="days to simulate from the start age (overrides the files' end_age)",
+    )
+    overrides.add_argument(
+        "--size", type=_positive, default=None, help="lattice side L in sites (overrides the files)"
+    )
+    overrides.add_argument(
+        "--engine",
+        choices=list(ENGINES),
+        default=None,
+        help="simulation engine (overrides the files)",
+    )
+    executor = argparse.ArgumentParser(add_help=False)
+    executor.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="worker processes (default: all cores; 1 runs in this process)",
+    )
+    executor.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Dask cluster: tcp://host:port, or 'local' to start one on 127.0.0.1",
+    )
+    executor.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the interrupted work in --out: run only what is missing (same inputs)",
+    )
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--quiet", action="store_true", help="no progress bar")
+    return {"overrides": overrides, "executor": executor, "quiet": quiet}
+
+
+Commands = argparse._SubParsersAction  # the type argparse gives add_subparsers' result
+
+
+def _add_run(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        parents=[parents["overrides"], parents["quiet"]],
+        help="run one scenario file and write its readouts",
+        description="Run one simulation of a scenario file; write daily readouts (Parquet) and "
+        "a manifest (JSON); print a summary.",
+    )
+    run.add_argument("scenario", type=Path, help="scenario file (TOML)")
+    run.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: results/<scenario name>)"
+    )
+    run.add_argument("--seed", type=int, default=None, help="random seed (overrides the file)")
+    run.set_defaults(handler=_run)
+
+
+def _add_batch(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
+    batch = commands.add_parser(
+        "batch",
+        parents=[parents["overrides"], parents["executor"], parents["quiet"]],
+        help="run scenario files with their replicates and sweeps",
+        description="Run every sweep point and replicate of the scenario files on all cores "
+        "(or a Dask cluster); write one Parquet file per run and a manifest (batch.json).",
+    )
+    batch.add_argument(
+        "scenarios",
+        type=Path,
+        nargs="*",
+        metavar="SCENARIO",
+        help="scenario files (TOML); with --resume, default: those of the batch",
+    )
+    batch.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_RESULTS / "batch",
+        help="results folder (default: results/batch)",
+    )
+    batch.add_argument(
+        "--replicates",
+        type=_positive,
+        default=None,
+        help="replicates per sweep point (overrides every file)",
+    )
+    batch.add_argument(
+        "--report",
+        action="store_true",
+        help="then write figures and report.md (as `tissue-abm report`)",
+    )
+    batch.set_defaults(handler=_batch)
+
+
+def _add_plot(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
+    plot = commands.add_parser(
+        "plot",
+        help="draw the figures of a results folder",
+        description="Draw trajectories with CI bands, end-state distributions, synergy bars and "
+        "grid snapshots as PNG files.",
+    )
+    plot.add_argument("results", type=Path, help="results folder (a batch or runs)")
+    plot.add_argument(
+        "--out", type=Path, default=None, help="folder for the figures (default: RESULTS/figures)"
+    )
+    plot.set_defaults(handler=_plot)
+
+
+def _add_report(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
+    report = commands.add_parser(
+        "report",
+        help="write figures and a Markdown summary",
+        description="Write the figures and report.md (summary table, comparisons with bootstrap "
+        "CIs, synergy) next to the results.",
+    )
+    report.add_argument("results", type=Path, help="results folder (a batch or runs)")
+    report.add_argument(
+        "--out", type=Path, default=None, help="folder for the report (default: RESULTS/report)"
+    )
+    report.add_argument(
+        "--readout",
+        default="senescent_fraction",
+        help="main readout of comparisons and synergy (default: senescent_fraction)",
+    )
+    report.add_argument(
+        "--reference",
+        default="untreated",
+        help="scenario the others are compared with (default: untreated)",
+    )
+    report.set_defaults(handler=_report)
+
+
+def _add_sensitivity(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
+    study = commands.add_parser(
+        "sensitivity",
+        parents=[parents["overrides"], parents["executor"], parents["quiet"]],
+        help="rank the parameters that drive the combination's benefit",
+        description="Global sensitivity analysis (SALib: Morris or Sobol') of the benefit of "
+        "the combined therapy over the better single drug. At each parameter point the "
+        "scenario runs three times with the same seeds: rapamycin alone, oxytocin alone and "
+        "both. Writes the runs (a resumable batch), the benefit per point, the indices (CSV) "
+        "and a figure to --out; prints the ranked parameters. See docs/sensitivity.md.",
+    )
+    study.add_argument(
+        "scenario",
+        type=Path,
+        help="scenario file with [therapy.rapamycin] and [therapy.oxytocin]",
+    )
+    study.add_argument(
+        "--params",
+        required=True,
+        metavar="A,B=LOW:HIGH,...",
+        help="parameters to vary: a name varies its scenario value x0.5 to x2 (clipped to its "
+        "allowed range), name=low:high sets the range (names: `tissue-abm params`)",
+    )
+    study.add_argument(
+        "--samples",
+        type=_positive,
+        required=True,
+        help="Morris trajectories r (r(k+1) points) or Sobol' base samples N, a power of 2 "
+        "(N(k+2) points)",
+    )
+    study.add_argument(
+        "--method",
+        default="morris",
+        metavar="morris|sobol",
+        help="morris (screening; default) or sobol (variance shares)",
+    )
+    study.add_argument(
+        "--replicates",
+        type=_positive,
+        default=None,
+        help="replicates per point and variant (default: the file's)",
+    )
+    study.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_RESULTS / "sensitivity",
+        help="study folder (default: results/sensitivity)",
+    )
+    study.add_argument(
+        "--readout",
+        default="senescent_fraction",
+        metavar="NAME",
+        help="readout of the benefit at the end of the runs, or healthspan "
+        "(default: senescent_fraction)",
+    )
+    study.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="base seed of the replicates, the design and the bootstrap (default: the file's)",
+    )
+    study.set_defaults(handler=_sensitivity)
+
+
+def _add_validate(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
+    validate = commands.add_parser(
+        "validate",
+        help="write the validation page from a batch of the experiments",
+        description="Write docs/validation.md: the calibration targets (met or not), the "
+        "expected behaviours and the experiment library's answers, from the results of "
+        "`tissue-abm batch scenarios/*.toml scenarios/experiments/*.toml`.",
+    )
+    validate.add_argument("results", type=Path, help="batch folder")
+    validate.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs/validation.md"),
+        help="page to write; its figures go to a folder of the same name "
+        "(default: docs/validation.md and docs/validation/)",
+    )
+    validate.set_defaults(handler=_validate)
+
+
+def _add_calibrate(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="fit the calibrated parameters to their anchors",
+        description="Fit immune_recruit_max, immune_old_fraction and sr_burden_scale in turn "
+        "to the young and old pulse-chase half-lives and the median lifespan (runs the "
+        "experiment files in this process) and print the values for biology/params.py.",
+    )
+    calibrate.add_argument(
+        "--replicates",
+        type=_positive,
+        default=8,
+        help="replicates per scenario and evaluation (default: 8)",
+    )
+    calibrate.add_argument(
+        "--halvings",
+        type=_positive,
+        default=7,
+        help="halvings of the bisection bracket per parameter (default: 7)",
+    )
+    calibrate.set_defaults(handler=_calibrate)
+
+
+def _add_params(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
+    params = commands.add_parser("params", help="print the parameter table (Markdown)")
+    params.set_defaults(handler=_params)
+
+
+def _add_viz(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
+    viz = commands.add_parser(
+        "viz",
+        help="show the agents engine in the browser",
+        description="Start the browser view (a Solara server on 127.0.0.1): the grid, charts "
+        "over age, Step/Play/Reset and the controls. Ctrl-C stops it.",
+    )
+    viz.add_argument(
+        "scenario",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="scenario file the page starts with (default: scenarios/untreated.toml)",
+    )
+    viz.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"TCP port (default: {DEFAULT_PORT})"
+    )
+    viz.set_defaults(handler=_viz)
+
+
+COMMANDS = (
+    _add_run,
+    _add_batch,
+    _add_plot,
+    _add_report,
+    _add_sensitivity,
+    _add_validate,
+    _add_calibrate,
+    _add_params,
+    _add_viz,
+)
+"""The subcommands, in the order `--help` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `tissue-abm`: one subparser per command, shared options once."""
+    parser = _Parser(
+        prog="tissue-abm",
+        description="Agent-based simulation of tissue aging under rapamycin and oxytocin.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parents = _parents()
+    for add in COMMANDS:
+        add(commands, parents)
+    return parser
+
+
+# --- running a command ------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    # Imported after parsing: `--help` and option errors need neither pandas nor pyarrow.
+    from tissue_abm.runs.results import OutputError
+    from tissue_abm.runs.scenario import ScenarioError
+
     try:
         return args.handler(args) or 0
     except (ScenarioError, OutputError, _AnalysisError, _ServerError) as err:
         print(f"tissue-abm: error: {err}", file=sys.stderr)
         return 2
-    except BatchInterrupted as err:
+    except _Stopped as err:
         print(
             f"tissue-abm: batch stopped: {err}; finished runs are kept in {args.out}; "
             "finish with --resume",
@@ -427,6 +428,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from tissue_abm.runs.results import now, prepare_output, provenance, write_run
+    from tissue_abm.runs.run import run_scenario
+    from tissue_abm.runs.scenario import load_scenario
+
     scenario = load_scenario(args.scenario).with_overrides(
         seed=args.seed,
         days=args.days,
@@ -470,6 +483,10 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
+    from tissue_abm.runs.batch import plan_batch, plan_from_manifest, run_batch
+    from tissue_abm.runs.results import read_manifest
+    from tissue_abm.runs.scenario import ScenarioError
+
     if args.scenarios:
         plan = plan_batch(
             args.scenarios,
@@ -482,34 +499,18 @@ def _batch(args: argparse.Namespace) -> int:
         plan = plan_from_manifest(args.out)
     else:
         raise ScenarioError("no scenario files given (or pass --resume to finish a batch)")
-    with Progress(
-        TextColumn("[bold]batch[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("runs, {task.fields[failed]} failed"),
-        TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=args.quiet,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("batch", total=len(plan.runs), failed=0)
-        summary = run_batch(
-            plan,
-            args.out,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            resume=args.resume,
-            progress=lambda done, failed, total: bar.update(
-                task, completed=done + failed, failed=failed
-            ),
+    with _runs_progress("batch", len(plan.runs), args.quiet) as progress:
+        summary = _stopped_as_error(
+            lambda: run_batch(
+                plan,
+                args.out,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                resume=args.resume,
+                progress=progress,
+            )
         )
-    print(
-        f"{summary.done} of {summary.total} runs done ({summary.skipped} earlier), "
-        f"{summary.failed} failed; {summary.wall_seconds:.1f} s "
-        f"(simulation {summary.run_seconds:.1f} s)"
-    )
+    _print_runs_done(summary)
     if summary.failed:
         failures = [run for run in read_manifest(args.out)["runs"] if run["status"] == "failed"]
         for run in failures[:5]:
@@ -526,6 +527,9 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
+    from tissue_abm.studies import sensitivity
+
+    sensitivity.check_readout(args.readout, key="--readout")
     study = sensitivity.plan_study(
         args.scenario,
         args.params,
@@ -542,34 +546,18 @@ def _sensitivity(args: argparse.Namespace) -> int:
         f"{study.runs} runs of {study.scenario.days} days on "
         f"{study.scenario.size}x{study.scenario.size}"
     )
-    with Progress(
-        TextColumn("[bold]sensitivity[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("runs, {task.fields[failed]} failed"),
-        TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=args.quiet,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("sensitivity", total=study.runs, failed=0)
-        summary = sensitivity.run_study(
-            study,
-            args.out,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            resume=args.resume,
-            progress=lambda done, failed, total: bar.update(
-                task, completed=done + failed, failed=failed
-            ),
+    with _runs_progress("sensitivity", study.runs, args.quiet) as progress:
+        summary = _stopped_as_error(
+            lambda: sensitivity.run_study(
+                study,
+                args.out,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                resume=args.resume,
+                progress=progress,
+            )
         )
-    print(
-        f"{summary.done} of {summary.total} runs done ({summary.skipped} earlier), "
-        f"{summary.failed} failed; {summary.wall_seconds:.1f} s "
-        f"(simulation {summary.run_seconds:.1f} s)"
-    )
+    _print_runs_done(summary)
     if summary.failed:
         print(
             f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); no indices "
@@ -585,6 +573,147 @@ def _sensitivity(args: argparse.Namespace) -> int:
     for path in result.files:
         print(f"written: {path}")
     return 0
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from tissue_abm.analysis.plots import save_figures
+
+    try:
+        paths = save_figures(args.results, args.out or args.results / "figures")
+    except (FileNotFoundError, ValueError) as err:
+        raise _AnalysisError(str(err)) from None
+    for path in paths:
+        print(f"figure: {path}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    _write_report(args.results, args.out, args.readout, args.reference)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from tissue_abm.studies.validation import validation_page
+
+    out = args.out
+    with console.status("computing the validation page"):
+        try:
+            page = validation_page(args.results, figures=out.with_suffix(""))
+        except (FileNotFoundError, ValueError) as err:
+            raise _AnalysisError(str(err)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    print(f"validation page: {out}")
+
+
+def _calibrate(args: argparse.Namespace) -> None:
+    from tissue_abm.studies import calibration
+
+    result = calibration.fit(replicates=args.replicates, steps=args.halvings)
+    p = result.params
+    print(
+        f"immune_recruit_max = {p.immune_recruit_max:g}\n"
+        f"immune_old_fraction = {p.immune_old_fraction:g}\n"
+        f"sr_burden_scale = {p.sr_burden_scale:g}\n"
+        f"half-lives: young {result.half_lives.young.value:.2f} d, old "
+        f"{result.half_lives.old.value:.2f} d; median lifespan {result.median_lifespan:.0f} d"
+    )
+
+
+def _params(args: argparse.Namespace) -> None:
+    from tissue_abm.biology.params import parameters_markdown
+
+    print(parameters_markdown(), end="")
+
+
+def _viz(args: argparse.Namespace) -> int:
+    from tissue_abm.runs.scenario import load_scenario
+    from tissue_abm.viz.serve import start_server
+
+    if args.scenario is not None:
+        load_scenario(args.scenario)  # a bad file: one line and exit 2, before the server starts
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((HOST, args.port))
+        except OSError as err:
+            raise _ServerError(
+                f"port {args.port} on {HOST} is not free ({err.strerror}); "
+                "choose another with --port"
+            ) from None
+    print(f"browser view: http://{HOST}:{args.port}  (Ctrl-C stops it)", flush=True)
+    server = start_server(args.scenario, args.port)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:  # the server got the same Ctrl-C and shuts down
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        return 0
+
+
+# --- shared pieces of the commands ------------------------------------------------------------
+
+
+@contextmanager
+def _runs_progress(
+    title: str, total: int, quiet: bool
+) -> Iterator[Callable[[int, int, int], None]]:
+    """A progress bar over `total` runs; yields the batch runner's progress callback."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn(f"[bold]{title}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs, {task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(title, total=total, failed=0)
+        yield lambda done, failed, _total: bar.update(task, completed=done + failed, failed=failed)
+
+
+def _stopped_as_error(work: Callable[[], Summary]) -> Summary:
+    """`work()`, with the batch runner's early stop turned into this module's `_Stopped`."""
+    from tissue_abm.runs.batch import BatchInterrupted
+
+    try:
+        return work()
+    except BatchInterrupted as err:
+        raise _Stopped(str(err)) from None
+
+
+def _print_runs_done(summary: Summary) -> None:
+    print(
+        f"{summary.done} of {summary.total} runs done ({summary.skipped} earlier), "
+        f"{summary.failed} failed; {summary.wall_seconds:.1f} s "
+        f"(simulation {summary.run_seconds:.1f} s)"
+    )
+
+
+def _write_report(results: Path, out: Path | None, readout: str, reference: str) -> None:
+    from tissue_abm.runs.results import load_results
+    from tissue_abm.studies.report import write_report
+
+    with console.status("writing figures and report"):
+        try:
+            path = write_report(results, out, readout=readout, reference=reference)
+        except (FileNotFoundError, ValueError) as err:
+            raise _AnalysisError(str(err)) from None
+    _print_batch_summary(load_results(results), readout)
+    print(f"report: {path}")
 
 
 def _print_indices(table: pd.DataFrame, gains: pd.DataFrame) -> None:
@@ -626,80 +755,17 @@ def _print_indices(table: pd.DataFrame, gains: pd.DataFrame) -> None:
     )
 
 
-def _viz(args: argparse.Namespace) -> int:
-    if args.scenario is not None:
-        load_scenario(args.scenario)  # a bad file: one line and exit 2, before the server starts
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
-        try:
-            probe.bind((HOST, args.port))
-        except OSError as err:
-            raise _ServerError(
-                f"port {args.port} on {HOST} is not free ({err.strerror}); "
-                "choose another with --port"
-            ) from None
-    print(f"browser view: http://{HOST}:{args.port}  (Ctrl-C stops it)", flush=True)
-    server = start_server(args.scenario, args.port)
-    try:
-        return server.wait()
-    except KeyboardInterrupt:  # the server got the same Ctrl-C and shuts down
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        return 0
-
-
-def _plot(args: argparse.Namespace) -> None:
-    try:
-        paths = save_figures(args.results, args.out or args.results / "figures")
-    except (FileNotFoundError, ValueError) as err:
-        raise _AnalysisError(str(err)) from None
-    for path in paths:
-        print(f"figure: {path}")
-
-
-def _report(args: argparse.Namespace) -> None:
-    _write_report(args.results, args.out, args.readout, args.reference)
-
-
-def _validate(args: argparse.Namespace) -> None:
-    out = args.out
-    with console.status("computing the validation page"):
-        try:
-            page = validation_page(args.results, figures=out.with_suffix(""))
-        except (FileNotFoundError, ValueError) as err:
-            raise _AnalysisError(str(err)) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    print(f"validation page: {out}")
-
-
-def _calibrate(args: argparse.Namespace) -> None:
-    result = calibration.fit(replicates=args.replicates, steps=args.halvings)
-    p = result.params
-    print(
-        f"immune_recruit_max = {p.immune_recruit_max:g}\n"
-        f"immune_old_fraction = {p.immune_old_fraction:g}\n"
-        f"sr_burden_scale = {p.sr_burden_scale:g}\n"
-        f"half-lives: young {result.half_lives.young.value:.2f} d, old "
-        f"{result.half_lives.old.value:.2f} d; median lifespan {result.median_lifespan:.0f} d"
-    )
-
-
-def _write_report(results: Path, out: Path | None, readout: str, reference: str) -> None:
-    with console.status("writing figures and report"):
-        try:
-            path = write_report(results, out, readout=readout, reference=reference)
-        except (FileNotFoundError, ValueError) as err:
-            raise _AnalysisError(str(err)) from None
-    _print_batch_summary(load_results(results), readout)
-    print(f"report: {path}")
-
-
 def _print_batch_summary(runs: pd.DataFrame, readout: str) -> None:
     """End state per group (mean of the replicates) and, if it applies, the synergy verdict."""
+    from tissue_abm.analysis import synergy
+    from tissue_abm.analysis.plots import has_synergy_scenarios, label, ordered
+    from tissue_abm.analysis.summary import (
+        end_state,
+        group_labels,
+        median_healthspan,
+        sweep_columns,
+    )
+
     ends = end_state(runs)
     ends["group"] = group_labels(ends, sweep_columns(runs)).to_numpy()
     out = Table(title="end of run (mean of replicates)")
@@ -726,6 +792,9 @@ def _print_batch_summary(runs: pd.DataFrame, readout: str) -> None:
 
 
 def _print_summary(table: pd.DataFrame, threshold: float) -> None:
+    """A run's readouts at its start and end, and its healthspan."""
+    from tissue_abm.analysis.summary import healthspan, start_end_summary
+
     summary = start_end_summary(table)
     out = Table(title=f"{table['scenario'].iloc[0]} (seed {table['seed'].iloc[0]})")
     out.add_column("readout")

@@ -507,6 +507,24 @@ def higher_is_better(readout: str) -> bool:
     return readout == HEALTHSPAN or synergy.default_higher_is_better(readout)
 
 
+def check_readout(readout: str, key: str = "readout") -> None:
+    """Check that the benefit can be measured on `readout` (one of `READOUT_CHOICES`).
+
+    Args:
+        readout: The readout's name.
+        key: What the message calls it (e.g. ``--readout`` on the command line).
+
+    Raises:
+        ScenarioError: If it cannot; one line naming the closest allowed name and listing all.
+    """
+    if readout not in READOUT_CHOICES:
+        close = difflib.get_close_matches(readout, READOUT_CHOICES, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ScenarioError(
+            f"{key} {readout!r} is not allowed; {hint}allowed: " + ", ".join(READOUT_CHOICES)
+        )
+
+
 def benefit(
     results: pd.DataFrame, readout: str = "senescent_fraction", threshold: float | None = None
 ) -> pd.DataFrame:
@@ -532,12 +550,7 @@ def benefit(
         ValueError: If the readout is unknown, a variant is missing, or the variants do not
             have the same points and replicates.
     """
-    if readout not in READOUT_CHOICES:
-        close = difflib.get_close_matches(readout, READOUT_CHOICES, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ValueError(
-            f"readout {readout!r} is not allowed; {hint}allowed: " + ", ".join(READOUT_CHOICES)
-        )
+    check_readout(readout)
     check_scenarios(results, list(VARIANTS), "variant")
     factors = sweep_columns(results)
     if readout == HEALTHSPAN:
