@@ -6,6 +6,8 @@ Every engine tallies the same aggregates (counts, event tallies, field and damag
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -60,7 +62,7 @@ def readout_row(
     healthy: Num,
     senescent: Num,
     immune: Num,
-    events: dict[str, Num],
+    events: Mapping[str, Num],
     sasp_sum: Num,
     damage_sum: Num,
 ) -> dict[str, Num]:

@@ -13,11 +13,16 @@ units of the young endogenous level, drug exposure in dose units (mg/kg for rapa
 from __future__ import annotations
 
 import math
+from typing import overload
 
 import numpy as np
 
 type Num = float | np.ndarray
-"""A Python float (agents engine) or a numpy array (whole-grid and timeline code)."""
+"""A Python float (agents engine) or a numpy array (whole-grid and timeline code).
+
+Each rule's `typing.overload` signatures tell which it returns: a float for floats, an array
+when its first argument is an array (its other `Num` arguments may then be either).
+"""
 
 EMPTY, HEALTHY, SENESCENT = 0, 1, 2
 """Site states of the tissue lattice."""
@@ -41,6 +46,10 @@ def _at_most_one(x: Num) -> Num:
 # --- generic responses ------------------------------------------------------------------------
 
 
+@overload
+def hill(x: float, half: float, n: float) -> float: ...
+@overload
+def hill(x: np.ndarray, half: float, n: float) -> np.ndarray: ...
 def hill(x: Num, half: float, n: float) -> Num:
     """Increasing Hill response (x/half)^n / (1 + (x/half)^n).
 
@@ -63,6 +72,10 @@ def hill(x: Num, half: float, n: float) -> Num:
     return r / (1.0 + r)
 
 
+@overload
+def hill_bound(x: float, half: float, n: float) -> float: ...
+@overload
+def hill_bound(x: np.ndarray, half: float, n: float) -> np.ndarray: ...
 def hill_bound(x: Num, half: float, n: float) -> Num:
     """An upper bound of `hill` without a power: min(1, x/half)^m, m = 2, 1 or 0.
 
@@ -73,6 +86,12 @@ def hill_bound(x: Num, half: float, n: float) -> Num:
     return r * r if n >= 2.0 else r if n >= 1.0 else np.maximum(r, 1.0)  # r <= 1: 1, as r
 
 
+@overload
+def age_decline(age: float, old_fraction: float, half_age: float, n: float = ...) -> float: ...
+@overload
+def age_decline(
+    age: np.ndarray, old_fraction: float, half_age: float, n: float = ...
+) -> np.ndarray: ...
 def age_decline(age: Num, old_fraction: float, half_age: float, n: float = 4.0) -> Num:
     """Level relative to youth that falls with age towards `old_fraction`.
 
@@ -88,6 +107,10 @@ def age_decline(age: Num, old_fraction: float, half_age: float, n: float = 4.0) 
     return old_fraction + (1.0 - old_fraction) * (1.0 - hill(age, half_age, n))
 
 
+@overload
+def first_event(u: float, probs: tuple[float, ...]) -> int: ...
+@overload
+def first_event(u: np.ndarray, probs: tuple[Num, ...]) -> np.ndarray: ...
 def first_event(u: Num, probs: tuple) -> Num:
     """Which of several competing daily events happens, tried in order with one uniform draw.
 
@@ -110,6 +133,10 @@ def first_event(u: Num, probs: tuple) -> Num:
     return (len(probs) + 1 - above) % (len(probs) + 1)
 
 
+@overload
+def any_event_prob(probs: tuple[float, ...]) -> float: ...
+@overload
+def any_event_prob(probs: tuple[Num, ...]) -> Num: ...
 def any_event_prob(probs: tuple) -> Num:
     """Probability that one of several competing events happens: 1 - prod(1 - p_k).
 
@@ -122,6 +149,10 @@ def any_event_prob(probs: tuple) -> Num:
     return 1.0 - none
 
 
+@overload
+def lognormal_multiplier(z: float, sigma: float) -> float: ...
+@overload
+def lognormal_multiplier(z: np.ndarray, sigma: float) -> np.ndarray: ...
 def lognormal_multiplier(z: Num, sigma: float) -> Num:
     """Log-normal multiplier with mean 1 from standard normal draw(s) z."""
     return _exp(sigma * z - 0.5 * sigma * sigma)
@@ -130,11 +161,21 @@ def lognormal_multiplier(z: Num, sigma: float) -> Num:
 # --- mTORC1, mTORC2 and autophagy -------------------------------------------------------------
 
 
+@overload
+def emax_inhibition(exposure: float, ic50: float, emax: float = ..., n: float = ...) -> float: ...
+@overload
+def emax_inhibition(
+    exposure: np.ndarray, ic50: float, emax: float = ..., n: float = ...
+) -> np.ndarray: ...
 def emax_inhibition(exposure: Num, ic50: float, emax: float = 1.0, n: float = 1.0) -> Num:
     """Fractional inhibition Emax * C^n / (C^n + IC50^n), in [0, emax)."""
     return emax * hill(exposure, ic50, n)
 
 
+@overload
+def mtorc1_activity(age: float, slope_per_year: float, inhibition: float) -> float: ...
+@overload
+def mtorc1_activity(age: np.ndarray, slope_per_year: float, inhibition: Num) -> np.ndarray: ...
 def mtorc1_activity(age: Num, slope_per_year: float, inhibition: Num) -> Num:
     """Systemic mTORC1 activity: 1 at birth, rising linearly with age, lowered by rapamycin.
 
@@ -146,6 +187,10 @@ def mtorc1_activity(age: Num, slope_per_year: float, inhibition: Num) -> Num:
     return (1.0 + slope_per_year * age / DAYS_PER_YEAR) * (1.0 - inhibition)
 
 
+@overload
+def autophagy(mtorc1: float, half: float, n: float) -> float: ...
+@overload
+def autophagy(mtorc1: np.ndarray, half: float, n: float) -> np.ndarray: ...
 def autophagy(mtorc1: Num, half: float, n: float) -> Num:
     """Autophagy in [0, 1], falling as mTORC1 activity rises (1 at mTORC1 = 0)."""
     return 1.0 - hill(mtorc1, half, n)
@@ -154,6 +199,14 @@ def autophagy(mtorc1: Num, half: float, n: float) -> Num:
 # --- damage and senescence --------------------------------------------------------------------
 
 
+@overload
+def damage_step(
+    damage: float, drive: float, repair: float, sasp: float, sasp_gain: float
+) -> float: ...
+@overload
+def damage_step(
+    damage: np.ndarray, drive: Num, repair: Num, sasp: Num, sasp_gain: float
+) -> np.ndarray: ...
 def damage_step(damage: Num, drive: Num, repair: Num, sasp: Num, sasp_gain: float) -> Num:
     """Damage after one day: accrual scaled up by local SASP, first-order repair.
 
@@ -170,21 +223,41 @@ def damage_step(damage: Num, drive: Num, repair: Num, sasp: Num, sasp_gain: floa
     return damage * (1.0 - repair) + drive * (1.0 + sasp_gain * sasp)
 
 
+@overload
+def equilibrium_damage(drive: float, repair: float) -> float: ...
+@overload
+def equilibrium_damage(drive: np.ndarray, repair: Num) -> np.ndarray: ...
 def equilibrium_damage(drive: Num, repair: Num) -> Num:
     """Steady state of `damage_step` without SASP: drive / repair (repair > 0)."""
     return drive / repair
 
 
+@overload
+def exposure_step(exposure: float, sasp: float, memory: float) -> float: ...
+@overload
+def exposure_step(exposure: np.ndarray, sasp: Num, memory: float) -> np.ndarray: ...
 def exposure_step(exposure: Num, sasp: Num, memory: float) -> Num:
     """Running average of SASP exposure with time constant `memory` days (>= 1)."""
     return exposure + (sasp - exposure) / memory
 
 
+@overload
+def primary_senescence_prob(damage: float, max_rate: float, half: float, n: float) -> float: ...
+@overload
+def primary_senescence_prob(
+    damage: np.ndarray, max_rate: float, half: float, n: float
+) -> np.ndarray: ...
 def primary_senescence_prob(damage: Num, max_rate: float, half: float, n: float) -> Num:
     """Daily probability of damage-induced senescence: a Hill function of damage."""
     return max_rate * hill(damage, half, n)
 
 
+@overload
+def paracrine_senescence_prob(exposure: float, max_rate: float, half: float, n: float) -> float: ...
+@overload
+def paracrine_senescence_prob(
+    exposure: np.ndarray, max_rate: float, half: float, n: float
+) -> np.ndarray: ...
 def paracrine_senescence_prob(exposure: Num, max_rate: float, half: float, n: float) -> Num:
     """Daily probability of SASP-induced (bystander) senescence: Hill in sustained exposure."""
     return max_rate * hill(exposure, half, n)
@@ -193,6 +266,10 @@ def paracrine_senescence_prob(exposure: Num, max_rate: float, half: float, n: fl
 # --- SASP -------------------------------------------------------------------------------------
 
 
+@overload
+def sasp_secretion(arrest_age: float, maturation: float, output: float) -> float: ...
+@overload
+def sasp_secretion(arrest_age: np.ndarray, maturation: float, output: float) -> np.ndarray: ...
 def sasp_secretion(arrest_age: Num, maturation: float, output: float) -> Num:
     """Daily SASP secretion of a senescent cell `arrest_age` days after arrest.
 
@@ -204,6 +281,10 @@ def sasp_secretion(arrest_age: Num, maturation: float, output: float) -> Num:
     return output * hill(arrest_age, maturation, 1.0)
 
 
+@overload
+def sasp_output(rapa_inhibition: float, suppression: float) -> float: ...
+@overload
+def sasp_output(rapa_inhibition: np.ndarray, suppression: float) -> np.ndarray: ...
 def sasp_output(rapa_inhibition: Num, suppression: float) -> Num:
     """Mature SASP output relative to untreated: 1 - suppression * mTORC1 inhibition, in [0, 1]."""
     return 1.0 - suppression * rapa_inhibition
@@ -269,6 +350,10 @@ def diffuse_decay(
 # --- immune system ----------------------------------------------------------------------------
 
 
+@overload
+def recruitment_prob(sasp: float, base: float, max_rate: float, half: float) -> float: ...
+@overload
+def recruitment_prob(sasp: np.ndarray, base: float, max_rate: float, half: float) -> np.ndarray: ...
 def recruitment_prob(sasp: Num, base: float, max_rate: float, half: float) -> Num:
     """Daily probability that an immune-free site receives an immune cell, rising with SASP."""
     return base + max_rate * hill(sasp, half, 1.0)
@@ -279,6 +364,12 @@ def max_recruitment_prob(base: float, max_rate: float) -> float:
     return base + max_rate
 
 
+@overload
+def recruitment_prob_bound(sasp: float, base: float, max_rate: float, half: float) -> float: ...
+@overload
+def recruitment_prob_bound(
+    sasp: np.ndarray, base: float, max_rate: float, half: float
+) -> np.ndarray: ...
 def recruitment_prob_bound(sasp: Num, base: float, max_rate: float, half: float) -> Num:
     """An upper bound of `recruitment_prob` without a power: base + max_rate min(1, sasp/half).
 
@@ -299,6 +390,10 @@ def departure_prob(lifetime: float) -> float:
     return 1.0 / lifetime
 
 
+@overload
+def immune_occupancy(recruitment: float, lifetime: float) -> float: ...
+@overload
+def immune_occupancy(recruitment: np.ndarray, lifetime: float) -> np.ndarray: ...
 def immune_occupancy(recruitment: Num, lifetime: float) -> Num:
     """Steady-state probability that a site holds an immune cell.
 
@@ -309,6 +404,32 @@ def immune_occupancy(recruitment: Num, lifetime: float) -> Num:
     return busy / (1.0 + busy)
 
 
+@overload
+def immune_competence(
+    age: float,
+    kill: float,
+    old_fraction: float,
+    decline_age: float,
+    mtorc1_inhibition: float,
+    mtorc2_inhibition: float,
+    boost: float,
+    mtorc2_loss: float,
+    ot_response: float,
+    ot_gain: float,
+) -> float: ...
+@overload
+def immune_competence(
+    age: np.ndarray,
+    kill: float,
+    old_fraction: float,
+    decline_age: float,
+    mtorc1_inhibition: Num,
+    mtorc2_inhibition: Num,
+    boost: float,
+    mtorc2_loss: float,
+    ot_response: Num,
+    ot_gain: float,
+) -> np.ndarray: ...
 def immune_competence(
     age: Num,
     kill: float,
@@ -343,21 +464,45 @@ def immune_competence(
 # --- oxytocin, regeneration and function ------------------------------------------------------
 
 
+@overload
+def oxytocin_response(level: float, half: float, n: float) -> float: ...
+@overload
+def oxytocin_response(level: np.ndarray, half: float, n: float) -> np.ndarray: ...
 def oxytocin_response(level: Num, half: float, n: float) -> Num:
     """Oxytocin-MAPK response in [0, 1): a Hill function of the oxytocin level."""
     return hill(level, half, n)
 
 
+@overload
+def dependent_fraction(response: float, gain: float) -> float: ...
+@overload
+def dependent_fraction(response: np.ndarray, gain: float) -> np.ndarray: ...
 def dependent_fraction(response: Num, gain: float) -> Num:
     """Capacity when a fraction `gain` of it needs a response in [0, 1]: 1 - gain (1 - response)."""
     return 1.0 - gain * (1.0 - response)
 
 
+@overload
+def inflammation_factor(ot_response: float, damping: float) -> float: ...
+@overload
+def inflammation_factor(ot_response: np.ndarray, damping: float) -> np.ndarray: ...
 def inflammation_factor(ot_response: Num, damping: float) -> Num:
     """Fraction of the SASP's inflammatory effect left after oxytocin-MAPK damping."""
     return 1.0 - damping * ot_response
 
 
+@overload
+def tissue_function(
+    healthy_fraction: float, effective_sasp: float, cost: float, half: float
+) -> float: ...
+@overload
+def tissue_function(
+    healthy_fraction: np.ndarray, effective_sasp: Num, cost: float, half: float
+) -> np.ndarray: ...
+@overload  # `readouts.readout_row`'s aggregates: floats for a day, arrays for many days
+def tissue_function(
+    healthy_fraction: Num, effective_sasp: Num, cost: float, half: float
+) -> Num: ...
 def tissue_function(healthy_fraction: Num, effective_sasp: Num, cost: float, half: float) -> Num:
     """Tissue function in [0, 1]: the healthy fraction, of which inflammation costs a share.
 

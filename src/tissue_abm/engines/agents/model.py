@@ -32,7 +32,7 @@ from tissue_abm.biology import rules
 from tissue_abm.biology.params import Parameters
 from tissue_abm.biology.perturbation import Perturbation
 from tissue_abm.biology.readouts import readout_row
-from tissue_abm.biology.rules import EMPTY, HEALTHY, SENESCENT
+from tissue_abm.biology.rules import EMPTY, HEALTHY, SENESCENT, Num
 from tissue_abm.biology.systemic import Day
 from tissue_abm.biology.therapy import Therapy
 from tissue_abm.engines.agents.agents import (
@@ -158,7 +158,7 @@ class TissueModel(TissueBase, mesa.Model):
         ]
         intents.extend(self._recruitment_intents())
         self.random.shuffle(intents)
-        events = Counter()
+        events: Counter[str] = Counter()
         claimed = set()
         for intent in intents:
             if intent.slot in claimed:
@@ -229,7 +229,7 @@ class TissueModel(TissueBase, mesa.Model):
         """Daily readouts so far (one row per day, day 0 = initial state)."""
         return pd.DataFrame.from_records(self._records)
 
-    def _readout(self, day: Day, events: Counter) -> dict[str, float]:
+    def _readout(self, day: Day, events: Counter[str]) -> dict[str, Num]:
         by_type = self.agents_by_type
         healthy = by_type.get(HealthyCell, ())
         return readout_row(
