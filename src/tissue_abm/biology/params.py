@@ -12,9 +12,10 @@ secretion, oxytocin in units of the young (3-month) endogenous level, rapamycin 
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 
 def _param(default: float, unit: str, low: float, high: float, source: str, doc: str) -> Any:
@@ -537,14 +538,15 @@ def parameter_table() -> list[dict[str, Any]]:
     rows = []
     for name, field in Parameters.model_fields.items():
         bounds = {type(m).__name__: m for m in field.metadata}
+        extra = cast(JsonDict, field.json_schema_extra)  # `_param` gives each parameter a dict
         rows.append(
             {
                 "name": name,
-                "unit": field.json_schema_extra["unit"],
+                "unit": extra["unit"],
                 "default": field.default,
                 "low": bounds["Ge"].ge,
                 "high": bounds["Le"].le,
-                "source": field.json_schema_extra["source"],
+                "source": extra["source"],
                 "description": field.description,
             }
         )

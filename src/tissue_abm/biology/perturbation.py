@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -139,7 +139,8 @@ def perturbation_seed(rng: int | np.integer | np.random.Generator | None) -> int
         return int(rng)
     if isinstance(rng, np.random.Generator):
         return int(copy.deepcopy(rng).integers(2**63))
-    return int(np.random.SeedSequence().entropy)
+    # Made without `entropy`, a SeedSequence draws an int (its type allows any given entropy).
+    return int(cast(int, np.random.SeedSequence().entropy))
 
 
 def perturbation_rng(seed: int, index: int) -> np.random.Generator:

@@ -15,9 +15,10 @@ from typing import Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 from scipy.signal import lfilter
 
-DAYS = {"unit": "day"}
+DAYS: JsonDict = {"unit": "day"}
 
 MAX_AGE = 36500
 """Largest age (days) a scenario or schedule may name: 100 years."""
