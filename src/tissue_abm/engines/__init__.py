@@ -16,6 +16,8 @@ import importlib
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
     import pandas as pd
 
@@ -58,6 +60,22 @@ class Engine(Protocol):
     """False once `days` days have been simulated (stepping on is allowed)."""
     perturbations: tuple[Perturbation, ...]
     """Experimental perturbations, in time order."""
+
+    if TYPE_CHECKING:  # for type checkers only: at run time a protocol keeps no constructor
+
+        def __init__(
+            self,
+            *,
+            params: Parameters | None = ...,
+            therapy: Therapy | None = ...,
+            size: int = ...,
+            start_age: int = ...,
+            days: int = ...,
+            torus: bool = ...,
+            rng: int | np.random.Generator | None = ...,
+            perturbations: Sequence[Perturbation] = ...,
+        ) -> None:
+            """The constructor every engine has (keywords as in the class docstring)."""
 
     @property
     def age(self) -> float:

@@ -63,10 +63,11 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Self
+from typing import Any, Literal, NamedTuple, Self, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from tissue_abm.biology.params import Parameters
 from tissue_abm.biology.perturbation import PERTURBATIONS, Perturbation, check_perturbations
@@ -344,7 +345,7 @@ class Scenario(BaseModel):
 class SweepPoint(NamedTuple):
     """One point of a scenario's sweep."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose, as NamedTuple allows
     """Position in the sweep (0 without a sweep)."""
     values: dict[str, Any]
     """Swept column -> validated value at this point (empty without a sweep)."""
@@ -480,7 +481,7 @@ def one_line(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
 
 
-def describe_error(error: dict[str, Any]) -> str:
+def describe_error(error: ErrorDetails) -> str:
     """One line for one pydantic error: the key, the bad value and what is allowed."""
     loc = _key_path(error["loc"])
     key = ".".join(loc)
@@ -496,13 +497,13 @@ def describe_error(error: dict[str, Any]) -> str:
     if kind == "model_attributes_type":
         return f"{key} = {value!r} is not allowed; allowed: a table of keys"
     if kind == "extra_forbidden":
-        allowed = sorted(owner.model_fields) if owner is not None else []
-        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        keys = sorted(owner.model_fields) if owner is not None else []
+        close = difflib.get_close_matches(loc[-1], keys, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         listing = (
-            ", ".join(allowed)
-            if len(allowed) <= 12
-            else ("see `tissue-abm params`" if owner is Parameters else ", ".join(allowed))
+            ", ".join(keys)
+            if len(keys) <= 12
+            else ("see `tissue-abm params`" if owner is Parameters else ", ".join(keys))
         )
         return f"unknown key '{key}'; {hint}allowed keys: {listing}"
     if kind == "missing":
@@ -525,7 +526,9 @@ def _key_path(loc: tuple[str | int, ...]) -> tuple[str, ...]:
     return tuple(str(part) for depth, part in enumerate(loc) if not _is_tag(loc, depth))
 
 
-def _field_of(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[type | None, Any]:
+def _field_of(
+    model: type[BaseModel], loc: tuple[str | int, ...]
+) -> tuple[type[BaseModel] | None, Any]:
     """The model class holding the last key of `loc`, and its FieldInfo (None if unknown)."""
     owner: type[BaseModel] | None = model
     field = None
@@ -533,7 +536,7 @@ def _field_of(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[type 
         if isinstance(part, int) and depth < len(loc) - 1:
             continue  # an item of a list: its class comes from the kind tag that follows
         if _is_tag(loc, depth):
-            owner = PERTURBATIONS[part]
+            owner = PERTURBATIONS[cast(str, part)]  # a tag is a kind's name
             continue
         if owner is None or part not in owner.model_fields:
             return owner, None
