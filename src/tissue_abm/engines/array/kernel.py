@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
+from typing import cast
 
 import numba
 import numpy as np
@@ -93,7 +94,8 @@ for _function in (
 
 def set_threads(count: int | None) -> None:
     """Threads the compiled functions use when called from this thread; None = all cores."""
-    available = numba.config.NUMBA_NUM_THREADS
+    # numba.config sets its options at import, out of sight of numba's type information.
+    available = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
     numba.set_num_threads(available if count is None else max(1, min(count, available)))
 
 
@@ -111,6 +113,25 @@ A block is one loop over consecutive sites, and each loop ends with a few sites 
 time, outside its vectorised body: blocks of 6 rows instead of single rows made a 100 x 100
 day 8% faster here (61 x 61: 10%; 1000 x 1000, where a row is a block: the same).
 """
+
+
+type WorkArrays = tuple[
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+]
+"""The 13 work arrays of `Buffers.day_arguments`: a tuple of fixed length, so that type checkers
+can count the arguments of `run_days`."""
 
 
 class Buffers:
@@ -137,7 +158,7 @@ class Buffers:
         self.secreting = np.zeros(sites, dtype=np.int32)  # senescent sites, ...
         self.secretion = np.zeros(sites, dtype=np.float32)  # ... and what each secretes
 
-    def day_arguments(self) -> tuple:
+    def day_arguments(self) -> WorkArrays:
         """The work arrays in the order `run_days` takes them."""
         return (
             self.starts,
@@ -244,7 +265,8 @@ def run_days(
     """
     field, other, swapped = sasp, b_field, False
     for t in range(first, last + 1):
-        keys, r = day_keys(key, t), Rates(*to_fixed_tuple(rates[t], RATES))
+        # numba types the intrinsic's definition (typing context, array, length), not its call.
+        keys, r = day_keys(key, t), Rates(*to_fixed_tuple(rates[t], RATES))  # type: ignore[call-arg]
         decide(
             torus,
             tissue,
@@ -781,6 +803,7 @@ def _totals(tissue, immune, sasp, damage, out):
         states, present, field = tissue[x], immune[x], sasp[x]
         row_damage = damage[x * size : (x + 1) * size]
         healthy = senescent = immune_cells = 0
+        damage_sum: float | np.floating  # float32 terms are added to it
         sasp_sum = damage_sum = 0.0
         for y in range(size):
             healthy += states[y] == HEALTHY
@@ -857,7 +880,9 @@ def drop_stale_cache(folder: Path) -> None:
     rule would keep running its old compiled version. (Where the cache cannot be written, as in
     a read-only install that is never edited, it does nothing.)
     """
-    sources = b"".join(Path(module.__file__).read_bytes() for module in (rules, draws, intents))
+    sources = b"".join(
+        Path(cast(str, module.__file__)).read_bytes() for module in (rules, draws, intents)
+    )
     digest = hashlib.sha256(sources).hexdigest()
     stamp = folder / f"{__name__}.dependencies"
     try:
@@ -870,4 +895,4 @@ def drop_stale_cache(folder: Path) -> None:
         pass
 
 
-drop_stale_cache(Path(run_days.stats.cache_path))
+drop_stale_cache(Path(cast(str, run_days.stats.cache_path)))  # cache=True: it has a path

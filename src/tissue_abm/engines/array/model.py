@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -67,7 +67,7 @@ from tissue_abm.engines.base import INITIAL_ARREST_AGE_MAX, TissueBase
 try:
     from tissue_abm.engines.array import kernel as compiled
 except ImportError:  # numba missing or unusable on this platform: the numpy path runs alone
-    compiled = None
+    compiled = None  # type: ignore[assignment]  # mypy types the name as the module alone
 
 type Kernel = Literal["numba", "numpy"]
 KERNELS: tuple[Kernel, ...] = ("numba", "numpy") if compiled is not None else ("numpy",)
@@ -99,7 +99,7 @@ Intents = list[tuple[int, np.ndarray, np.ndarray]]
 
 Totals = tuple[int, int, int, float, float]
 """End-of-day totals: healthy, senescent and immune counts, SASP sum, damage sum of healthy."""
-TOTALS = len(Totals.__args__)
+TOTALS = len(get_args(Totals))
 
 
 def moore_neighbours(size: int, torus: bool) -> np.ndarray:
@@ -147,6 +147,8 @@ class ArrayTissue(TissueBase):
         sasp: SASP field (SASP units), float32, shape (size, size).
         perturbations: Experimental perturbations, in time order (`perturbation`).
     """
+
+    time: int  # whole days (the agents engine keeps Mesa's float clock)
 
     def __init__(
         self,
