@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.artist import Artist
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -534,7 +535,9 @@ def grid_snapshot(snapshot: pd.DataFrame) -> Figure:
         marker="o",
         linewidths=0,
     )
-    handles = [Patch(facecolor=STATE_COLOURS[s], edgecolor="0.5", label=s) for s in SITE_STATES]
+    handles: list[Artist] = [
+        Patch(facecolor=STATE_COLOURS[s], edgecolor="0.5", label=s) for s in SITE_STATES
+    ]
     handles.append(
         Line2D(
             [], [], ls="none", marker="o", color=IMMUNE_COLOUR, markersize=4, label="immune cell"

@@ -51,7 +51,7 @@ FFT_CELLS = 2**22
 class ClarkEvans(NamedTuple):
     """The Clark–Evans aggregation index of a point pattern and its normal-approximation test."""
 
-    index: float
+    index: float  # type: ignore[assignment]  # shadows tuple.index on purpose, as NamedTuple allows
     """R = mean_distance / expected, > 0: < 1 clustered, 1 random (CSR), > 1 regular."""
     z: float
     """(mean_distance - expected) / standard error under CSR."""
@@ -68,7 +68,7 @@ class ClarkEvans(NamedTuple):
 class ClarkEvansNull(NamedTuple):
     """The Clark–Evans index against a Monte-Carlo null of random labelling."""
 
-    index: float
+    index: float  # type: ignore[assignment]  # shadows tuple.index on purpose, as NamedTuple allows
     """Observed R (as `ClarkEvans.index`)."""
     null_mean: float
     """Mean R of the random labellings."""

@@ -203,8 +203,7 @@ def lifespans(
             or fractions are invalid (see `burden_paths`).
     """
     _check_columns(results, NEEDED, "results", "a table from load_results")
-    by_point = isinstance(params, Mapping)
-    if by_point:
+    if isinstance(params, Mapping):
         _check_columns(results, ("point",), "results", "the results of a batch")
     else:
         params = params if params is not None else Parameters()
@@ -216,7 +215,7 @@ def lifespans(
         ages = run["age"].to_numpy(dtype=float)
         own = (
             params[(str(run["scenario"].iloc[0]), int(run["point"].iloc[0]))]
-            if by_point
+            if isinstance(params, Mapping)
             else params
         )
         lifespan, observed = organism_deaths(
