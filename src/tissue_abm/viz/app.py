@@ -26,7 +26,7 @@ def Page() -> None:
     """The page; each browser session gets its own model."""
     params = solara.use_memo(lambda: model_params(started_with()), [])
     first = solara.use_memo(lambda: ViewedTissue(**initial_values(params)), [])
-    model = solara.use_reactive(first)
+    model: solara.Reactive[ViewedTissue] = solara.use_reactive(first)
     SolaraViz(model, components=[], model_params=params, name=NAME, play_interval=50)
     with solara.ColumnsResponsive(12, large=6):
         TissueGrid(model.value)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Hashable, Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -148,7 +149,7 @@ class GridDrawing:
                 ((left + w + 0.12) / width, bottom / height, 0.14 / width, h / height)
             )
             fig.colorbar(self.image, cax=cax, label="SASP (units)")
-            handles = [Patch(facecolor="#fd8d3c", label="SASP field")]
+            handles: list[Artist] = [Patch(facecolor="#fd8d3c", label="SASP field")]
         else:
             self.image = ax.imshow(
                 np.zeros((size_y, size_x)),
@@ -240,7 +241,8 @@ class ChartDrawing:
         self.model = model
         self.name = name
         self.figure, self.lines, self._ranges = CHARTS[name](model)
-        self._axes = list(dict.fromkeys(line.axes for line in self.lines.values()))
+        # Every line of a chart is drawn on axes: none is None.
+        self._axes = list(dict.fromkeys(cast(Axes, line.axes) for line in self.lines.values()))
         self._blitted = Blitted(self.figure, list(self.lines.values()))
 
     def update(self, table: pd.DataFrame) -> Hashable:
@@ -456,7 +458,7 @@ def TissueGrid(model: TissueModel) -> None:
         solara.Image(png, width="100%", classes=["tissue-grid-image"])
 
 
-def make_chart(name: str) -> Callable[[TissueModel], None]:
+def make_chart(name: str) -> Callable[[TissueModel], solara.Element]:
     """A Solara component drawing chart `name` of `CHARTS` for a model.
 
     Raises:
