@@ -20,13 +20,13 @@ import signal
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict, cast
 
 import pandas as pd
 
@@ -98,12 +98,21 @@ class RunSpec:
         return [stem.with_name(stem.name + ".parquet"), *grid]
 
 
+class Overrides(TypedDict, total=False):
+    """Settings given on the command line for every file; a file keeps its own where absent."""
+
+    replicates: int
+    days: int
+    size: int
+    engine: str
+
+
 @dataclass(frozen=True)
 class Plan:
     """Every run of a batch, in a fixed order (scenario file, sweep point, replicate)."""
 
     sources: list[Source]
-    overrides: dict[str, int | str]
+    overrides: Overrides
     """Settings given on the command line for every file (replicates, days, size, engine)."""
     runs: list[RunSpec] = field(repr=False)
 
@@ -160,7 +169,8 @@ def plan_batch(
         text = read_scenario_text(file)
         sources.append(Source(str(file), text, parse_scenario(text, str(file))))
     overrides = {"replicates": replicates, "days": days, "size": size, "engine": engine}
-    return _plan(sources, {key: value for key, value in overrides.items() if value is not None})
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return _plan(sources, cast(Overrides, given))  # the options given (None dropped)
 
 
 def plan_from_manifest(folder: str | Path) -> Plan:
@@ -175,7 +185,7 @@ def plan_from_manifest(folder: str | Path) -> Plan:
     )
 
 
-def _plan(sources: list[Source], overrides: dict[str, int | str]) -> Plan:
+def _plan(sources: list[Source], overrides: Overrides) -> Plan:
     if not sources:
         raise ScenarioError("no scenario files given")
     if overrides:
@@ -566,5 +576,5 @@ def _claim(folder: Path, plan: Plan, resume: bool) -> Path:
     return folder
 
 
-def _options(overrides: dict[str, int | str]) -> str:
+def _options(overrides: Mapping[str, object]) -> str:
     return " ".join(f"--{key} {value}" for key, value in overrides.items()) or "no options"
