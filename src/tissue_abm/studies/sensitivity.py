@@ -33,6 +33,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -463,7 +464,7 @@ def run_study(
     files = []
     for variant, text in study.variant_texts().items():
         path = folder / SCENARIOS / f"{variant}.toml"
-        write_atomic(path, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+        write_atomic(path, partial(Path.write_text, data=text, encoding="utf-8"))
         files.append(path)
     return run_batch(
         plan_batch(files),
