@@ -12,7 +12,7 @@ experiment library. A section whose scenarios are missing from the batch says wh
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +113,7 @@ class _Context:
         return f"*Not in this batch: run {files}.*\n"
 
     def select(
-        self, table: pd.DataFrame, scenario: str, point: dict[str, float] | None = None
+        self, table: pd.DataFrame, scenario: str, point: Mapping[str, float] | None = None
     ) -> pd.DataFrame:
         """Rows of one scenario at one sweep point."""
         chosen = table["scenario"].astype(str) == scenario
@@ -121,20 +121,20 @@ class _Context:
             chosen &= np.isclose(table[column].astype(float), value)
         return table[chosen]
 
-    def lifespan(self, scenario: str, point: dict[str, float] | None = None) -> pd.Series:
+    def lifespan(self, scenario: str, point: Mapping[str, float] | None = None) -> pd.Series:
         """Median and 90th-percentile lifespan (days) with intervals."""
         chosen = self.select(self.lives, scenario, point)
         return survival.survival_summary(chosen, n_boot=self.n_boot).iloc[0]
 
     def healthspan(
-        self, scenario: str, point: dict[str, float] | None = None
+        self, scenario: str, point: Mapping[str, float] | None = None
     ) -> tuple[float, float, float]:
         """Median healthspan (days; inf: not reached) with a bootstrap interval over runs."""
         spans = self.select(self.ends, scenario, point)["healthspan"].to_numpy(dtype=float)
         return _boot_interval(spans, median_healthspan, self.n_boot)
 
     def value_at(
-        self, scenario: str, readout: str, age: float, point: dict[str, float] | None = None
+        self, scenario: str, readout: str, age: float, point: Mapping[str, float] | None = None
     ) -> tuple[float, float, float]:
         """Mean of a readout at an age over runs, with a bootstrap interval."""
         chosen = self.select(self.results, scenario, point)
