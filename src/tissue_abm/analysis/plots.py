@@ -476,6 +476,75 @@ def synergy_surface(table: pd.DataFrame, method: str | None = "bliss") -> Figure
     return fig
 
 
+def sensitivity_indices(table: pd.DataFrame) -> Figure:
+    """A horizontal bar chart of sensitivity indices, most influential on top.
+
+    Args:
+        table: The output of `studies.sensitivity.indices` (its `attrs` name the method and
+            readout).
+
+    Returns:
+        Morris: bars of `mu_star` with their confidence interval, `sigma` as markers below.
+        Sobol': bars of `ST` and `S1` side by side with their confidence intervals.
+    """
+    morris = table.attrs.get("method", "morris") == "morris"
+    readout = label(table.attrs.get("readout", "senescent_fraction"))
+    fig = Figure(figsize=(6.4, 1.6 + 0.45 * len(table)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(table))
+    colours = sns.color_palette("colorblind", 3)
+    if morris:
+        ax.barh(
+            y,
+            table["mu_star"],
+            0.6,
+            xerr=table["mu_star_conf"],
+            color=colours[0],
+            capsize=3,
+            label="μ* (95% CI)",
+        )
+        ax.plot(
+            table["sigma"],
+            y + 0.4,
+            "D",
+            mfc="white",
+            mec="black",
+            ms=5,
+            label="σ (non-linearity, interactions)",
+        )
+        ax.set_xlabel(f"effect on the benefit in {readout}\nover the parameter's range")
+        title = "Morris screening"
+    else:
+        height = 0.38
+        ax.barh(
+            y - height / 2,
+            table["ST"],
+            height,
+            xerr=table["ST_conf"],
+            color=colours[0],
+            capsize=3,
+            label="total (ST)",
+        )
+        ax.barh(
+            y + height / 2,
+            table["S1"],
+            height,
+            xerr=table["S1_conf"],
+            color=colours[1],
+            capsize=3,
+            label="first order (S1)",
+        )
+        ax.set_xlabel(f"share of the variance of the benefit in {readout}")
+        title = "Sobol' indices"
+    ax.set_yticks(y, table["parameter"])
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="0.3", lw=0.8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.set_title(f"{title}: what drives the combination's benefit\nover the better single drug")
+    return fig
+
+
 def grid_snapshot(snapshot: pd.DataFrame) -> Figure:
     """One run's tissue at one age: the states with immune cells, and the SASP field.
 
