@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -11,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from tissue_abm import Parameters, load_results, load_scenario
+from factories import BATCH_DAYS, BATCH_START, CANONICAL, make_batch, synthetic
+from tissue_abm import Parameters, load_results
 from tissue_abm.analysis.summary import (
     RUN_KEYS,
     compare,
@@ -25,78 +25,6 @@ from tissue_abm.analysis.summary import (
     summarise,
     sweep_columns,
 )
-from tissue_abm.runs.run import run_scenario
-from tissue_abm.runs.scenario import validate_scenario
-
-CANONICAL = ("untreated", "rapamycin", "oxytocin", "combined")
-START, DAYS = 600, 60
-
-
-def make_batch(
-    root: Path,
-    scenarios=CANONICAL,
-    replicates: int = 3,
-    size: int = 15,
-    snapshots: tuple[int, ...] = (START, START + DAYS),
-    manifest: dict | None = None,
-) -> Path:
-    """A tiny real batch: each canonical scenario from 600 days of age (therapy already on),
-    with grid snapshots at the ages `snapshots` (none if empty)."""
-    root.mkdir(parents=True, exist_ok=True)
-    manifest = manifest or {
-        "scenarios": [{"name": name} for name in scenarios],
-        "runs": [{"status": "done"} for _ in scenarios for _ in range(replicates)],
-    }
-    (root / "batch.json").write_text(json.dumps(manifest))
-    for name in scenarios:
-        data = load_scenario(f"scenarios/{name}.toml").model_dump()
-        data.update(
-            size=size, start_age=START, end_age=START + DAYS, output={"snapshots": list(snapshots)}
-        )
-        for r in range(replicates):
-            scenario = validate_scenario({**data, "seed": 100 + r}, "test")
-            run = run_scenario(scenario, labels={"point": 0, "replicate": r})
-            folder = root / "runs" / name
-            folder.mkdir(parents=True, exist_ok=True)
-            run.readouts.to_parquet(folder / f"p0000_r{r:04d}.parquet", index=False)
-            if snapshots:
-                run.snapshots.to_parquet(folder / f"p0000_r{r:04d}.grid.parquet", index=False)
-    return root
-
-
-def synthetic(values: dict, days: int = 3, sweep: dict | None = None) -> pd.DataFrame:
-    """A hand-made results table. `values`: scenario -> per-replicate values on every day of
-    `senescent_fraction` (tissue_function = 1 − 2·that). `sweep`: scenario -> value of a swept
-    column `immune_kill` (missing scenarios get NaN); a list value makes one point per entry."""
-    frames = []
-    for name, reps in values.items():
-        kills = (sweep or {}).get(name, math.nan)
-        for point, kill in enumerate(kills if isinstance(kills, list) else [kills]):
-            for r, value in enumerate(reps):
-                frame = pd.DataFrame(
-                    {
-                        "scenario": name,
-                        "point": point,
-                        "immune_kill": kill,
-                        "replicate": r,
-                        "seed": 10 + r,
-                        "engine": "agents",
-                        "day": np.arange(days),
-                        "age": 500.0 + np.arange(days),
-                        "senescent_fraction": value,
-                        "mean_sasp": 2 * value,
-                        "tissue_function": 1 - 2 * value,
-                        "healthy_fraction": 0.9,
-                        "immune": 3,
-                    }
-                )
-                frames.append(frame)
-    table = pd.concat(frames, ignore_index=True)
-    if sweep is None:
-        table = table.drop(columns="immune_kill")
-    for column in ("scenario", "engine"):
-        table[column] = table[column].astype("category")
-    return table
 
 
 @pytest.fixture(scope="module")
@@ -161,9 +89,9 @@ def test_summarise_matches_mean_sd_and_t_interval_across_replicates(results):
         "ci_low",
         "ci_high",
     ]
-    assert len(summary) == 2 * len(CANONICAL) * (DAYS + 1)
+    assert len(summary) == 2 * len(CANONICAL) * (BATCH_DAYS + 1)
     for scenario, day, readout in [
-        ("untreated", DAYS, "senescent_fraction"),
+        ("untreated", BATCH_DAYS, "senescent_fraction"),
         ("combined", 30, "mean_sasp"),
     ]:
         values = results.loc[
@@ -178,7 +106,7 @@ def test_summarise_matches_mean_sd_and_t_interval_across_replicates(results):
             0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values)
         )
         assert row["n"] == 3
-        assert row["age"] == START + day
+        assert row["age"] == BATCH_START + day
         # Same arithmetic in a different order: agreement to floating-point rounding.
         assert row["mean"] == pytest.approx(values.mean(), rel=1e-12, abs=1e-15)
         assert row["sd"] == pytest.approx(values.std(ddof=1), rel=1e-9, abs=1e-15)
@@ -277,7 +205,7 @@ def test_summarise_names_an_unknown_readout_and_the_available_ones(results):
 def test_end_state_is_the_last_day_of_each_run_with_its_healthspan(results):
     ends = end_state(results)
     assert len(ends) == len(CANONICAL) * 3
-    assert (ends["day"] == DAYS).all()
+    assert (ends["day"] == BATCH_DAYS).all()
     threshold = Parameters().healthspan_threshold
     assert ends.attrs["threshold"] == threshold
     for row in ends.itertuples():
@@ -292,7 +220,7 @@ def test_end_state_is_the_last_day_of_each_run_with_its_healthspan(results):
 def test_end_state_threshold_bounds(results):
     # Tissue function is in [0, 1]: below 1.01 from the first day, never below 0.
     always = end_state(results, threshold=1.01)
-    assert (always["healthspan"] == START).all()
+    assert (always["healthspan"] == BATCH_START).all()
     assert end_state(results, threshold=0.0)["healthspan"].isna().all()
 
 

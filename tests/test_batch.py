@@ -299,6 +299,7 @@ def start_batch(files, out: Path, results: int) -> subprocess.Popen:
     return process
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_runs_and_resume_completes_the_batch(slow, tmp_path):
     files, reference = slow
     out = tmp_path / "out"
@@ -328,6 +329,7 @@ def test_ctrl_c_keeps_finished_runs_and_resume_completes_the_batch(slow, tmp_pat
     assert set(statuses(out).values()) == {"done"}
 
 
+@pytest.mark.slow
 def test_a_killed_worker_process_loses_nothing(slow, tmp_path):
     files, reference = slow
     out = tmp_path / "out"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scenario_files import assert_one_line_error, write_case
+from factories import assert_one_line_error, write_case
 from tissue_abm import cli
 from tissue_abm.runs import batch
 

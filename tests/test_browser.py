@@ -201,6 +201,7 @@ def chromium_page() -> Iterator[object]:
             browser.close()
 
 
+@pytest.mark.slow
 def test_browser_view_steps_resets_and_stays_offline(tmp_path):
     if not CHROMIUM.exists():
         if os.environ.get("CI"):

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from scenario_files import assert_one_line_error, write_case
+from factories import assert_one_line_error, write_case
 from tissue_abm import Parameters, cli, load_results, load_scenario, load_snapshots
 from tissue_abm.analysis.summary import healthspan
 from tissue_abm.biology.readouts import READOUTS

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factories import results_rows, results_table
 from tissue_abm.analysis.plots import synergy_surface
 from tissue_abm.analysis.summary import end_state
 from tissue_abm.analysis.synergy import (
@@ -60,25 +61,18 @@ def grid_table(
         y = bliss_expected(effect_a(a), effect_b(b)) + (extra or {}).get((a, b), 0.0)
         y = (ab or {}).get((a, b), y)
         frames.append(
-            pd.DataFrame(
-                {
-                    "scenario": "dose_grid",
-                    "point": point,
-                    RAPA: a,
-                    OXY: b,
-                    "replicate": np.arange(n),
-                    "seed": 100 + np.arange(n),
-                    "engine": "array",
-                    "day": 640,
-                    "age": 730.0,
-                    "senescent_fraction": rng.normal(CONTROL_LOSS * (1.0 - y), sd, n),
-                }
+            results_rows(
+                "dose_grid",
+                point=point,
+                sweep={RAPA: a, OXY: b},
+                replicate=np.arange(n),
+                seed=100 + np.arange(n),
+                day=640,
+                age=730.0,
+                senescent_fraction=rng.normal(CONTROL_LOSS * (1.0 - y), sd, n),
             )
         )
-    table = pd.concat(frames, ignore_index=True)
-    for column in ("scenario", "engine"):
-        table[column] = table[column].astype("category")
-    return table
+    return results_table(*frames)
 
 
 def scored(table: pd.DataFrame, method: str = "bliss", **options) -> pd.DataFrame:

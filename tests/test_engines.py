@@ -126,6 +126,7 @@ def test_the_scenarios_are_the_canonical_therapies():
         assert parse_scenario(scenario_text(name), "test").therapy == canonical
 
 
+@pytest.mark.slow
 def test_both_engines_ran_every_replicate(agents, array):
     for table, engine in ((agents, "agents"), (array, "array")):
         assert set(table["engine"]) == {engine}
@@ -133,6 +134,7 @@ def test_both_engines_ran_every_replicate(agents, array):
         assert counts.to_dict() == dict.fromkeys(CANONICAL, REPLICATES)
 
 
+@pytest.mark.slow
 def test_daily_readouts_agree_between_engines(agents, array):
     table = compare(agents, array)
     assert len(table) == len(CANONICAL) * (len(CHECKPOINTS) + 1) * len(READOUTS)
@@ -148,6 +150,7 @@ def test_daily_readouts_agree_between_engines(agents, array):
         assert end["rapamycin"] < end["untreated"] and end["combined"] < end["untreated"]
 
 
+@pytest.mark.slow
 def test_a_changed_rule_in_one_engine_fails_the_comparison(agents, tmp_path, monkeypatch):
     """Primary senescence twice as likely in the array engine only: the check must catch it.
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factories import results_rows, results_table
 from tissue_abm.analysis.experiments import (
     FIT_FLOOR,
     PEAK_WINDOW,
@@ -63,32 +64,15 @@ def run_rows(
         sweep: (column, point, value) for a run at a sweep point.
         readouts: Readout columns: arrays on `ages`, or constants.
     """
-    ages = np.asarray(ages, dtype=float)
-    labels: dict[str, object] = {"scenario": scenario}
-    if sweep is not None:
-        column, point, value = sweep
-        labels.update({"point": point, column: value})
-    labels.update(
-        {
-            "replicate": replicate,
-            "seed": 1000 + replicate if seed is None else seed,
-            "engine": "array",
-        }
+    return results_rows(
+        scenario,
+        point=None if sweep is None else sweep[1],
+        sweep=None if sweep is None else {sweep[0]: sweep[2]},
+        replicate=replicate,
+        seed=1000 + replicate if seed is None else seed,
+        age=np.asarray(ages, dtype=float),
+        **readouts,
     )
-    frame = pd.DataFrame({name: [value] * ages.size for name, value in labels.items()})
-    frame["day"] = np.arange(ages.size)
-    frame["age"] = ages
-    for name, values in readouts.items():
-        frame[name] = np.broadcast_to(np.asarray(values), ages.shape).copy()
-    return frame
-
-
-def table(*runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs concatenated, with categorical `scenario` and `engine` as `load_results` gives."""
-    frame = pd.concat(runs, ignore_index=True)
-    for column in ("scenario", "engine"):
-        frame[column] = frame[column].astype("category")
-    return frame
 
 
 def decay(
@@ -211,7 +195,7 @@ def test_paired_difference_pairs_runs_by_replicate():
         runs.append(run_rows("control", replicate, CHASE, senescent=control))
         runs.append(run_rows("treated", replicate, CHASE, senescent=control + 10 * (replicate + 1)))
         runs.append(run_rows("other", replicate, CHASE, senescent=rng.poisson(50, CHASE.size)))
-    results = table(*runs).sample(frac=1.0, random_state=3)
+    results = results_table(*runs).sample(frac=1.0, random_state=3)
     pairs = paired_difference(results, "treated", "control", "senescent")
     assert list(pairs.columns) == ["replicate", "age", "difference"]
     assert len(pairs) == 4 * CHASE.size
@@ -220,7 +204,7 @@ def test_paired_difference_pairs_runs_by_replicate():
 
 
 def test_paired_difference_refuses_paired_runs_with_different_seeds():
-    results = table(
+    results = results_table(
         *(
             run_rows(
                 name,
@@ -252,13 +236,13 @@ def test_paired_difference_refuses_several_runs_per_replicate(swept):
                 for point, value in points
             ]
     with pytest.raises(ValueError, match="several runs per replicate") as err:
-        paired_difference(table(*runs), "treated", "control", "senescent")
+        paired_difference(results_table(*runs), "treated", "control", "senescent")
     assert "\n" not in str(err.value)
     assert f"scenario {swept!r}" in str(err.value)
 
 
 def test_paired_difference_refuses_a_missing_scenario_or_readout():
-    results = table(*(run_rows(name, 0, CHASE, senescent=1.0) for name in ("a", "b")))
+    results = results_table(*(run_rows(name, 0, CHASE, senescent=1.0) for name in ("a", "b")))
     with pytest.raises(ValueError, match="'c'"):
         paired_difference(results, "c", "a", "senescent")
     with pytest.raises(ValueError, match="'nothing'"):
@@ -284,7 +268,7 @@ def chase_table(half: float, replicates: int, sigma: float, seed: int = 5) -> pd
             run_rows("control", replicate, CHASE, senescent=control),
             run_rows("pulse", replicate, CHASE, senescent=control + excess),
         ]
-    return table(*runs)
+    return results_table(*runs)
 
 
 def test_pulse_chase_estimate_matches_the_synthetic_half_life_and_lies_in_its_interval():
@@ -338,7 +322,9 @@ def test_difference_by_age_reports_the_difference_of_means_at_each_age():
             )
         )
     ages = [365.0, 120.0, 455.0]
-    found = difference_by_age(table(*runs), "ko", "ref", "senescent_fraction", ages, n_boot=200)
+    found = difference_by_age(
+        results_table(*runs), "ko", "ref", "senescent_fraction", ages, n_boot=200
+    )
     assert list(found.columns) == [
         "age",
         "mean",
@@ -359,7 +345,7 @@ def test_difference_by_age_reports_the_difference_of_means_at_each_age():
 
 def test_difference_by_age_refuses_scenarios_with_different_start_ages():
     later = YEAR[YEAR >= 100]
-    results = table(
+    results = results_table(
         *(
             run
             for r in range(2)
@@ -376,7 +362,7 @@ def test_difference_by_age_refuses_scenarios_with_different_start_ages():
 
 
 def test_difference_by_age_refuses_an_age_that_is_not_kept():
-    results = table(
+    results = results_table(
         *(
             run_rows(name, r, YEAR, senescent_fraction=burden(YEAR, r))
             for name in ("ref", "ko")
@@ -409,7 +395,7 @@ def test_difference_by_age_does_not_silently_drop_sweep_points():
         ]
     try:
         found = difference_by_age(
-            table(*runs), "timing", "ref", "senescent_fraction", [200.0], n_boot=50
+            results_table(*runs), "timing", "ref", "senescent_fraction", [200.0], n_boot=50
         )
     except ValueError:
         return
@@ -474,7 +460,7 @@ def transplant_runs(
 def test_secondary_senescence_counts_only_host_events_in_the_window_after_the_transplant():
     replicates, window = 5, 10
     estimate = secondary_senescence(
-        table(*transplant_runs(replicates, window)),
+        results_table(*transplant_runs(replicates, window)),
         "transplant",
         "sham",
         PULSE,
@@ -492,7 +478,7 @@ def test_secondary_senescence_counts_only_host_events_in_the_window_after_the_tr
 def test_secondary_senescence_refuses_a_window_that_is_not_positive(window):
     with pytest.raises(ValueError, match="window"):
         secondary_senescence(
-            table(*transplant_runs(2, 10)), "transplant", "sham", PULSE, window=window
+            results_table(*transplant_runs(2, 10)), "transplant", "sham", PULSE, window=window
         )
 
 
@@ -504,12 +490,12 @@ def test_secondary_senescence_refuses_a_table_with_several_sweep_points():
         *transplant_runs(3, 10, PULSE + 5, ("perturbation.0.age", 1, PULSE + 5)),
     ]
     with pytest.raises(ValueError):
-        secondary_senescence(table(*runs), "transplant", "sham", PULSE, window=10)
+        secondary_senescence(results_table(*runs), "transplant", "sham", PULSE, window=10)
 
 
 def test_secondary_senescence_refuses_runs_that_skip_days_of_the_window():
     # Event tallies are daily: a table kept every other day would undercount the window.
-    results = table(*transplant_runs(3, 10))
+    results = results_table(*transplant_runs(3, 10))
     every_other = results[results["age"] % 2 == 0]
     with pytest.raises(ValueError, match=r"keeps \d+ of the 10 days .*output.every = 1"):
         secondary_senescence(every_other, "transplant", "sham", PULSE, window=10)
@@ -519,7 +505,7 @@ def test_secondary_senescence_refuses_runs_that_skip_days_of_the_window():
 
 
 def test_paired_difference_names_the_missing_label_column():
-    results = table(*transplant_runs(2, 10)).drop(columns="replicate")
+    results = results_table(*transplant_runs(2, 10)).drop(columns="replicate")
     with pytest.raises(ValueError, match=r"lack the column.*replicate"):
         paired_difference(results, "transplant", "sham", "senescent")
 
@@ -545,7 +531,7 @@ def results_of(specs) -> pd.DataFrame:
         set_threads(None)
     failed = [f"{o.id}: {o.error}" for o in outcomes if o.error is not None]
     assert not failed, failed
-    return table(*(o.readouts for o in outcomes))
+    return results_table(*(o.readouts for o in outcomes))
 
 
 def experiment(*names: str, **overrides) -> pd.DataFrame:
@@ -575,7 +561,7 @@ def test_pulse_chase_half_life_is_longer_in_old_than_in_young_tissue(wild_type):
     # overlap (old above young), a difference significant at about 0.5%. Over 8 other base
     # seeds the old lower bound was 3.0-5.0 times the young upper bound (half-lives ~5 and
     # 21-28 days); a model where age does not slow clearance gives overlapping intervals.
-    results = table(wild_type, experiment("pulse_chase_young", "pulse_chase_old"))
+    results = results_table(wild_type, experiment("pulse_chase_young", "pulse_chase_old"))
     young = pulse_chase(results, "pulse_chase_young", "wild_type", pulse_age("young"))
     old = pulse_chase(results, "pulse_chase_old", "wild_type", pulse_age("old"))
     assert young.n == old.n == REPLICATES
@@ -588,7 +574,7 @@ def test_immune_knockout_raises_late_life_senescent_burden(wild_type):
     # bootstrap interval over 6 replicates each; its lower bound must be above 0 (one-sided
     # ~2.5% at each age). The effect is large: over 8 base seeds 0.54-0.84, lower bounds
     # 0.51-0.84; a knock-out that does not stop killing gives ~0.
-    results = table(wild_type, experiment("immune_knockout"))
+    results = results_table(wild_type, experiment("immune_knockout"))
     found = difference_by_age(
         results, "immune_knockout", "wild_type", "senescent_fraction", [540.0, 630.0, 730.0]
     )
@@ -602,7 +588,7 @@ def test_senolytic_control_extends_median_lifespan(wild_type):
     # cluster-bootstrap interval (6 runs each); the intervals must not overlap (senolytic
     # above). Over 8 base seeds the gap between them was 150-180 days (medians ~870 and
     # ~1055); without an effect of the senolytic they would overlap.
-    results = table(wild_type, experiment("senolytic_control"))
+    results = results_table(wild_type, experiment("senolytic_control"))
     summary = survival_summary(lifespans(results)).set_index("scenario")
     treated, control = summary.loc["senolytic_control"], summary.loc["wild_type"]
     assert np.isfinite([treated["median_lifespan"], control["median_lifespan"]]).all(), summary

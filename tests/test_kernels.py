@@ -13,7 +13,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from pandas.testing import assert_frame_equal
 
-from test_array_engine import active_tissue, step_days
+from factories import active_tissue, step_days
 from tissue_abm import Parameters, Rapamycin, Senolytic, Therapy
 from tissue_abm.biology.readouts import EVENTS
 from tissue_abm.engines.array import KERNELS, ArrayTissue, set_threads

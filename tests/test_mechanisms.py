@@ -97,6 +97,7 @@ def test_rapamycin_never_turns_a_senescent_cell_healthy():
 # --- immune clearance -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_no_immune_killing_raises_the_senescent_fraction():
     kwargs = {"days": 150, "start_age": 400}
     knockout = replicates(

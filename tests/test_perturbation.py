@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scenario_files import write_case
+from factories import write_case
 from tissue_abm import Parameters, ScenarioError, TissueModel, load_scenario, run_scenario
 from tissue_abm.biology.perturbation import (
     Pulse,

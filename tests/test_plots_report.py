@@ -11,7 +11,7 @@ import pytest
 from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 
-from test_analysis import CANONICAL, DAYS, START, make_batch, synthetic
+from factories import BATCH_DAYS, BATCH_START, CANONICAL, make_batch, synthetic
 from tissue_abm import load_results
 from tissue_abm.analysis.plots import (
     end_distributions,
@@ -32,7 +32,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     # Snapshots at the last age only: each snapshot figure takes ~0.3 s to save.
-    return make_batch(tmp_path_factory.mktemp("batch"), snapshots=(START + DAYS,))
+    return make_batch(tmp_path_factory.mktemp("batch"), snapshots=(BATCH_START + BATCH_DAYS,))
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_trajectories_draw_a_line_and_band_per_scenario_in_each_panel(results):
         assert len(ax.collections) == len(CANONICAL)  # one CI band per scenario
         assert ax.get_xlabel() == "age (years)"
         assert max(line.get_xdata().max() for line in ax.lines) == pytest.approx(
-            (START + DAYS) / DAYS_PER_YEAR
+            (BATCH_START + BATCH_DAYS) / DAYS_PER_YEAR
         )
     assert len(fig.legends) == 1
     assert {t.get_text() for t in fig.legends[0].get_texts()} == set(CANONICAL)
@@ -107,7 +107,7 @@ def test_end_distributions_show_every_run_per_scenario(results):
     assert len(points) == len(CANONICAL)
     assert all(len(c.get_offsets()) == 3 for c in points)
     assert [t.get_text() for t in ax.get_xticklabels()] == list(CANONICAL)
-    ends = results[results["day"] == DAYS]
+    ends = results[results["day"] == BATCH_DAYS]
     shown = np.sort(np.concatenate([c.get_offsets()[:, 1] for c in points]))
     np.testing.assert_allclose(shown, np.sort(ends["senescent_fraction"].to_numpy()))
 
@@ -133,7 +133,7 @@ def test_grid_snapshot_shows_states_immune_cells_and_sasp(snapshots):
     shot = snapshots[
         (snapshots["scenario"] == "untreated")
         & (snapshots["replicate"] == 0)
-        & (snapshots["age"] == START + DAYS)
+        & (snapshots["age"] == BATCH_START + BATCH_DAYS)
     ]
     fig = grid_snapshot(shot)
     assert len(fig.axes) == 3  # tissue, SASP, colour bar
@@ -174,7 +174,7 @@ def test_save_figures_writes_every_applicable_png(batch, tmp_path):
     ]
     assert {"synergy_senescent_fraction.png", "synergy_tissue_function.png"} <= set(names)
     for scenario in CANONICAL:  # the first run of each scenario, at each saved age
-        assert f"snapshot_{scenario}_age{START + DAYS}.png" in names
+        assert f"snapshot_{scenario}_age{BATCH_START + BATCH_DAYS}.png" in names
     assert len([n for n in names if n.startswith("snapshot_")]) == len(CANONICAL)
     assert all(is_png(p) for p in paths)
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(names)
@@ -196,7 +196,7 @@ def test_report_has_the_scenarios_summary_numbers_synergy_and_figures(batch, rep
     # The end-state table shows the summarise means and CIs with 4 significant digits.
     results = load_results(batch)
     summary = summarise(results, ["senescent_fraction", "tissue_function", "mean_sasp"])
-    end = summary[summary["day"] == DAYS]
+    end = summary[summary["day"] == BATCH_DAYS]
     for row in end.itertuples():
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| {row.scenario} | 3 |"))
         assert f"{number(row.mean)} [{number(row.ci_low)}, {number(row.ci_high)}]" in line

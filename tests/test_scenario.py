@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scenario_files import write_case
+from factories import write_case
 from tissue_abm import Parameters, ScenarioError, cli, load_scenario
 from tissue_abm.analysis.summary import SUMMARY_READOUTS, healthspan, start_end_summary
 

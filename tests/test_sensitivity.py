@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from scenario_files import assert_one_line_error
+from factories import assert_one_line_error, results_rows, results_table
 from tissue_abm import cli, load_scenario
 from tissue_abm.biology.params import Parameters
 from tissue_abm.runs.results import OutputError
@@ -197,27 +197,23 @@ def runs_table(
 ) -> pd.DataFrame:
     """A study's results: values[variant][point][replicate] on the last of 3 days (0.5 before)."""
     column, levels = swept
-    rows = []
-    for variant, points in values.items():
-        for point, replicates in enumerate(points):
-            for replicate, value in enumerate(replicates):
-                for day in (0, 1, 2):
-                    rows.append(
-                        {
-                            "scenario": variant,
-                            "point": point,
-                            column: levels[point],
-                            "replicate": replicate,
-                            "seed": replicate,
-                            "engine": "array",
-                            "day": day,
-                            "age": 100 + day,
-                            readout: value if day == 2 else 0.5,
-                        }
-                    )
-    table = pd.DataFrame(rows)
-    table["scenario"] = table["scenario"].astype("category")
-    return table
+    days = np.arange(3)
+    frames = [
+        results_rows(
+            variant,
+            point=point,
+            sweep={column: levels[point]},
+            replicate=replicate,
+            seed=replicate,
+            day=days,
+            age=100 + days,
+            **{readout: np.where(days == 2, value, 0.5)},
+        )
+        for variant, points in values.items()
+        for point, replicates in enumerate(points)
+        for replicate, value in enumerate(replicates)
+    ]
+    return results_table(*frames, categories=("scenario",))
 
 
 def test_the_benefit_is_positive_when_the_combination_beats_the_better_single_drug():
@@ -284,6 +280,7 @@ def test_indices_of_a_synthetic_model_rank_its_inputs(tiny, method):
         sensitivity.indices(study, y[:-1])
 
 
+@pytest.mark.slow
 def test_a_parameter_that_cannot_matter_gets_no_effect_and_the_last_rank(morris):
     study, out, result = morris
     table = result.indices.set_index("parameter")
@@ -311,6 +308,7 @@ def test_a_parameter_that_cannot_matter_gets_no_effect_and_the_last_rank(morris)
 # --- reproducibility and resume ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_tables_whatever_the_workers(morris, tiny, tmp_path):
     study, out, _ = morris
     again = sensitivity.plan_study(tiny, PARAMS, samples=3)
@@ -322,6 +320,7 @@ def test_same_seed_gives_identical_tables_whatever_the_workers(morris, tiny, tmp
     assert not np.array_equal(other.design, study.design)
 
 
+@pytest.mark.slow
 def test_an_interrupted_study_resumes_to_the_same_tables(morris, tiny, tmp_path):
     study, out, _ = morris
     folder = tmp_path / "study"
@@ -348,6 +347,7 @@ def test_an_interrupted_study_resumes_to_the_same_tables(morris, tiny, tmp_path)
         assert path.read_bytes() == (out / path.name).read_bytes()
 
 
+@pytest.mark.slow
 def test_a_folder_holding_something_else_is_refused(morris, tmp_path):
     study, _, _ = morris
     (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
@@ -358,6 +358,7 @@ def test_a_folder_holding_something_else_is_refused(morris, tmp_path):
 # --- the command line -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_runs_a_sobol_study_and_writes_the_table_and_figure(tiny, tmp_path, capsys):
     out = tmp_path / "study"
     args = [

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.lines import Line2D
 
+from factories import results_rows, results_table
 from tissue_abm import Parameters
 from tissue_abm.analysis.plots import hazard_curves, survival_curves
 from tissue_abm.analysis.survival import (
@@ -40,7 +41,7 @@ def rising(slope: float = SLOPE, ages: np.ndarray = AGES) -> np.ndarray:
     return slope * (ages - ages[0])
 
 
-def results_table(
+def burden_results(
     runs: list[dict],
     ages: np.ndarray = AGES,
     sweep: str | None = None,
@@ -48,22 +49,21 @@ def results_table(
     """A hand-made results table in the layout of `load_results`. Each run: `scenario`,
     `replicate`, `seed` and `fraction` (its senescent fraction on `ages`); with `sweep`, also
     `value` (the swept column's value, one point per distinct value)."""
-    frames = []
-    for run in runs:
-        frame = pd.DataFrame({"scenario": run["scenario"], "point": run.get("point", 0)}, index=[0])
-        if sweep:
-            frame[sweep] = run["value"]
-        frame = frame.assign(replicate=run["replicate"], seed=run["seed"], engine="array")
-        frame = frame.loc[np.zeros(ages.size, dtype=int)].reset_index(drop=True)
-        frame["day"] = np.arange(ages.size)
-        frame["age"] = ages
-        frame["senescent_fraction"] = run["fraction"]
-        frame["tissue_function"] = 1.0 - run["fraction"]
-        frames.append(frame)
-    table = pd.concat(frames, ignore_index=True)
-    for column in ("scenario", "engine"):
-        table[column] = table[column].astype("category")
-    return table
+    return results_table(
+        *(
+            results_rows(
+                run["scenario"],
+                point=run.get("point", 0),
+                sweep={sweep: run["value"]} if sweep else None,
+                replicate=run["replicate"],
+                seed=run["seed"],
+                age=ages,
+                senescent_fraction=run["fraction"],
+                tissue_function=1.0 - run["fraction"],
+            )
+            for run in runs
+        )
+    )
 
 
 # --- the SR path of one run -----------------------------------------------------------------
@@ -175,11 +175,11 @@ def two_scenarios() -> pd.DataFrame:
         for name, slope in (("untreated", SLOPE), ("rapamycin", SLOPE / 2))
         for r in range(2)
     ]
-    return results_table(runs)
+    return burden_results(runs)
 
 
 def test_lifespans_give_one_row_per_run_and_organism_with_the_run_labels():
-    results = results_table(
+    results = burden_results(
         [
             {
                 "scenario": "untreated",
@@ -235,7 +235,7 @@ def test_runs_with_different_seeds_get_different_organisms():
         {"scenario": "untreated", "replicate": r, "seed": seed, "fraction": rising()}
         for r, seed in enumerate((7, 8))
     ]
-    table = lifespans(results_table(runs), DEFAULTS, organisms=50)
+    table = lifespans(burden_results(runs), DEFAULTS, organisms=50)
     one, two = (table.loc[table["replicate"] == r, "lifespan"].to_numpy() for r in (0, 1))
     assert not np.array_equal(one, two)
 
@@ -249,7 +249,7 @@ def test_a_higher_burden_gives_a_shorter_median_lifespan():
         {"scenario": name, "replicate": 0, "seed": 1, "fraction": rising(slope)}
         for name, slope in (("low", SLOPE), ("high", 1.5 * SLOPE))
     ]
-    summary = survival_summary(lifespans(results_table(runs), DEFAULTS, organisms=400)).set_index(
+    summary = survival_summary(lifespans(burden_results(runs), DEFAULTS, organisms=400)).set_index(
         "scenario"
     )
     assert summary.loc["high", "median_lifespan"] < summary.loc["low", "median_lifespan"] - 50.0
@@ -351,7 +351,7 @@ def heterogeneous(
         for i, slope in enumerate(slopes)
     ]
     params = DEFAULTS if noise is None else varied(sr_noise=noise)
-    return lifespans(results_table(runs), params, organisms=organisms)
+    return lifespans(burden_results(runs), params, organisms=organisms)
 
 
 def test_the_interval_contains_the_estimate_and_narrows_with_more_runs():
@@ -387,7 +387,7 @@ def test_a_single_run_has_no_interval_and_an_unreached_median_is_nan():
     runs = [
         {"scenario": "untreated", "replicate": 0, "seed": 1, "fraction": np.full(AGES.size, 0.001)}
     ]
-    row = survival_summary(lifespans(results_table(runs), DEFAULTS, organisms=50)).iloc[0]
+    row = survival_summary(lifespans(burden_results(runs), DEFAULTS, organisms=50)).iloc[0]
     assert row["runs"] == 1
     assert math.isnan(row["median_lifespan"]) and math.isnan(row["p90_lifespan"])
     assert math.isnan(row["median_ci_low"]) and math.isnan(row["median_ci_high"])
@@ -401,7 +401,7 @@ def test_a_median_not_reached_in_many_resamples_has_an_open_upper_bound():
         {"scenario": "untreated", "replicate": r, "seed": 1, "fraction": fraction}
         for r, fraction in enumerate((np.full(AGES.size, 0.1), np.full(AGES.size, 0.0)))
     ]
-    table = lifespans(results_table(runs), DEFAULTS, organisms=50)
+    table = lifespans(burden_results(runs), DEFAULTS, organisms=50)
     row = survival_summary(table, n_boot=400).iloc[0]
     assert math.isfinite(row["median_lifespan"]) and math.isinf(row["median_ci_high"])
 
@@ -458,7 +458,7 @@ def test_hazard_rises_with_age_on_a_rising_burden():
         for r in range(4)
     ]
     rates = hazard(
-        lifespans(results_table(runs), DEFAULTS, organisms=200), width=100.0, n_boot=500
+        lifespans(burden_results(runs), DEFAULTS, organisms=200), width=100.0, n_boot=500
     ).set_index("age_low")
     assert rates.index[-1] + 100.0 == AGES[-1]  # the bins end at the last age
     early, late = rates.loc[START + 100.0], rates.loc[START + 300.0]
@@ -527,7 +527,7 @@ def test_each_batch_point_can_drive_its_organisms_with_its_own_parameters():
         }
         for point, scale in enumerate((300.0, 600.0))
     ]
-    results = results_table(runs, sweep="sr_burden_scale")
+    results = burden_results(runs, sweep="sr_burden_scale")
     own = {("untreated", 0): DEFAULTS, ("untreated", 1): varied(sr_burden_scale=600.0)}
     table = lifespans(results, own, organisms=40)
     for point, params in enumerate(own.values()):

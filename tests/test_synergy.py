@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_analysis import make_batch
+from factories import make_batch, results_rows, results_table
 from tissue_abm import load_results
 from tissue_abm.analysis.summary import end_state
 from tissue_abm.analysis.synergy import (
@@ -28,23 +28,18 @@ LOSSES = {"untreated": 0.10, "rapamycin": 0.07, "oxytocin": 0.05, "combined": 0.
 def table(values: dict, readout: str = "senescent_fraction") -> pd.DataFrame:
     """A results table with one row per replicate (a single day) of `readout`."""
     frames = [
-        pd.DataFrame(
-            {
-                "scenario": name,
-                "point": 0,
-                "replicate": np.arange(len(reps)),
-                "seed": 1,
-                "engine": "agents",
-                "day": 0,
-                "age": 600.0,
-                readout: np.asarray(reps, dtype=float),
-            }
+        results_rows(
+            name,
+            replicate=np.arange(len(reps)),
+            seed=1,
+            engine="agents",
+            day=0,
+            age=600.0,
+            **{readout: np.asarray(reps, dtype=float)},
         )
         for name, reps in values.items()
     ]
-    frame = pd.concat(frames, ignore_index=True)
-    frame["scenario"] = frame["scenario"].astype("category")
-    return frame
+    return results_table(*frames, categories=("scenario",))
 
 
 def identical(values: dict, n: int = 4) -> dict:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factories import results_rows, results_table
 from tissue_abm.biology.params import Parameters
 from tissue_abm.cli import main
 from tissue_abm.runs.batch import plan_batch, run_batch
@@ -53,22 +54,19 @@ def test_oxytocin_ratio_follows_the_old_fraction():
 
 def _burden_runs(slope: float, runs: int = 4) -> pd.DataFrame:
     ages = np.arange(90.0, 1461.0)
-    frames = []
-    for replicate in range(runs):
-        frames.append(
-            pd.DataFrame(
-                {
-                    "scenario": "wild_type",
-                    "replicate": replicate,
-                    "seed": 100 + replicate,
-                    "engine": "array",
-                    "day": ages - 90,
-                    "age": ages,
-                    "senescent_fraction": slope * (ages - 90) / 1000.0,
-                }
-            )
+    frames = [
+        results_rows(
+            "wild_type",
+            point=None,
+            replicate=replicate,
+            seed=100 + replicate,
+            day=ages - 90,
+            age=ages,
+            senescent_fraction=slope * (ages - 90) / 1000.0,
         )
-    return pd.concat(frames, ignore_index=True)
+        for replicate in range(runs)
+    ]
+    return results_table(*frames, categories=())
 
 
 def test_median_lifespan_falls_with_the_burden_scale():
@@ -90,6 +88,7 @@ def small_batch(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_validation_page_from_a_partial_batch(small_batch, tmp_path):
     page = validation_page(small_batch, figures=tmp_path / "figures", n_boot=50)
     for heading in (
@@ -115,6 +114,7 @@ def test_validation_page_from_a_partial_batch(small_batch, tmp_path):
     assert (tmp_path / "figures" / "hazard.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_point_parameters_are_each_runs_own(small_batch):
     own = point_parameters(small_batch)
     assert set(own) == {
@@ -125,6 +125,7 @@ def test_point_parameters_are_each_runs_own(small_batch):
     assert own[("wild_type", 0)] == Parameters()
 
 
+@pytest.mark.slow
 def test_validate_cli_writes_the_page(small_batch, tmp_path, capsys):
     out = tmp_path / "docs" / "validation.md"
     assert main(["validate", str(small_batch), "--out", str(out)]) == 0

@@ -19,7 +19,7 @@ import pytest
 import solara
 from mesa.visualization.solara_viz import _check_model_params
 
-from scenario_files import assert_one_line_error
+from factories import assert_one_line_error
 from tissue_abm import cli
 from tissue_abm.biology.therapy import Oxytocin, Rapamycin, Senolytic
 from tissue_abm.runs.scenario import ScenarioError, load_scenario
