@@ -194,7 +194,12 @@ ENGINE_CASES = (("agents", None), ("array", "numba"), ("array", "numpy"))
 """(engine, kernel) of every engine the contract suite checks (`conftest.engine_case`)."""
 
 NEW_SENESCENCE = ("new_primary", "new_paracrine", "new_replicative")
-SENESCENT_REMOVALS = ("cleared_immune", "cleared_senolytic", "senescent_deaths")
+SENESCENT_REMOVALS = (
+    "cleared_immune",
+    "cleared_senolytic",
+    "cleared_phagocytic",
+    "senescent_deaths",
+)
 COUNT_COLUMNS = ("healthy", "senescent", "empty", "immune")
 FRACTION_COLUMNS = ("healthy_fraction", "senescent_fraction", "empty_fraction")
 

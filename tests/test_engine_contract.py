@@ -302,7 +302,9 @@ def check_tissue_transitions(
         reach.add(cell)
         reach.update(neighbour_indices(cell, size, torus))
     out_of_reach = [cell for cell in removed.tolist() if cell not in reach]
-    assert len(out_of_reach) <= row["cleared_senolytic"] + row["senescent_deaths"]
+    assert len(out_of_reach) <= (
+        row["cleared_senolytic"] + row["senescent_deaths"] + row["cleared_phagocytic"]
+    )
 
 
 def check_immune_transitions(
@@ -944,3 +946,39 @@ def test_no_senolytic_clearance_without_senolytic(build_engine) -> None:
     assert (readouts["cleared_senolytic"] == 0).all()
     assert (readouts["rapamycin_exposure"] == 0.0).all()
     assert readouts["senescent"].min() > 0
+
+
+# --- the perforin-independent route (model v2) ----------------------------------------------
+
+ONLY_PHAGOCYTES = {
+    **NO_SENESCENCE,
+    "initial_senescent_fraction": 0.2,
+    "immune_kill": 0.0,  # perforin knock-out: immune cells come and go but kill nothing
+    "senescent_death_rate": 0.0,
+    "healthy_death_rate": 0.0,
+    "phagocytic_rate": 0.2,
+}
+
+
+@pytest.mark.parametrize("half_burden", [1.0, 0.02])
+def test_phagocytes_clear_senescent_cells_at_their_shared_capacity(build_engine, half_burden):
+    # Without perforin killing, intrinsic death or new senescence, senescent cells leave only
+    # through phagocytes, each day with probability rate·κ/(κ + s) at the day's starting
+    # senescent fraction s (`rules.phagocytic_clearance_prob`). 20 days on 30x30 (~180 cells):
+    # the day's removals are binomial around the expectation; summed over the days, the count
+    # is within 4 standard deviations of the sum of the expectations (sd: √ of the summed
+    # binomial variances, ~8 removals). κ = 1 is almost first order; κ = 0.02 ≪ s ≈ 0.2
+    # saturates (a tenth of the rate).
+    params = variant(Parameters(), **ONLY_PHAGOCYTES, phagocytic_half_burden=half_burden)
+    model = step_days(
+        build_engine(params=params, therapy=Therapy(), size=30, start_age=400, days=20, rng=3),
+        20,
+    )
+    table = model.readouts
+    start = table["senescent"].to_numpy()[:-1]  # at the start of each day
+    p = 0.2 * half_burden / (half_burden + start / 900)  # the model card's rule, written out
+    removed = table["cleared_phagocytic"].to_numpy()[1:]
+    expected, sd = (start * p).sum(), math.sqrt((start * p * (1 - p)).sum())
+    assert abs(removed.sum() - expected) <= 4 * sd + 1
+    assert (table["cleared_immune"] == 0).all() and (table["senescent_deaths"] == 0).all()
+    np.testing.assert_array_equal(np.diff(table["senescent"]), -removed)

@@ -163,7 +163,9 @@ def check_tissue_transitions(
         reach.add(coordinate)
         reach.update(moore_neighbours(coordinate, size, torus))
     out_of_reach = [coordinate for coordinate in removed if coordinate not in reach]
-    assert len(out_of_reach) <= row["cleared_senolytic"] + row["senescent_deaths"]
+    assert len(out_of_reach) <= (
+        row["cleared_senolytic"] + row["senescent_deaths"] + row["cleared_phagocytic"]
+    )
 
 
 def check_immune_transitions(

@@ -827,3 +827,35 @@ def test_departure_prob_gives_the_mean_residence_time(lifetime):
     # mean of the geometric residence on 1, 2, ... days: sum of P(K >= k) = sum (1 - p)^(k-1)
     days = np.arange(1, 20_000)
     assert np.sum((1.0 - p) ** (days - 1)) == pytest.approx(lifetime, rel=1e-9)
+
+
+# --- bounded effects and the second clearance route (model v2) --------------------------------
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+def test_rapamycin_lowers_only_the_mtorc1_dependent_share_of_the_damage_drive(share):
+    untreated = rules.damage_drive(0.01, 365.25, 0.5, 0.0, share)
+    assert untreated == pytest.approx(0.01 * 1.5)  # the drive rises with age as mTORC1 does
+    full = rules.damage_drive(0.01, 365.25, 0.5, 1.0, share)
+    assert full == pytest.approx(untreated * (1.0 - share))  # full inhibition leaves 1 − share
+    half = rules.damage_drive(0.01, 365.25, 0.5, 0.5, share)
+    assert full <= half <= untreated
+
+
+@pytest.mark.parametrize("share", [0.0, 0.4, 1.0])
+def test_only_the_autophagy_dependent_share_of_repair_follows_autophagy(share):
+    assert rules.damage_repair(0.1, 1.0, share) == pytest.approx(0.1)
+    assert rules.damage_repair(0.1, 0.0, share) == pytest.approx(0.1 * (1.0 - share))
+    low, high = rules.damage_repair(0.1, 0.2, share), rules.damage_repair(0.1, 0.8, share)
+    assert high - low == pytest.approx(0.1 * share * 0.6)
+
+
+def test_phagocytic_removal_is_first_order_at_low_burden_and_saturates_at_its_capacity():
+    rate, half = 0.1, 0.01
+    per_cell = [rules.phagocytic_clearance_prob(s, rate, half) for s in (0.0, 0.01, 0.1, 0.5)]
+    assert per_cell[0] == pytest.approx(rate) and per_cell[1] == pytest.approx(rate / 2)
+    assert per_cell == sorted(per_cell, reverse=True)  # shared capacity: less per cell
+    total = [s * rules.phagocytic_clearance_prob(s, rate, half) for s in (0.001, 0.1, 0.5, 1.0)]
+    assert total == sorted(total)  # more cells, more removed in all ...
+    assert max(total) < rate * half  # ... but never above the capacity rate · half
+    assert total[-1] > 0.98 * rate * half

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tissue_abm.biology.readouts import SITE_STATES
+from tissue_abm.biology.readouts import EVENTS, SITE_STATES
 from tissue_abm.runs.batch import plan_batch
 from tissue_abm.runs.run import PROGRESS_DAYS, run_scenario
 from tissue_abm.runs.scenario import Scenario, parse_scenario, sweep_column
@@ -336,11 +336,23 @@ def test_output_every_keeps_multiples_of_every_and_the_last_day(every):
     assert run.snapshots is None
 
 
-def test_output_every_only_drops_rows():
-    daily = run_scenario(scenario_of(TINY)).readouts
-    sparse = run_scenario(scenario_of(TINY + "[output]\nevery = 6\n")).readouts
-    expected = daily[daily["day"].isin(sparse["day"])].reset_index(drop=True)
-    pd.testing.assert_frame_equal(sparse, expected)
+def test_output_every_keeps_the_kept_days_own_states_and_sums_the_events_of_its_days():
+    # A kept row stands for the days since the previous one: its counts and systemic state are
+    # the kept day's own, its event tallies the sums of its days, its senolytic share that of
+    # all their doses together (the senolytic every 4 days, kept every 6: windows of 1 or 2).
+    senolytic = "[therapy.senolytic]\nfraction = 0.3\nevery = 4\nstart_age = 90\n"
+    daily = run_scenario(scenario_of(TINY + senolytic)).readouts
+    sparse = run_scenario(scenario_of(TINY + senolytic + "[output]\nevery = 6\n")).readouts
+    kept = daily["day"].isin(sparse["day"]).to_numpy()
+    window = np.cumsum(kept) - kept
+    own = [c for c in daily.columns if c not in (*EVENTS, "senolytic_fraction")]
+    pd.testing.assert_frame_equal(sparse[own], daily.loc[kept, own].reset_index(drop=True))
+    for name in EVENTS:
+        np.testing.assert_array_equal(sparse[name], daily.groupby(window)[name].sum())
+    assert daily[list(EVENTS)].to_numpy().sum() == sparse[list(EVENTS)].to_numpy().sum()
+    left = (1 - daily["senolytic_fraction"]).groupby(window).prod().to_numpy()
+    np.testing.assert_allclose(sparse["senolytic_fraction"], 1 - left, rtol=1e-12)
+    assert (sparse["senolytic_fraction"] > 0.3).any()  # two doses in one window: 0.51
 
 
 def test_snapshots_appear_at_the_asked_ages_and_match_the_readouts():

@@ -14,6 +14,7 @@ from tissue_abm.biology.therapy import (
     Schedule,
     Senolytic,
     Therapy,
+    bolus_of_exposure,
     dose_series,
     one_compartment,
     running_average,
@@ -224,6 +225,19 @@ def test_oxytocin_short_half_life_is_a_daily_pulse():
     # After one day, exp(-ln2 / 0.0021) ~ 1e-143 of the dose is left.
     np.testing.assert_allclose(peak[::2], 2.0, rtol=1e-12)
     assert np.all(peak[1::2] < 1e-12)
+
+
+@pytest.mark.parametrize("half_life", [0.0021, 0.05, 1.0, 5.0])
+def test_an_oxytocin_dose_is_the_exposure_it_gives_whatever_the_half_life(half_life):
+    # A dose stated as an exposure (young-level days) gives exactly that area under the curve,
+    # however fast the hormone is cleared: the sum of the day-mean levels over the days after
+    # it (the mean over a day is its area, days of length 1).
+    doses = np.zeros(400)
+    doses[0] = 2.0
+    _, mean = one_compartment(bolus_of_exposure(doses, half_life), half_life)
+    assert mean.sum() == pytest.approx(2.0, rel=1e-9)
+    if half_life < 0.01:  # minutes: all of it on the dose day, so the day's mean is the dose
+        assert mean[0] == pytest.approx(2.0, rel=1e-9)
 
 
 # --- running_average --------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 """Every biological parameter of the model, in one place.
 
 Each parameter has a name, unit, default, allowed range and source. The source cites
-`shared/science/literature.md` (section number and grade, [R] primary, [S] secondary, [M] recalled,
-[C] computed) or says "assumed" with the reason. `docs/parameters.md` is generated from this module
-(`tissue-abm params > docs/parameters.md`) and a test keeps the two in agreement.
+`docs/references.md` (section number and grade, [R] primary, [S] secondary, [M] recalled,
+[C] computed), says "fitted" (to a calibration target of `studies.calibration`) or says
+"assumed" with the reason. Parameters whose *effect* has no direct evidence are marked
+`hypothesis` (0 switches the effect off; `HYPOTHESES` lists them). `docs/parameters.md` is
+generated from this module (`tissue-abm params > docs/parameters.md`) and a test keeps the two in
+agreement.
 
 Units are normalised where the literature gives none: damage is measured in units of the damage at
 which primary senescence is half-maximal, SASP in units of one mature senescent cell's daily
@@ -18,14 +21,28 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 
-def _param(default: float, unit: str, low: float, high: float, source: str, doc: str) -> Any:
-    """Declare one parameter: default, closed range [low, high], unit, source and meaning."""
+def _param(
+    default: float,
+    unit: str,
+    low: float,
+    high: float,
+    source: str,
+    doc: str,
+    *,
+    hypothesis: bool = False,
+) -> Any:
+    """Declare one parameter: default, closed range [low, high], unit, source and meaning.
+
+    `hypothesis` marks an effect without direct evidence; its range must hold 0 (no effect).
+    """
+    if hypothesis and low > 0.0:
+        raise ValueError("a hypothesis parameter must allow 0 (the effect switched off)")
     return Field(
         default,
         ge=low,
         le=high,
         description=doc,
-        json_schema_extra={"unit": unit, "source": source},
+        json_schema_extra={"unit": unit, "source": source, "hypothesis": hypothesis},
     )
 
 
@@ -114,6 +131,16 @@ class Parameters(BaseModel):
         "assumed: 'chronic' treatment of weeks disrupts mTORC2 (Lamming 2012, §2 [R])",
         "Time constant of the running average of rapamycin exposure that drives mTORC2 loss.",
     )
+    mtorc2_hazard: float = _param(
+        0.0001,
+        "1/day",
+        0.0,
+        0.001,
+        "chronic rapamycin disrupts mTORC2 and causes insulin resistance (Lamming 2012, §2 [R]); "
+        "that this raises mortality, and by how much, is a hypothesis (assumed)",
+        "Extra daily mortality, not caused by senescence, at full mTORC2 inhibition.",
+        hypothesis=True,
+    )
     autophagy_half_mtorc1: float = _param(
         1.0,
         "normalised mTORC1",
@@ -129,6 +156,26 @@ class Parameters(BaseModel):
         8.0,
         "assumed: a graded (not switch-like) response",
         "Hill coefficient of autophagy suppression by mTORC1.",
+    )
+    rapa_damage_share: float = _param(
+        0.3,
+        "fraction",
+        0.0,
+        1.0,
+        "mTORC1 hyperfunction drives part of the damage (source article; Lamming 2012, §2 [R]: "
+        "mTORC1 reduction alone extends lifespan); share fitted to rapamycin at 14 ppm from "
+        "9 months, median lifespan +14% ± 5 (Miller 2011, §2 [R]; studies.calibration)",
+        "Share of the damage drive that depends on mTORC1 and that rapamycin's inhibition "
+        "lowers (at most rapa_emax of it).",
+    )
+    autophagy_repair_share: float = _param(
+        0.3,
+        "fraction",
+        0.0,
+        1.0,
+        "autophagy clears damaged components (source article; Wu 2013 via the source article); "
+        "share assumed",
+        "Share of damage repair that depends on autophagy (the rest does not follow mTORC1).",
     )
 
     # --- damage and primary / replicative senescence ---------------------------------------------
@@ -384,6 +431,27 @@ class Parameters(BaseModel):
         "assumed: senescent cells resist apoptosis; removal is mostly immune (Ovadya 2018, §6 [R])",
         "Daily probability that a senescent cell dies without immune help.",
     )
+    phagocytic_rate: float = _param(
+        0.05,
+        "1/day",
+        0.0,
+        1.0,
+        "Prf1-/- mice accumulate senescent cells yet keep clearing them by other routes "
+        "(Ovadya 2018, §6 [R]); macrophage uptake assumed as that route; fitted with "
+        "immune_recruit_max to the young pulse-chase half-life (studies.calibration)",
+        "Daily probability that a senescent cell is engulfed by phagocytes (perforin-"
+        "independent) while the tissue's senescent burden is far below phagocytic_half_burden.",
+    )
+    phagocytic_half_burden: float = _param(
+        0.01,
+        "fraction of sites",
+        0.0001,
+        1.0,
+        "removal saturates through a limited capacity (Karin 2019, §1 [R]); fitted to the old "
+        "pulse-chase half-life (studies.calibration)",
+        "Senescent fraction of the tissue at which each senescent cell's phagocytic removal "
+        "is halved (the phagocytes' capacity is shared).",
+    )
 
     # --- oxytocin -------------------------------------------------------------------------------
     ot_old_fraction: float = _param(
@@ -443,6 +511,7 @@ class Parameters(BaseModel):
         "oxytocin lowers CRP/TGF-β and inhibits p38 MAPK (Erbas 2014 [R], Rashed 2011 [M], §7); "
         "size assumed",
         "Maximal fractional damping of SASP-driven inflammation by the oxytocin-MAPK response.",
+        hypothesis=True,
     )
     ot_immune_gain: float = _param(
         0.3,
@@ -451,6 +520,7 @@ class Parameters(BaseModel):
         1.0,
         "assumed: oxytocin-MAPK modulation supports immune function (source article)",
         "Fraction of immune competence that depends on the oxytocin-MAPK response.",
+        hypothesis=True,
     )
 
     # --- tissue function ------------------------------------------------------------------------
@@ -513,14 +583,24 @@ class Parameters(BaseModel):
         "Karin 2019 mouse fit, Fig. 4b: X_c = 17 (§1 [R])",
         "Senescent abundance X_c above which the organism dies.",
     )
-    sr_burden_scale: float = _param(
-        158.0,
-        "SR units per unit senescent fraction",
+    sr_production_scale: float = _param(
+        400.0,
+        "SR units per (new senescent cell per site)",
         1.0,
         100000.0,
-        "fitted to the untreated median lifespan 2.4 y of the SR mouse fit (§1 [C]; "
-        "tissue_abm.studies.calibration, docs/validation.md)",
-        "Senescent abundance k of the organism per unit of the tissue's senescent fraction.",
+        "fitted: the tissue-implied production k·P(t) within ±25% of Karin's η·t from 3 to 30 "
+        "months (Karin 2019, §1 [R]; studies.calibration)",
+        "Senescent cells the organism makes per day (SR units) per new senescent cell per "
+        "site and day of the simulated tissue.",
+    )
+    background_hazard: float = _param(
+        0.00005,
+        "1/day",
+        0.0,
+        0.001,
+        "assumed: deaths not caused by senescence (accidents, early tumours) are a few per "
+        "cent by the median age of laboratory mice",
+        "Daily mortality that senescence does not cause (constant with age).",
     )
 
     @model_validator(mode="after")
@@ -534,7 +614,7 @@ class Parameters(BaseModel):
 
 
 def parameter_table() -> list[dict[str, Any]]:
-    """Rows (name, unit, default, low, high, source, description) of every parameter."""
+    """Rows (name, unit, default, low, high, source, hypothesis, description) per parameter."""
     rows = []
     for name, field in Parameters.model_fields.items():
         bounds = {type(m).__name__: m for m in field.metadata}
@@ -547,6 +627,7 @@ def parameter_table() -> list[dict[str, Any]]:
                 "low": bounds["Ge"].ge,
                 "high": bounds["Le"].le,
                 "source": extra["source"],
+                "hypothesis": bool(extra["hypothesis"]),
                 "description": field.description,
             }
         )
@@ -559,15 +640,23 @@ def parameters_markdown() -> str:
         "# Parameters",
         "",
         "Generated by `tissue-abm params > docs/parameters.md`; do not edit by hand.",
-        "Section numbers (§) refer to `shared/science/literature.md`; grades: [R] primary text,",
-        '[S] secondary source, [M] recalled, [C] computed. "assumed" values await calibration.',
+        "Section numbers (§) refer to [references.md](references.md); grades: [R] primary text,",
+        '[S] secondary source, [M] recalled, [C] computed. "fitted" values come from the',
+        'calibration (studies.calibration, [validation.md](validation.md)); "assumed" values',
+        "have no measurement. **hypothesis**: an effect without direct evidence (0 switches it",
+        "off; docs/validation.md gives the answers with each one off).",
         "",
-        "| name | unit | default | range | source | meaning |",
-        "|---|---|---|---|---|---|",
+        "| name | unit | default | range | source | evidence | meaning |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in parameter_table():
+        evidence = "**hypothesis**" if row["hypothesis"] else ""
         lines.append(
             f"| `{row['name']}` | {row['unit']} | {row['default']} | {row['low']} – {row['high']} "
-            f"| {row['source']} | {row['description']} |"
+            f"| {row['source']} | {evidence} | {row['description']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+HYPOTHESES: tuple[str, ...] = tuple(row["name"] for row in parameter_table() if row["hypothesis"])
+"""Parameters whose effect has no direct evidence (0 switches the effect off)."""

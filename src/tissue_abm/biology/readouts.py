@@ -20,7 +20,8 @@ EVENTS: dict[str, str] = {
     "new_primary": "healthy cells turned senescent by damage today (count)",
     "new_paracrine": "healthy cells turned senescent by SASP exposure today (count)",
     "new_replicative": "healthy cells arrested at the replicative limit today (count)",
-    "cleared_immune": "senescent cells killed by immune cells today (count)",
+    "cleared_immune": "senescent cells killed by immune cells (perforin route) today (count)",
+    "cleared_phagocytic": "senescent cells engulfed by phagocytes today (count)",
     "cleared_senolytic": "senescent cells killed by the senolytic today (count)",
     "senescent_deaths": "senescent cells that died without help today (count)",
     "healthy_deaths": "healthy cells lost to turnover today (count)",
@@ -49,7 +50,9 @@ READOUTS: dict[str, str] = {
     "division_prob": "daily division probability next to a vacancy (regenerative capacity)",
     "rapamycin_exposure": "mean rapamycin concentration over the day (mg/kg)",
     "rapamycin_chronic": "running average of rapamycin exposure driving mTORC2 loss (mg/kg)",
-    "oxytocin_level": "endogenous oxytocin plus today's pulse (young levels)",
+    "mtorc2_inhibition": "fractional mTORC2 inhibition by chronic rapamycin, 0-1",
+    "oxytocin_level": "endogenous oxytocin plus the day-mean level of today's dose (young levels)",
+    "senolytic_fraction": "share of the senescent cells a senolytic dose removes today (0: none)",
     "tissue_function": "healthy fraction less the share lost to inflammation, 0-1",
 }
 """Column name -> meaning (with unit) of the daily readout table."""
@@ -103,7 +106,9 @@ def readout_row(
         "division_prob": day.division_prob,
         "rapamycin_exposure": day.rapamycin_exposure,
         "rapamycin_chronic": day.rapamycin_chronic,
+        "mtorc2_inhibition": day.mtorc2_inhibition,
         "oxytocin_level": day.oxytocin_level,
+        "senolytic_fraction": day.senolytic_fraction,
         "tissue_function": rules.tissue_function(
             healthy_fraction,
             mean_sasp * day.inflammation,
@@ -111,6 +116,30 @@ def readout_row(
             params.inflammation_half_sasp,
         ),
     }
+
+
+def kept_days(table: pd.DataFrame, every: int) -> pd.DataFrame:
+    """The readouts of every `every`-th day (and the last), each summing the days it stands for.
+
+    A kept row stands for the days since the previous kept row: its event tallies are their
+    sums and its `senolytic_fraction` the share removed by all their doses, 1 - prod(1 - f);
+    the other columns are the kept day's own. With every = 1 the table is unchanged.
+
+    Args:
+        table: Daily readouts of one run (columns `READOUTS`, one row per day from day 0).
+        every: Keep day 0, every `every`-th day and the last day, >= 1.
+    """
+    day = table["day"].to_numpy()
+    kept = (day % every == 0) | (day == day.max())
+    if kept.all():
+        return table.reset_index(drop=True)
+    window = np.cumsum(kept) - kept  # a row's number: kept rows before it (its kept row's)
+    sums = table[list(EVENTS)].groupby(window).sum()
+    kept_rows = table[kept].reset_index(drop=True)
+    kept_rows[list(EVENTS)] = sums.to_numpy()
+    left = (1.0 - table["senolytic_fraction"]).groupby(window).prod().to_numpy()
+    kept_rows["senolytic_fraction"] = 1.0 - left
+    return kept_rows
 
 
 SITE_STATES = ("empty", "healthy", "senescent")

@@ -196,6 +196,47 @@ def autophagy(mtorc1: Num, half: float, n: float) -> Num:
     return 1.0 - hill(mtorc1, half, n)
 
 
+@overload
+def damage_drive(
+    rate: float, age: float, slope_per_year: float, mtorc1_inhibition: float, share: float
+) -> float: ...
+@overload
+def damage_drive(
+    rate: float, age: np.ndarray, slope_per_year: float, mtorc1_inhibition: Num, share: float
+) -> np.ndarray: ...
+def damage_drive(
+    rate: float, age: Num, slope_per_year: float, mtorc1_inhibition: Num, share: float
+) -> Num:
+    """Daily damage accrual of an average cell without SASP (damage units per day).
+
+    The drive rises with age as mTORC1 does; rapamycin lowers only its mTORC1-dependent
+    `share`, so even full inhibition leaves 1 - share of it (the effect is bounded).
+
+    Args:
+        rate: Accrual at birth, damage/day.
+        age: Age in days.
+        slope_per_year: Rise per year of age (as mTORC1's).
+        mtorc1_inhibition: Fractional mTORC1 inhibition by rapamycin, in [0, 1].
+        share: mTORC1-dependent share of the drive, in [0, 1].
+    """
+    return rate * (1.0 + slope_per_year * age / DAYS_PER_YEAR) * (1.0 - share * mtorc1_inhibition)
+
+
+@overload
+def damage_repair(rate: float, autophagy: float, share: float) -> float: ...
+@overload
+def damage_repair(rate: float, autophagy: np.ndarray, share: float) -> np.ndarray: ...
+def damage_repair(rate: float, autophagy: Num, share: float) -> Num:
+    """Fraction of damage repaired per day: an autophagy-dependent `share` and the rest.
+
+    Args:
+        rate: Repair at full autophagy, 1/day, in [0, 1].
+        autophagy: Autophagy, in [0, 1].
+        share: Autophagy-dependent share of repair, in [0, 1].
+    """
+    return rate * ((1.0 - share) + share * autophagy)
+
+
 # --- damage and senescence --------------------------------------------------------------------
 
 
@@ -379,6 +420,21 @@ def recruitment_prob_bound(sasp: Num, base: float, max_rate: float, half: float)
     compare draws with the bound enlarged by a relative margin far above that.)
     """
     return base + max_rate * _at_most_one(sasp * (1.0 / half))
+
+
+def phagocytic_clearance_prob(senescent_fraction: float, rate: float, half_burden: float) -> float:
+    """Daily probability that phagocytes engulf a given senescent cell (perforin-independent).
+
+    The phagocytes' capacity is shared among the senescent cells, so the total removal,
+    senescent_fraction * this probability, saturates at rate * half_burden per site and day:
+    Karin et al. 2019's saturating removal, rate * half / (half + burden) per cell.
+
+    Args:
+        senescent_fraction: Senescent cells per site at the start of the day, in [0, 1].
+        rate: Per-cell probability while the burden is far below `half_burden`, in [0, 1].
+        half_burden: Senescent fraction at which the per-cell probability is halved, > 0.
+    """
+    return rate * half_burden / (half_burden + senescent_fraction)
 
 
 def departure_prob(lifetime: float) -> float:

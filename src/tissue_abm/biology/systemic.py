@@ -14,7 +14,13 @@ import pandas as pd
 
 from tissue_abm.biology import rules
 from tissue_abm.biology.params import Parameters
-from tissue_abm.biology.therapy import Therapy, dose_series, one_compartment, running_average
+from tissue_abm.biology.therapy import (
+    Therapy,
+    bolus_of_exposure,
+    dose_series,
+    one_compartment,
+    running_average,
+)
 
 
 class Day(NamedTuple):
@@ -31,7 +37,7 @@ class Day(NamedTuple):
     rapamycin_chronic: float
     """Running average of rapamycin exposure (mtorc2_window), mg/kg."""
     oxytocin_level: float
-    """Endogenous oxytocin plus today's pulse, young levels."""
+    """Endogenous oxytocin plus the day-mean level of today's dose, young levels."""
     senolytic_fraction: float
     """Probability that today's senolytic dose kills each senescent cell (0: no dose)."""
     mtorc1_inhibition: float
@@ -51,7 +57,7 @@ class Day(NamedTuple):
     division_prob: float
     """Daily division probability of a healthy cell next to a vacancy, [0, 1]."""
     damage_drive: float
-    """Damage accrued per day by an average cell without SASP."""
+    """Damage accrued per day by an average cell without SASP (`rules.damage_drive`)."""
     damage_repair: float
     """Fraction of damage repaired per day, [0, 1]."""
     sasp_output: float
@@ -76,9 +82,10 @@ def systemic_timeline(
     rapa_dose = dose_series(therapy.rapamycin, age)
     _, rapa_mean = one_compartment(rapa_dose, p.rapa_half_life)
     rapa_chronic = running_average(rapa_mean, p.mtorc2_window)
+    # Oxytocin doses are exposures (young-level days); its response follows the day-mean level.
     ot_dose = dose_series(therapy.oxytocin, age)
-    ot_pulse, _ = one_compartment(ot_dose, p.ot_half_life)
-    ot_level = rules.age_decline(age, p.ot_old_fraction, p.ot_decline_age) + ot_pulse
+    _, ot_mean = one_compartment(bolus_of_exposure(ot_dose, p.ot_half_life), p.ot_half_life)
+    ot_level = rules.age_decline(age, p.ot_old_fraction, p.ot_decline_age) + ot_mean
     senolytic = np.zeros(len(age))
     if therapy.senolytic is not None:
         senolytic[therapy.senolytic.dose_days(age)] = therapy.senolytic.fraction
@@ -119,8 +126,10 @@ def systemic_timeline(
             "inflammation": rules.inflammation_factor(ot_resp, p.ot_sasp_damping),
             "division_prob": p.regeneration_rate
             * rules.dependent_fraction(ot_resp, p.ot_regeneration_gain),
-            "damage_drive": p.damage_rate * mtorc1,
-            "damage_repair": p.damage_repair * auto,
+            "damage_drive": rules.damage_drive(
+                p.damage_rate, age, p.mtorc1_age_slope, inh1, p.rapa_damage_share
+            ),
+            "damage_repair": rules.damage_repair(p.damage_repair, auto, p.autophagy_repair_share),
             "sasp_output": p.sasp_secretion * rules.sasp_output(inh1, p.rapa_sasp_suppression),
         },
         columns=list(Day._fields),

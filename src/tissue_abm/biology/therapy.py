@@ -88,14 +88,18 @@ class Rapamycin(Schedule):
 
 
 class Oxytocin(Schedule):
-    """Oxytocin dosing; the dose is in units of the young endogenous level (a daily pulse)."""
+    """Oxytocin dosing; a dose is the exposure it gives, in young-level days.
+
+    Oxytocin is cleared within minutes, so a dose acts through its exposure: a daily dose of 1
+    adds one young endogenous level to the day-mean level (replacement in old animals).
+    """
 
     dose: float = Field(
         1.0,
         ge=0.0,
         le=100.0,
-        description="Dose per administration.",
-        json_schema_extra={"unit": "young endogenous levels"},
+        description="Exposure per administration (area under the concentration curve).",
+        json_schema_extra={"unit": "young-level days"},
     )
 
 
@@ -127,6 +131,21 @@ def dose_series(regimen: Rapamycin | Oxytocin | None, ages: np.ndarray) -> np.nd
     if regimen is None:
         return np.zeros(len(ages))
     return np.where(regimen.dose_days(ages), regimen.dose, 0.0)
+
+
+def bolus_of_exposure(exposure: np.ndarray, half_life: float) -> np.ndarray:
+    """Bolus concentrations that give each day's dose as an exposure (area under the curve).
+
+    For a drug cleared within minutes (oxytocin) the dose is best stated by the exposure it
+    gives: a dose of 1 young-level day raises the day-mean level by 1 - e^{-k} young levels
+    (k = ln 2 / half_life per day; ~1 for a half-life of minutes), whatever the route's
+    absorption, since for linear kinetics the exposure depends on the amount absorbed only.
+
+    Args:
+        exposure: Exposure given at the start of each day (concentration x days).
+        half_life: Elimination half-life, days, > 0.
+    """
+    return np.asarray(exposure, dtype=float) * (math.log(2.0) / half_life)
 
 
 def one_compartment(doses: np.ndarray, half_life: float) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from tissue_abm.biology.readouts import kept_days
 from tissue_abm.runs.scenario import Scenario
 
 PROGRESS_DAYS = 30
@@ -39,8 +40,9 @@ def run_scenario(
             the sweep point and replicate of a batch run.
 
     Returns:
-        The readouts (day 0 = initial state; every `output.every`-th day and the last) and the
-        grid snapshots at the `output.snapshots` ages.
+        The readouts (day 0 = initial state; every `output.every`-th day and the last, each
+        kept row's event tallies summing the days since the previous one:
+        `readouts.kept_days`) and the grid snapshots at the `output.snapshots` ages.
     """
     model = scenario.create_model()
     wanted = set(scenario.output.snapshots)
@@ -58,8 +60,7 @@ def run_scenario(
         if progress is not None:
             progress(done, scenario.days)
     table = model.readouts
-    every = scenario.output.every
-    table = table[(table["day"] % every == 0) | (table["day"] == scenario.days)]
+    table = kept_days(table, scenario.output.every)
     columns = {
         "scenario": scenario.name,
         **(labels or {}),

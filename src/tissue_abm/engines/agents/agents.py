@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 # Competing daily events of a healthy cell, in order of precedence (see rules.first_event).
 _DIE, _PRIMARY, _PARACRINE, _DIVIDE = 1, 2, 3, 4
 # Competing daily events of a senescent cell.
-_SENESCENT_DEATH, _SENOLYSIS = 1, 2
+_SENESCENT_EVENTS = ("", "cleared_senolytic", "senescent_deaths", "cleared_phagocytic")
+"""Readout tally of a senescent cell's event, by `rules.first_event` number."""
 
 
 class Intent(NamedTuple):
@@ -185,16 +186,19 @@ class SenescentCell(TissueCell):
         self.arrest_age = arrest_age
 
     def decide(self, day: Day) -> Intent | None:
-        """Age by a day; draw intrinsic death or removal by a senolytic dose (if given today)."""
+        """Age by a day; draw removal by a senolytic dose (if given today), death or phagocytes."""
         self.arrest_age += 1
         event = rules.first_event(
-            self.random.random(), (self.model.params.senescent_death_rate, day.senolytic_fraction)
+            self.random.random(),
+            (
+                day.senolytic_fraction,
+                self.model.params.senescent_death_rate,
+                self.model.phagocytosis,
+            ),
         )
-        if event == _SENESCENT_DEATH:
-            return Intent(tissue_slot(self.cell), self.vacate, "senescent_deaths")
-        if event == _SENOLYSIS:
-            return Intent(tissue_slot(self.cell), self.vacate, "cleared_senolytic")
-        return None
+        if event == 0:
+            return None
+        return Intent(tissue_slot(self.cell), self.vacate, _SENESCENT_EVENTS[event])
 
     def secretion(self, day: Day) -> float:
         """SASP secreted today (SASP units): matures after arrest, lowered by rapamycin."""

@@ -149,6 +149,12 @@ class TissueModel(TissueBase, mesa.Model):
         t = round(self.time)  # Mesa has advanced the clock already: this step makes day t
         self._perturb(self.start_age + t - 1, self.tissue.data)
         day = self._day(t)
+        senescent = len(self.agents_by_type.get(SenescentCell, ()))
+        self.phagocytosis: float = rules.phagocytic_clearance_prob(
+            senescent / self.tissue.data.size,
+            self.params.phagocytic_rate,
+            self.params.phagocytic_half_burden,
+        )
 
         intents = [
             intent

@@ -26,6 +26,7 @@ KINDS = (
     "divisions",
     "senescent_deaths",
     "cleared_senolytic",
+    "cleared_phagocytic",
     "cleared_immune",
     "immune_departed",
     "",
@@ -40,6 +41,7 @@ KINDS = (
     DIVIDE,
     SEN_DEATH,
     SENOLYSIS,
+    PHAGOCYTOSIS,
     KILL,
     DEPART,
     MOVE,
@@ -93,6 +95,8 @@ class Rates(NamedTuple):
     division_to: float
     senescent_death: float
     senolysis: float
+    phagocytic_rate: float
+    phagocytic_half: float
     immune_competence: float
     immune_chemotaxis: float
     recruit_base: float
@@ -153,6 +157,8 @@ def day_rates(p: Parameters, day: Day) -> Rates:
         * (1.0 - MARGIN),
         senescent_death=p.senescent_death_rate,
         senolysis=day.senolytic_fraction,
+        phagocytic_rate=p.phagocytic_rate,
+        phagocytic_half=p.phagocytic_half_burden,
         immune_competence=day.immune_competence,
         immune_chemotaxis=p.immune_chemotaxis,
         recruit_base=p.immune_recruit_base,

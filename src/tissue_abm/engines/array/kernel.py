@@ -46,6 +46,7 @@ from tissue_abm.engines.array.intents import (
     OFFSETS,
     ON_IMMUNE_SLOT,
     PARACRINE,
+    PHAGOCYTOSIS,
     PRIMARY,
     RATES,
     RECRUIT,
@@ -82,6 +83,7 @@ for _function in (
     rules.sasp_secretion,
     rules.recruitment_prob,
     rules.recruitment_prob_bound,
+    rules.phagocytic_clearance_prob,
     draws.mix,
     draws.bits,
     draws.uniform,
@@ -230,6 +232,7 @@ def run_days(
     rates,
     tallies,
     aggregates,
+    senescent,
     b_starts,
     b_vacancies,
     b_wall,
@@ -256,7 +259,9 @@ def run_days(
     every day of the timeline (`intents.rates_table`, row t = day t), the tables that receive
     each day's event tally (`tallies`, int64, (days, EVENTS)) and totals (`aggregates`,
     float64, (days, 5): healthy, senescent, immune, SASP sum, damage sum of healthy cells),
-    the work arrays of `Buffers` (b_..., in the order of `Buffers.day_arguments`) and the
+    the number of senescent cells at the start of day `first` (after its perturbations: it
+    sets the day's phagocytic clearance, `rules.phagocytic_clearance_prob`), the work arrays
+    of `Buffers` (b_..., in the order of `Buffers.day_arguments`) and the
     diffusion scheme (`rules.diffusion_scheme`) and whether it runs in parallel
     (`diffuse_in_parallel`).
 
@@ -267,6 +272,9 @@ def run_days(
     for t in range(first, last + 1):
         # numba types the intrinsic's definition (typing context, array, length), not its call.
         keys, r = day_keys(key, t), Rates(*to_fixed_tuple(rates[t], RATES))  # type: ignore[call-arg]
+        phagocytosis = rules.phagocytic_clearance_prob(
+            senescent / tissue.size, r.phagocytic_rate, r.phagocytic_half
+        )
         decide(
             torus,
             tissue,
@@ -280,6 +288,7 @@ def run_days(
             field,
             keys,
             r,
+            phagocytosis,
             b_starts,
             b_vacancies,
             b_wall,
@@ -333,6 +342,7 @@ def run_days(
             aggregates[t],
         ):
             field, other, swapped = other, field, not swapped
+        senescent = aggregates[t, 1]  # at the start of the next day
     return swapped
 
 
@@ -350,6 +360,7 @@ def decide(
     sasp,
     keys,
     r: Rates,
+    phagocytosis: float,
     starts,
     vacancies,
     wall,
@@ -406,7 +417,17 @@ def decide(
             tissue_kind[c] = immune_kind[c] = 0
             if mark & _TISSUE:
                 tissue_kind[c], tissue_target[c] = _tissue_intent(
-                    i, size, torus, flat_tissue, damage, exposure, divisions, arrest_age, keys, r
+                    i,
+                    size,
+                    torus,
+                    flat_tissue,
+                    damage,
+                    exposure,
+                    divisions,
+                    arrest_age,
+                    keys,
+                    r,
+                    phagocytosis,
                 )
             if mark & _IMMUNE:
                 immune_kind[c], immune_target[c] = _immune_intent(
@@ -503,13 +524,15 @@ def _gather(marks, start, sites, out):
 
 
 @numba.njit(inline="always")
-def _tissue_intent(i, size, torus, tissue, damage, exposure, divisions, arrest_age, keys, r):
-    """(kind, target) of the marked tissue cell on site i."""
+def _tissue_intent(
+    i, size, torus, tissue, damage, exposure, divisions, arrest_age, keys, r, phagocytosis
+):
+    """(kind, target) of the marked tissue cell on site i (`phagocytosis`: today's chance)."""
     u = draws.uniform(keys[draws.EVENT], np.uint64(i))
     if tissue[i] == SENESCENT:
         arrest_age[i] += 1
-        event = rules.first_event(u, (r.senescent_death, r.senolysis))
-        return (0, SEN_DEATH, SENOLYSIS)[event], i
+        event = rules.first_event(u, (r.senolysis, r.senescent_death, phagocytosis))
+        return (0, SENOLYSIS, SEN_DEATH, PHAGOCYTOSIS)[event], i
     return _healthy_intent(i, u, size, torus, tissue, damage, exposure, divisions, keys, r)
 
 
@@ -690,7 +713,7 @@ def resolve_and_apply(
             continue
         k, i, j = kind[c], source[c], target[c]
         events[k] += 1
-        if k in (DIE, SEN_DEATH, SENOLYSIS):
+        if k in (DIE, SEN_DEATH, SENOLYSIS, PHAGOCYTOSIS):
             tissue[i] = EMPTY
         elif k == KILL:
             tissue[j] = EMPTY

@@ -9,10 +9,11 @@ decisions of all cells are made at once.
    arrays, between days.
 1. *Decide* from the start-of-day state. Healthy cells accrue damage and exposure and draw one
    competing event (death, primary, paracrine senescence, division into a random vacant
-   neighbour or a replicative arrest); senescent cells age and draw death or senolysis; immune
-   cells depart, attack a random senescent cell on or next to their site, or move to a free
-   neighbour (up the SASP gradient, ties at random, or at random); immune-free sites draw
-   recruits. Each decision is an intent on one slot (the tissue or the immune slot of a site).
+   neighbour or a replicative arrest); senescent cells age and draw senolysis, death or
+   phagocytosis; immune cells depart, attack a random senescent cell on or next to their
+   site, or move to a free neighbour (up the SASP gradient, ties at random, or at random);
+   immune-free sites draw recruits. Each decision is an intent on one slot (the tissue or the
+   immune slot of a site).
 2. *Apply*: the intent of highest random priority on a slot wins (`intents`).
 3. *SASP field*, 4. *readouts*: as in the agents engine.
 
@@ -52,6 +53,7 @@ from tissue_abm.engines.array.intents import (
     OFFSETS,
     ON_IMMUNE_SLOT,
     PARACRINE,
+    PHAGOCYTOSIS,
     PRIMARY,
     RECRUIT,
     REPLICATIVE,
@@ -338,6 +340,7 @@ class ArrayTissue(TissueBase):
             self._rates,
             self._tallies,
             self._aggregates,
+            np.count_nonzero(self.tissue == SENESCENT),
             *b.day_arguments(),
             *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay),
             compiled.diffuse_in_parallel(self.tissue.shape[0]),
@@ -434,12 +437,15 @@ class ArrayTissue(TissueBase):
     def _senescent_intents(self, r: Rates, keys: np.ndarray) -> Intents:
         cells = np.flatnonzero(self.tissue.ravel() == SENESCENT)
         self.arrest_age[cells] += 1
+        phagocytosis = rules.phagocytic_clearance_prob(
+            cells.size / self.tissue.size, r.phagocytic_rate, r.phagocytic_half
+        )
         event = rules.first_event(
-            self._draw(keys, draws.EVENT, cells), (r.senescent_death, r.senolysis)
+            self._draw(keys, draws.EVENT, cells), (r.senolysis, r.senescent_death, phagocytosis)
         )
         return [
-            (SEN_DEATH, cells[event == 1], cells[event == 1]),
-            (SENOLYSIS, cells[event == 2], cells[event == 2]),
+            (kind, cells[event == k], cells[event == k])
+            for k, kind in ((1, SENOLYSIS), (2, SEN_DEATH), (3, PHAGOCYTOSIS))
         ]
 
     def _immune_intents(self, r: Rates, keys: np.ndarray) -> Intents:
@@ -493,7 +499,7 @@ class ArrayTissue(TissueBase):
         """Carry out the winning intents (no two touch the same slot)."""
         tissue, immune = self.tissue.ravel(), self.immune.ravel()
         of = {k: kind == k for k in range(EVENTS)}
-        tissue[source[of[DIE] | of[SEN_DEATH] | of[SENOLYSIS]]] = EMPTY
+        tissue[source[of[DIE] | of[SEN_DEATH] | of[SENOLYSIS] | of[PHAGOCYTOSIS]]] = EMPTY
         tissue[target[of[KILL]]] = EMPTY
         arrest = source[of[PRIMARY] | of[PARACRINE] | of[REPLICATIVE]]
         tissue[arrest] = SENESCENT
