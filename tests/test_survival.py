@@ -1,4 +1,4 @@
-"""Organism survival from the senescent burden (Karin 2019 saturating removal, post hoc)."""
+"""Organism survival from the tissue's production of senescent cells (Karin 2019, v2)."""
 
 from __future__ import annotations
 
@@ -18,27 +18,46 @@ from tissue_abm.analysis.survival import (
     kaplan_meier,
     lifespans,
     organism_deaths,
+    other_hazard,
+    production,
     quantile_lifespan,
     survival_curves_table,
     survival_summary,
 )
 from tissue_abm.biology.rules import DAYS_PER_YEAR
 
-# Karin's SR parameters with a burden scale of 300 (the hand-made burdens below are sized for
-# it), independent of the calibrated default.
-DEFAULTS = Parameters(sr_burden_scale=300.0)
+# Karin's SR parameters with a production scale of 1000, no other-cause deaths, independent of
+# the calibrated defaults (the hand-made productions below are sized for them).
+DEFAULTS = Parameters(sr_production_scale=1000.0, background_hazard=0.0, mtorc2_hazard=0.0)
 START = 90.0
 AGES = np.arange(START, START + 1001.0)  # 90 to 1090 days, daily
-SLOPE = 1e-4  # senescent fraction per day on a rising burden
+SITES = 10_000
+ETA = 0.084 / DAYS_PER_YEAR  # Karin's rise of production, per day per day of age
 
 
 def varied(**changes) -> Parameters:
     return Parameters(**{**DEFAULTS.model_dump(), **changes})
 
 
-def rising(slope: float = SLOPE, ages: np.ndarray = AGES) -> np.ndarray:
-    """A senescent fraction rising linearly from 0 at the first age."""
-    return slope * (ages - ages[0])
+def karin(ages: np.ndarray = AGES, scale: float = 1.0) -> np.ndarray:
+    """Production per site and day whose k·P is `scale` times Karin's η·t (t: age)."""
+    return scale * ETA * ages / DEFAULTS.sr_production_scale
+
+
+def none(ages: np.ndarray = AGES) -> np.ndarray:
+    return np.zeros(ages.size)
+
+
+def deaths(made, params=DEFAULTS, organisms=400, seed=0, senolytic=None, hazard_=None, ages=AGES):
+    return organism_deaths(
+        ages,
+        made,
+        none(ages) if senolytic is None else senolytic,
+        none(ages) if hazard_ is None else hazard_,
+        params,
+        organisms,
+        np.random.default_rng(seed),
+    )
 
 
 def burden_results(
@@ -47,8 +66,10 @@ def burden_results(
     sweep: str | None = None,
 ) -> pd.DataFrame:
     """A hand-made results table in the layout of `load_results`. Each run: `scenario`,
-    `replicate`, `seed` and `fraction` (its senescent fraction on `ages`); with `sweep`, also
-    `value` (the swept column's value, one point per distinct value)."""
+    `replicate`, `seed` and `made` (its production per site and day on `ages`: the new
+    senescent cells of a row are made × sites × days since the previous row); with `sweep`,
+    also `value` (the swept column's value, one point per distinct value)."""
+    gaps = np.diff(ages, prepend=ages[0])
     return results_table(
         *(
             results_rows(
@@ -58,8 +79,16 @@ def burden_results(
                 replicate=run["replicate"],
                 seed=run["seed"],
                 age=ages,
-                senescent_fraction=run["fraction"],
-                tissue_function=1.0 - run["fraction"],
+                healthy=SITES - 50,
+                senescent=50,
+                empty=0,
+                senescent_fraction=50 / SITES,
+                new_primary=run["made"] * SITES * gaps,
+                new_paracrine=0,
+                new_replicative=0,
+                senolytic_fraction=0.0,
+                mtorc2_inhibition=run.get("mtorc2", 0.0),
+                tissue_function=1.0 - run["made"],
             )
             for run in runs
         )
@@ -69,101 +98,128 @@ def burden_results(
 # --- the SR path of one run -----------------------------------------------------------------
 
 
-def test_without_noise_the_organism_follows_the_tissue_burden_exactly_and_dies_on_crossing():
+def test_without_noise_a_constant_production_holds_the_saturating_removal_steady_state():
+    # dX = q − βX/(X + κ): the steady state is X* = κq/(β − q) (q = k·P < β). The path starts
+    # there and stays: removal balances production exactly.
     quiet = varied(sr_noise=0.0)
-    fraction = rising()
-    paths = burden_paths(AGES, fraction, quiet, 3, np.random.default_rng(0))
-    np.testing.assert_array_equal(paths, np.repeat((300.0 * fraction)[:, None], 3, axis=1))
-    # k·s = 300·1e-4·(age − 90) = 0.03·(age − 90) first exceeds X_c = 17 at age − 90 = 567
-    lifespan, observed = organism_deaths(AGES, fraction, quiet, 3, np.random.default_rng(0))
-    np.testing.assert_array_equal(lifespan, np.full(3, START + 567.0))
-    assert observed.all()
+    made = np.full(AGES.size, 0.1 / quiet.sr_production_scale)  # q = 0.1/day < β = 0.15
+    paths = burden_paths(AGES, made, none(), quiet, 3, np.random.default_rng(0))
+    expected = quiet.sr_half_saturation * 0.1 / (quiet.sr_removal_max - 0.1)  # 1.0
+    np.testing.assert_allclose(paths, expected, rtol=1e-12)
 
 
-def test_an_organism_that_never_crosses_is_censored_at_the_last_age():
-    lifespan, observed = organism_deaths(
-        AGES, np.full(AGES.size, 0.01), varied(sr_noise=0.0), 4, np.random.default_rng(0)
-    )
-    np.testing.assert_array_equal(lifespan, np.full(4, AGES[-1]))
-    assert not observed.any()
+def test_without_noise_a_production_above_the_capacity_grows_the_burden_until_death():
+    # q = 0.65 > β = 0.15: X starts at 0 and grows by q − βX/(X + κ), between q − β = 0.5 and
+    # q = 0.65 a day, so it crosses X_c = 17 between 17/0.65 = 26 and 17/0.5 = 34 days.
+    quiet = varied(sr_noise=0.0)
+    made = np.full(AGES.size, 0.65 / quiet.sr_production_scale)
+    lifespan, observed = deaths(made, quiet, organisms=3)
+    assert observed.all() and len(set(lifespan)) == 1
+    assert 26 <= lifespan[0] - START <= 34
 
 
 def test_the_noise_variance_grows_as_2_eps_t_whatever_the_readout_interval():
-    # A high burden (m = 150 ≫ κ) saturates removal: its pull on a deviation d is
-    # β·κ·d/m² ≈ 3e-6·d per day, negligible, so X − m diffuses freely with variance 2ε·(t − t0).
-    # Variance of 2000 paths after 500 days: expected 2·0.16·500 = 160, standard error
-    # 160·√(2/2000) ≈ 5; tolerance 10% (≈ 3 SE). A wrong √Δt scaling with 5-day gaps gives 32
-    # or 800.
+    # A production of 1/day saturates removal at once (X ≫ κ within days): its pull on a
+    # deviation d, β·κ·d/X², is negligible, so X diffuses freely with variance 2ε·t. Variance of
+    # 2000 paths after 500 days: expected 2·0.16·500 = 160, standard error 160·√(2/2000) ≈ 5;
+    # tolerance 10% (≈ 3 SE). A wrong √Δt scaling with 5-day gaps gives 32 or 800.
     for gap in (1.0, 5.0):
         ages = np.arange(START, START + 500.0 + gap, gap)
-        paths = burden_paths(
-            ages, np.full(ages.size, 0.5), DEFAULTS, 2000, np.random.default_rng(3)
-        )
-        spread = np.var(paths[-1] - 150.0)
-        assert spread == pytest.approx(2 * DEFAULTS.sr_noise * 500.0, rel=0.10), gap
+        made = np.full(ages.size, 1.0 / DEFAULTS.sr_production_scale)
+        paths = burden_paths(ages, made, none(ages), DEFAULTS, 2000, np.random.default_rng(3))
+        assert np.var(paths[-1]) == pytest.approx(2 * DEFAULTS.sr_noise * 500.0, rel=0.10), gap
 
 
-def test_noise_brings_deaths_before_the_noise_free_crossing_on_a_rising_burden():
-    # Without noise all 400 die at age 657 (previous test). With ε = 0.16/day the
-    # fluctuations carry X over X_c earlier: ~80% are dead before 657 (20 seeds: 0.75-0.82),
-    # so a floor of 60% is ~9 binomial standard errors (√(0.8·0.2/400) = 0.02) below.
-    lifespan, observed = organism_deaths(AGES, rising(), DEFAULTS, 400, np.random.default_rng(1))
-    assert np.mean(observed & (lifespan < START + 567.0)) > 0.6
+def test_a_senolytic_dose_removes_its_share_of_the_organisms_senescent_cells():
+    quiet = varied(sr_noise=0.0)
+    made = np.full(AGES.size, 0.1 / quiet.sr_production_scale)
+    senolytic = none()
+    senolytic[100] = 0.5
+    paths = burden_paths(AGES, made, senolytic, quiet, 2, np.random.default_rng(0))
+    # the day's step from the steady state (X* = 1) leaves X* then the dose halves it
+    assert paths[100, 0] == pytest.approx(0.5, rel=1e-12)
+    assert paths[99, 0] == pytest.approx(1.0, rel=1e-12)
+    assert (paths[101:, 0] > 0.5).all()  # production refills it
 
 
-def test_removal_holds_an_unsaturated_burden_but_not_a_saturated_one():
-    # Constant burden for 1000 days, 400 organisms, the same noise with and without removal
-    # (β = 0.15 vs 0.001). At m = 0.25 < κ removal is unsaturated (pull ≈ 0.13/day, stationary
-    # sd of X ≈ 1): it keeps X far below X_c = 17 (expected deaths ≈ 0.3%; without removal X
-    # diffuses, sd ≈ 18 by 1000 days, and ~63% die). At m = 10 = 20κ removal is saturated
-    # (pull ≈ 0.0007/day): it barely changes the fate, ~80% die either way. Over 20 seeds:
-    # at most 1% and at least 59% dead at m = 0.25, differences at most 0.045 and at least
-    # 77% dead at m = 10. Bounds: 3% is ~10x the expected share, 40% is ~8 SE below 63%, 0.1
-    # is twice the largest difference seen.
-    def dead(burden: float, removal: float) -> float:
-        params = varied(sr_removal_max=removal)
-        fraction = np.full(AGES.size, burden / params.sr_burden_scale)
-        return organism_deaths(AGES, fraction, params, 400, np.random.default_rng(2))[1].mean()
-
-    assert dead(0.25, 0.15) < 0.03
-    assert dead(0.25, 0.001) > 0.4
-    assert abs(dead(10.0, 0.15) - dead(10.0, 0.001)) < 0.1
-    assert dead(10.0, 0.15) > 0.6
-
-
-def test_with_karins_own_burden_path_the_median_lifespan_is_karins():
-    # Drive the organisms with Karin's deterministic SR path (production η·t, η = 0.084/day/y,
-    # t in years, from birth): the scheme then is Karin's Euler–Maruyama simulation, whose
-    # median with the Fig. 4b mouse parameters is 2.38 y ≈ 870 d (literature.md §1 [C],
-    # n = 20,000). 4000 organisms: sd of lifespan ≈ 135 d, standard error of the median
-    # ≈ 1.25·135/√4000 ≈ 3 d (10 seeds: 861-872 d); tolerance 15 d (5 SE).
+def test_with_karins_production_the_median_lifespan_is_karins():
+    # Drive the organisms with Karin's production η·t from birth: the scheme is then Karin's
+    # Euler–Maruyama simulation, whose median with the Fig. 4b mouse parameters is 2.38 y ≈
+    # 870 d (references.md §1 [C], n = 20,000). 4000 organisms: sd of lifespan ≈ 135 d,
+    # standard error of the median ≈ 1.25·135/√4000 ≈ 3 d; tolerance 15 d (5 SE). (From birth,
+    # the first window's production is 0, so X starts at 0 as in Karin's simulation.)
     days = np.arange(0.0, 1601.0)
-    eta = 0.084 / 365.0
-    beta, kappa = DEFAULTS.sr_removal_max, DEFAULTS.sr_half_saturation
-    burden = np.zeros(days.size)
-    for n in range(days.size - 1):
-        burden[n + 1] = burden[n] + eta * days[n] - beta * burden[n] / (burden[n] + kappa)
-    lifespan, observed = organism_deaths(
-        days, burden / DEFAULTS.sr_burden_scale, DEFAULTS, 4000, np.random.default_rng(4)
-    )
+    lifespan, observed = deaths(karin(days), organisms=4000, seed=4, ages=days)
     median = quantile_lifespan(kaplan_meier(lifespan, observed), 0.5)
     assert median == pytest.approx(2.38 * 365.0, abs=15.0)
 
 
+def test_a_lower_production_gives_longer_lives_and_a_higher_one_shorter():
+    # Same noise (seed), production at 0.8, 1 and 1.25 of Karin's: the medians are ordered
+    # (with 1000 organisms the standard error of each median is ~5 d, the gaps ~100 d).
+    medians = [
+        quantile_lifespan(kaplan_meier(*deaths(karin(scale=s), organisms=1000, seed=5)), 0.5)
+        for s in (0.8, 1.0, 1.25)
+    ]
+    assert medians[0] > medians[1] + 40 > medians[2] + 80
+
+
+def test_other_causes_kill_at_their_hazard_without_any_senescence():
+    # No production: X stays 0; a constant hazard h kills each organism by age a with
+    # probability 1 − exp(−h·(a − a0)): h = 1e-3/day over 1000 days gives 0.632. 4000
+    # organisms: standard error 0.0076; tolerance 0.03 (4 SE).
+    lifespan, observed = deaths(none(), organisms=4000, hazard_=np.full(AGES.size, 1e-3))
+    assert observed.mean() == pytest.approx(1 - math.exp(-1.0), abs=0.03)
+    # exponential lifespans: the median of the deaths before 1000 days is where 1−e^{−ht}
+    # reaches half of 0.632, t = ln(1/(1 − 0.316))/h ≈ 380 d (SE ~10 d; tolerance 40 d)
+    assert np.median(lifespan[observed]) - START == pytest.approx(380.0, abs=40.0)
+
+
+def test_the_other_cause_hazard_is_the_background_plus_the_mtorc2_cost():
+    params = varied(background_hazard=2e-5, mtorc2_hazard=3e-4)
+    run = pd.DataFrame({"mtorc2_inhibition": [0.0, 0.5, 1.0]})
+    np.testing.assert_allclose(other_hazard(run, params), [2e-5, 1.7e-4, 3.2e-4])
+
+
+def test_production_counts_new_senescent_cells_per_site_and_day_of_each_window():
+    # Kept rows every 5 days: a row's tallies count its window's 5 days.
+    run = pd.DataFrame(
+        {
+            "age": [90.0, 95.0, 100.0, 101.0],
+            "healthy": [90, 90, 90, 90],
+            "senescent": [10, 10, 10, 10],
+            "empty": [0, 0, 0, 0],
+            "new_primary": [0, 5, 10, 1],
+            "new_paracrine": [0, 5, 0, 0],
+            "new_replicative": [0, 0, 5, 0],
+        }
+    )
+    np.testing.assert_allclose(production(run), [0.0, 10 / 100 / 5, 15 / 100 / 5, 1 / 100 / 1])
+
+
 @pytest.mark.parametrize(
-    ("ages", "fraction", "organisms", "message"),
+    ("ages", "made", "organisms", "message"),
     [
-        (AGES, rising()[:-1], 5, "same length"),
-        (AGES[::-1], rising(), 5, "strictly increasing"),
-        (AGES, rising() + 0.95, 5, "from 0 to 1"),
-        (AGES, np.where(AGES > 500, np.nan, 0.01), 5, "from 0 to 1"),
-        (AGES, rising(), 0, "organisms = 0"),
-        (AGES, rising(), 2.5, "organisms = 2.5"),
+        (AGES, karin()[:-1], 5, "same length"),
+        (AGES[::-1], karin(), 5, "strictly increasing"),
+        (AGES, karin() - 1.0, 5, ">= 0"),
+        (AGES, np.where(AGES > 500, np.nan, 0.01), 5, ">= 0"),
+        (AGES, karin(), 0, "organisms = 0"),
+        (AGES, karin(), 2.5, "organisms = 2.5"),
     ],
 )
-def test_bad_run_inputs_are_named(ages, fraction, organisms, message):
+def test_bad_run_inputs_are_named(ages, made, organisms, message):
     with pytest.raises(ValueError, match=message):
-        organism_deaths(ages, fraction, DEFAULTS, organisms, np.random.default_rng(0))
+        organism_deaths(
+            ages, made, none(ages), none(ages), DEFAULTS, organisms, np.random.default_rng(0)
+        )
+
+
+def test_a_senolytic_share_above_one_or_a_negative_hazard_is_refused():
+    with pytest.raises(ValueError, match="senolytic"):
+        deaths(karin(), senolytic=np.full(AGES.size, 1.5))
+    with pytest.raises(ValueError, match="hazard"):
+        deaths(karin(), hazard_=np.full(AGES.size, -1e-3))
 
 
 # --- lifespans of a results table ----------------------------------------------------------
@@ -171,8 +227,8 @@ def test_bad_run_inputs_are_named(ages, fraction, organisms, message):
 
 def two_scenarios() -> pd.DataFrame:
     runs = [
-        {"scenario": name, "replicate": r, "seed": 7 + r, "fraction": rising(slope)}
-        for name, slope in (("untreated", SLOPE), ("rapamycin", SLOPE / 2))
+        {"scenario": name, "replicate": r, "seed": 7 + r, "made": karin(scale=slope)}
+        for name, slope in (("untreated", 1.0), ("rapamycin", 0.8))
         for r in range(2)
     ]
     return burden_results(runs)
@@ -187,14 +243,14 @@ def test_lifespans_give_one_row_per_run_and_organism_with_the_run_labels():
                 "point": p,
                 "replicate": r,
                 "seed": 7 + r,
-                "fraction": rising(SLOPE * (1 + p)),
+                "made": karin(scale=1 + p),
             }
             for p, v in enumerate((0.4, 0.8))
             for r in range(3)
         ],
         sweep="immune_kill",
     )
-    table = lifespans(results, organisms=20)
+    table = lifespans(results, DEFAULTS, organisms=20)
     assert list(table.columns) == [
         "scenario",
         "point",
@@ -217,11 +273,11 @@ def test_lifespans_give_one_row_per_run_and_organism_with_the_run_labels():
 
 def test_lifespans_are_reproducible_per_run_and_ignore_row_order_and_other_runs():
     results = two_scenarios()
-    first = lifespans(results, organisms=50)
-    pd.testing.assert_frame_equal(first, lifespans(results, organisms=50))
+    first = lifespans(results, DEFAULTS, organisms=50)
+    pd.testing.assert_frame_equal(first, lifespans(results, DEFAULTS, organisms=50))
     shuffled = results.sample(frac=1.0, random_state=0)
-    pd.testing.assert_frame_equal(first, lifespans(shuffled, organisms=50))
-    alone = lifespans(results[results["scenario"] == "rapamycin"], organisms=50)
+    pd.testing.assert_frame_equal(first, lifespans(shuffled, DEFAULTS, organisms=50))
+    alone = lifespans(results[results["scenario"] == "rapamycin"], DEFAULTS, organisms=50)
     pd.testing.assert_frame_equal(
         alone[["replicate", "lifespan", "observed"]],
         first.loc[
@@ -232,7 +288,7 @@ def test_lifespans_are_reproducible_per_run_and_ignore_row_order_and_other_runs(
 
 def test_runs_with_different_seeds_get_different_organisms():
     runs = [
-        {"scenario": "untreated", "replicate": r, "seed": seed, "fraction": rising()}
+        {"scenario": "untreated", "replicate": r, "seed": seed, "made": karin()}
         for r, seed in enumerate((7, 8))
     ]
     table = lifespans(burden_results(runs), DEFAULTS, organisms=50)
@@ -240,30 +296,29 @@ def test_runs_with_different_seeds_get_different_organisms():
     assert not np.array_equal(one, two)
 
 
-def test_a_higher_burden_gives_a_shorter_median_lifespan():
-    # One run each, 400 organisms, the same seed (common random numbers). Burden 1.5x higher:
-    # the noise-free crossing moves from 567 to 378 days after the start, and the median by
-    # 82-113 d (10 seeds); the standard error of each median is ~8 d (1.25·sd/√400,
-    # sd ≈ 130 d), so a margin of 50 d is > 3 SE of the difference below the smallest seen.
+def test_a_higher_production_gives_a_shorter_median_lifespan():
+    # One run each, 400 organisms, the same seed (common random numbers), production 1 and 1.5
+    # times Karin's: the median falls by 220-242 d (7 seeds; medians 852-876 d). The standard
+    # error of each median is ~8 d (1.25·sd/√400, sd ≈ 130 d), so 100 d is far below.
     runs = [
-        {"scenario": name, "replicate": 0, "seed": 1, "fraction": rising(slope)}
-        for name, slope in (("low", SLOPE), ("high", 1.5 * SLOPE))
+        {"scenario": name, "replicate": 0, "seed": 1, "made": karin(scale=slope)}
+        for name, slope in (("low", 1.0), ("high", 1.5))
     ]
     summary = survival_summary(lifespans(burden_results(runs), DEFAULTS, organisms=400)).set_index(
         "scenario"
     )
-    assert summary.loc["high", "median_lifespan"] < summary.loc["low", "median_lifespan"] - 50.0
+    assert summary.loc["high", "median_lifespan"] < summary.loc["low", "median_lifespan"] - 100.0
     assert summary.loc["high", "p90_lifespan"] < summary.loc["low", "p90_lifespan"]
 
 
-@pytest.mark.parametrize("column", ["seed", "senescent_fraction", "age"])
+@pytest.mark.parametrize("column", ["seed", "new_primary", "age", "senolytic_fraction"])
 def test_lifespans_name_a_missing_column(column):
     with pytest.raises(ValueError, match=rf"lack column.*'{column}'"):
         lifespans(two_scenarios().drop(columns=column))
 
 
 def test_summaries_name_a_missing_column():
-    table = lifespans(two_scenarios(), organisms=5)
+    table = lifespans(two_scenarios(), DEFAULTS, organisms=5)
     for function in (survival_summary, survival_curves_table, hazard):
         with pytest.raises(ValueError, match=r"lack column.*'observed'"):
             function(table.drop(columns="observed"))
@@ -326,7 +381,7 @@ def test_kaplan_meier_refuses_bad_input(lifespan, observed):
 
 
 def test_summary_counts_and_its_medians_are_the_pooled_kaplan_meier_quantiles():
-    table = lifespans(two_scenarios(), organisms=50)
+    table = lifespans(two_scenarios(), DEFAULTS, organisms=50)
     summary = survival_summary(table, n_boot=200).set_index("scenario")
     for name, frame in table.groupby("scenario", observed=True):
         km = kaplan_meier(frame["lifespan"].to_numpy(), frame["observed"].to_numpy())
@@ -344,9 +399,14 @@ def heterogeneous(
 ) -> pd.DataFrame:
     """Lifespans of one group of 4 tissues with different burden slopes, each run `copies`
     times with the same seed (identical organisms)."""
-    slopes = SLOPE * np.array([0.7, 0.9, 1.1, 1.4])
+    slopes = np.array([0.7, 0.9, 1.1, 1.4])
     runs = [
-        {"scenario": "untreated", "replicate": c * 4 + i, "seed": 20 + i, "fraction": rising(slope)}
+        {
+            "scenario": "untreated",
+            "replicate": c * 4 + i,
+            "seed": 20 + i,
+            "made": karin(scale=slope),
+        }
         for c in range(copies)
         for i, slope in enumerate(slopes)
     ]
@@ -384,9 +444,7 @@ def test_more_organisms_per_tissue_do_not_narrow_the_interval_when_they_share_th
 
 
 def test_a_single_run_has_no_interval_and_an_unreached_median_is_nan():
-    runs = [
-        {"scenario": "untreated", "replicate": 0, "seed": 1, "fraction": np.full(AGES.size, 0.001)}
-    ]
+    runs = [{"scenario": "untreated", "replicate": 0, "seed": 1, "made": none()}]
     row = survival_summary(lifespans(burden_results(runs), DEFAULTS, organisms=50)).iloc[0]
     assert row["runs"] == 1
     assert math.isnan(row["median_lifespan"]) and math.isnan(row["p90_lifespan"])
@@ -398,8 +456,8 @@ def test_a_median_not_reached_in_many_resamples_has_an_open_upper_bound():
     # pooled median sits at the last death; a resample of the harmless tissue twice (1 in 4)
     # never reaches it, so the upper bound of a 95% interval is inf.
     runs = [
-        {"scenario": "untreated", "replicate": r, "seed": 1, "fraction": fraction}
-        for r, fraction in enumerate((np.full(AGES.size, 0.1), np.full(AGES.size, 0.0)))
+        {"scenario": "untreated", "replicate": r, "seed": 1, "made": made}
+        for r, made in enumerate((karin(scale=3.0), none()))
     ]
     table = lifespans(burden_results(runs), DEFAULTS, organisms=50)
     row = survival_summary(table, n_boot=400).iloc[0]
@@ -407,7 +465,7 @@ def test_a_median_not_reached_in_many_resamples_has_an_open_upper_bound():
 
 
 def test_curves_on_a_grid_are_the_kaplan_meier_steps_with_a_band():
-    table = lifespans(two_scenarios(), organisms=50)
+    table = lifespans(two_scenarios(), DEFAULTS, organisms=50)
     grid = np.array([50.0, START, 400.0, 500.0, 600.0, 700.0, 2000.0])
     curves = survival_curves_table(table, grid, n_boot=300)
     assert len(curves) == 2 * grid.size
@@ -449,19 +507,18 @@ def test_hazard_is_deaths_per_organism_day_at_risk_in_each_bin():
 
 
 def test_hazard_rises_with_age_on_a_rising_burden():
-    # Karin's signature: mortality rises steeply with age. 4 runs x 200 organisms; compare the
-    # 100-day bins starting 100 and 300 days after the start (each from > 90 deaths; 10 sets
-    # of seeds: a 3.0-4.1-fold rise, intervals always apart), asking for a 2-fold rise with
-    # the intervals apart.
+    # Karin's signature: mortality rises steeply with age. 4 runs x 200 organisms driven by
+    # Karin's production; compare the 100-day bins starting 400 and 600 days after the start
+    # (16-22 and 134-154 deaths over 5 sets of seeds: a 7.6-11-fold rise, intervals always
+    # apart), asking for a 2-fold rise with the intervals apart.
     runs = [
-        {"scenario": "untreated", "replicate": r, "seed": 30 + r, "fraction": rising()}
-        for r in range(4)
+        {"scenario": "untreated", "replicate": r, "seed": 30 + r, "made": karin()} for r in range(4)
     ]
     rates = hazard(
         lifespans(burden_results(runs), DEFAULTS, organisms=200), width=100.0, n_boot=500
     ).set_index("age_low")
     assert rates.index[-1] + 100.0 == AGES[-1]  # the bins end at the last age
-    early, late = rates.loc[START + 100.0], rates.loc[START + 300.0]
+    early, late = rates.loc[START + 400.0], rates.loc[START + 600.0]
     assert late["hazard"] > 2 * early["hazard"]
     assert late["ci_low"] > early["ci_high"]
 
@@ -476,7 +533,7 @@ def test_hazard_rises_with_age_on_a_rising_burden():
     ],
 )
 def test_bad_summary_arguments_are_named(function, arguments, message):
-    table = lifespans(two_scenarios(), organisms=5)
+    table = lifespans(two_scenarios(), DEFAULTS, organisms=5)
     with pytest.raises(ValueError, match=message):
         function(table, **arguments)
 
@@ -485,7 +542,7 @@ def test_bad_summary_arguments_are_named(function, arguments, message):
 
 
 def test_survival_curves_draw_a_step_curve_and_band_per_group_and_the_median_line():
-    table = lifespans(two_scenarios(), organisms=50)
+    table = lifespans(two_scenarios(), DEFAULTS, organisms=50)
     fig = survival_curves(table, n_boot=100)
     ax = fig.axes[0]
     curves = [line for line in ax.get_lines() if line.get_label() in ("untreated", "rapamycin")]
@@ -513,9 +570,8 @@ def test_hazard_curves_draw_one_line_per_group_on_a_log_scale_without_empty_bins
 
 
 def test_each_batch_point_can_drive_its_organisms_with_its_own_parameters():
-    # Two sweep points of one scenario on the same burden and seed: the point whose burden
-    # scale is doubled dies earlier, exactly as a table computed with that scale alone.
-    fraction = rising()
+    # Two sweep points of one scenario on the same production and seed: the point whose
+    # production scale is doubled dies earlier, exactly as a table computed with that scale alone.
     runs = [
         {
             "scenario": "untreated",
@@ -523,12 +579,12 @@ def test_each_batch_point_can_drive_its_organisms_with_its_own_parameters():
             "value": scale,
             "replicate": 0,
             "seed": 7,
-            "fraction": fraction,
+            "made": karin(),
         }
-        for point, scale in enumerate((300.0, 600.0))
+        for point, scale in enumerate((1000.0, 2000.0))
     ]
-    results = burden_results(runs, sweep="sr_burden_scale")
-    own = {("untreated", 0): DEFAULTS, ("untreated", 1): varied(sr_burden_scale=600.0)}
+    results = burden_results(runs, sweep="sr_production_scale")
+    own = {("untreated", 0): DEFAULTS, ("untreated", 1): varied(sr_production_scale=2000.0)}
     table = lifespans(results, own, organisms=40)
     for point, params in enumerate(own.values()):
         alone = lifespans(results[results["point"] == point], params, organisms=40)

@@ -1,44 +1,14 @@
-"""Organism survival driven by the tissue's senescent burden (Karin et al. 2019, post hoc).
+"""Organism survival driven by the tissue's production of senescent cells (Karin et al. 2019).
 
-Karin et al. 2019 (Nat Commun 10:5495; `shared/science/literature.md` §1) model the organism's
-senescent-cell abundance X with *saturating removal* (SR)::
-
-    dX = [production − β·X/(X + κ)] dt + √(2ε) dW,    death the first time X > X_c.
-
-Removal is at most β per day; once X ≫ κ it no longer grows with X, so in old age nothing pulls
-X back after a random rise and the organism dies when a fluctuation carries X over X_c.
-
-Here the production is not Karin's η·t but whatever makes the noise-free X follow the simulated
-tissue: X's deterministic path is m(t) = k·s(t), with s the tissue's `senescent_fraction` and k
-the burden scale (`sr_burden_scale`). On the kept readout days (ages t_0 < t_1 < …, gaps
-Δt_n = t_{n+1} − t_n, usually 1 day) the Euler–Maruyama step is::
-
-    X_{n+1} = max(0, X_n + (m_{n+1} − m_n) − β·Δt_n·[X_n/(X_n + κ) − m_n/(m_n + κ)]
-                     + √(2ε·Δt_n)·ξ_n),        X_0 = m_0,  ξ_n ~ N(0, 1).
-
-So an organism follows its tissue's burden, and the SR removal pulls its fluctuations back —
-strongly while m ≲ κ (young tissue), weakly once removal saturates (m ≫ κ, old tissue): Karin's
-mechanism for the steep rise of mortality with age. When m itself is Karin's deterministic SR
-path (production η·t, its Euler steps on the same days) the scheme is exactly Karin's own
-simulation. The parameters are `sr_removal_max` (β), `sr_half_saturation` (κ), `sr_noise` (ε),
-`sr_death_threshold` (X_c) and `sr_burden_scale` (k) in `tissue_abm.biology.params`.
-
-Death is checked on the kept days only: with readouts every N > 1 days a crossing between kept
-days is missed, and the step itself is coarser. An organism enters at its run's first kept age
-(alive by construction: the lifespans are conditional on reaching it) and is censored at the
-run's last kept age if still alive. Each run drives `organisms` independent noise paths from a
-`numpy.random.Generator` seeded with (the run's `seed`, `SEED_SALT`), so a run's lifespans do
-not depend on the other runs in the table; runs that share a seed — the same replicate at
-every sweep point and scenario of a batch — share their noise (common random numbers, as in the
-tissue simulation).
-
-The organisms of one run share one tissue, so they are not independent samples of the
-scenario: every confidence interval here comes from a *cluster* bootstrap that resamples whole
-runs (with replacement), pools their organisms and recomputes the estimate.
-
-In use: `lifespans(load_results(folder))` gives one row per organism; `survival_summary`
-(median and 90th-percentile lifespan per group), `survival_curves_table`, `hazard` and
-`tissue_abm.analysis.plots.survival_curves` take that table.
+Karin et al. 2019 model the organism's senescent-cell abundance X with *saturating removal*:
+dX = [production − β X/(X + κ)] dt + √(2ε) dW, death the first time X > X_c. Here the
+production is the simulated tissue's: k · P(t), with P the new senescent cells per site and day
+(primary, paracrine and replicative) and k = `sr_production_scale`; a senolytic dose removes the
+same share of X as of the tissue's senescent cells. Deaths that senescence does not cause come
+on top, at a daily hazard `background_hazard` + `mtorc2_hazard` × mTORC2 inhibition. Each run
+drives `organisms` organisms with their own noise; confidence intervals come from a bootstrap
+over whole runs (the organisms of a run share its tissue). Equations, discretisation and
+seeding: docs/model.md#organism-survival.
 """
 
 from __future__ import annotations
@@ -73,102 +43,158 @@ survival of 0.5 computed as 0.75 × 2/3) does not move a quantile to the next ev
 
 def burden_paths(
     ages: np.ndarray,
-    senescent_fraction: np.ndarray,
+    production: np.ndarray,
+    senolytic: np.ndarray,
     params: Parameters,
     organisms: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Senescent abundance X of each organism on each kept day of one run (SR model).
 
+    Euler–Maruyama on the kept days t_0 < t_1 < … (gaps Δ_n): X_{n+1} = max(0, X_n + k P_{n+1}
+    Δ_n − β Δ_n X_n / (X_n + κ) + √(2ε Δ_n) ξ_n) · (1 − f_{n+1}), with X_0 the steady state of
+    the first window's production (k P_1 = β X / (X + κ)).
+
     Args:
         ages: The run's kept ages (days), strictly increasing.
-        senescent_fraction: The tissue's senescent fraction (0-1) at those ages.
+        production: New senescent cells per site and day over the window ending at each kept
+            age (the first entry is not used), >= 0.
+        senolytic: Share of senescent cells removed by senolytic doses in each window, 0-1.
         params: The SR parameters (`sr_*`).
-        organisms: Number of independent organisms (noise paths), ≥ 1.
+        organisms: Number of independent organisms (noise paths), >= 1.
         rng: Source of the noise; `organisms × (len(ages) − 1)` standard normals are drawn.
 
     Returns:
-        Array of shape (len(ages), organisms): X in SR units (≥ 0), row n at `ages[n]`. With
-        `sr_noise` = 0 every column equals `sr_burden_scale · senescent_fraction` exactly.
+        Array of shape (len(ages), organisms): X in SR units (>= 0), row n at `ages[n]`.
 
     Raises:
-        ValueError: If the arrays are empty, differ in length, hold non-finite values or
-            fractions outside 0-1, if the ages do not strictly increase, or `organisms` < 1.
+        ValueError: If the arrays are empty, differ in length, hold non-finite or negative
+            values (or shares above 1), if the ages do not strictly increase, or
+            `organisms` < 1.
     """
-    ages, burden = _check_run(ages, senescent_fraction, organisms)
-    burden = params.sr_burden_scale * burden
+    ages, production, senolytic = _check_run(ages, production, senolytic, organisms)
     beta, kappa = params.sr_removal_max, params.sr_half_saturation
+    made = params.sr_production_scale * production  # SR units per day
     gaps = np.diff(ages)
     noise = (
         rng.standard_normal((gaps.size, organisms)) * np.sqrt(2 * params.sr_noise * gaps)[:, None]
     )
     paths = np.empty((ages.size, organisms))
-    paths[0] = burden[0]
-    deviation = np.zeros(organisms)  # X − m; stays exactly 0 without noise
+    first = made[1] if ages.size > 1 else made[0]
+    paths[0] = kappa * first / (beta - first) if first < beta else 0.0
     for n, gap in enumerate(gaps):
-        x, m = paths[n], burden[n]
-        deviation -= beta * gap * (x / (x + kappa) - m / (m + kappa))
-        deviation += noise[n]
-        np.maximum(deviation, -burden[n + 1], out=deviation)  # X ≥ 0
-        paths[n + 1] = burden[n + 1] + deviation
+        x = paths[n]
+        step = x + made[n + 1] * gap - beta * gap * x / (x + kappa) + noise[n]
+        paths[n + 1] = np.maximum(step, 0.0) * (1.0 - senolytic[n + 1])
     return paths
 
 
 def organism_deaths(
     ages: np.ndarray,
-    senescent_fraction: np.ndarray,
+    production: np.ndarray,
+    senolytic: np.ndarray,
+    hazard: np.ndarray,
     params: Parameters,
     organisms: int,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Age at death (or censoring) of each organism driven by one run's senescent burden.
+    """Age at death (or censoring) of each organism of one run.
+
+    An organism dies at the first kept age at which X > `sr_death_threshold` (`burden_paths`)
+    or at which its cumulative other-cause hazard (the integral of `hazard` over the windows)
+    reaches its own Exp(1) draw, whichever comes first.
 
     Args:
         ages: The run's kept ages (days), strictly increasing.
-        senescent_fraction: The tissue's senescent fraction (0-1) at those ages.
+        production: New senescent cells per site and day over each window (`burden_paths`).
+        senolytic: Share removed by senolytic doses in each window, 0-1.
+        hazard: Daily mortality not caused by senescence over each window, >= 0.
         params: The SR parameters (`sr_*`).
-        organisms: Number of independent organisms, ≥ 1.
-        rng: Source of the noise (see `burden_paths`).
+        organisms: Number of independent organisms, >= 1.
+        rng: Source of the noise (`burden_paths`) and then of the other-cause clocks.
 
     Returns:
-        `lifespan`: for each organism the first kept age (days) at which X > `sr_death_threshold`,
-        or the last kept age if it never is; `observed`: True where the death was observed
-        (False: censored at the last age).
+        `lifespan`: for each organism its age at death, or the last kept age if it survives;
+        `observed`: True where the death was observed (False: censored at the last age).
 
     Raises:
-        ValueError: As `burden_paths`.
+        ValueError: As `burden_paths`, or for a negative or non-finite hazard.
     """
     ages = np.asarray(ages, dtype=float)
     over = (
-        burden_paths(ages, senescent_fraction, params, organisms, rng) > params.sr_death_threshold
+        burden_paths(ages, production, senolytic, params, organisms, rng)
+        > params.sr_death_threshold
     )
+    hazard = np.asarray(hazard, dtype=float)
+    if hazard.shape != ages.shape or not np.isfinite(hazard).all() or (hazard < 0).any():
+        raise ValueError("hazard must hold one finite value >= 0 per kept age (1/day)")
+    cumulative = np.concatenate([[0.0], np.cumsum(hazard[1:] * np.diff(ages))])
+    over |= cumulative[:, None] >= rng.exponential(size=organisms)[None, :]
     observed = over.any(axis=0)
     lifespan = np.where(observed, ages[over.argmax(axis=0)], ages[-1])
     return lifespan, observed
 
 
 def _check_run(
-    ages: np.ndarray, senescent_fraction: np.ndarray, organisms: int
-) -> tuple[np.ndarray, np.ndarray]:
+    ages: np.ndarray, production: np.ndarray, senolytic: np.ndarray, organisms: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ages = np.asarray(ages, dtype=float)
-    fraction = np.asarray(senescent_fraction, dtype=float)
-    if ages.ndim != 1 or ages.size == 0 or fraction.shape != ages.shape:
+    production = np.asarray(production, dtype=float)
+    senolytic = np.asarray(senolytic, dtype=float)
+    if ages.ndim != 1 or ages.size == 0 or production.shape != ages.shape:
         raise ValueError(
-            f"ages (shape {ages.shape}) and senescent_fraction (shape "
-            f"{fraction.shape}) must be non-empty 1-D arrays of the same length"
+            f"ages (shape {ages.shape}) and production (shape {production.shape}) must be "
+            "non-empty 1-D arrays of the same length"
         )
+    if senolytic.shape != ages.shape:
+        raise ValueError(f"senolytic (shape {senolytic.shape}) must be as long as ages")
     if not np.isfinite(ages).all() or (np.diff(ages) <= 0).any():
         raise ValueError("ages must be finite and strictly increasing (days)")
-    if not np.isfinite(fraction).all() or (fraction < 0).any() or (fraction > 1).any():
-        raise ValueError("senescent_fraction must hold finite values from 0 to 1")
+    if not np.isfinite(production).all() or (production < 0).any():
+        raise ValueError("production must hold finite values >= 0 (per site and day)")
+    if not np.isfinite(senolytic).all() or (senolytic < 0).any() or (senolytic > 1).any():
+        raise ValueError("senolytic must hold shares from 0 to 1")
     if isinstance(organisms, bool) or not isinstance(organisms, int | np.integer) or organisms < 1:
         raise ValueError(f"organisms = {organisms!r} is not allowed; allowed: a whole number >= 1")
-    return ages, fraction
+    return ages, production, senolytic
+
+
+def production(run: pd.DataFrame) -> np.ndarray:
+    """New senescent cells per site and day over the window ending at each row of one run.
+
+    A row's event tallies count the days since the previous kept row (`readouts.kept_days`):
+    primary, paracrine and replicative senescence, over the sites, over the window's days.
+    Senescent cells made by experimental perturbations are not production.
+    """
+    made = run[list(PRODUCTION)].sum(axis=1).to_numpy(dtype=float)
+    sites = run[["healthy", "senescent", "empty"]].sum(axis=1).to_numpy(dtype=float)
+    gaps = np.diff(run["age"].to_numpy(dtype=float), prepend=np.nan)
+    return np.where(np.isnan(gaps), 0.0, made / sites / np.where(np.isnan(gaps), 1.0, gaps))
+
+
+def other_hazard(run: pd.DataFrame, params: Parameters) -> np.ndarray:
+    """Daily mortality not caused by senescence at each row: background + mTORC2 cost."""
+    return params.background_hazard + params.mtorc2_hazard * run["mtorc2_inhibition"].to_numpy(
+        dtype=float
+    )
 
 
 # --- a results table ------------------------------------------------------------------------
 
-NEEDED = ("scenario", "seed", "age", "senescent_fraction")
+PRODUCTION = ("new_primary", "new_paracrine", "new_replicative")
+"""The event tallies that count the tissue's production of senescent cells."""
+
+NEEDED = (
+    "scenario",
+    "seed",
+    "age",
+    "healthy",
+    "senescent",
+    "empty",
+    *PRODUCTION,
+    "senolytic_fraction",
+    "mtorc2_inhibition",
+)
 """Columns of a results table that `lifespans` needs."""
 
 LIFESPAN_COLUMNS = ("organism", "start_age", "lifespan", "observed")
@@ -181,7 +207,7 @@ def lifespans(
     params: Parameters | Mapping[tuple[str, int], Parameters] | None = None,
     organisms: int = 200,
 ) -> pd.DataFrame:
-    """Lifespans of `organisms` SR organisms driven by each run's senescent burden.
+    """Lifespans of `organisms` SR organisms driven by each run's production of senescent cells.
 
     Args:
         results: A table from `load_results` (one row per run and kept day; a run's rows may be
@@ -200,7 +226,7 @@ def lifespans(
 
     Raises:
         ValueError: If a needed column (`NEEDED`) is missing, `organisms` < 1, or a run's ages
-            or fractions are invalid (see `burden_paths`).
+            or readouts are invalid (see `burden_paths`).
     """
     _check_columns(results, NEEDED, "results", "a table from load_results")
     if isinstance(params, Mapping):
@@ -219,7 +245,13 @@ def lifespans(
             else params
         )
         lifespan, observed = organism_deaths(
-            ages, run["senescent_fraction"].to_numpy(dtype=float), own, organisms, rng
+            ages,
+            production(run),
+            run["senolytic_fraction"].to_numpy(dtype=float),
+            other_hazard(run, own),
+            own,
+            organisms,
+            rng,
         )
         part = run[keys].iloc[np.zeros(organisms, dtype=int)].reset_index(drop=True)
         part["organism"] = np.arange(organisms)
