@@ -323,23 +323,48 @@ def _add_validate(commands: Commands, parents: dict[str, argparse.ArgumentParser
 def _add_calibrate(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
     calibrate = commands.add_parser(
         "calibrate",
-        help="fit the calibrated parameters to their anchors",
-        description="Fit immune_recruit_max, immune_old_fraction and sr_burden_scale in turn "
-        "to the young and old pulse-chase half-lives and the median lifespan (runs the "
-        "experiment files in this process) and print the values for biology/params.py.",
+        parents=[parents["executor"]],
+        help="fit the calibrated parameters to every target at once (ABC-SMC)",
+        description="Approximate Bayesian computation (pyabc's ABC-SMC) of the fitted "
+        "parameters against the six calibration targets; writes the history (abc.db, "
+        "resumable) and the posterior (posterior.csv) to --out and prints each fitted "
+        "parameter's posterior median, the defaults of biology/params.py. See "
+        "docs/calibration.md.",
+    )
+    calibrate.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_RESULTS / "calibration",
+        help="calibration folder (default: results/calibration)",
+    )
+    calibrate.add_argument(
+        "--population", type=_positive, default=200, help="particles per generation (200)"
+    )
+    calibrate.add_argument(
+        "--generations", type=_positive, default=10, help="at most this many generations (10)"
+    )
+    calibrate.add_argument(
+        "--min-epsilon",
+        type=float,
+        default=0.5,
+        help="stop below this threshold: RMS deviation in units of the targets' tolerances (0.5)",
+    )
+    calibrate.add_argument(
+        "--max-simulations",
+        type=_positive,
+        default=20_000,
+        help="stop after this many simulations in all (20000)",
     )
     calibrate.add_argument(
         "--replicates",
         type=_positive,
-        default=8,
-        help="replicates per scenario and evaluation (default: 8)",
+        default=4,
+        help="replicates of each experiment per simulation (4)",
     )
     calibrate.add_argument(
-        "--halvings",
-        type=_positive,
-        default=7,
-        help="halvings of the bisection bracket per parameter (default: 7)",
+        "--size", type=_positive, default=100, help="lattice side of the long runs (100)"
     )
+    calibrate.add_argument("--seed", type=int, default=1, help="seed of the sampler (1)")
     calibrate.set_defaults(handler=_calibrate)
 
 
@@ -605,17 +630,24 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> None:
-    from tissue_abm.studies import calibration
+    from tissue_abm.studies.abc import Settings, calibrate, posterior_median
+    from tissue_abm.studies.calibration import Design
 
-    result = calibration.fit(replicates=args.replicates, steps=args.halvings)
-    p = result.params
-    print(
-        f"immune_recruit_max = {p.immune_recruit_max:g}\n"
-        f"immune_old_fraction = {p.immune_old_fraction:g}\n"
-        f"sr_burden_scale = {p.sr_burden_scale:g}\n"
-        f"half-lives: young {result.half_lives.young.value:.2f} d, old "
-        f"{result.half_lives.old.value:.2f} d; median lifespan {result.median_lifespan:.0f} d"
+    settings = Settings(
+        population=args.population,
+        generations=args.generations,
+        min_epsilon=args.min_epsilon,
+        max_simulations=args.max_simulations,
+        design=Design(size=args.size, replicates=args.replicates),
+        seed=args.seed,
     )
+    table = calibrate(
+        args.out, settings, workers=args.workers, scheduler=args.scheduler, resume=args.resume
+    )
+    print(f"posterior: {args.out / 'posterior.csv'} ({len(table)} particles)")
+    print("posterior medians (the defaults of biology/params.py):")
+    for name, value in posterior_median(table).items():
+        print(f"  {name} = {value:.4g}")
 
 
 def _params(args: argparse.Namespace) -> None:

@@ -1,0 +1,237 @@
+"""ABC-SMC calibration (pyabc): the posterior of the fitted parameters given the targets.
+
+Approximate Bayesian computation by sequential Monte Carlo: parameter sets are drawn from the
+priors (`FITTED`), the calibration experiments run for each (`calibration.measure`, through
+the batch runner's `execute`), and a set is kept when the root-mean-square of its targets'
+deviations (each in units of its tolerance, `calibration.deviations`) is within the
+generation's threshold; thresholds fall generation by generation (pyabc's adaptive median).
+Every simulation draws its own seeds, so the posterior carries the model's own noise.
+
+The history lives in `OUT/abc.db` (SQLite): an interrupted calibration resumes from its last
+finished generation. The last generation is written as `OUT/posterior.csv` (one row per
+particle: weight, distance, the fitted parameters and what they gave for each target); the
+defaults of `biology.params` are its weighted medians. Method, priors and results:
+docs/calibration.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from tissue_abm.biology.params import Parameters
+from tissue_abm.runs.results import OutputError, prepare_output, write_atomic
+from tissue_abm.studies.calibration import TARGETS, Design, Measures, deviations, measure
+
+DATABASE = "abc.db"
+"""The pyabc history in a calibration folder."""
+POSTERIOR = "posterior.csv"
+"""The last generation's particles in a calibration folder."""
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A fitted parameter's prior: uniform from `low` to `high`, on a log scale if `log`."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def to_value(self, x: float) -> float:
+        """The parameter's value from its sampled coordinate (log10 of it when `log`)."""
+        return float(10.0**x) if self.log else float(x)
+
+    def bounds(self) -> tuple[float, float]:
+        """The sampled coordinate's bounds."""
+        return (math.log10(self.low), math.log10(self.high)) if self.log else (self.low, self.high)
+
+
+FITTED: dict[str, Prior] = {
+    "immune_recruit_max": Prior(0.005, 0.2),
+    "immune_old_fraction": Prior(0.0, 0.5),
+    "phagocytic_rate": Prior(0.0, 0.3),
+    "phagocytic_half_burden": Prior(0.0003, 0.03, log=True),
+    "mtorc1_age_slope": Prior(0.2, 2.0),
+    "sr_production_scale": Prior(100.0, 5000.0, log=True),
+    "rapa_damage_share": Prior(0.0, 1.0),
+    "autophagy_repair_share": Prior(0.0, 1.0),
+    "ot_old_fraction": Prior(0.05, 0.6),
+}
+"""The fitted parameters and their priors (plausible ranges; chosen before any fit)."""
+
+
+def parameters(particle: dict[str, float], base: Parameters | None = None) -> Parameters:
+    """`base` (default `Parameters()`) with the fitted parameters of a particle.
+
+    A particle holds each fitted parameter's sampled coordinate (`Prior.to_value`).
+    """
+    values = {name: FITTED[name].to_value(particle[name]) for name in FITTED}
+    return Parameters(**{**(base or Parameters()).model_dump(), **values})
+
+
+def rms(values: np.ndarray) -> float:
+    """Root mean square of the deviations; +inf if one is not finite (a target not measured)."""
+    values = np.asarray(values, dtype=float)
+    return float(np.sqrt(np.mean(values**2))) if np.isfinite(values).all() else math.inf
+
+
+class Settings(NamedTuple):
+    """What a calibration runs: its population, stopping rules and experiments."""
+
+    population: int = 200
+    """Particles per generation."""
+    generations: int = 10
+    """At most this many generations (including earlier ones of a resumed calibration)."""
+    min_epsilon: float = 0.5
+    """Stop once the threshold (RMS deviation, tolerance units) is below this."""
+    max_simulations: int = 20_000
+    """Stop after this many simulations in all."""
+    design: Design = Design()
+    """The calibration experiments of each simulation."""
+    seed: int = 1
+    """Seed of the sampler (numpy's global generator, which pyabc draws from)."""
+
+
+def simulator(design: Design) -> Callable[[dict[str, float]], dict[str, Any]]:
+    """Pyabc's model: a particle -> the deviations and measures of one simulation."""
+
+    def simulate(particle: dict[str, float]) -> dict[str, Any]:
+        # pyabc seeds numpy's global generator in each worker: draw the run seeds from it
+        seed = int(np.random.randint(1, 2**31 - 1))  # noqa: NPY002
+        got = measure(parameters(particle), replace(design, seed=seed))
+        return {"deviations": deviations(got), **got._asdict()}
+
+    return simulate
+
+
+def calibrate(
+    out: str | Path,
+    settings: Settings | None = None,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Run (or resume) ABC-SMC and write the posterior.
+
+    Args:
+        out: Calibration folder (holds `abc.db` and `posterior.csv`).
+        settings: Population, stopping rules, experiments and seed (default `Settings()`).
+        workers: Worker processes on this machine (default: all cores); ignored with
+            `scheduler`.
+        scheduler: Address of a Dask scheduler to run the simulations on.
+        resume: Continue the calibration in `out` (same settings) instead of starting one.
+        log: Called with one line per generation.
+
+    Returns:
+        The posterior table (`posterior_table`), also written to `out/posterior.csv`.
+
+    Raises:
+        OutputError: If `out` cannot be used (a calibration there without `resume`, none
+            with it, or not writable).
+    """
+    import pyabc  # slow to import: only when calibrating
+
+    settings = settings if settings is not None else Settings()
+    folder = Path(out)
+    db = folder / DATABASE
+    if db.exists() and not resume:
+        raise OutputError(f"{folder} already holds a calibration; pass --resume to continue it")
+    if resume and not db.exists():
+        raise OutputError(f"{folder}: no calibration to resume ({DATABASE} is missing)")
+    prepare_output(folder)
+    np.random.seed(settings.seed)  # noqa: NPY002 (pyabc samples from numpy's global generator)
+    prior = pyabc.Distribution(
+        **{
+            name: pyabc.RV("uniform", low, high - low)
+            for name, (low, high) in ((n, p.bounds()) for n, p in FITTED.items())
+        }
+    )
+    abc = pyabc.ABCSMC(
+        simulator(settings.design),
+        prior,
+        distance_function=lambda x, _: rms(x["deviations"]),
+        population_size=settings.population,
+        sampler=_sampler(workers, scheduler),
+    )
+    url = f"sqlite:///{db.resolve()}"
+    if resume:
+        abc.load(url, 1)
+    else:
+        abc.new(url, {"deviations": np.zeros(len(TARGETS))})
+    history = abc.run(
+        minimum_epsilon=settings.min_epsilon,
+        max_nr_populations=settings.generations,
+        max_total_nr_simulations=settings.max_simulations,
+    )
+    for t in range(history.max_t + 1):
+        pops = history.get_all_populations()
+        row = pops[pops["t"] == t].iloc[0]
+        log(f"generation {t}: threshold {row['epsilon']:.3g}, {int(row['samples'])} simulations")
+    table = posterior_table(history)
+    write_atomic(folder / POSTERIOR, lambda tmp: table.to_csv(tmp, index=False))
+    return table
+
+
+def _sampler(workers: int | None, scheduler: str | None) -> Any:
+    """Pyabc's sampler: this machine's cores, or a Dask cluster."""
+    import pyabc
+
+    if scheduler is not None:
+        from distributed import Client
+
+        return pyabc.sampler.DaskDistributedSampler(dask_client=Client(scheduler, timeout=20))
+    return pyabc.sampler.MulticoreEvalParallelSampler(n_procs=workers)
+
+
+def posterior_table(history: Any) -> pd.DataFrame:
+    """The last generation: weight, distance, fitted parameters (their values) and measures."""
+    weights, stats = history.get_weighted_sum_stats(t=history.max_t)
+    particles, _ = history.get_distribution(t=history.max_t)
+    table = pd.DataFrame({name: particles[name].map(FITTED[name].to_value) for name in FITTED})
+    table.insert(0, "weight", np.asarray(weights, dtype=float) / np.sum(weights))
+    table.insert(1, "distance", [rms(s["deviations"]) for s in stats])
+    for name in Measures._fields:
+        table[name] = [float(s[name]) for s in stats]
+    return table.reset_index(drop=True)
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The weighted median: the smallest value whose cumulative weight reaches half."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(np.asarray(weights, dtype=float)[order])
+    middle = np.searchsorted(cumulative, 0.5 * cumulative[-1])
+    return float(np.asarray(values, dtype=float)[order][middle])
+
+
+def posterior_median(table: pd.DataFrame) -> dict[str, float]:
+    """Each fitted parameter's weighted posterior median (the defaults of `biology.params`)."""
+    return {
+        name: weighted_median(table[name].to_numpy(), table["weight"].to_numpy()) for name in FITTED
+    }
+
+
+def read_posterior(path: str | Path) -> pd.DataFrame:
+    """A posterior table written by `calibrate`.
+
+    Raises:
+        OutputError: If the file is missing, unreadable or lacks the fitted parameters.
+    """
+    path = Path(path)
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise OutputError(f"{path}: no such posterior file") from None
+    except (OSError, ValueError) as err:
+        raise OutputError(f"{path}: cannot read the posterior ({err})") from None
+    missing = [c for c in ("weight", *FITTED) if c not in table]
+    if missing:
+        raise OutputError(f"{path}: the posterior lacks column(s) {', '.join(missing)}")
+    return table
