@@ -798,9 +798,9 @@ def _print_summary(table: pd.DataFrame, threshold: float) -> None:
     summary = start_end_summary(table)
     out = Table(title=f"{table['scenario'].iloc[0]} (seed {table['seed'].iloc[0]})")
     out.add_column("readout")
-    out.add_column(f"start (age {summary.attrs['start_age']:.0f} d)", justify="right")
-    out.add_column(f"end (age {summary.attrs['end_age']:.0f} d)", justify="right")
-    for name, row in summary.iterrows():
+    out.add_column(f"start (age {summary.start_age:.0f} d)", justify="right")
+    out.add_column(f"end (age {summary.end_age:.0f} d)", justify="right")
+    for name, row in summary.table.iterrows():
         out.add_row(name, f"{row['start']:.4f}", f"{row['end']:.4f}")
     console.print(out)
     span = healthspan(table, threshold)
