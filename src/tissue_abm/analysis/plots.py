@@ -249,7 +249,7 @@ def survival_curves(
     curves = survival.survival_curves_table(
         lifespans_table, confidence=confidence, n_boot=n_boot, seed=seed
     )
-    labels, order, colours = _groups(curves, curves.attrs["sweep_columns"])
+    labels, order, colours = _groups(curves, sweep_columns(lifespans_table))
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
     ax = fig.subplots()
     for lab in order:
@@ -304,7 +304,7 @@ def hazard_curves(
         lifespans_table, width=width, confidence=confidence, n_boot=n_boot, seed=seed
     )
     table = table[table["deaths"] > 0]
-    labels, order, colours = _groups(table, table.attrs.get("sweep_columns"))
+    labels, order, colours = _groups(table, sweep_columns(lifespans_table))
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
     ax = fig.subplots()
     for lab in order:

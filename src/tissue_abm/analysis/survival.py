@@ -55,7 +55,6 @@ from tissue_abm.analysis.summary import (
     grouped,
     percentile_ci,
     run_columns,
-    sweep_columns,
 )
 from tissue_abm.biology.params import Parameters
 
@@ -196,7 +195,7 @@ def lifespans(
         scenario, sweep columns, point, replicate — or seed for a folder of single runs),
         `organism` (0 to organisms − 1), `start_age` (the run's first kept age, days),
         `lifespan` (age at death or censoring, days) and `observed` (bool; False: alive at the
-        run's last kept age). `attrs` hold `organisms` and `sweep_columns`.
+        run's last kept age).
 
     Raises:
         ValueError: If a needed column (`NEEDED`) is missing, `organisms` < 1, or a run's ages
@@ -227,9 +226,7 @@ def lifespans(
         part["lifespan"] = lifespan
         part["observed"] = observed
         parts.append(part)
-    table = pd.concat(parts, ignore_index=True)
-    table.attrs.update(organisms=organisms, sweep_columns=sweep_columns(results))
-    return table
+    return pd.concat(parts, ignore_index=True)
 
 
 def _check_columns(table: pd.DataFrame, needed: Sequence[str], name: str, what: str) -> None:
@@ -421,7 +418,6 @@ def survival_summary(
         days by which half / 90% have died; NaN if not reached) and their intervals
         `median_ci_low`, `median_ci_high`, `p90_ci_low`, `p90_ci_high` (days; inf where more than
         (1 − confidence)/2 of the resamples do not reach it; NaN with fewer than 2 runs).
-        `attrs` hold confidence, n_boot and sweep_columns.
 
     Raises:
         ValueError: If a column is missing, the table is empty, or `confidence` or `n_boot` is
@@ -456,11 +452,7 @@ def survival_summary(
                 }
             )
         rows.append(row)
-    table = pd.DataFrame(rows)
-    table.attrs.update(
-        confidence=confidence, n_boot=n_boot, sweep_columns=sweep_columns(lifespans_table)
-    )
-    return table
+    return pd.DataFrame(rows)
 
 
 def survival_curves_table(
@@ -483,8 +475,7 @@ def survival_curves_table(
     Returns:
         One row per group and grid age: the group columns, `age` (days), `survival` (0-1; 1
         before the group's first death, NaN after its last lifespan, where nothing is
-        followed) and `ci_low`, `ci_high` (NaN with fewer than 2 runs). `attrs` hold
-        confidence, n_boot and sweep_columns.
+        followed) and `ci_low`, `ci_high` (NaN with fewer than 2 runs).
 
     Raises:
         ValueError: If a column is missing, the table is empty, `ages` is not a finite 1-D
@@ -523,11 +514,7 @@ def survival_curves_table(
                 }
             )
         )
-    table = pd.concat(parts, ignore_index=True)
-    table.attrs.update(
-        confidence=confidence, n_boot=n_boot, sweep_columns=sweep_columns(lifespans_table)
-    )
-    return table
+    return pd.concat(parts, ignore_index=True)
 
 
 def _on_grid(ages: np.ndarray, survival: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -566,8 +553,7 @@ def hazard(
         One row per group and bin: the group columns, `age_low`, `age_high` (bin edges, days),
         `deaths`, `exposure` (organism-days at risk), `hazard` (deaths / exposure, per day;
         NaN without exposure) and `ci_low`, `ci_high` (percentile interval over resamples,
-        leaving out resamples without exposure; NaN with fewer than 2 runs). `attrs` hold
-        width, confidence, n_boot and sweep_columns.
+        leaving out resamples without exposure; NaN with fewer than 2 runs).
 
     Raises:
         ValueError: If a column is missing, the table is empty, or `width`, `confidence` or
@@ -619,10 +605,4 @@ def hazard(
         )
     table = pd.concat(parts, ignore_index=True)
     table["deaths"] = table["deaths"].astype(np.int64)
-    table.attrs.update(
-        width=width,
-        confidence=confidence,
-        n_boot=n_boot,
-        sweep_columns=sweep_columns(lifespans_table),
-    )
     return table
