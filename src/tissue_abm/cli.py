@@ -784,7 +784,7 @@ def _print_batch_summary(runs: pd.DataFrame, readout: str) -> None:
         )
     console.print(out)
     if has_synergy_scenarios(runs):
-        for row in synergy.synergy(runs, readout).itertuples():
+        for row in synergy.synergy(runs, readout).table.itertuples():
             print(
                 f"synergy on {readout} ({row.method}): excess {100 * row.excess:+.1f}% "
                 f"[{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}] -> {row.verdict}"

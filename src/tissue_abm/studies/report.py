@@ -365,7 +365,7 @@ def _synergy_section(
         f"{level} bootstrap interval ({n_boot} resamples) crosses a band edge.\n",
     ]
     for readout in readouts:
-        table = synergy.synergy(results, readout, n_boot=n_boot, seed=seed, confidence=confidence)
+        scores = synergy.synergy(results, readout, n_boot=n_boot, seed=seed, confidence=confidence)
         rows = [
             [
                 row.method.upper() if row.method == "hsa" else row.method.capitalize(),
@@ -377,9 +377,9 @@ def _synergy_section(
                 f"[{number(100 * row.ci_low)}, {number(100 * row.ci_high)}]",
                 row.verdict,
             ]
-            for row in table.itertuples(index=False)
+            for row in scores.table.itertuples(index=False)
         ]
-        n = table.attrs["n"]
+        n = scores.n
         if readout == readouts[0]:
             text.append(_few_note(min(n.values())))
         text.append(
