@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tissue_abm.runs.batch import Summary
+    from tissue_abm.studies.sensitivity import SensitivityIndices
 
 DEFAULT_RESULTS = Path("results")
 
@@ -716,10 +717,12 @@ def _write_report(results: Path, out: Path | None, readout: str, reference: str)
     print(f"report: {path}")
 
 
-def _print_indices(table: pd.DataFrame, gains: pd.DataFrame) -> None:
+def _print_indices(result: SensitivityIndices, gains: pd.DataFrame) -> None:
     """The ranked indices, and the benefit they explain."""
-    readout = table.attrs["readout"]
-    morris = table.attrs["method"] == "morris"
+    from tissue_abm.studies.sensitivity import higher_is_better
+
+    readout, table = result.readout, result.table
+    morris = result.method == "morris"
     out = Table(
         title=f"what drives the benefit of the combination on {readout} "
         f"({'Morris' if morris else 'Sobol'}, most influential first)"
@@ -746,7 +749,7 @@ def _print_indices(table: pd.DataFrame, gains: pd.DataFrame) -> None:
         )
     console.print(out)
     benefit = gains["benefit"]
-    better = gains.attrs["higher_is_better"]
+    better = higher_is_better(readout)
     print(
         f"benefit of the combination over the better single drug on {readout} "
         f"({'higher' if better else 'lower'} is better; > 0: combination better): mean "

@@ -471,19 +471,20 @@ def synergy_surface(grid: synergy.DoseGridSynergy, method: str | None = "bliss")
     return fig
 
 
-def sensitivity_indices(table: pd.DataFrame) -> Figure:
+def sensitivity_indices(table: pd.DataFrame, method: str, readout: str) -> Figure:
     """A horizontal bar chart of sensitivity indices, most influential on top.
 
     Args:
-        table: The output of `studies.sensitivity.indices` (its `attrs` name the method and
-            readout).
+        table: The indices of `studies.sensitivity.indices` (its `.table`).
+        method: The study's method, "morris" or "sobol" (its `.method`).
+        readout: The readout behind the indices, named in the axis label (its `.readout`).
 
     Returns:
         Morris: bars of `mu_star` with their confidence interval, `sigma` as markers below.
         Sobol': bars of `ST` and `S1` side by side with their confidence intervals.
     """
-    morris = table.attrs.get("method", "morris") == "morris"
-    readout = label(table.attrs.get("readout", "senescent_fraction"))
+    morris = method == "morris"
+    readout = label(readout)
     fig = Figure(figsize=(6.4, 1.6 + 0.45 * len(table)), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(table))
