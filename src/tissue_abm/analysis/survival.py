@@ -1,40 +1,13 @@
 """Organism survival driven by the tissue's senescent burden (Karin et al. 2019, post hoc).
 
-Karin et al. 2019 (Nat Commun 10:5495; `shared/science/literature.md` §1) model the organism's
-senescent-cell abundance X with *saturating removal* (SR)::
+Each run's senescent fraction s(t) drives `organisms` stochastic organisms of Karin et al.
+2019's saturating-removal (SR) model, whose senescent abundance X equals k·s(t) without noise;
+an organism dies on the first kept day with X > `sr_death_threshold` and is censored at its
+run's last kept age. A run's organisms share its tissue, so every interval comes from a cluster
+bootstrap that resamples whole runs.
 
-    dX = [production − β·X/(X + κ)] dt + √(2ε) dW,    death the first time X > X_c.
-
-Removal is at most β per day; once X ≫ κ it no longer grows with X, so in old age nothing pulls
-X back after a random rise and the organism dies when a fluctuation carries X over X_c.
-
-Here the production is not Karin's η·t but whatever makes the noise-free X follow the simulated
-tissue: X's deterministic path is m(t) = k·s(t), with s the tissue's `senescent_fraction` and k
-the burden scale (`sr_burden_scale`). On the kept readout days (ages t_0 < t_1 < …, gaps
-Δt_n = t_{n+1} − t_n, usually 1 day) the Euler–Maruyama step is::
-
-    X_{n+1} = max(0, X_n + (m_{n+1} − m_n) − β·Δt_n·[X_n/(X_n + κ) − m_n/(m_n + κ)]
-                     + √(2ε·Δt_n)·ξ_n),        X_0 = m_0,  ξ_n ~ N(0, 1).
-
-So an organism follows its tissue's burden, and the SR removal pulls its fluctuations back —
-strongly while m ≲ κ (young tissue), weakly once removal saturates (m ≫ κ, old tissue): Karin's
-mechanism for the steep rise of mortality with age. When m itself is Karin's deterministic SR
-path (production η·t, its Euler steps on the same days) the scheme is exactly Karin's own
-simulation. The parameters are `sr_removal_max` (β), `sr_half_saturation` (κ), `sr_noise` (ε),
-`sr_death_threshold` (X_c) and `sr_burden_scale` (k) in `tissue_abm.biology.params`.
-
-Death is checked on the kept days only: with readouts every N > 1 days a crossing between kept
-days is missed, and the step itself is coarser. An organism enters at its run's first kept age
-(alive by construction: the lifespans are conditional on reaching it) and is censored at the
-run's last kept age if still alive. Each run drives `organisms` independent noise paths from a
-`numpy.random.Generator` seeded with (the run's `seed`, `SEED_SALT`), so a run's lifespans do
-not depend on the other runs in the table; runs that share a seed — the same replicate at
-every sweep point and scenario of a batch — share their noise (common random numbers, as in the
-tissue simulation).
-
-The organisms of one run share one tissue, so they are not independent samples of the
-scenario: every confidence interval here comes from a *cluster* bootstrap that resamples whole
-runs (with replacement), pools their organisms and recomputes the estimate.
+Method (the SR model and its Euler–Maruyama step on the kept days, entry and censoring, the
+seeding of the organisms' noise, the cluster bootstrap): docs/analysis.md#organism-survival.
 
 In use: `lifespans(load_results(folder))` gives one row per organism; `survival_summary`
 (median and 90th-percentile lifespan per group), `survival_curves_table`, `hazard` and

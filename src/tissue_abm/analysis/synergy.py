@@ -13,7 +13,7 @@ worse.
 `synergy` scores four scenarios (control, drug A, drug B, combination); `dose_grid_synergy`
 scores every cell of one scenario swept over a dose A × dose B grid (SynergyFinder's
 dose-response matrix) and `dose_grid_summary` reads the grid as a whole. Both resample with
-`combination_scores`.
+`combination_scores`. Methods and caveats: docs/analysis.md#synergy-scoring.
 """
 
 from __future__ import annotations
@@ -292,10 +292,8 @@ def synergy(
 ) -> SynergyScores:
     """Bliss and HSA synergy of a two-drug combination, with bootstrap confidence intervals.
 
-    The effects are those of the scenario means: y_A = fractional_effect(mean_A, mean_control),
-    likewise y_B and y_AB. The interval resamples the replicates of each of the four scenarios
-    independently (`n_boot` times), recomputes the four means, the effects, the expectation and
-    the excess, and takes percentile bounds.
+    The effects are those of the scenario means; the interval resamples the runs of each
+    scenario. Method: docs/analysis.md#four-scenarios.
 
     Args:
         results: A table from `load_results` with the four scenarios, each at one sweep point.
@@ -409,64 +407,34 @@ def dose_grid_synergy(
 ) -> DoseGridSynergy:
     """Bliss and HSA synergy in every cell of a two-drug dose grid, with bootstrap CIs.
 
-    The SynergyFinder dose-response matrix (Ianevski 2017; Zheng 2022): one scenario swept over
-    every combination of the doses of drug A (`dose_a`) and drug B (`dose_b`), dose 0 of each
-    included. Dose 0 means "not given" (a schedule with dose 0 gives no drug), so cell (0, 0)
-    is the control, cells (a, 0) and (0, b) are the single agents, and every cell (a, b) with
-    both doses > 0 is a combination, scored against the control and the single agents at its
-    own doses exactly as `synergy` scores four scenarios (effects of the cell means).
-
-    Every cell's replicates are resampled independently, once per bootstrap resample, and all
-    combinations are scored from the same resampled cell means (`combination_scores`): each
-    cell's interval is that of `synergy`, and the control and single agents that cells share
-    resample jointly, which gives the interval of the mean excess over the grid (see
-    `dose_grid_summary`).
-
-    Per-run values are by default each run's `readout` on `day` (`analysis.run_values`); runs
-    with a NaN value (e.g. `mean_damage` without healthy cells) are left out. `values` scores a
-    per-run quantity computed elsewhere instead, e.g. `analysis.end_state(results)` with
-    readout "healthspan", or a per-run lifespan table. An *event age* (healthspan, lifespan:
-    the age at which health or life is lost, NaN if not by the end of the run) is scored as
-    the days lost before the run's end, `age − value`, where NaN ("not reached") is censored
-    at the run's end age, i.e. 0 days lost. Its fractional effect is thus the share of the
-    control's lost days that a treatment prevents within the simulated window (1 when no run
-    of the cell lost health), and it depends on the end age as the effect on tissue function
-    depends on its ceiling of 1.
+    Each cell is scored against the (0, 0) control and its single agents as `synergy` scores
+    four scenarios; event ages as days lost. Method and caveats: docs/analysis.md#dose-grid.
 
     Args:
-        results: A table from `load_results` holding the dose-grid scenario (see `scenario`).
-        readout: Readout to score: a readout column of `results` or, with `values`, a column
-            of `values`.
-        dose_a: Sweep column of drug A's dose (its units, e.g. mg/kg of rapamycin).
-        dose_b: Sweep column of drug B's dose (e.g. young endogenous levels of oxytocin).
+        results: A table from `load_results` holding the dose-grid scenario.
+        readout: A readout column of `results` or, with `values`, a column of `values`.
+        dose_a: Sweep column of drug A's dose (its units, e.g. mg/kg), dose 0 included.
+        dose_b: Sweep column of drug B's dose (e.g. young oxytocin levels), dose 0 included.
         scenario: The swept scenario; None if the results (or `values`) hold only one.
-        day: Day of the runs (days since start); None for each run's last kept day. Must be
-            None with `values`.
-        higher_is_better: Whether higher readout values are better; default from the name
-            (see `HIGHER_IS_BETTER`). Event ages are higher-is-better (False is an error).
+        day: Day of the runs (days since start); None (required with `values`): last kept day.
+        higher_is_better: As in `synergy`; event ages are higher-is-better (False is an error).
         n_boot: Bootstrap resamples (≥ 1).
         seed: Seed of the `numpy.random.Generator` used for resampling.
         confidence: Coverage of the percentile intervals, strictly between 0 and 1.
-        values: Per-run values instead of a daily readout: one row per run with the columns
-            `scenario`, `dose_a`, `dose_b`, `readout`, any other sweep columns and
-            `replicate` as in `results`, and, for an event age, `age` (the run's last age,
-            days; `end_state` has it).
-        event_age: Whether `readout` is an event age (see above); default True for the names
-            in `EVENT_AGES`.
+        values: One row per run instead of a daily readout (as `end_state`): `scenario`, the
+            sweep columns, `replicate`, `readout` and, for an event age, `age` (last age, days).
+        event_age: Whether `readout` is an event age; default: whether it is in `EVENT_AGES`.
 
     Returns:
-        The scores, their summary across the grid and what they were computed from
-        (`DoseGridSynergy`). Its `table` has one row per combination cell and method, ordered by
-        `dose_a`, `dose_b`, `method`: `dose_a`, `dose_b` (the doses, in the sweep columns'
-        units), `method` (`bliss`, `hsa`), `y_a`, `y_b`, `y_ab` (fractional effects of drug A
-        alone at `dose_a`, drug B alone at `dose_b` and both, relative to the (0, 0) control),
-        `expected`, `excess`, `ci_low`, `ci_high` (fractions; 0.1 = 10%) and `verdict` (see
-        `verdict`).
+        A `DoseGridSynergy`; its `table` has one row per combination cell and method, in that
+        order: `dose_a`, `dose_b` (doses), `method`, `y_a`, `y_b`, `y_ab` (effects of A alone at
+        `dose_a`, B alone at `dose_b`, both), `expected`, `excess`, `ci_low`, `ci_high`
+        (fractions; 0.1 = 10%) and `verdict`.
 
     Raises:
-        ValueError: If the readout, a dose column, the scenario or a grid cell (the (0, 0)
-            control, a single agent or a combination) is missing, a drug has no dose 0 or no
-            dose > 0, a dose cell holds several sweep points, or an argument is out of range.
+        ValueError: If the readout, a dose column, the scenario or a grid cell is missing, a
+            drug lacks dose 0 or a dose > 0, a cell has several sweep points, or an argument
+            is out of range.
     """
     check_confidence(confidence)
     event_age = readout in EVENT_AGES if event_age is None else event_age
