@@ -3,8 +3,7 @@
 The engine contract (site-level invariants after every day of busy runs, determinism, the run's
 end, `run_for`, the readout table, the snapshot, the initial state and limiting cases) is
 checked on both kernels of this engine and on the agents engine in `test_engine_contract`; the
-kernels' agreement in `test_kernels`. Here: the neighbour table and the refusal of a negative
-number of days (the agents engine, a Mesa model, only warns).
+kernels' agreement in `test_kernels`. Here: the neighbour table.
 """
 
 from __future__ import annotations
@@ -30,10 +29,3 @@ def test_neighbour_table_is_the_moore_neighbourhood(torus: bool) -> None:
         assert sorted(row[row >= 0].tolist()) == sorted(neighbour_indices(index, size, torus))
         if torus:
             assert (row >= 0).all()
-
-
-def test_run_for_a_negative_number_of_days_is_refused() -> None:
-    model = active_tissue(days=5)
-    with pytest.raises(ValueError, match="days >= 0"):
-        model.run_for(-1)
-    assert model.time == 0 and len(model.readouts) == 1

@@ -77,7 +77,7 @@ def grid_table(
 
 def scored(table: pd.DataFrame, method: str = "bliss", **options) -> pd.DataFrame:
     """The rows of one method of `dose_grid_synergy` on senescent fraction, indexed by cell."""
-    result = dose_grid_synergy(table, "senescent_fraction", **options)
+    result = dose_grid_synergy(table, "senescent_fraction", **options).table
     return result[result["method"] == method].set_index(["dose_a", "dose_b"])
 
 
@@ -85,7 +85,8 @@ def scored(table: pd.DataFrame, method: str = "bliss", **options) -> pd.DataFram
 
 
 def test_long_format_has_one_row_per_combination_cell_and_method():
-    result = dose_grid_synergy(grid_table(), "senescent_fraction", n_boot=200)
+    grid = dose_grid_synergy(grid_table(), "senescent_fraction", n_boot=200)
+    result = grid.table
     assert list(result.columns) == [
         "dose_a",
         "dose_b",
@@ -103,9 +104,9 @@ def test_long_format_has_one_row_per_combination_cell_and_method():
     assert list(zip(result["dose_a"], result["dose_b"], result["method"], strict=True)) == [
         (a, b, m) for a, b in cells for m in ("bliss", "hsa")
     ]
-    assert result.attrs["dose_a"] == RAPA and result.attrs["dose_b"] == OXY
-    assert result.attrs["scenario"] == "dose_grid" and result.attrs["dropped"] == 0
-    assert result.attrs["n"] == {(a, b): 20 for a in DOSES_A for b in DOSES_B}
+    assert grid.dose_a == RAPA and grid.dose_b == OXY
+    assert grid.scenario == "dose_grid" and grid.dropped == 0
+    assert grid.n == {(a, b): 20 for a in DOSES_A for b in DOSES_B}
 
 
 def test_noise_free_cells_give_the_textbook_answer_of_synergy():
@@ -113,7 +114,7 @@ def test_noise_free_cells_give_the_textbook_answer_of_synergy():
     # the same numbers as the four-scenario `synergy`, with a point interval.
     values = {(0.0, 0.0): 0.0, (1.0, 0.0): 0.3, (0.0, 1.0): 0.5, (1.0, 1.0): 0.7}
     table = grid_table(n=4, sd=0.0, ab=values, doses_a=(0.0, 1.0), doses_b=(0.0, 1.0))
-    result = dose_grid_synergy(table, "senescent_fraction").set_index("method")
+    result = dose_grid_synergy(table, "senescent_fraction").table.set_index("method")
     np.testing.assert_allclose(result[["y_a", "y_b", "y_ab"]], [[0.3, 0.5, 0.7]] * 2)
     assert result["excess"].tolist() == pytest.approx([0.05, 0.2])
     assert result["ci_low"].tolist() == pytest.approx(result["excess"].tolist())
@@ -128,7 +129,7 @@ def test_noise_free_cells_give_the_textbook_answer_of_synergy():
         scenario=[names[a, b] for a, b in zip(table[RAPA], table[OXY], strict=True)]
     )
     four = four.drop(columns=[RAPA, OXY]).assign(point=0)
-    expected = synergy(four, "senescent_fraction").set_index("method")
+    expected = synergy(four, "senescent_fraction").table.set_index("method")
     columns = ["y_a", "y_b", "y_ab", "expected", "excess", "verdict"]
     pd.testing.assert_frame_equal(result[columns], expected[columns])
 
@@ -142,12 +143,12 @@ TOLERANCE = 0.03
 
 
 def test_a_bliss_independent_grid_has_no_bliss_excess():
-    result = dose_grid_synergy(grid_table(), "senescent_fraction")
-    bliss = result[result["method"] == "bliss"]
+    grid = dose_grid_synergy(grid_table(), "senescent_fraction")
+    bliss = grid.table[grid.table["method"] == "bliss"]
     assert bliss["excess"].abs().max() < TOLERANCE
     assert (bliss["verdict"] == "additive").all()  # every CI inside the ±10% band
     assert ((bliss["ci_low"] < 0) & (bliss["ci_high"] > 0)).all()
-    summary = dose_grid_summary(result).set_index("method").loc["bliss"]
+    summary = dose_grid_summary(grid).set_index("method").loc["bliss"]
     assert abs(summary["mean_excess"]) < TOLERANCE / 2  # the mean of 6 cells: SE ~0.4%
     assert summary["ci_low"] < 0 < summary["ci_high"]
     assert summary["verdict"] == "additive"
@@ -155,15 +156,15 @@ def test_a_bliss_independent_grid_has_no_bliss_excess():
 
 
 def test_a_synergistic_cell_is_detected_and_named_the_most_synergistic():
-    result = dose_grid_synergy(grid_table(extra={(1.0, 1.0): 0.25}), "senescent_fraction")
-    bliss = result[result["method"] == "bliss"].set_index(["dose_a", "dose_b"])
+    grid = dose_grid_synergy(grid_table(extra={(1.0, 1.0): 0.25}), "senescent_fraction")
+    bliss = grid.table[grid.table["method"] == "bliss"].set_index(["dose_a", "dose_b"])
     assert bliss.loc[(1.0, 1.0), "excess"] == pytest.approx(0.25, abs=TOLERANCE)
     assert bliss.loc[(1.0, 1.0), "ci_low"] > 0.1
     assert bliss.loc[(1.0, 1.0), "verdict"] == "synergy"
     others = bliss.drop(index=(1.0, 1.0))
     assert others["excess"].abs().max() < TOLERANCE
     assert (others["verdict"] == "additive").all()
-    summary = dose_grid_summary(result).set_index("method").loc["bliss"]
+    summary = dose_grid_summary(grid).set_index("method").loc["bliss"]
     assert (summary["best_dose_a"], summary["best_dose_b"]) == (1.0, 1.0)
     assert summary["best_excess"] == bliss.loc[(1.0, 1.0), "excess"]
     assert summary["synergistic"] == 1
@@ -174,7 +175,7 @@ def test_a_synergistic_cell_is_detected_and_named_the_most_synergistic():
 
 def test_hsa_excess_is_at_least_the_bliss_excess_when_single_effects_are_in_0_1():
     # y_A + y_B − y_A·y_B ≥ max(y_A, y_B) for effects in [0, 1], so HSA expects less.
-    result = dose_grid_synergy(grid_table(seed=3), "senescent_fraction", n_boot=200)
+    result = dose_grid_synergy(grid_table(seed=3), "senescent_fraction", n_boot=200).table
     bliss, hsa = (result[result["method"] == m].reset_index(drop=True) for m in ("bliss", "hsa"))
     assert ((bliss[["y_a", "y_b"]] >= 0) & (bliss[["y_a", "y_b"]] <= 1)).all().all()
     assert (hsa["excess"] >= bliss["excess"]).all()
@@ -185,7 +186,7 @@ def test_a_harmful_single_agent_reverses_the_hsa_bliss_order():
     # Drug B alone worsens the loss (y_B = −0.5 < 0): the Bliss expectation falls below y_A.
     values = {(0.0, 0.0): 0.0, (1.0, 0.0): 0.4, (0.0, 1.0): -0.5, (1.0, 1.0): 0.4}
     table = grid_table(n=3, sd=0.0, ab=values, doses_a=(0.0, 1.0), doses_b=(0.0, 1.0))
-    result = dose_grid_synergy(table, "senescent_fraction").set_index("method")
+    result = dose_grid_synergy(table, "senescent_fraction").table.set_index("method")
     assert result.loc["hsa", "excess"] == pytest.approx(0.0, abs=1e-12)
     assert result.loc["bliss", "excess"] == pytest.approx(0.3)  # 0.4 − (0.4 − 0.5 + 0.2)
 
@@ -197,28 +198,28 @@ def test_the_same_seed_gives_the_same_table_and_another_seed_other_intervals():
     table = grid_table(seed=5)
     first = dose_grid_synergy(table, "senescent_fraction", seed=7, n_boot=300)
     again = dose_grid_synergy(table, "senescent_fraction", seed=7, n_boot=300)
-    pd.testing.assert_frame_equal(first, again)
-    assert first.attrs["summary"] == again.attrs["summary"]
+    pd.testing.assert_frame_equal(first.table, again.table)
+    assert first.summary == again.summary
     other = dose_grid_synergy(table, "senescent_fraction", seed=8, n_boot=300)
     pd.testing.assert_frame_equal(
-        first.drop(columns=["ci_low", "ci_high", "verdict"]),
-        other.drop(columns=["ci_low", "ci_high", "verdict"]),
+        first.table.drop(columns=["ci_low", "ci_high", "verdict"]),
+        other.table.drop(columns=["ci_low", "ci_high", "verdict"]),
     )
-    assert not np.allclose(first["ci_low"], other["ci_low"])
+    assert not np.allclose(first.table["ci_low"], other.table["ci_low"])
 
 
 def test_row_order_of_the_input_does_not_change_the_result():
     table = grid_table(seed=6)
     shuffled = table.sample(frac=1.0, random_state=0)
     pd.testing.assert_frame_equal(
-        dose_grid_synergy(table, "senescent_fraction", n_boot=300),
-        dose_grid_synergy(shuffled, "senescent_fraction", n_boot=300),
+        dose_grid_synergy(table, "senescent_fraction", n_boot=300).table,
+        dose_grid_synergy(shuffled, "senescent_fraction", n_boot=300).table,
     )
 
 
 def test_the_summary_sentence_states_the_mean_its_interval_and_the_verdict():
-    result = dose_grid_synergy(grid_table(extra={(2.0, 2.0): -0.3}), "senescent_fraction")
-    summary = dose_grid_summary(result).set_index("method").loc["bliss"]
+    grid = dose_grid_synergy(grid_table(extra={(2.0, 2.0): -0.3}), "senescent_fraction")
+    summary = dose_grid_summary(grid).set_index("method").loc["bliss"]
     sentence = summary["sentence"]
     assert sentence.startswith(
         "Across the 3×2 combination cells of the dose grid "
@@ -231,6 +232,12 @@ def test_the_summary_sentence_states_the_mean_its_interval_and_the_verdict():
     assert "0 of 6 synergistic, 1 antagonistic" in sentence
 
 
+def test_the_summary_needs_the_whole_result_not_its_table():
+    grid = dose_grid_synergy(grid_table(n=3), "senescent_fraction", n_boot=10)
+    with pytest.raises(TypeError, match="grid is a DataFrame; allowed: the output of dose_grid"):
+        dose_grid_summary(grid.table)
+
+
 # --- per-run values: healthspan and other quantities computed elsewhere -----------------------
 
 
@@ -238,8 +245,8 @@ def test_per_run_values_give_the_same_scores_as_the_readout():
     table = grid_table(seed=9)
     values = end_state(table.assign(tissue_function=1.0))
     pd.testing.assert_frame_equal(
-        dose_grid_synergy(table, "senescent_fraction", n_boot=300),
-        dose_grid_synergy(table, "senescent_fraction", n_boot=300, values=values),
+        dose_grid_synergy(table, "senescent_fraction", n_boot=300).table,
+        dose_grid_synergy(table, "senescent_fraction", n_boot=300, values=values).table,
     )
 
 
@@ -259,9 +266,10 @@ def test_healthspan_not_reached_is_censored_at_the_end_age():
         spans[a, b][r]
         for a, b, r in zip(values[RAPA], values[OXY], values["replicate"], strict=True)
     ]
-    result = dose_grid_synergy(table, "healthspan", values=values).set_index("method")
-    assert result.attrs["event_age"] and result.attrs["higher_is_better"]
-    assert result.attrs["censored"] == 3
+    grid = dose_grid_synergy(table, "healthspan", values=values)
+    result = grid.table.set_index("method")
+    assert grid.event_age and grid.higher_is_better
+    assert grid.censored == 3
     assert result.loc["bliss", ["y_a", "y_b", "y_ab"]].tolist() == pytest.approx([0.75, 0.8, 1])
     assert result.loc["bliss", "excess"] == pytest.approx(0.05)
     assert result.loc["hsa", "excess"] == pytest.approx(0.2)
@@ -324,7 +332,9 @@ def test_several_scenarios_or_sweep_points_must_be_narrowed():
         r"2 scenarios; allowed: one of copy, dose_grid",
     ):
         dose_grid_synergy(both, "senescent_fraction")
-    assert len(dose_grid_synergy(both, "senescent_fraction", scenario="copy", n_boot=10)) == 12
+    assert (
+        len(dose_grid_synergy(both, "senescent_fraction", scenario="copy", n_boot=10).table) == 12
+    )
     swept = pd.concat(
         [table.assign(immune_kill=0.4), table.assign(immune_kill=0.8)], ignore_index=True
     )
@@ -358,11 +368,11 @@ def test_per_run_values_are_checked():
 
 
 def test_synergy_surface_marks_the_cells_whose_interval_excludes_zero():
-    result = dose_grid_synergy(grid_table(extra={(1.0, 1.0): 0.25}), "senescent_fraction")
-    fig = synergy_surface(result)
+    grid = dose_grid_synergy(grid_table(extra={(1.0, 1.0): 0.25}), "senescent_fraction")
+    fig = synergy_surface(grid)
     ax = fig.axes[0]
     texts = {t.get_text(): t.get_fontweight() for t in ax.texts}
-    bliss = result[result["method"] == "bliss"].set_index(["dose_a", "dose_b"])
+    bliss = grid.table[grid.table["method"] == "bliss"].set_index(["dose_a", "dose_b"])
     assert len(texts) == len(bliss) == 6
     starred = [t for t in texts if t.endswith("*")]
     assert starred == [f"{100 * bliss.loc[(1.0, 1.0), 'excess']:+.1f}*"]
@@ -370,13 +380,13 @@ def test_synergy_surface_marks_the_cells_whose_interval_excludes_zero():
     low, high = ax.collections[0].get_clim()
     assert low == -high and high >= 25.0  # centred on 0, spanning the +25% cell
     assert "Bliss" in ax.get_title() and "senescent fraction" in fig.get_suptitle()
-    assert len(synergy_surface(result, method=None).axes) == 3  # two maps and a colour bar
+    assert len(synergy_surface(grid, method=None).axes) == 3  # two maps and a colour bar
     with pytest.raises(
         ValueError,
         match=r"method = 'zip' is not allowed; allowed: None or one "
         r"of bliss, hsa",
     ):
-        synergy_surface(result, method="zip")
+        synergy_surface(grid, method="zip")
 
 
 # --- the experiment file and a real batch -----------------------------------------------------
@@ -415,11 +425,12 @@ def test_a_real_two_by_two_batch_scores_end_to_end(tmp_path):
     summary = run_batch(plan_batch([tmp_path / "tiny.toml"]), tmp_path / "out", workers=1)
     assert summary.failed == 0 and summary.done == 8
     results = load_results(tmp_path / "out")
-    result = dose_grid_synergy(results, "senescent_fraction", n_boot=200).set_index("method")
+    grid = dose_grid_synergy(results, "senescent_fraction", n_boot=200)
+    result = grid.table.set_index("method")
     ends = end_state(results).groupby([RAPA, OXY])["senescent_fraction"].mean()
     control = ends[0.0, 0.0]
     # Independent recomputation of y = 1 − treated/control: equal up to rounding.
     for column, cell in (("y_a", (2.0, 0.0)), ("y_b", (0.0, 2.0)), ("y_ab", (2.0, 2.0))):
         assert result.loc["bliss", column] == pytest.approx(1 - ends[cell] / control, rel=1e-9)
-    assert result.attrs["n"] == {cell: 2 for cell in itertools.product([0.0, 2.0], repeat=2)}
-    assert len(synergy_surface(result.reset_index()).axes) == 2  # one map, a colour bar
+    assert grid.n == {cell: 2 for cell in itertools.product([0.0, 2.0], repeat=2)}
+    assert len(synergy_surface(grid).axes) == 2  # one map, a colour bar

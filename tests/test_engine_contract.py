@@ -590,9 +590,6 @@ def test_run_for_matches_repeated_steps(build_active) -> None:
     assert_same_run(stepped, ran_for)
 
 
-# Mesa's `run_for(0)` warns "end time ... is larger than time ..." (agents engine); the pieces
-# of 0 days are part of what is checked here.
-@pytest.mark.filterwarnings("ignore:end time .* is larger than time:RuntimeWarning")
 @pytest.mark.parametrize("planned", [10, 30])
 def test_run_for_in_pieces_is_the_same_run_as_stepping_day_by_day(
     build_engine, planned: int
@@ -637,6 +634,13 @@ def test_running_turns_false_at_the_end(build_active) -> None:
         model.step()
         assert model.time == day
         assert model.running == (day < days)
+
+
+def test_run_for_a_negative_number_of_days_is_refused(build_active) -> None:
+    model = build_active(days=5)
+    with pytest.raises(ValueError, match="days >= 0"):
+        model.run_for(-1)
+    assert model.time == 0 and len(model.readouts) == 1
 
 
 def test_zero_day_run_is_over_at_once(build_active) -> None:

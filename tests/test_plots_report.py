@@ -115,8 +115,9 @@ def test_end_distributions_show_every_run_per_scenario(results):
 def test_synergy_bars_show_each_method_with_its_interval_and_the_band():
     rows = {"untreated": 0.1, "rapamycin": 0.07, "oxytocin": 0.05, "combined": 0.03}
     data = synthetic({k: [v, v] for k, v in rows.items()}, days=1)
-    table = synergy(data, "senescent_fraction")
-    fig = synergy_bars(table)
+    scores = synergy(data, "senescent_fraction")
+    table = scores.table
+    fig = synergy_bars(scores)
     (ax,) = fig.axes
     bars = [c for c in ax.containers if isinstance(c, BarContainer)]
     assert len(bars) == 1 and len(bars[0]) == 2

@@ -279,8 +279,8 @@ def test_healthspan_is_nan_when_function_never_falls_below_threshold():
 def test_start_end_summary_takes_first_and_last_rows():
     run = readouts([90, 91, 92, 93], [0.99, 0.9, 0.8, 0.7])
     summary = start_end_summary(run)
-    assert list(summary.index) == list(SUMMARY_READOUTS.values())
+    assert list(summary.table.index) == list(SUMMARY_READOUTS.values())
     for column, label in SUMMARY_READOUTS.items():
-        assert summary.loc[label, "start"] == run[column].iloc[0]
-        assert summary.loc[label, "end"] == run[column].iloc[-1]
-    assert summary.attrs == {"start_age": 90.0, "end_age": 93.0}
+        assert summary.table.loc[label, "start"] == run[column].iloc[0]
+        assert summary.table.loc[label, "end"] == run[column].iloc[-1]
+    assert (summary.start_age, summary.end_age) == (90.0, 93.0)

@@ -267,11 +267,12 @@ def test_indices_of_a_synthetic_model_rank_its_inputs(tiny, method):
     )
     x = (study.design - study.design.min(axis=0)) / np.ptp(study.design, axis=0)
     y = 4.0 * x[:, 0] + x[:, 1] ** 2  # healthspan_threshold does nothing
-    table = sensitivity.indices(study, y)
+    result = sensitivity.indices(study, y)
+    table = result.table
     assert table["parameter"].tolist() == ["immune_kill", "rapa_ic50", "healthspan_threshold"]
     assert table["rank"].tolist() == [1, 2, 3]
     key = "mu_star" if method == "morris" else "ST"
-    assert table.attrs["key"] == key
+    assert result.key == key and result.method == method
     assert table[key].iloc[2] == 0.0 < table[key].iloc[1] < table[key].iloc[0]
     if method == "morris":
         assert table["mu_star"].iloc[0] == pytest.approx(4.0)  # effect over the whole range
@@ -283,7 +284,7 @@ def test_indices_of_a_synthetic_model_rank_its_inputs(tiny, method):
 @pytest.mark.slow
 def test_a_parameter_that_cannot_matter_gets_no_effect_and_the_last_rank(morris):
     study, out, result = morris
-    table = result.indices.set_index("parameter")
+    table = result.indices.table.set_index("parameter")
     # the threshold only defines healthspan: with the same seeds its points run identically
     assert table.loc["healthspan_threshold", ["mu_star", "sigma", "rank"]].tolist() == [0.0, 0.0, 2]
     assert table.loc["immune_kill", "mu_star"] > 0.0
@@ -297,7 +298,7 @@ def test_a_parameter_that_cannot_matter_gets_no_effect_and_the_last_rank(morris)
         "indices_senescent_fraction.png",
     ]
     assert all(path.stat().st_size > 0 for path in result.files)
-    assert_frame_equal(pd.read_csv(result.files[1]), result.indices, check_dtype=False)
+    assert_frame_equal(pd.read_csv(result.files[1]), result.indices.table, check_dtype=False)
     assert sorted(p.name for p in (out / "scenarios").iterdir()) == [
         "combined.toml",
         "oxytocin.toml",

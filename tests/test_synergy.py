@@ -117,7 +117,7 @@ def test_reading_and_verdict_follow_the_ten_percent_band():
 
 
 def test_identical_replicates_give_the_textbook_answer_with_a_point_interval():
-    result = synergy(table(identical(LOSSES)), "senescent_fraction").set_index("method")
+    result = synergy(table(identical(LOSSES)), "senescent_fraction").table.set_index("method")
     assert list(result.index) == ["bliss", "hsa"]
     # Effects from means of equal floats: exact to rounding.
     assert result.loc["bliss", ["y_a", "y_b", "y_ab"]].tolist() == pytest.approx([0.3, 0.5, 0.7])
@@ -137,8 +137,8 @@ def test_higher_is_better_readout_uses_the_shortfall_from_one():
     # Tissue function 0.8 untreated (loss 0.2); losses 0.14, 0.10, 0.06 give y = 0.3, 0.5, 0.7.
     values = {"untreated": 0.8, "rapamycin": 0.86, "oxytocin": 0.9, "combined": 0.94}
     result = synergy(table(identical(values), "tissue_function"), "tissue_function")
-    assert result.attrs["higher_is_better"] is True
-    bliss = result.set_index("method").loc["bliss"]
+    assert result.higher_is_better is True
+    bliss = result.table.set_index("method").loc["bliss"]
     assert [bliss["y_a"], bliss["y_b"], bliss["y_ab"]] == pytest.approx([0.3, 0.5, 0.7])
     assert bliss["excess"] == pytest.approx(0.05)
 
@@ -146,7 +146,7 @@ def test_higher_is_better_readout_uses_the_shortfall_from_one():
 def test_independent_action_has_no_bliss_excess():
     # y_AB set to the Bliss expectation of y_A = 0.3, y_B = 0.5: loss 0.1·(1 − 0.65) = 0.035.
     values = {**LOSSES, "combined": 0.035}
-    result = synergy(table(identical(values)), "senescent_fraction").set_index("method")
+    result = synergy(table(identical(values)), "senescent_fraction").table.set_index("method")
     assert result.loc["bliss", "excess"] == pytest.approx(0.0, abs=1e-12)
     assert result.loc["bliss", "verdict"] == "additive"
     assert result.loc["hsa", "excess"] == pytest.approx(0.15)
@@ -158,7 +158,7 @@ def noisy(seed: int, n: int = 30, sd: float = 0.005) -> pd.DataFrame:
 
 
 def test_noisy_replicates_give_an_interval_around_the_true_excess():
-    result = synergy(noisy(11), "senescent_fraction").set_index("method")
+    result = synergy(noisy(11), "senescent_fraction").table.set_index("method")
     for method, truth in (("bliss", 0.05), ("hsa", 0.2)):
         low, high = result.loc[method, "ci_low"], result.loc[method, "ci_high"]
         assert low < truth < high
@@ -172,7 +172,7 @@ def test_bootstrap_interval_coverage_is_near_nominal():
     # an interval that is far too narrow.
     hits = []
     for seed in range(40):
-        result = synergy(noisy(seed), "senescent_fraction", n_boot=500).set_index("method")
+        result = synergy(noisy(seed), "senescent_fraction", n_boot=500).table.set_index("method")
         hits.append(result.loc["bliss", "ci_low"] <= 0.05 <= result.loc["bliss", "ci_high"])
     assert sum(hits) >= 32
 
@@ -180,16 +180,17 @@ def test_bootstrap_interval_coverage_is_near_nominal():
 def test_synergy_is_reproducible_with_its_seed():
     data = noisy(5)
     pd.testing.assert_frame_equal(
-        synergy(data, "senescent_fraction", seed=3), synergy(data, "senescent_fraction", seed=3)
+        synergy(data, "senescent_fraction", seed=3).table,
+        synergy(data, "senescent_fraction", seed=3).table,
     )
     assert (
-        synergy(data, "senescent_fraction", seed=3)["ci_low"].iloc[0]
-        != synergy(data, "senescent_fraction", seed=4)["ci_low"].iloc[0]
+        synergy(data, "senescent_fraction", seed=3).table["ci_low"].iloc[0]
+        != synergy(data, "senescent_fraction", seed=4).table["ci_low"].iloc[0]
     )
 
 
 def test_one_replicate_gives_no_interval_but_a_verdict():
-    result = synergy(table(identical(LOSSES, n=1)), "senescent_fraction").set_index("method")
+    result = synergy(table(identical(LOSSES, n=1)), "senescent_fraction").table.set_index("method")
     assert result["ci_low"].isna().all()
     assert result.loc["hsa", "verdict"] == "synergy (no CI)"
 
@@ -216,7 +217,7 @@ def test_scenarios_can_be_renamed():
         drug_b="b",
         combination="ab",
     )
-    assert result["excess"].tolist() == pytest.approx([0.05, 0.2])
+    assert result.table["excess"].tolist() == pytest.approx([0.05, 0.2])
 
 
 def test_a_swept_scenario_must_be_narrowed_to_one_point():
@@ -230,14 +231,15 @@ def test_a_swept_scenario_must_be_narrowed_to_one_point():
 
 def test_synergy_of_a_real_batch_uses_the_scenario_means(tmp_path):
     results = load_results(make_batch(tmp_path / "batch", replicates=2, snapshots=()))
-    result = synergy(results, "tissue_function", n_boot=200).set_index("method")
+    scores = synergy(results, "tissue_function", n_boot=200)
+    result = scores.table.set_index("method")
     means = end_state(results).groupby("scenario", observed=True)["tissue_function"].mean()
     control = means["untreated"]
     # Independent recomputation of the loss ratio: equal up to floating-point rounding.
     for column, scenario in (("y_a", "rapamycin"), ("y_b", "oxytocin"), ("y_ab", "combined")):
         expected = 1 - (1 - means[scenario]) / (1 - control)
         assert result.loc["bliss", column] == pytest.approx(expected, rel=1e-9, abs=1e-12)
-    assert result.attrs["n"] == {"control": 2, "drug_a": 2, "drug_b": 2, "combination": 2}
+    assert scores.n == {"control": 2, "drug_a": 2, "drug_b": 2, "combination": 2}
     assert set(result["verdict"].str.split(" ").str[0]) <= {
         "synergy",
         "additive",

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tissue_abm.runs.batch import Summary
+    from tissue_abm.studies.sensitivity import SensitivityIndices
 
 DEFAULT_RESULTS = Path("results")
 
@@ -748,10 +749,12 @@ def _write_report(results: Path, out: Path | None, readout: str, reference: str)
     print(f"report: {path}")
 
 
-def _print_indices(table: pd.DataFrame, gains: pd.DataFrame) -> None:
+def _print_indices(result: SensitivityIndices, gains: pd.DataFrame) -> None:
     """The ranked indices, and the benefit they explain."""
-    readout = table.attrs["readout"]
-    morris = table.attrs["method"] == "morris"
+    from tissue_abm.studies.sensitivity import higher_is_better
+
+    readout, table = result.readout, result.table
+    morris = result.method == "morris"
     out = Table(
         title=f"what drives the benefit of the combination on {readout} "
         f"({'Morris' if morris else 'Sobol'}, most influential first)"
@@ -778,7 +781,7 @@ def _print_indices(table: pd.DataFrame, gains: pd.DataFrame) -> None:
         )
     console.print(out)
     benefit = gains["benefit"]
-    better = gains.attrs["higher_is_better"]
+    better = higher_is_better(readout)
     print(
         f"benefit of the combination over the better single drug on {readout} "
         f"({'higher' if better else 'lower'} is better; > 0: combination better): mean "
@@ -816,7 +819,7 @@ def _print_batch_summary(runs: pd.DataFrame, readout: str) -> None:
         )
     console.print(out)
     if has_synergy_scenarios(runs):
-        for row in synergy.synergy(runs, readout).itertuples():
+        for row in synergy.synergy(runs, readout).table.itertuples():
             print(
                 f"synergy on {readout} ({row.method}): excess {100 * row.excess:+.1f}% "
                 f"[{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}] -> {row.verdict}"
@@ -830,9 +833,9 @@ def _print_summary(table: pd.DataFrame, threshold: float) -> None:
     summary = start_end_summary(table)
     out = Table(title=f"{table['scenario'].iloc[0]} (seed {table['seed'].iloc[0]})")
     out.add_column("readout")
-    out.add_column(f"start (age {summary.attrs['start_age']:.0f} d)", justify="right")
-    out.add_column(f"end (age {summary.attrs['end_age']:.0f} d)", justify="right")
-    for name, row in summary.iterrows():
+    out.add_column(f"start (age {summary.start_age:.0f} d)", justify="right")
+    out.add_column(f"end (age {summary.end_age:.0f} d)", justify="right")
+    for name, row in summary.table.iterrows():
         out.add_row(name, f"{row['start']:.4f}", f"{row['end']:.4f}")
     console.print(out)
     span = healthspan(table, threshold)

@@ -249,7 +249,7 @@ def survival_curves(
     curves = survival.survival_curves_table(
         lifespans_table, confidence=confidence, n_boot=n_boot, seed=seed
     )
-    labels, order, colours = _groups(curves, curves.attrs["sweep_columns"])
+    labels, order, colours = _groups(curves, sweep_columns(lifespans_table))
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
     ax = fig.subplots()
     for lab in order:
@@ -304,7 +304,7 @@ def hazard_curves(
         lifespans_table, width=width, confidence=confidence, n_boot=n_boot, seed=seed
     )
     table = table[table["deaths"] > 0]
-    labels, order, colours = _groups(table, table.attrs.get("sweep_columns"))
+    labels, order, colours = _groups(table, sweep_columns(lifespans_table))
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
     ax = fig.subplots()
     for lab in order:
@@ -330,17 +330,18 @@ def hazard_curves(
     return fig
 
 
-def synergy_bars(table: pd.DataFrame) -> Figure:
+def synergy_bars(scores: synergy.SynergyScores) -> Figure:
     """The excess of each synergy method as bars with CI error bars, over the ±10% band.
 
     Args:
-        table: The output of `synergy.synergy` (columns `method`, `excess`, `ci_low`,
-            `ci_high`, `verdict`; fractions, plotted ×100 as %).
+        scores: The output of `synergy.synergy` (its table's columns `method`, `excess`,
+            `ci_low`, `ci_high`, `verdict`; fractions, plotted ×100 as %).
 
     Returns:
         The figure: one axes, one bar per method (its verdict under its name), the additive
-        band (−10% to 10%) shaded.
+        band (−10% to 10%) shaded, titled with the readout.
     """
+    table = scores.table
     fig = Figure(figsize=(4.8, 4.0), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(table))
@@ -374,7 +375,7 @@ def synergy_bars(table: pd.DataFrame) -> Figure:
             ecolor="black",
             capsize=5,
             lw=1.2,
-            label=f"{table.attrs.get('confidence', 0.95):.0%} bootstrap CI",
+            label=f"{scores.confidence:.0%} bootstrap CI",
         )
     extent = np.r_[np.abs(score), np.abs(low[ok]), np.abs(high[ok]), synergy.BAND]
     span = max(float(np.nanmax(extent)), 1.0)
@@ -388,18 +389,17 @@ def synergy_bars(table: pd.DataFrame) -> Figure:
         ],
     )
     ax.set_ylabel("excess over expected effect (%)")
-    readout = table.attrs.get("readout")
-    ax.set_title(f"Synergy: {label(readout)}" if readout else "Synergy")
+    ax.set_title(f"Synergy: {label(scores.readout)}")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     return fig
 
 
-def synergy_surface(table: pd.DataFrame, method: str | None = "bliss") -> Figure:
+def synergy_surface(grid: synergy.DoseGridSynergy, method: str | None = "bliss") -> Figure:
     """SynergyFinder-style synergy map of a dose grid: the excess of each combination cell.
 
     Args:
-        table: The output of `synergy.dose_grid_synergy` (columns `dose_a`, `dose_b`,
-            `method`, `excess`, `ci_low`, `ci_high`; fractions, shown ×100 as %).
+        grid: The output of `synergy.dose_grid_synergy` (its table's columns `dose_a`,
+            `dose_b`, `method`, `excess`, `ci_low`, `ci_high`; fractions, shown ×100 as %).
         method: The method to draw (`bliss` or `hsa`); None for every method, side by side.
 
     Returns:
@@ -412,6 +412,7 @@ def synergy_surface(table: pd.DataFrame, method: str | None = "bliss") -> Figure
     Raises:
         ValueError: If the table is empty, or `method` is not None or one of its methods.
     """
+    table = grid.table
     present = list(dict.fromkeys(table["method"]))
     if not present:
         raise ValueError("table has no rows; allowed: the output of synergy.dose_grid_synergy")
@@ -422,8 +423,7 @@ def synergy_surface(table: pd.DataFrame, method: str | None = "bliss") -> Figure
     methods = present if method is None else [method]
     percent = 100.0 * table["excess"].to_numpy(dtype=float)
     span = max(float(np.nanmax(np.abs(percent), initial=0.0)), synergy.BAND)
-    confidence = table.attrs.get("confidence", 0.95)
-    summary = table.attrs.get("summary", {})
+    confidence = grid.confidence
     fig = Figure(figsize=(4.4 * len(methods) + 1.4, 4.4), layout="constrained")
     axes = fig.subplots(1, len(methods), squeeze=False).ravel()
     for ax, name in zip(axes, methods, strict=True):
@@ -457,38 +457,34 @@ def synergy_surface(table: pd.DataFrame, method: str | None = "bliss") -> Figure
                 fontweight="bold" if star else "normal",
                 color="white" if abs(value) > 0.6 * span else "black",
             )
-        ax.set_xlabel(table.attrs.get("dose_a", "dose of drug A"))
-        ax.set_ylabel(table.attrs.get("dose_b", "dose of drug B"))
-        title = "HSA" if name == "hsa" else name.capitalize()
-        if name in summary:
-            grid = summary[name]
-            title += (
-                f": mean {100.0 * grid['mean_excess']:+.1f}% ({confidence:.0%} CI "
-                f"{100.0 * grid['ci_low']:+.1f} to {100.0 * grid['ci_high']:+.1f})"
-            )
-        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(grid.dose_a)
+        ax.set_ylabel(grid.dose_b)
+        mean = grid.summary[name]
+        ax.set_title(
+            f"{'HSA' if name == 'hsa' else name.capitalize()}: mean "
+            f"{100.0 * mean['mean_excess']:+.1f}% ({confidence:.0%} CI "
+            f"{100.0 * mean['ci_low']:+.1f} to {100.0 * mean['ci_high']:+.1f})",
+            fontsize=10,
+        )
     fig.colorbar(mesh, ax=list(axes), label="excess over expected effect (%)")
-    readout = table.attrs.get("readout")
-    fig.suptitle(
-        f"Synergy map{': ' + label(readout) if readout else ''} "
-        f"(* bold: {confidence:.0%} CI excludes 0)"
-    )
+    fig.suptitle(f"Synergy map: {label(grid.readout)} (* bold: {confidence:.0%} CI excludes 0)")
     return fig
 
 
-def sensitivity_indices(table: pd.DataFrame) -> Figure:
+def sensitivity_indices(table: pd.DataFrame, method: str, readout: str) -> Figure:
     """A horizontal bar chart of sensitivity indices, most influential on top.
 
     Args:
-        table: The output of `studies.sensitivity.indices` (its `attrs` name the method and
-            readout).
+        table: The indices of `studies.sensitivity.indices` (its `.table`).
+        method: The study's method, "morris" or "sobol" (its `.method`).
+        readout: The readout behind the indices, named in the axis label (its `.readout`).
 
     Returns:
         Morris: bars of `mu_star` with their confidence interval, `sigma` as markers below.
         Sobol': bars of `ST` and `S1` side by side with their confidence intervals.
     """
-    morris = table.attrs.get("method", "morris") == "morris"
-    readout = label(table.attrs.get("readout", "senescent_fraction"))
+    morris = method == "morris"
+    readout = label(readout)
     fig = Figure(figsize=(6.4, 1.6 + 0.45 * len(table)), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(table))
@@ -693,10 +689,10 @@ def save_figures(
         save(end_distributions(results, readout), f"end_{readout}.png")
     if has_synergy_scenarios(results):
         for readout in readouts:
-            table = synergy.synergy(
+            scores = synergy.synergy(
                 results, readout, n_boot=n_boot, seed=seed, confidence=confidence
             )
-            save(synergy_bars(table), f"synergy_{readout}.png")
+            save(synergy_bars(scores), f"synergy_{readout}.png")
     firsts: dict[str, Path] = {}
     for path in snapshot_files(results_folder):
         firsts.setdefault(

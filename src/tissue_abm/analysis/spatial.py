@@ -21,6 +21,8 @@ Conventions: points are integer site coordinates ``(x, y)`` in ``0 .. size-1``, 
 snapshot columns `x`, `y`; distances are Euclidean, in site spacings (lattice units). On a
 torus every distance is the minimum-image (periodic) distance; on a closed lattice the plain
 one.
+
+Methods, derivations and caveats: docs/analysis.md#spatial-statistics.
 """
 
 from __future__ import annotations
@@ -90,22 +92,11 @@ def clark_evans(points: np.ndarray, size: int, torus: bool = True) -> ClarkEvans
     """The Clark–Evans aggregation index R of points on a size×size lattice.
 
     R is the observed mean nearest-neighbour distance over the mean expected under complete
-    spatial randomness (CSR) at the same density ρ = n / size²: 0.5 / √ρ. On a torus distances
-    are periodic (minimum image), so there are no edges and this expectation applies as is. On a
-    closed lattice points near the edge lack neighbours beyond it and their nearest-neighbour
-    distances are longer; the Donnelly (1978) edge correction for a rectangle is applied, with
-    the lattice as the window [-0.5, size-0.5]² (area A = size², perimeter P = 4·size):
-    expected 0.5·√(A/n) + (0.0514 + 0.0412/√n)·P/n and variance
-    0.0703·A/n² + 0.037·P·√(A/n⁵). On a torus the variance is 0.26136²·A/n².
-
-    Lattice discreteness: points occupy distinct integer sites, so no two are closer than 1,
-    while the continuum CSR allows any distance. The resulting upward bias of R is about 1% at
-    density ρ = 0.01 and grows with density: randomly chosen sites of a 100×100 torus give
-    R ≈ 1.01 at ρ = 0.01, 1.04 at 0.05 (a few percent senescent cells, as in old untreated
-    tissue), 1.08 at 0.1, 1.16 at 0.2, 1.45 at 0.5 and exactly 2 at ρ = 1 (every site).
-    Senescent cells can also only sit on occupied sites, which vacancies crowd together. So R
-    and its p-value here are only a rough guide; compare R with `clark_evans_null`, which
-    draws the null on the lattice itself.
+    spatial randomness (CSR) at the same density, 0.5 / √ρ (on a closed lattice with the
+    Donnelly 1978 edge correction). Lattice discreteness biases R upwards (about 4% at the
+    density of old tissue's senescent cells) and vacancies crowd the cells, so R and its p-value
+    are only a rough guide: compare R with `clark_evans_null`.
+    Method and caveats: docs/analysis.md#clark-evans-index.
 
     Args:
         points: Site coordinates, integer array of shape (n, 2), n >= 2, values 0 .. size-1,
@@ -134,21 +125,10 @@ def clark_evans_null(
     """The Clark–Evans index R against a Monte-Carlo null of random labelling.
 
     The null places the same number of points at random on distinct `available` sites (for
-    senescent cells: the occupied, cell-bearing sites) `n_null` times and computes the same R
-    for each. Rely on this test rather than the analytic one of `clark_evans`, because the
-    analytic expectation is for points anywhere in a continuous plane. Here points occupy
-    integer sites, so nearest-neighbour distances are at least 1 and R under randomness exceeds
-    1, more so at higher density. Senescent cells also only arise on occupied sites: empty
-    patches push the occupied sites, and hence any subset of them, closer together than the
-    lattice average. The random labelling shares both constraints with the data, so R falling
-    outside its envelope shows clustering (or regularity) of senescence *among the cells*, not
-    an artefact of the lattice or of vacancies. The same normalisation (with the Donnelly edge
-    correction on a closed lattice) is applied to every labelling, so the test compares mean
-    nearest-neighbour distances.
-
-    The two-sided p-value is 2·min(lower, upper), capped at 1, with lower = (1 + #{null <=
-    observed}) / (n_null + 1) and upper likewise for >= (ties, equal within 1e-9 relative,
-    count on both sides). Its smallest value is 2 / (n_null + 1): 0.01 for 199 labellings.
+    senescent cells: the occupied sites) `n_null` times and computes the same R for each. It
+    shares the lattice and the vacancies with the data, so rely on this test rather than the
+    analytic one of `clark_evans`. Method and p-value:
+    docs/analysis.md#clark-evans-against-random-labelling.
 
     Args:
         points: Site coordinates of the points (e.g. senescent cells), integer array of shape
@@ -203,17 +183,10 @@ def pair_correlation(
 ) -> pd.DataFrame:
     """The lattice pair correlation g(r) of points, normalised by random labelling.
 
-    Pairs of points are counted by distance shell: shell r holds the displacements whose
-    Euclidean (on a torus minimum-image) length rounds to r, i.e. lies in [r - 0.5, r + 0.5).
-    Shell 1 is exactly the 8-site Moore neighbourhood (distances 1 and √2); shell 2 holds
-    distances 2 and √5, and so on. The expected count is that of n points placed at random
-    on distinct available sites: (pairs of available sites in the shell) × n(n-1) / (m(m-1)).
-    So g(r) = observed / expected is 1 on average under random labelling, > 1 where points are
-    closer than chance (clustering), < 1 where they avoid each other.
-
-    Pair counts at every displacement come from the autocorrelation of the 0/1 indicator grid,
-    computed with `numpy.fft` in O(L² log L) whatever the number of points: periodic on a
-    torus, zero-padded to 2L × 2L on a closed lattice (so nothing wraps).
+    Shell r holds the displacements whose length rounds to r (shell 1: the 8-site Moore
+    neighbourhood); g(r) is the pairs of points in it over the pairs expected for as many points
+    at random on the available sites (> 1: closer than chance), counted from the FFT
+    autocorrelation of the indicator grid. Method: docs/analysis.md#pair-correlation.
 
     Args:
         points: Site coordinates, integer array of shape (n, 2), n >= 2, values 0 .. size-1,
@@ -291,11 +264,9 @@ def senescent_spatial(
 ) -> pd.DataFrame:
     """Clustering statistics of the senescent cells in every grid snapshot.
 
-    A snapshot is the rows sharing the values of every column that is not a per-site column
-    (`x`, `y`, `state`, `immune`, `sasp`): the run labels of `load_snapshots` (scenario, sweep
-    values, replicate, seed, engine) and `age`. Each must cover a whole size×size lattice. The
-    null places the snapshot's senescent cells at random among its occupied sites (healthy or
-    senescent), so it accounts for the lattice and for vacancies (see `clark_evans_null`).
+    A snapshot is the rows sharing every column that is not per-site (the run labels and `age`);
+    the null places its senescent cells at random among its occupied sites.
+    Method: docs/analysis.md#clustering-in-every-snapshot.
 
     Args:
         snapshots: A table from `tissue_abm.load_snapshots`, or `snapshot()` of a model with

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,20 +50,33 @@ def healthspan(run: pd.DataFrame, threshold: float) -> float:
     return float(below.iloc[0]) if len(below) else math.nan
 
 
-def start_end_summary(run: pd.DataFrame) -> pd.DataFrame:
-    """The summary readouts on the first and last day of one run.
+@dataclass(frozen=True, eq=False)  # eq=False: a DataFrame has no truth value to compare by
+class StartEnd:
+    """The summary readouts of one run on its first and last kept day (`start_end_summary`)."""
+
+    table: pd.DataFrame
+    """One row per readout (index: its label), columns `start` and `end` (the readout's units)."""
+    start_age: float
+    """Age on the run's first kept day (days)."""
+    end_age: float
+    """Age on the run's last kept day (days)."""
+
+
+def start_end_summary(run: pd.DataFrame) -> StartEnd:
+    """The summary readouts (`SUMMARY_READOUTS`) on the first and last day of one run.
+
+    Args:
+        run: One run's daily readouts (columns `age` and the `SUMMARY_READOUTS`), in day order.
 
     Returns:
-        One row per readout (labelled), columns `start` and `end`, and the ages as column names
-        in the `attrs` (`start_age`, `end_age`).
+        The table (one row per readout, labelled; columns `start` and `end`) and the two ages.
     """
     first, last = run.iloc[0], run.iloc[-1]
     table = pd.DataFrame(
         {"start": [first[c] for c in SUMMARY_READOUTS], "end": [last[c] for c in SUMMARY_READOUTS]},
         index=pd.Index(list(SUMMARY_READOUTS.values()), name="readout"),
     )
-    table.attrs.update(start_age=float(first["age"]), end_age=float(last["age"]))
-    return table
+    return StartEnd(table, start_age=float(first["age"]), end_age=float(last["age"]))
 
 
 # --- the shape of a results table -------------------------------------------------------------
@@ -143,15 +157,16 @@ def group_labels(table: pd.DataFrame, sweeps: Sequence[str] | None = None) -> pd
     Args:
         table: Any table with the group columns of a results table (`load_results`,
             `end_state`, `summarise` or `compare` output).
-        sweeps: The sweep columns; default those of a results table (between `point` and
-            `replicate`), else the `sweep_columns` recorded in `table.attrs` by `summarise`
-            and `compare`.
+        sweeps: The sweep columns; None for those of a table laid out like a results table
+            (the columns between `point` and `replicate`: `load_results`, `end_state`,
+            `run_values`, `survival.lifespans`). Tables without that layout (`summarise`,
+            `compare`, the survival summaries) need them given, e.g. `sweep_columns(results)`.
 
     Returns:
         Strings such as ``"combined"`` or ``"combined (immune_kill=0.4)"``, indexed like `table`.
     """
     if sweeps is None:
-        sweeps = sweep_columns(table) if "point" in table else table.attrs.get("sweep_columns", [])
+        sweeps = sweep_columns(table)
     sweeps = [c for c in sweeps if c in table]
     labels = table["scenario"].astype(str)
     if not sweeps:
@@ -247,9 +262,7 @@ def summarise(
         part["ci_low"] = mean - half
         part["ci_high"] = mean + half
         parts.append(part)
-    table = pd.concat(parts, ignore_index=True)
-    table.attrs.update(confidence=confidence, sweep_columns=sweep_columns(results))
-    return table
+    return pd.concat(parts, ignore_index=True)
 
 
 def end_state(results: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
@@ -274,7 +287,6 @@ def end_state(results: pd.DataFrame, threshold: float | None = None) -> pd.DataF
     spans = [healthspan(run, threshold) for _, run in by_run[["age", "tissue_function"]]]
     table = ordered.loc[last.to_numpy()].reset_index(drop=True)
     table["healthspan"] = np.asarray(spans, dtype=float)
-    table.attrs.update(threshold=threshold)
     return table
 
 
@@ -363,7 +375,7 @@ def compare(
         readout's units) and `ci_low`, `ci_high`: the percentile bootstrap interval of the
         difference, resampling the replicates of each group and of the reference
         independently (NaN if either has fewer than 2 replicates). Runs with a NaN value are
-        left out. `attrs` hold readout, reference, day, confidence and n_boot.
+        left out.
 
     Raises:
         ValueError: If the readout or reference scenario is missing, or the reference has
@@ -415,14 +427,6 @@ def compare(
     table = pd.DataFrame(rows, columns=columns)
     if len(table):
         table["scenario"] = table["scenario"].astype(str)
-    table.attrs.update(
-        readout=readout,
-        reference=reference,
-        day=day,
-        confidence=confidence,
-        n_boot=n_boot,
-        sweep_columns=sweep_columns(results),
-    )
     return table
 
 

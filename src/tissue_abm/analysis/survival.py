@@ -5,10 +5,16 @@ dX = [production − β X/(X + κ)] dt + √(2ε) dW, death the first time X > X
 production is the simulated tissue's: k · P(t), with P the new senescent cells per site and day
 (primary, paracrine and replicative) and k = `sr_production_scale`; a senolytic dose removes the
 same share of X as of the tissue's senescent cells. Deaths that senescence does not cause come
-on top, at a daily hazard `background_hazard` + `mtorc2_hazard` × mTORC2 inhibition. Each run
-drives `organisms` organisms with their own noise; confidence intervals come from a bootstrap
-over whole runs (the organisms of a run share its tissue). Equations, discretisation and
-seeding: docs/model.md#organism-survival.
+on top, at a daily hazard `background_hazard` + `mtorc2_hazard` × mTORC2 inhibition. A run's
+organisms share its tissue, so every interval comes from a cluster bootstrap that resamples
+whole runs.
+
+Method (the equations and their Euler–Maruyama step on the kept days, entry and censoring, the
+seeding of the organisms' noise, the cluster bootstrap): docs/analysis.md#organism-survival.
+
+In use: `lifespans(load_results(folder))` gives one row per organism; `survival_summary`
+(median and 90th-percentile lifespan per group), `survival_curves_table`, `hazard` and
+`tissue_abm.analysis.plots.survival_curves` take that table.
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ from tissue_abm.analysis.summary import (
     grouped,
     percentile_ci,
     run_columns,
-    sweep_columns,
 )
 from tissue_abm.biology.params import Parameters
 
@@ -222,7 +227,7 @@ def lifespans(
         scenario, sweep columns, point, replicate — or seed for a folder of single runs),
         `organism` (0 to organisms − 1), `start_age` (the run's first kept age, days),
         `lifespan` (age at death or censoring, days) and `observed` (bool; False: alive at the
-        run's last kept age). `attrs` hold `organisms` and `sweep_columns`.
+        run's last kept age).
 
     Raises:
         ValueError: If a needed column (`NEEDED`) is missing, `organisms` < 1, or a run's ages
@@ -259,9 +264,7 @@ def lifespans(
         part["lifespan"] = lifespan
         part["observed"] = observed
         parts.append(part)
-    table = pd.concat(parts, ignore_index=True)
-    table.attrs.update(organisms=organisms, sweep_columns=sweep_columns(results))
-    return table
+    return pd.concat(parts, ignore_index=True)
 
 
 def _check_columns(table: pd.DataFrame, needed: Sequence[str], name: str, what: str) -> None:
@@ -453,7 +456,6 @@ def survival_summary(
         days by which half / 90% have died; NaN if not reached) and their intervals
         `median_ci_low`, `median_ci_high`, `p90_ci_low`, `p90_ci_high` (days; inf where more than
         (1 − confidence)/2 of the resamples do not reach it; NaN with fewer than 2 runs).
-        `attrs` hold confidence, n_boot and sweep_columns.
 
     Raises:
         ValueError: If a column is missing, the table is empty, or `confidence` or `n_boot` is
@@ -488,11 +490,7 @@ def survival_summary(
                 }
             )
         rows.append(row)
-    table = pd.DataFrame(rows)
-    table.attrs.update(
-        confidence=confidence, n_boot=n_boot, sweep_columns=sweep_columns(lifespans_table)
-    )
-    return table
+    return pd.DataFrame(rows)
 
 
 def survival_curves_table(
@@ -515,8 +513,7 @@ def survival_curves_table(
     Returns:
         One row per group and grid age: the group columns, `age` (days), `survival` (0-1; 1
         before the group's first death, NaN after its last lifespan, where nothing is
-        followed) and `ci_low`, `ci_high` (NaN with fewer than 2 runs). `attrs` hold
-        confidence, n_boot and sweep_columns.
+        followed) and `ci_low`, `ci_high` (NaN with fewer than 2 runs).
 
     Raises:
         ValueError: If a column is missing, the table is empty, `ages` is not a finite 1-D
@@ -555,11 +552,7 @@ def survival_curves_table(
                 }
             )
         )
-    table = pd.concat(parts, ignore_index=True)
-    table.attrs.update(
-        confidence=confidence, n_boot=n_boot, sweep_columns=sweep_columns(lifespans_table)
-    )
-    return table
+    return pd.concat(parts, ignore_index=True)
 
 
 def _on_grid(ages: np.ndarray, survival: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -598,8 +591,7 @@ def hazard(
         One row per group and bin: the group columns, `age_low`, `age_high` (bin edges, days),
         `deaths`, `exposure` (organism-days at risk), `hazard` (deaths / exposure, per day;
         NaN without exposure) and `ci_low`, `ci_high` (percentile interval over resamples,
-        leaving out resamples without exposure; NaN with fewer than 2 runs). `attrs` hold
-        width, confidence, n_boot and sweep_columns.
+        leaving out resamples without exposure; NaN with fewer than 2 runs).
 
     Raises:
         ValueError: If a column is missing, the table is empty, or `width`, `confidence` or
@@ -651,10 +643,4 @@ def hazard(
         )
     table = pd.concat(parts, ignore_index=True)
     table["deaths"] = table["deaths"].astype(np.int64)
-    table.attrs.update(
-        width=width,
-        confidence=confidence,
-        n_boot=n_boot,
-        sweep_columns=sweep_columns(lifespans_table),
-    )
     return table

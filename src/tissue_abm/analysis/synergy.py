@@ -13,7 +13,7 @@ worse.
 `synergy` scores four scenarios (control, drug A, drug B, combination); `dose_grid_synergy`
 scores every cell of one scenario swept over a dose A × dose B grid (SynergyFinder's
 dose-response matrix) and `dose_grid_summary` reads the grid as a whole. Both resample with
-`combination_scores`.
+`combination_scores`. Methods and caveats: docs/analysis.md#synergy-scoring.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -252,6 +253,30 @@ def undefined_shares(samples: Mapping[str, np.ndarray]) -> dict[str, float]:
     return {method: float(np.mean(~np.isfinite(boot))) for method, boot in samples.items()}
 
 
+@dataclass(frozen=True, eq=False)  # eq=False: a DataFrame has no truth value to compare by
+class SynergyScores:
+    """The Bliss and HSA scores of one two-drug combination (`synergy`), with their inputs."""
+
+    table: pd.DataFrame
+    """One row per method: effects, expectation, excess, CI (fractions; 0.1 = 10%), verdict."""
+    readout: str
+    """The readout scored (a column of the results table, in its own units)."""
+    higher_is_better: bool
+    """Whether higher readout values counted as better (see `fractional_effect`)."""
+    day: int | None
+    """Day of the runs scored (days since the run's start); None: each run's last kept day."""
+    confidence: float
+    """Coverage of the percentile intervals (probability, 0-1)."""
+    n_boot: int
+    """Bootstrap resamples behind the intervals (count)."""
+    scenarios: Mapping[str, str]
+    """Scenario name of each role in `ROLES` (control, drug_a, drug_b, combination)."""
+    n: Mapping[str, int]
+    """Replicates (runs with a value) of each role in `ROLES`."""
+    undefined_resamples: Mapping[str, float]
+    """Per method, share (0-1) of resamples left out of the CI: the control had no loss."""
+
+
 def synergy(
     results: pd.DataFrame,
     readout: str,
@@ -264,13 +289,11 @@ def synergy(
     n_boot: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
-) -> pd.DataFrame:
+) -> SynergyScores:
     """Bliss and HSA synergy of a two-drug combination, with bootstrap confidence intervals.
 
-    The effects are those of the scenario means: y_A = fractional_effect(mean_A, mean_control),
-    likewise y_B and y_AB. The interval resamples the replicates of each of the four scenarios
-    independently (`n_boot` times), recomputes the four means, the effects, the expectation and
-    the excess, and takes percentile bounds.
+    The effects are those of the scenario means; the interval resamples the runs of each
+    scenario. Method: docs/analysis.md#four-scenarios.
 
     Args:
         results: A table from `load_results` with the four scenarios, each at one sweep point.
@@ -287,13 +310,11 @@ def synergy(
         confidence: Coverage of the percentile interval, strictly between 0 and 1.
 
     Returns:
-        One row per method (`bliss`, `hsa`): `method`, `y_a`, `y_b`, `y_ab` (fractional effects),
+        The scores and what they were computed from (`SynergyScores`). Its `table` has one row
+        per method (`bliss`, `hsa`): `method`, `y_a`, `y_b`, `y_ab` (fractional effects),
         `expected`, `excess` (y_ab − expected), `ci_low`, `ci_high` (interval of the excess; NaN
         if a scenario has fewer than 2 replicates) and `verdict` (see `verdict`). Effects and
-        excess are fractions (0.1 = 10%). `attrs` hold readout, higher_is_better, day,
-        confidence, n_boot, the scenario names, `n` (replicates per scenario) and
-        `undefined_resamples` (per method, the share of resamples left out of the interval
-        because the resampled control had no loss to prevent).
+        excess are fractions (0.1 = 10%).
 
     Raises:
         ValueError: If a scenario or the readout is missing, or a scenario has several sweep
@@ -320,9 +341,9 @@ def synergy(
             )
         means[role], boots[role] = resample(chosen[readout].to_numpy(dtype=float), n_boot, rng)
     rows, samples = combination_scores(means, boots, higher_is_better, confidence)
-    table = pd.DataFrame(rows)
     counts = values["scenario"].astype(str).value_counts()
-    table.attrs.update(
+    return SynergyScores(
+        table=pd.DataFrame(rows),
         readout=readout,
         higher_is_better=higher_is_better,
         day=day,
@@ -332,7 +353,42 @@ def synergy(
         n={role: int(counts.get(name, 0)) for role, name in roles.items()},
         undefined_resamples=undefined_shares(samples),
     )
-    return table
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: a DataFrame has no truth value to compare by
+class DoseGridSynergy:
+    """The Bliss and HSA scores of every cell of a dose grid (`dose_grid_synergy`)."""
+
+    table: pd.DataFrame
+    """One row per combination cell and method (fractions; 0.1 = 10%), see `dose_grid_synergy`."""
+    summary: Mapping[str, Mapping[str, Any]]
+    """Per method, the summary across the grid (fractions, doses; see `dose_grid_summary`)."""
+    dose_a: str
+    """Sweep column of drug A's dose (its values in that column's units, e.g. mg/kg)."""
+    dose_b: str
+    """Sweep column of drug B's dose (its values in that column's units)."""
+    readout: str
+    """The readout scored (a readout column, or a column of the per-run values)."""
+    scenario: str
+    """The swept scenario scored."""
+    higher_is_better: bool
+    """Whether higher readout values counted as better (True for event ages)."""
+    event_age: bool
+    """Whether the readout is an event age (days), scored as days lost before the run's end."""
+    day: int | None
+    """Day of the runs scored (days since the run's start); None: each run's last kept day."""
+    confidence: float
+    """Coverage of the percentile intervals (probability, 0-1)."""
+    n_boot: int
+    """Bootstrap resamples behind the intervals (count)."""
+    n: Mapping[tuple[float, float], int]
+    """Runs with a value in each cell, keyed by (dose of A, dose of B)."""
+    dropped: int
+    """Runs left out for a NaN value (count; 0 for event ages, whose NaN is censored)."""
+    censored: int
+    """Runs whose event age was not reached, counted as 0 days lost (count; 0 otherwise)."""
+    undefined_resamples: Mapping[str, float]
+    """Per method, share (0-1) of resampled excesses over all cells left out of the CIs."""
 
 
 def dose_grid_synergy(
@@ -348,70 +404,37 @@ def dose_grid_synergy(
     confidence: float = 0.95,
     values: pd.DataFrame | None = None,
     event_age: bool | None = None,
-) -> pd.DataFrame:
+) -> DoseGridSynergy:
     """Bliss and HSA synergy in every cell of a two-drug dose grid, with bootstrap CIs.
 
-    The SynergyFinder dose-response matrix (Ianevski 2017; Zheng 2022): one scenario swept over
-    every combination of the doses of drug A (`dose_a`) and drug B (`dose_b`), dose 0 of each
-    included. Dose 0 means "not given" (a schedule with dose 0 gives no drug), so cell (0, 0)
-    is the control, cells (a, 0) and (0, b) are the single agents, and every cell (a, b) with
-    both doses > 0 is a combination, scored against the control and the single agents at its
-    own doses exactly as `synergy` scores four scenarios (effects of the cell means).
-
-    Every cell's replicates are resampled independently, once per bootstrap resample, and all
-    combinations are scored from the same resampled cell means (`combination_scores`): each
-    cell's interval is that of `synergy`, and the control and single agents that cells share
-    resample jointly, which gives the interval of the mean excess over the grid (see
-    `dose_grid_summary`).
-
-    Per-run values are by default each run's `readout` on `day` (`analysis.run_values`); runs
-    with a NaN value (e.g. `mean_damage` without healthy cells) are left out. `values` scores a
-    per-run quantity computed elsewhere instead, e.g. `analysis.end_state(results)` with
-    readout "healthspan", or a per-run lifespan table. An *event age* (healthspan, lifespan:
-    the age at which health or life is lost, NaN if not by the end of the run) is scored as
-    the days lost before the run's end, `age − value`, where NaN ("not reached") is censored
-    at the run's end age, i.e. 0 days lost. Its fractional effect is thus the share of the
-    control's lost days that a treatment prevents within the simulated window (1 when no run
-    of the cell lost health), and it depends on the end age as the effect on tissue function
-    depends on its ceiling of 1.
+    Each cell is scored against the (0, 0) control and its single agents as `synergy` scores
+    four scenarios; event ages as days lost. Method and caveats: docs/analysis.md#dose-grid.
 
     Args:
-        results: A table from `load_results` holding the dose-grid scenario (see `scenario`).
-        readout: Readout to score: a readout column of `results` or, with `values`, a column
-            of `values`.
-        dose_a: Sweep column of drug A's dose (its units, e.g. mg/kg of rapamycin).
-        dose_b: Sweep column of drug B's dose (e.g. young endogenous levels of oxytocin).
+        results: A table from `load_results` holding the dose-grid scenario.
+        readout: A readout column of `results` or, with `values`, a column of `values`.
+        dose_a: Sweep column of drug A's dose (its units, e.g. mg/kg), dose 0 included.
+        dose_b: Sweep column of drug B's dose (e.g. young oxytocin levels), dose 0 included.
         scenario: The swept scenario; None if the results (or `values`) hold only one.
-        day: Day of the runs (days since start); None for each run's last kept day. Must be
-            None with `values`.
-        higher_is_better: Whether higher readout values are better; default from the name
-            (see `HIGHER_IS_BETTER`). Event ages are higher-is-better (False is an error).
+        day: Day of the runs (days since start); None (required with `values`): last kept day.
+        higher_is_better: As in `synergy`; event ages are higher-is-better (False is an error).
         n_boot: Bootstrap resamples (≥ 1).
         seed: Seed of the `numpy.random.Generator` used for resampling.
         confidence: Coverage of the percentile intervals, strictly between 0 and 1.
-        values: Per-run values instead of a daily readout: one row per run with the columns
-            `scenario`, `dose_a`, `dose_b`, `readout`, any other sweep columns and
-            `replicate` as in `results`, and, for an event age, `age` (the run's last age,
-            days; `end_state` has it).
-        event_age: Whether `readout` is an event age (see above); default True for the names
-            in `EVENT_AGES`.
+        values: One row per run instead of a daily readout (as `end_state`): `scenario`, the
+            sweep columns, `replicate`, `readout` and, for an event age, `age` (last age, days).
+        event_age: Whether `readout` is an event age; default: whether it is in `EVENT_AGES`.
 
     Returns:
-        One row per combination cell and method, ordered by `dose_a`, `dose_b`, `method`:
-        `dose_a`, `dose_b` (the doses, in the sweep columns' units), `method` (`bliss`,
-        `hsa`), `y_a`, `y_b`, `y_ab` (fractional effects of drug A alone at `dose_a`, drug B
-        alone at `dose_b` and both, relative to the (0, 0) control), `expected`, `excess`,
-        `ci_low`, `ci_high` (fractions; 0.1 = 10%) and `verdict` (see `verdict`). `attrs` hold
-        readout, higher_is_better, event_age, day, confidence, n_boot, scenario, dose_a and
-        dose_b (the column names), `n` ((dose_a, dose_b) -> runs with a value), `dropped`
-        (NaN values left out) or `censored` (event ages not reached, counted as 0 days lost),
-        `undefined_resamples` (per method, the share of resampled excesses over all cells
-        left out of the intervals) and `summary` (per method; see `dose_grid_summary`).
+        A `DoseGridSynergy`; its `table` has one row per combination cell and method, in that
+        order: `dose_a`, `dose_b` (doses), `method`, `y_a`, `y_b`, `y_ab` (effects of A alone at
+        `dose_a`, B alone at `dose_b`, both), `expected`, `excess`, `ci_low`, `ci_high`
+        (fractions; 0.1 = 10%) and `verdict`.
 
     Raises:
-        ValueError: If the readout, a dose column, the scenario or a grid cell (the (0, 0)
-            control, a single agent or a combination) is missing, a drug has no dose 0 or no
-            dose > 0, a dose cell holds several sweep points, or an argument is out of range.
+        ValueError: If the readout, a dose column, the scenario or a grid cell is missing, a
+            drug lacks dose 0 or a dose > 0, a cell has several sweep points, or an argument
+            is out of range.
     """
     check_confidence(confidence)
     event_age = readout in EVENT_AGES if event_age is None else event_age
@@ -489,19 +512,8 @@ def dose_grid_synergy(
             samples[method].append(resampled[method])
     table = pd.DataFrame(rows)
     stacked = {method: np.stack(boot) for method, boot in samples.items()}
-    table.attrs.update(
-        readout=readout,
-        higher_is_better=higher_is_better,
-        event_age=event_age,
-        day=day,
-        confidence=confidence,
-        n_boot=n_boot,
-        scenario=name,
-        dose_a=dose_a,
-        dose_b=dose_b,
-        n={cell: int(group.size) for cell, group in cells.items()},
-        **({"censored": int(missing.sum())} if event_age else {"dropped": int(missing.sum())}),
-        undefined_resamples=undefined_shares(stacked),
+    return DoseGridSynergy(
+        table=table,
         summary={
             method: _grid_summary(
                 table[table["method"] == method],
@@ -513,11 +525,23 @@ def dose_grid_synergy(
             )
             for method in METHODS
         },
+        dose_a=dose_a,
+        dose_b=dose_b,
+        readout=readout,
+        scenario=name,
+        higher_is_better=higher_is_better,
+        event_age=event_age,
+        day=day,
+        confidence=confidence,
+        n_boot=n_boot,
+        n={cell: int(group.size) for cell, group in cells.items()},
+        dropped=0 if event_age else int(missing.sum()),
+        censored=int(missing.sum()) if event_age else 0,
+        undefined_resamples=undefined_shares(stacked),
     )
-    return table
 
 
-def dose_grid_summary(table: pd.DataFrame) -> pd.DataFrame:
+def dose_grid_summary(grid: DoseGridSynergy) -> pd.DataFrame:
     """The summary across a dose grid scored by `dose_grid_synergy`, one row per method.
 
     The mean excess over the combination cells has a percentile interval from the joint
@@ -525,7 +549,7 @@ def dose_grid_summary(table: pd.DataFrame) -> pd.DataFrame:
     its interval is that cell's own, not adjusted for picking the largest of several cells.
 
     Args:
-        table: The output of `dose_grid_synergy` (its `attrs` hold the summary).
+        grid: The output of `dose_grid_synergy`.
 
     Returns:
         Columns `method`, `cells` (combination cells), `mean_excess`, `ci_low`, `ci_high`,
@@ -536,14 +560,14 @@ def dose_grid_summary(table: pd.DataFrame) -> pd.DataFrame:
         10%); doses in the sweep columns' units.
 
     Raises:
-        ValueError: If `table` has no summary in its `attrs`.
+        TypeError: If `grid` is not the output of `dose_grid_synergy` (e.g. only its `table`).
     """
-    if "summary" not in table.attrs:
-        raise ValueError(
-            "table has no 'summary' in its attrs; allowed: the output of dose_grid_synergy"
+    if not isinstance(grid, DoseGridSynergy):
+        raise TypeError(
+            f"grid is a {type(grid).__name__}; allowed: the output of dose_grid_synergy "
+            "(a DoseGridSynergy, not its table)"
         )
-    summary = table.attrs["summary"]
-    return pd.DataFrame([{"method": method, **summary[method]} for method in summary])
+    return pd.DataFrame([{"method": method, **grid.summary[method]} for method in grid.summary])
 
 
 def _per_run(

@@ -1,56 +1,17 @@
 """Scenario files (TOML): load, validate with one-line errors, and run.
 
-A scenario names a tissue (size, ages), a seed and engine, parameter overrides and therapies::
+A scenario names a tissue (size, ages), a seed and engine, parameter overrides, therapies and
+experimental perturbations (`[[perturbation]]` tables, `tissue_abm.biology.perturbation`); for
+batch work it may also ask for replicates, a parameter sweep (`[sweep.grid]`, `[sweep.zip]`) and
+output options (`[output]`). Every sweep point is validated like the file itself when the file
+is loaded.
 
-    name = "combined"
-    description = "Rapamycin and oxytocin from 12 months"
-    seed = 1
-    size = 100
-    start_age = 90        # days
-    end_age = 730         # days
-
-    [parameters]          # any name from tissue_abm.biology.params, checked against its range
-    immune_lifetime = 6.0
-
-    [therapy.rapamycin]   # mg/kg per dose
-    dose = 1.0
-    start_age = 365
-
-For batch work a file may also ask for replicates, a parameter sweep and output options::
-
-    replicates = 20       # seeds from numpy.random.SeedSequence(seed).spawn(replicates)
-
-    [sweep.grid]          # every combination (product) of these values ...
-    immune_kill = [0.4, 0.8]
-    "therapy.rapamycin.dose" = [0.5, 1.0, 2.0]
-
-    [sweep.zip]           # ... times these lists taken side by side (equal lengths)
-    ot_old_fraction = [0.1, 0.2]
-    ot_decline_age = [300, 400]
-
-    [output]
-    every = 7             # keep the readouts of every 7th day (and the first and last)
-    snapshots = [365, 730]  # ages (days) at which the whole grid is saved
-
-Experimental perturbations (`tissue_abm.biology.perturbation`) are a list of tables, in time order::
-
-    [[perturbation]]
-    kind = "pulse"        # each healthy cell turns senescent with probability `fraction`
-    age = 180             # days, from start_age to end_age - 1
-    fraction = 0.05
-
-    [[perturbation]]
-    kind = "transplant"   # the `cells` sites nearest the lattice centre get new cells
-    age = 270
-    cells = 50
-    state = "senescent"   # or "healthy" (the control transplant)
-
-A sweep key is a parameter name or a dotted path into the file (`therapy.oxytocin.start_age`,
-`size`, `perturbation.0.age` for the first perturbation table). Every sweep point is validated
-like the file itself when the file is loaded.
+File format: docs/scenarios.md#a-scenario-file (the simulation keys), then
+docs/batch.md#scenario-files-for-batch-work (replicates and their seeds, sweeps and sweep keys,
+output) and docs/model.md#experimental-perturbations (the perturbation tables).
 
 Every problem is reported as a `ScenarioError` whose message is one line naming the file, the
-key, the bad value and what is allowed.
+key, the bad value and what is allowed (docs/scenarios.md#errors).
 """
 
 from __future__ import annotations

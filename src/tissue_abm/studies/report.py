@@ -106,15 +106,9 @@ def write_report(
 ) -> Path:
     """Write the figures and a Markdown report of a results folder.
 
-    The report has: a batch overview (scenarios and runs from `batch.json` when it lists them,
-    and per scenario from the data: sweep points, replicates, runs, ages); the end state per
-    group (mean and CI of senescent fraction, tissue function and mean SASP on the last kept
-    day, median healthspan); the difference from `reference` with bootstrap CIs; the Bliss
-    and HSA synergy of rapamycin and oxytocin with verdicts when the untreated, rapamycin,
-    oxytocin and combined scenarios are all present; organism survival per group (median and
-    90th-percentile lifespan, share alive at the end; `survival`, each batch run with its own
-    parameters) with its figure; and links to the figures. The
-    comparison and synergy sections cover `readout` and tissue function.
+    Sections: the batch, the end state per group, the comparison with `reference` and the
+    synergy of rapamycin and oxytocin (each on `readout` and tissue function), organism survival
+    and the figures. What each section holds: docs/batch.md#the-report.
 
     Args:
         folder: A batch's results folder (or any folder `load_results` reads).
@@ -365,7 +359,7 @@ def _synergy_section(
         f"{level} bootstrap interval ({n_boot} resamples) crosses a band edge.\n",
     ]
     for readout in readouts:
-        table = synergy.synergy(results, readout, n_boot=n_boot, seed=seed, confidence=confidence)
+        scores = synergy.synergy(results, readout, n_boot=n_boot, seed=seed, confidence=confidence)
         rows = [
             [
                 row.method.upper() if row.method == "hsa" else row.method.capitalize(),
@@ -377,9 +371,9 @@ def _synergy_section(
                 f"[{number(100 * row.ci_low)}, {number(100 * row.ci_high)}]",
                 row.verdict,
             ]
-            for row in table.itertuples(index=False)
+            for row in scores.table.itertuples(index=False)
         ]
-        n = table.attrs["n"]
+        n = scores.n
         if readout == readouts[0]:
             text.append(_few_note(min(n.values())))
         text.append(

@@ -544,7 +544,8 @@ def benefit(
         One row per point: `point`, the varied parameters' values, `n` (replicates of each
         variant), the mean readout of `rapamycin`, `oxytocin` and `combined`, `best_single`
         (the better single drug's name) and `benefit` (in the readout's unit; > 0 when the
-        combination is better, whichever direction is better for the readout).
+        combination is better, whichever direction is better for the readout: see
+        `higher_is_better`).
 
     Raises:
         ValueError: If the readout is unknown, a variant is missing, or the variants do not
@@ -574,7 +575,6 @@ def benefit(
     table = means.assign(n=counts["combined"], best_single=best, benefit=gain)
     table = table[["n", *VARIANTS, "best_single", "benefit"]].reset_index()
     table.columns.name = None
-    table.attrs.update(readout=readout, higher_is_better=higher_is_better(readout))
     return table
 
 
@@ -593,11 +593,27 @@ def _healthspans(results: pd.DataFrame, threshold: float | None) -> pd.DataFrame
     return ends[[*keys, HEALTHSPAN]]
 
 
+@dataclass(frozen=True, eq=False)  # eq=False: a DataFrame has no truth value to compare by
+class SensitivityIndices:
+    """The sensitivity indices of a study's output (`indices`), with how they were computed."""
+
+    table: pd.DataFrame
+    """One row per parameter, most influential first (indices in the output's units or shares)."""
+    method: str
+    """The study's method: "morris" (elementary effects) or "sobol" (variance shares)."""
+    readout: str
+    """The readout behind the output (its name; the benefit is in this readout's unit)."""
+    key: str
+    """The column the parameters are ranked by: "mu_star" (Morris) or "ST" (Sobol')."""
+    confidence: float
+    """Coverage of the bootstrap intervals behind the `*_conf` half-widths (0-1)."""
+
+
 def indices(
     study: Study,
     y: np.ndarray | pd.Series,
     readout: str = "senescent_fraction",
-) -> pd.DataFrame:
+) -> SensitivityIndices:
     """Sensitivity indices of the output `y` over the study's design, most influential first.
 
     Args:
@@ -606,7 +622,8 @@ def indices(
         readout: Name of the readout behind `y` (for labels).
 
     Returns:
-        One row per parameter: `rank` (1 = most influential), `parameter`, `low`, `high`,
+        The indices and how they were computed (`SensitivityIndices`). Its `table` has one row
+        per parameter: `rank` (1 = most influential), `parameter`, `low`, `high`,
         `unit`, then for Morris `mu_star` (mean absolute elementary effect, in `y`'s unit per
         change over the whole range; confidence half-width `mu_star_conf`), `mu` (signed mean)
         and `sigma` (spread: non-linearity or interactions), ranked by `mu_star`; for Sobol'
@@ -659,15 +676,16 @@ def indices(
     )
     table = table.iloc[np.argsort(-table[key].to_numpy(), kind="stable")].reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    table.attrs.update(method=study.method, readout=readout, key=key, confidence=CONFIDENCE)
-    return table
+    return SensitivityIndices(
+        table, method=study.method, readout=readout, key=key, confidence=CONFIDENCE
+    )
 
 
 class Analysis(NamedTuple):
     """The results of a study on one readout, and the files they were written to."""
 
     benefit: pd.DataFrame
-    indices: pd.DataFrame
+    indices: SensitivityIndices
     files: list[Path]
 
 
@@ -695,18 +713,17 @@ def analyse(study: Study, out: str | Path, readout: str = "senescent_fraction") 
             f"{folder}: {study.points - len(gains)} of {study.points} points have "
             "no runs; finish the study with --resume"
         )
-    table = indices(study, gains["benefit"].to_numpy(), readout)
+    result = indices(study, gains["benefit"].to_numpy(), readout)
     files = [
         folder / f"benefit_{readout}.csv",
         folder / f"indices_{readout}.csv",
         folder / f"indices_{readout}.png",
     ]
     write_atomic(files[0], lambda tmp: gains.to_csv(tmp, index=False))
-    write_atomic(files[1], lambda tmp: table.to_csv(tmp, index=False))
-    write_atomic(
-        files[2], lambda tmp: sensitivity_indices(table).savefig(tmp, dpi=120, format="png")
-    )
-    return Analysis(gains, table, files)
+    write_atomic(files[1], lambda tmp: result.table.to_csv(tmp, index=False))
+    figure = sensitivity_indices(result.table, result.method, result.readout)
+    write_atomic(files[2], lambda tmp: figure.savefig(tmp, dpi=120, format="png"))
+    return Analysis(gains, result, files)
 
 
 def load_study(out: str | Path) -> pd.DataFrame:

@@ -144,6 +144,20 @@ class TissueModel(TissueBase, mesa.Model):
 
     # --- one day ----------------------------------------------------------------------------
 
+    def run_for(self, days: int) -> None:
+        """Advance the tissue by `days` whole days (Mesa's `run_for`), as the array engine.
+
+        Args:
+            days: Days to simulate, >= 0 (past the planned `days` too: the run goes on).
+
+        Raises:
+            ValueError: If `days` is negative (Mesa itself would only warn).
+        """
+        if days < 0:
+            raise ValueError(f"need days >= 0, got {days}")
+        if days > 0:  # Mesa warns on an empty interval
+            super().run_for(days)
+
     def step(self) -> None:
         """Advance the tissue by one day (decide, apply in random priority, field, readouts)."""
         t = round(self.time)  # Mesa has advanced the clock already: this step makes day t
