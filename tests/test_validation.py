@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,28 @@ import pytest
 
 from factories import results_rows, results_table
 from tissue_abm.biology.params import Parameters
+from tissue_abm.biology.rules import DAYS_PER_YEAR
 from tissue_abm.cli import main
 from tissue_abm.runs.batch import plan_batch, run_batch
-from tissue_abm.runs.results import point_parameters
-from tissue_abm.studies.calibration import HALF_LIFE_YOUNG, bisect, median_lifespan, oxytocin_ratio
+from tissue_abm.runs.results import OutputError, point_parameters
+from tissue_abm.studies.abc import (
+    FITTED,
+    parameters,
+    posterior_median,
+    read_posterior,
+    rms,
+    weighted_quantile,
+)
+from tissue_abm.studies.calibration import (
+    HALF_LIFE_YOUNG,
+    KARIN_ETA,
+    OXYTOCIN_DECLINE,
+    TARGETS,
+    Measures,
+    deviations,
+    oxytocin_ratio,
+    production_ratios,
+)
 from tissue_abm.studies.validation import validation_page
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "scenarios" / "experiments"
@@ -26,34 +45,31 @@ def test_target_met_within_tolerance_only():
     assert not HALF_LIFE_YOUNG.met(HALF_LIFE_YOUNG.value + 1.01 * HALF_LIFE_YOUNG.tolerance)
 
 
-@pytest.mark.parametrize("decreasing", [True, False])
-def test_bisect_finds_the_root_of_a_monotone_measure(decreasing):
-    root = 0.037
-
-    def measure(x: float) -> float:
-        return (root / x if decreasing else x / root) * 10.0
-
-    found = bisect(measure, 10.0, 0.001, 1.0, steps=12, decreasing=decreasing)
-    # 12 halvings of a 1000-fold bracket in log space: within 1000**(2**-12) - 1 = 0.17%.
-    assert found == pytest.approx(root, rel=2e-3)
-
-
-def test_bisect_treats_an_undefined_measure_as_too_little_effect():
-    # A half-life that does not decay (NaN) means clearance is too weak: raise the parameter.
-    def measure(x: float) -> float:
-        return math.nan if x < 0.1 else 5.0 * 0.2 / x
-
-    assert bisect(measure, 5.0, 0.001, 1.0, steps=14) == pytest.approx(0.2, rel=1e-2)
+def test_deviations_are_in_units_of_each_tolerance_and_oxytocin_is_one_sided():
+    measures = Measures(
+        half_life_young=6.0,  # +1 tolerance
+        half_life_old=13.0,  # −2 tolerances
+        median_lifespan=2.4 * DAYS_PER_YEAR,  # on target
+        production=1.5,  # +2
+        oxytocin_ratio=0.1,  # below 1/3: met, 0
+        rapamycin_gain=0.04,  # −2
+    )
+    np.testing.assert_allclose(deviations(measures), [1.0, -2.0, 0.0, 2.0, 0.0, -2.0])
+    above = deviations(measures._replace(oxytocin_ratio=0.5))
+    assert above[TARGETS.index(OXYTOCIN_DECLINE)] == pytest.approx(0.5)
+    assert rms(deviations(measures)) == pytest.approx(math.sqrt(13 / 6))
+    assert rms(deviations(measures._replace(half_life_young=math.nan))) == math.inf
 
 
 def test_oxytocin_ratio_follows_the_old_fraction():
-    assert oxytocin_ratio(Parameters()) <= 1 / 3  # the default meets Elabd 2014's anchor
+    assert oxytocin_ratio(Parameters()) <= 1 / 3  # the default meets Elabd 2014's target
     high = oxytocin_ratio(Parameters(ot_old_fraction=0.8))
     assert high > oxytocin_ratio(Parameters()) and high > 1 / 3
 
 
-def _burden_runs(slope: float, runs: int = 4) -> pd.DataFrame:
-    ages = np.arange(90.0, 1461.0)
+def _production_runs(made: Callable[[np.ndarray], np.ndarray], runs: int = 3) -> pd.DataFrame:
+    """Daily rows of wild-type runs on 10,000 sites whose new senescent cells are made(age)."""
+    ages = np.arange(90.0, 1001.0)
     frames = [
         results_rows(
             "wild_type",
@@ -62,17 +78,56 @@ def _burden_runs(slope: float, runs: int = 4) -> pd.DataFrame:
             seed=100 + replicate,
             day=ages - 90,
             age=ages,
-            senescent_fraction=slope * (ages - 90) / 1000.0,
+            healthy=9_900,
+            senescent=100,
+            empty=0,
+            new_primary=made(ages),
+            new_paracrine=0,
+            new_replicative=0,
         )
         for replicate in range(runs)
     ]
     return results_table(*frames, categories=())
 
 
-def test_median_lifespan_falls_with_the_burden_scale():
-    runs = _burden_runs(0.1)
-    lives = [median_lifespan(runs, Parameters(sr_burden_scale=k)) for k in (50.0, 150.0, 450.0)]
-    assert lives[0] > lives[1] > lives[2]
+def test_production_ratios_compare_the_tissues_production_with_karins():
+    # A tissue making exactly η·t/k new senescent cells per site and day gives ratios of 1 at
+    # every month; one making 30% more gives 1.3; one making a constant amount gives ratios
+    # falling as 1/t (here from 3 to 30 months: a tenfold fall).
+    params = Parameters(sr_production_scale=1000.0)
+    eta = KARIN_ETA / DAYS_PER_YEAR / params.sr_production_scale * 10_000  # per day of age
+    np.testing.assert_allclose(production_ratios(_production_runs(lambda a: eta * a), params), 1.0)
+    np.testing.assert_allclose(
+        production_ratios(_production_runs(lambda a: 1.3 * eta * a), params), 1.3
+    )
+    flat = production_ratios(_production_runs(lambda a: np.full(a.size, eta * 365.0)), params)
+    assert flat[0] / flat[-1] == pytest.approx(10.0, rel=1e-6)
+
+
+def test_the_posterior_median_is_the_weighted_median_of_each_fitted_parameter():
+    values = np.array([1.0, 2.0, 3.0, 4.0])
+    assert weighted_quantile(values, np.ones(4), 0.5) == 2.0
+    assert weighted_quantile(values, np.array([0.1, 0.1, 0.1, 0.7]), 0.5) == 4.0
+    assert weighted_quantile(values, np.ones(4), 0.05) == 1.0
+    table = pd.DataFrame({"weight": [0.2, 0.3, 0.5], **{n: [1.0, 2.0, 3.0] for n in FITTED}})
+    assert posterior_median(table) == {name: 2.0 for name in FITTED}
+
+
+def test_a_particle_gives_parameters_on_the_natural_scale():
+    particle = {name: sum(prior.bounds()) / 2 for name, prior in FITTED.items()}
+    params = parameters(particle)
+    assert params.sr_production_scale == pytest.approx(math.sqrt(100.0 * 5000.0))  # log scale
+    assert params.rapa_damage_share == pytest.approx(0.5)
+    assert params.healthspan_threshold == Parameters().healthspan_threshold  # not fitted
+
+
+def test_a_posterior_file_without_the_fitted_parameters_is_refused(tmp_path):
+    path = tmp_path / "posterior.csv"
+    pd.DataFrame({"weight": [1.0], "immune_kill": [0.5]}).to_csv(path, index=False)
+    with pytest.raises(OutputError, match="lacks column"):
+        read_posterior(path)
+    with pytest.raises(OutputError, match="no such posterior file"):
+        read_posterior(tmp_path / "missing.csv")
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ docs/calibration.md.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -163,14 +164,20 @@ def calibrate(
     )
     url = f"sqlite:///{db.resolve()}"
     if resume:
-        abc.load(url, 1)
+        history = abc.load(url, 1)
+        done = history.max_t + 1  # generations finished before
     else:
-        abc.new(url, {"deviations": np.zeros(len(TARGETS))})
-    history = abc.run(
-        minimum_epsilon=settings.min_epsilon,
-        max_nr_populations=settings.generations,
-        max_total_nr_simulations=settings.max_simulations,
-    )
+        history = abc.new(url, {"deviations": np.zeros(len(TARGETS))})
+        done = 0
+    if settings.generations > done:
+        with warnings.catch_warnings():
+            # pyabc compares the first generation's threshold (inf) with the next: inf - inf
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            history = abc.run(
+                minimum_epsilon=settings.min_epsilon,
+                max_nr_populations=settings.generations - done,
+                max_total_nr_simulations=settings.max_simulations,
+            )
     for t in range(history.max_t + 1):
         pops = history.get_all_populations()
         row = pops[pops["t"] == t].iloc[0]
@@ -203,19 +210,18 @@ def posterior_table(history: Any) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    """The weighted median: the smallest value whose cumulative weight reaches half."""
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The smallest value whose share of the total weight at or below it reaches `q` (0-1)."""
     order = np.argsort(values, kind="stable")
     cumulative = np.cumsum(np.asarray(weights, dtype=float)[order])
-    middle = np.searchsorted(cumulative, 0.5 * cumulative[-1])
-    return float(np.asarray(values, dtype=float)[order][middle])
+    at = min(int(np.searchsorted(cumulative, q * cumulative[-1])), cumulative.size - 1)
+    return float(np.asarray(values, dtype=float)[order][at])
 
 
 def posterior_median(table: pd.DataFrame) -> dict[str, float]:
     """Each fitted parameter's weighted posterior median (the defaults of `biology.params`)."""
-    return {
-        name: weighted_median(table[name].to_numpy(), table["weight"].to_numpy()) for name in FITTED
-    }
+    weights = table["weight"].to_numpy()
+    return {name: weighted_quantile(table[name].to_numpy(), weights, 0.5) for name in FITTED}
 
 
 def read_posterior(path: str | Path) -> pd.DataFrame:

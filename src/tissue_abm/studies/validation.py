@@ -22,11 +22,20 @@ from matplotlib.figure import Figure
 from tissue_abm.analysis import experiments, plots, spatial, survival
 from tissue_abm.analysis.summary import end_state, median_healthspan, run_columns
 from tissue_abm.analysis.synergy import dose_grid_summary, dose_grid_synergy
-from tissue_abm.biology.params import Parameters
+from tissue_abm.biology.params import HYPOTHESES, Parameters
 from tissue_abm.biology.rules import DAYS_PER_YEAR
 from tissue_abm.runs.results import load_results, load_snapshots, point_parameters, read_manifest
 from tissue_abm.studies import calibration
-from tissue_abm.studies.calibration import HALF_LIFE_OLD, HALF_LIFE_YOUNG, MEDIAN_LIFESPAN, Target
+from tissue_abm.studies.abc import FITTED, read_posterior, weighted_quantile
+from tissue_abm.studies.calibration import (
+    HALF_LIFE_OLD,
+    HALF_LIFE_YOUNG,
+    MEDIAN_LIFESPAN,
+    OXYTOCIN_DECLINE,
+    PRODUCTION,
+    RAPAMYCIN_GAIN,
+    Target,
+)
 from tissue_abm.studies.report import markdown_table
 
 YEAR = DAYS_PER_YEAR
@@ -42,10 +51,15 @@ THERAPIES = {
 }
 """Rows of the lifespan table: label -> (scenario, sweep point), therapies from 12 months."""
 N_BOOT = 1000
+POSTERIOR = Path(__file__).resolve().parents[3] / "docs" / "calibration" / "posterior.csv"
+"""The posterior of the calibration that set the defaults (a source checkout's)."""
 
 
 def validation_page(
-    folder: str | Path, figures: str | Path | None = None, n_boot: int = N_BOOT
+    folder: str | Path,
+    figures: str | Path | None = None,
+    n_boot: int = N_BOOT,
+    posterior: str | Path | None = POSTERIOR,
 ) -> str:
     """The validation page (Markdown) of the batch in `folder`.
 
@@ -54,6 +68,8 @@ def validation_page(
         figures: Folder for the page's figures (PNG), linked relative to `figures`' parent;
             None draws none.
         n_boot: Bootstrap resamples of every interval.
+        posterior: The calibration's posterior table (`studies.abc`), summarised with the
+            targets; None (or a missing file) leaves the summary out.
 
     Returns:
         The page, ending with a newline.
@@ -64,7 +80,15 @@ def validation_page(
     params = own.get(("wild_type", 0), Parameters())  # the calibrated values this batch used
     names = set(results["scenario"].astype(str).unique())
     long = [s for s, _ in THERAPIES.values() if s in names] + [
-        s for s in ("rapamycin_dose_response", "rapamycin_schedule", "dose_grid") if s in names
+        s
+        for s in (
+            "rapamycin_dose_response",
+            "rapamycin_schedule",
+            "dose_grid",
+            "rapamycin_itp",
+            "hypotheses",
+        )
+        if s in names
     ]
     lives = survival.lifespans(results[results["scenario"].isin(long)], own)
     context = _Context(
@@ -77,9 +101,10 @@ def validation_page(
     manifest = read_manifest(folder)
     sections = [
         _header(folder, manifest, results),
-        _targets(context, params),
+        _targets(context, params, posterior),
         _expectations(context),
         _therapies(context),
+        _hypotheses(context),
         _timing(context),
         _dose_response(context),
         _transplant(context),
@@ -213,11 +238,10 @@ def _header(folder: Path, manifest: dict, results: pd.DataFrame) -> str:
     )
 
 
-def _targets(c: _Context, params: Parameters) -> str:
+def _targets(c: _Context, params: Parameters, posterior: str | Path | None) -> str:
     rows = []
     if c.missing(["wild_type", "pulse_chase_young", "pulse_chase_old"]) is None:
-        lives = calibration.half_lives(c.results, n_boot=c.n_boot)
-        for target, estimate in ((HALF_LIFE_YOUNG, lives.young), (HALF_LIFE_OLD, lives.old)):
+        for target, estimate in zip((HALF_LIFE_YOUNG, HALF_LIFE_OLD), _half_lives(c), strict=True):
             rows.append(
                 _target_row(
                     target,
@@ -234,9 +258,21 @@ def _targets(c: _Context, params: Parameters) -> str:
                 MEDIAN_LIFESPAN.met(life["median_lifespan"]),
             )
         )
+        worst, low, high = _production(c, params)
+        rows.append(
+            _target_row(PRODUCTION, f"{worst:.2f} [{low:.2f}, {high:.2f}]", PRODUCTION.met(worst))
+        )
     ratio = calibration.oxytocin_ratio(params)
-    target = calibration.OXYTOCIN_DECLINE
-    rows.append([target.name, target.source, f"{ratio:.2f}", "≤ 1/3", _yes(ratio <= 1 / 3)])
+    rows.append(_target_row(OXYTOCIN_DECLINE, f"{ratio:.2f}", ratio <= 1 / 3))
+    if c.missing(["wild_type", "rapamycin_itp"]) is None:
+        gain, low, high = _gain(c, "rapamycin_itp", "wild_type")
+        rows.append(
+            _target_row(
+                RAPAMYCIN_GAIN,
+                f"{gain:+.1%} [{low:+.1%}, {high:+.1%}]",
+                RAPAMYCIN_GAIN.met(gain),
+            )
+        )
     table = markdown_table(
         ["target", "source", "model [95% CI]", "target ± tolerance", ""],
         rows,
@@ -244,35 +280,123 @@ def _targets(c: _Context, params: Parameters) -> str:
     )
     return (
         "## Calibration targets\n\n"
-        "Three parameters are fitted (`tissue-abm calibrate`, see `studies.calibration`): "
-        f"`immune_recruit_max` = {params.immune_recruit_max:g} to the young half-life, "
-        f"`immune_old_fraction` = {params.immune_old_fraction:g} to the old half-life and "
-        f"`sr_burden_scale` = {params.sr_burden_scale:g} to the median lifespan; the fourth "
-        "target follows from `ot_old_fraction`. The half-life is the log-linear decay rate of "
-        "the pulse's excess senescent cells over the same-seed wild type, from its peak until "
-        f"it falls below {experiments.FIT_FLOOR:.0%} of it (`experiments.half_life`).\n\n" + table
+        "The six targets the calibration fits, all at once and nothing else "
+        "(`tissue-abm calibrate`, ABC-SMC: [calibration.md](calibration.md)), measured here on "
+        "this batch's full-size runs, independent of the calibration's own. A target is met "
+        "when the estimate lies within its tolerance. The half-life is the log-linear decay "
+        "rate of the pulse's excess senescent cells over the same-seed wild type, from its peak "
+        f"until it falls below {experiments.FIT_FLOOR:.0%} of it (`experiments.half_life`); the "
+        "production is k·P(t)/(η·t) at the month from 3 to 30 where it is farthest from 1 "
+        "(`calibration.production_ratios`).\n\n" + table + _posterior(posterior, c)
     )
 
 
 def _target_row(target: Target, model: str, met: bool) -> list[str]:
-    tolerance = (
-        f"{target.value / YEAR:.1f} ± {target.tolerance / YEAR:.1f} y"
-        if target is MEDIAN_LIFESPAN
-        else f"{target.value:g} ± {target.tolerance:g} d"
-    )
+    if target is MEDIAN_LIFESPAN:
+        tolerance = f"{target.value / YEAR:.1f} ± {target.tolerance / YEAR:.1f} y"
+    elif target is OXYTOCIN_DECLINE:
+        tolerance = "≤ 1/3"
+    elif target.unit == "fraction":
+        tolerance = f"{target.value:+.0%} ± {target.tolerance:.0%}"
+    elif target.unit == "days":
+        tolerance = f"{target.value:g} ± {target.tolerance:g} d"
+    else:
+        tolerance = f"{target.value:g} ± {target.tolerance:g}"
     return [target.name, target.source, model, tolerance, _yes(met)]
+
+
+def _half_lives(c: _Context) -> tuple[experiments.Estimate, experiments.Estimate]:
+    """The pulse–chase half-lives (young, old) with their bootstrap intervals."""
+    young, old = (
+        experiments.pulse_chase(
+            c.results, f"pulse_chase_{which}", "wild_type", age, n_boot=c.n_boot
+        )
+        for which, age in (
+            ("young", calibration.HALF_LIFE_YOUNG_AGE),
+            ("old", calibration.HALF_LIFE_OLD_AGE),
+        )
+    )
+    return young, old
+
+
+def _production(c: _Context, params: Parameters) -> tuple[float, float, float]:
+    """The worst month's production ratio of the wild type, with a bootstrap over its runs."""
+    runs = c.select(c.results, "wild_type")
+    seeds = runs["seed"].unique()
+
+    def worst(picked: np.ndarray) -> float:
+        chosen = pd.concat(
+            [runs[runs["seed"] == seed].assign(seed=k) for k, seed in enumerate(picked)]
+        )
+        ratios = calibration.production_ratios(chosen, params)
+        return float(ratios[np.argmax(np.abs(ratios - 1.0))])
+
+    rng = np.random.default_rng(0)
+    boot = [worst(rng.choice(seeds, seeds.size)) for _ in range(min(c.n_boot, 200))]
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return worst(seeds), float(low), float(high)
+
+
+def _gain(c: _Context, treated: str, control: str) -> tuple[float, float, float]:
+    """Treated over control median lifespan, minus 1, with a bootstrap over paired replicates."""
+    lives = {name: c.select(c.lives, name) for name in (treated, control)}
+    replicates = np.intersect1d(
+        lives[treated]["replicate"].unique(), lives[control]["replicate"].unique()
+    )
+
+    def gain(picked: np.ndarray) -> float:
+        medians = []
+        for table in lives.values():
+            chosen = pd.concat([table[table["replicate"] == r] for r in picked])
+            km = survival.kaplan_meier(chosen["lifespan"].to_numpy(), chosen["observed"].to_numpy())
+            medians.append(survival.quantile_lifespan(km, 0.5))
+        return medians[0] / medians[1] - 1.0
+
+    rng = np.random.default_rng(0)
+    boot = [gain(rng.choice(replicates, replicates.size)) for _ in range(min(c.n_boot, 400))]
+    low, high = np.quantile(np.nan_to_num(boot, nan=np.inf), [0.025, 0.975])
+    return gain(replicates), float(low), float(high)
+
+
+def _posterior(path: str | Path | None, c: _Context) -> str:
+    """The fitted parameters: posterior medians (the defaults) and 90% intervals."""
+    if path is None or not Path(path).exists():
+        return ""
+    table = read_posterior(path)
+    weights = table["weight"].to_numpy()
+    rows = []
+    for name, prior in FITTED.items():
+        values = table[name].to_numpy()
+        low, median, high = (weighted_quantile(values, weights, q) for q in (0.05, 0.5, 0.95))
+        rows.append(
+            [
+                f"`{name}`",
+                f"{median:.4g}",
+                f"{low:.4g} – {high:.4g}",
+                f"{prior.low:g} – {prior.high:g}" + (" (log)" if prior.log else ""),
+            ]
+        )
+    return (
+        "\n\nThe fitted parameters: weighted medians of the calibration's last generation "
+        f"({len(table)} particles; the defaults of `biology/params.py`) and 90% intervals.\n\n"
+        + markdown_table(
+            ["parameter", "posterior median", "90% interval", "prior (uniform)"],
+            rows,
+            ["l", "r", "r", "r"],
+        )
+    )
 
 
 def _expectations(c: _Context) -> str:
     rows = []
     if c.missing(["wild_type", "pulse_chase_young", "pulse_chase_old"]) is None:
-        lives = calibration.half_lives(c.results, n_boot=c.n_boot)
+        young, old = _half_lives(c)
         rows.append(
             [
                 "half-life after a pulse is longer in old than in young tissue",
                 "Karin 2019 (§1)",
-                f"{lives.young.value:.1f} d → {lives.old.value:.1f} d",
-                _holds(lives.old.ci_low > lives.young.ci_high),
+                f"{young.value:.1f} d → {old.value:.1f} d",
+                _holds(old.ci_low > young.ci_high),
             ]
         )
     if c.missing(["wild_type", "immune_knockout"]) is None:
@@ -325,10 +449,9 @@ def _expectations(c: _Context) -> str:
     return (
         "## Expected behaviours\n\n"
         "Each holds when the 95% intervals of the two sides do not overlap (or the "
-        "interval lies in the stated range). The model's knock-out removes every killing "
-        "route (senescent cells otherwise only die at `senescent_death_rate`), so it is "
-        "far more severe than Prf1⁻/⁻ mice, which keep other clearance routes and live "
-        "most of a normal lifespan.\n\n"
+        "interval lies in the stated range). The model's knock-out removes the perforin route "
+        "(`immune_kill` = 0) and keeps the phagocytic one; none of these expectations is "
+        "fitted.\n\n"
         + markdown_table(
             ["expectation", "source", "model [95% CI]", ""], rows, ["l", "l", "r", "l"]
         )
@@ -406,6 +529,59 @@ def _therapies(c: _Context) -> str:
             rows,
         )
         + figure
+    )
+
+
+HYPOTHESIS_VARIANTS = {
+    "all at their defaults": set(),
+    "oxytocin's SASP damping off": {"ot_sasp_damping"},
+    "oxytocin's immune gain off": {"ot_immune_gain"},
+    "mTORC2 cost off": {"mtorc2_hazard"},
+    "all off": {"ot_sasp_damping", "ot_immune_gain", "mtorc2_hazard"},
+}
+"""Rows of the hypotheses table: label -> the hypothesis parameters switched off (set to 0)."""
+
+
+def _hypotheses(c: _Context) -> str:
+    note = c.missing(["hypotheses"])
+    if note:
+        return "## Hypotheses on and off\n\n" + note
+    runs = c.select(c.results, "hypotheses")
+    rapa, oxy = "therapy.rapamycin.dose", "therapy.oxytocin.dose"
+    rows = []
+    for label, off in HYPOTHESIS_VARIANTS.items():
+        values = {name: 0.0 if name in off else runs[name].max() for name in HYPOTHESES}
+        medians = {}
+        for therapy, doses in (
+            ("untreated", (0.0, 0.0)),
+            ("rapamycin", (1.0, 0.0)),
+            ("oxytocin", (0.0, 1.0)),
+            ("both", (1.0, 1.0)),
+        ):
+            point = {**values, rapa: doses[0], oxy: doses[1]}
+            medians[therapy] = c.lifespan("hypotheses", point)["median_lifespan"]
+        base = medians["untreated"]
+        best = max(medians["rapamycin"], medians["oxytocin"])
+        rows.append(
+            [
+                label,
+                _days(base),
+                *(f"{medians[t] / base - 1:+.1%}" for t in ("rapamycin", "oxytocin", "both")),
+                f"{medians['both'] / best - 1:+.1%}",
+            ]
+        )
+    return (
+        "## Hypotheses on and off\n\n"
+        "The parameters whose effect has no direct evidence ([parameters.md](parameters.md), "
+        "**hypothesis**) switched off one at a time and all together "
+        "(`scenarios/experiments/hypotheses.toml`: therapies from 12 months, "
+        f"{runs['replicate'].nunique()} runs per cell). Median lifespans, changes from the "
+        "untreated median of the same row; the last column is the combination against the "
+        "better single drug.\n\n"
+        + markdown_table(
+            ["hypotheses", "untreated", "rapamycin", "oxytocin", "both", "both vs better single"],
+            rows,
+        )
     )
 
 
