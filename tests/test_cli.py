@@ -19,6 +19,7 @@ from pandas.testing import assert_frame_equal
 from factories import assert_one_line_error, write_case
 from tissue_abm import Parameters, cli, load_results, load_scenario, load_snapshots
 from tissue_abm.analysis.summary import healthspan
+from tissue_abm.biology.params import HYPOTHESES
 from tissue_abm.biology.readouts import READOUTS
 from tissue_abm.runs.results import OutputError, write_run
 
@@ -341,8 +342,11 @@ def test_params_prints_markdown_table_with_every_parameter(capsys):
     assert cli.main(["params"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| `")]
-    assert "| name | unit | default | range | source | meaning |" in out
+    assert "| name | unit | default | range | source | evidence | meaning |" in out
     assert [row.split("`")[1] for row in rows] == list(Parameters.model_fields)
+    # the parameters whose effect has no direct evidence say so in their row
+    flagged = {row.split("`")[1] for row in rows if "**hypothesis**" in row}
+    assert flagged == set(HYPOTHESES) and "ot_sasp_damping" in flagged
 
 
 def test_run_writes_the_grid_snapshots_its_scenario_asks_for(tmp_path):

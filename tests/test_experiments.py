@@ -586,13 +586,15 @@ def test_senolytic_control_extends_median_lifespan(wild_type):
     # both medians are reached (wild type ~2.4 years). Lifespans of 200 SR organisms per run
     # (survival.lifespans, default Parameters); statistic: the median lifespan with its 95%
     # cluster-bootstrap interval (6 runs each); the intervals must not overlap (senolytic
-    # above). Over 8 base seeds the gap between them was 150-180 days (medians ~870 and
-    # ~1055); without an effect of the senolytic they would overlap.
+    # above; a treated median not reached by 4 years counts as longer). Without an effect of
+    # the senolytic the intervals would overlap.
     results = results_table(wild_type, experiment("senolytic_control"))
     summary = survival_summary(lifespans(results)).set_index("scenario")
     treated, control = summary.loc["senolytic_control"], summary.loc["wild_type"]
-    assert np.isfinite([treated["median_lifespan"], control["median_lifespan"]]).all(), summary
-    assert treated["median_ci_low"] > control["median_ci_high"], summary
+    assert np.isfinite(control["median_lifespan"]), summary
+    # a treated median not reached by the end of the runs is beyond it: longer
+    low = treated["median_ci_low"] if np.isfinite(treated["median_ci_low"]) else np.inf
+    assert low > control["median_ci_high"], summary
 
 
 TRANSPLANT_SWEEP = "perturbation.0.age"

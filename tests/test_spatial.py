@@ -6,12 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factories import variant
 from tissue_abm.analysis.spatial import (
     clark_evans,
     clark_evans_null,
     pair_correlation,
     senescent_spatial,
 )
+from tissue_abm.biology.params import Parameters
+from tissue_abm.biology.perturbation import Transplant
 from tissue_abm.engines.array import ArrayTissue
 
 
@@ -225,11 +228,27 @@ def test_bad_snapshots_raise_value_error():
 
 @pytest.fixture(scope="module")
 def snapshots() -> pd.DataFrame:
-    """Two real 30×30 runs of 50 days: the young tissue of the brief (1 senescent cell) and an
-    old one (from 650 days of age: 22 senescent cells), labelled as two replicates."""
+    """Two real 30×30 runs of 50 days, labelled as two replicates: a young tissue holding exactly
+    one senescent cell (transplanted, with no process that makes or removes one) and an old one
+    (from 650 days of age; 1.5% of the sites senescent at the start, kept: no clearance and no
+    paracrine spread, so a dozen or more cells at random sites)."""
+    still = Parameters(
+        initial_senescent_fraction=0.0,
+        primary_max_rate=0.0,
+        paracrine_max_rate=0.0,
+        immune_kill=0.0,
+        phagocytic_rate=0.0,
+        senescent_death_rate=0.0,
+    )
+    runs = (
+        (still, 90, [Transplant(age=100, cells=1, state="senescent")]),
+        (variant(still, initial_senescent_fraction=0.015, primary_max_rate=0.002), 650, []),
+    )
     frames = []
-    for replicate, start_age in enumerate((90, 650)):
-        m = ArrayTissue(size=30, start_age=start_age, days=50, rng=1)
+    for replicate, (params, start_age, perturbations) in enumerate(runs):
+        m = ArrayTissue(
+            params, size=30, start_age=start_age, days=50, rng=1, perturbations=perturbations
+        )
         for _ in range(50):
             m.step()
         frames.append(m.snapshot().assign(scenario="untreated", replicate=replicate))
