@@ -110,6 +110,7 @@ def validation_page(
         _transplant(context),
         _spatial(folder, names),
         _synergy(context),
+        _limits(context),
     ]
     return "\n".join(sections)
 
@@ -841,3 +842,49 @@ def _save(figure: Figure, folder: Path, name: str, caption: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     figure.savefig(folder / name, dpi=110)
     return f"\n![{caption}]({folder.name}/{name})\n"
+
+
+def _limits(c: _Context) -> str:
+    """Where the model is weakest: numbers a reader should weigh before trusting an answer."""
+    items = []
+    if "wild_type" in c.names:
+        late = [
+            (months, c.value_at("wild_type", "senescent_fraction", round(months * YEAR / 12))[0])
+            for months in (24, 30, 36, 42)
+        ]
+        shown = ", ".join(f"{100 * v:.1f}% at {m} months" for m, v in late if math.isfinite(v))
+        items.append(
+            "**Late life.** The untreated tissue's senescent fraction is "
+            f"{shown}. Past ~30 months paracrine spread can outrun clearance; the organism's "
+            "survival then depends on the tissue's production there, which no target constrains "
+            "(the production target stops at 30 months)."
+        )
+    if c.missing(["wild_type", "immune_knockout"]) is None:
+        ko = c.value_at("immune_knockout", "senescent_fraction", LATE_AGE)[0]
+        wt = c.value_at("wild_type", "senescent_fraction", LATE_AGE)[0]
+        lives = c.lifespan("immune_knockout")["median_lifespan"]
+        base = c.lifespan("wild_type")["median_lifespan"]
+        items.append(
+            "**Perforin knock-out.** Burden at 24 months "
+            f"×{ko / wt:.1f} the wild type's and median lifespan {lives / base - 1:+.0%}. "
+            "Ovadya 2018 report a higher burden and lower survival without numbers this model "
+            "could be held to; the size of the perforin-independent route is fitted to the "
+            "half-lives, not to the knock-out."
+        )
+    if c.missing(["wild_type", "senolytic_control"]) is None:
+        gain = (
+            c.lifespan("senolytic_control")["median_lifespan"]
+            / c.lifespan("wild_type")["median_lifespan"]
+        )
+        items.append(
+            "**Senolytics.** Removing half of the senescent cells every 30 days from 12 months "
+            f"changes median lifespan by {gain - 1:+.0%}: the organism's senescent abundance "
+            "loses the same share at each dose, which is the model's definition of a dose, not a "
+            "fit to any senolytic study."
+        )
+    items.append(
+        "**Oxytocin.** Its lifespan effect comes from its hypothesis arms (SASP damping and "
+        "immune gain; see *Hypotheses on and off*); its evidenced arm, regeneration, raises "
+        "tissue function and healthspan but makes no senescent cells fewer."
+    )
+    return "## Where the model may be wrong\n\n" + "\n\n".join(f"- {i}" for i in items) + "\n"
