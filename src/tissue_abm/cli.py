@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import socket
 import subprocess
 import sys
@@ -626,6 +627,7 @@ def _params(args: argparse.Namespace) -> None:
 
 
 def _viz(args: argparse.Namespace) -> int:
+    from tissue_abm.runs.pool import at_hard_exit, stop_on_signals
     from tissue_abm.runs.scenario import load_scenario
     from tissue_abm.viz.serve import start_server
 
@@ -642,15 +644,20 @@ def _viz(args: argparse.Namespace) -> int:
             ) from None
     print(f"browser view: http://{HOST}:{args.port}  (Ctrl-C stops it)", flush=True)
     server = start_server(args.scenario, args.port)
-    try:
-        return server.wait()
-    except KeyboardInterrupt:  # the server got the same Ctrl-C and shuts down
+    # The server dies with this process whatever ends it (serve.start_server); here a stop
+    # signal stops it in order, and a second one at once.
+    with stop_on_signals("the browser view stopped at once"), at_hard_exit(server.kill):
         try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        return 0
+            return server.wait()
+        except KeyboardInterrupt as stop:  # Ctrl-C (the server got it too), SIGTERM, SIGHUP
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            signum = getattr(stop, "signum", signal.SIGINT)
+            return 0 if signum == signal.SIGINT else 128 + signum
 
 
 # --- shared pieces of the commands ------------------------------------------------------------
