@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import signal
 import subprocess
 import sys
 import time
+import zlib
 
 import psutil
 import pytest
@@ -87,6 +89,19 @@ def test_a_task_that_raises_comes_back_as_one_line_and_the_others_run():
         (9.0, 3.0, None),
     ]
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
+def test_tasks_large_and_small_all_come_back_in_any_mix():
+    """A busy worker is sent its next task only if it is small (it then waits in the pipe):
+    a large one would fill the pipe while the worker sends its (large) result, and each would
+    wait for the other for ever. Compressing random bytes takes a while and gives as many."""
+    big, small = os.urandom(3_000_000), os.urandom(10)
+    tasks = [big, small, big, big, small, big, big, small]
+    done = []
+    context = multiprocessing.get_context("forkserver")
+    with LocalPool(zlib.compress, 2, context, replacements=0) as pool:
+        pool.run(tasks, lambda task, result, error: done.append((zlib.decompress(result), error)))
+    assert sorted(done) == sorted((task, None) for task in tasks)
 
 
 PARENT = """

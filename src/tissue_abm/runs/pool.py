@@ -22,9 +22,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 STOP_SIGNALS = tuple(
@@ -34,6 +35,10 @@ STOP_SIGNALS = tuple(
 
 STOP_SECONDS = 1.0
 """How long `LocalPool.stop` waits for terminated workers before killing them."""
+
+QUEUED_BYTES = 64 * 1024
+"""The largest task (pickled) sent to a busy worker to wait in its pipe: well below the pipe's
+buffer (over 200 kB), so that sending it never blocks while the worker sends a result."""
 
 _HARD_EXIT: dict[int, Callable[[], None]] = {}
 """What a second stop signal does before the process ends (kill workers, release locks)."""
@@ -122,15 +127,16 @@ def _hard_exit(signum: int, message: str) -> None:
 class _Worker:
     process: multiprocessing.process.BaseProcess
     conn: Connection
-    task: Any = None
-    busy: bool = False
+    tasks: list[Any] = field(default_factory=list)
+    """The tasks sent to it and not yet answered, in order: the first is running."""
 
 
 class LocalPool:
-    """Worker processes that run `function(task)`, one task per worker at a time.
+    """Worker processes that run `function(task)`, each a task at a time.
 
     Use it as a context manager: the workers start on entry and are stopped on exit (at once,
-    whatever is running; `stop`).
+    whatever is running; `stop`). While a worker runs a task, its next task waits in its pipe
+    if it is small (`QUEUED_BYTES`), so that it starts at once when the first ends.
 
     Args:
         function: Called in a worker on each task; must be picklable (a module-level function
@@ -188,58 +194,60 @@ class LocalPool:
         """Run every task; call done(task, result, error) in this process as each one ends.
 
         `error` is None, or one line ("TypeName: message") if `function` raised (then `result`
-        is None). A task whose worker died is sent again to a new worker.
+        is None). The tasks of a worker that died are sent again to a new worker.
 
         Raises:
             WorkersDied: If more than `replacements` workers died; the tasks not done are
                 lost (the caller knows them: `done` was not called for them).
         """
-        queue = list(tasks)
-        while queue or any(w.busy for w in self._workers):
-            for index, worker in enumerate(self._workers):
-                if worker.busy or not queue:
-                    continue
-                if not worker.process.is_alive():
-                    worker = self._replace(index, None)
-                try:
-                    worker.conn.send(queue[0])
-                except OSError:  # it died since: send the task to another worker
-                    self._replace(index, None)
-                    continue
-                worker.task, worker.busy = queue.pop(0), True
-            busy = [w for w in self._workers if w.busy]
+        queue = [(task, _pickled(task)) for task in tasks]
+        while queue or any(w.tasks for w in self._workers):
+            self._send(queue)
+            busy = [w for w in self._workers if w.tasks]
             ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], 1.0))
             for worker in busy:
                 if worker.conn in ready:
                     try:
                         status, value = worker.conn.recv()
                     except (EOFError, OSError):  # died while answering
-                        queue.insert(0, self._lost(worker))
+                        queue[:0] = self._lost(worker)
                         continue
-                    task, worker.task, worker.busy = worker.task, None, False
+                    task = worker.tasks.pop(0)
                     if status == "ok":
                         done(task, value, None)
                     else:
                         done(task, None, value)
                 elif worker.process.sentinel in ready:
-                    queue.insert(0, self._lost(worker))
+                    queue[:0] = self._lost(worker)
 
-    def _lost(self, worker: _Worker) -> Any:
-        """A busy worker died: count it, replace it, and return its task."""
-        task = worker.task
-        self._replace(self._workers.index(worker), task)
-        return task
+    def _send(self, queue: list[tuple[Any, bytes]]) -> None:
+        """Give each worker a task to run, and a small one to start next if it has none."""
+        for index, worker in enumerate(self._workers):
+            while queue and (
+                not worker.tasks or (len(worker.tasks) == 1 and len(queue[0][1]) <= QUEUED_BYTES)
+            ):
+                if not worker.process.is_alive():
+                    queue[:0] = self._lost(worker)
+                    worker = self._workers[index]
+                    continue
+                try:  # never blocks: the pipe holds at most one unread task, a small one
+                    worker.conn.send_bytes(queue[0][1])
+                except OSError:  # it died since: its tasks go to its successor
+                    queue[:0] = self._lost(worker)
+                    worker = self._workers[index]
+                    continue
+                worker.tasks.append(queue.pop(0)[0])
 
-    def _replace(self, index: int, task: Any) -> _Worker:
-        old = self._workers[index]
-        old.busy = False
+    def _lost(self, worker: _Worker) -> list[tuple[Any, bytes]]:
+        """A worker died: count it, replace it, and return its unanswered tasks for the queue."""
+        index = self._workers.index(worker)
         self.deaths += 1
         if self.deaths > self.replacements:
             raise WorkersDied(f"worker processes died {self.deaths} times")
-        old.conn.close()
-        old.process.join(STOP_SECONDS)
+        worker.conn.close()
+        worker.process.join(STOP_SECONDS)
         self._workers[index] = self._start()
-        return self._workers[index]
+        return [(task, _pickled(task)) for task in worker.tasks]
 
     def stop(self) -> None:
         """End every worker now (SIGTERM, then SIGKILL after `STOP_SECONDS`) and wait for them."""
@@ -268,6 +276,11 @@ class LocalPool:
         for pid in self.pids():
             with suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _pickled(task: Any) -> bytes:
+    """A task as `Connection.recv` reads it."""
+    return bytes(ForkingPickler.dumps(task))
 
 
 def _serve(conn: Connection, watch: Connection, function: Callable[[Any], Any]) -> None:
