@@ -218,6 +218,26 @@ def test_load_snapshots_gives_the_grid_the_readouts_count_at_the_asked_age(small
     pd.testing.assert_frame_equal(grid.sort_index(), counted.sort_index(), check_dtype=False)
 
 
+def test_a_dask_scheduler_reached_by_its_address_gives_the_same_results(small, tmp_path):
+    """The tcp:// path (connection checked, then Dask's handshake within the deadline)."""
+    from distributed import LocalCluster
+
+    files, reference = small
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://")
+        summary = batch.run_batch(batch.plan_batch(files), tmp_path / "out", scheduler=address)
+    assert (summary.done, summary.failed) == (8, 0)
+    assert run_files(tmp_path / "out") == run_files(reference)
+
+
 # --- failures, interruptions, resumption ---------------------------------------------------------
 
 

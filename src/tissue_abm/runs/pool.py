@@ -1,8 +1,9 @@
 """Local worker processes for a batch, and the signals that stop a batch.
 
 `LocalPool` runs tasks on worker processes it owns outright (no `concurrent.futures` machinery
-in between): each worker holds one task at a time, so a worker that dies loses only its own
-task, which is sent again to a new worker; `stop` ends every worker at once. Workers ignore
+in between): each worker holds the task it runs and at most one small task queued, so a worker
+that dies loses only those, which are sent again to a new worker; `stop` ends every worker at
+once. Workers ignore
 Ctrl-C (the parent handles it) and end by themselves when the parent process is gone, however
 it ended: a thread in each worker waits for the end of a pipe whose only writer is the parent.
 
