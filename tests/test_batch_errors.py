@@ -11,6 +11,7 @@ import pytest
 from factories import assert_one_line_error, write_case
 from tissue_abm import cli
 from tissue_abm.runs import batch
+from tissue_abm.runs.scenario import read_scenario_text
 
 HEAD = 'name = "bad"\nsize = 6\nstart_age = 90\nend_age = 92\n'
 """A tiny valid head: were a malformed case wrongly accepted, it would still finish at once."""
@@ -509,3 +510,279 @@ def test_valid_tiny_sweep_writes_one_parquet_per_run_and_a_finished_manifest(
     parquet = sorted(str(path.relative_to(out / "runs")) for path in out.rglob("*.parquet"))
     assert parquet == sorted(f"{run_id}.parquet" for run_id in ids)
     assert sorted(os.listdir(out)) == ["batch.json", "runs"]
+
+
+# --- the scheduler ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["garbage", "", "tcp://", "tcp://host", "tcp://:8786", "tcp://host:0", "tcp://host:99999",
+     "http://127.0.0.1:8786", "inproc://x", "ucx://127.0.0.1:8786", "tcp://host:8786/path",
+     "tcp://user@host:8786"],
+)  # fmt: skip
+def test_a_malformed_scheduler_address_is_one_line_before_anything_is_written(
+    tmp_path, capsys, no_simulation, good, address
+):
+    out = tmp_path / "out"
+    assert run_cli(good, "--out", out, "--scheduler", address) == 2
+    assert_one_line_error(
+        capsys.readouterr().err,
+        f"--scheduler {address!r} is not allowed",
+        "allowed: tcp://host:port",
+        "'local'",
+    )
+    assert not out.exists()
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server that accepts connections and never says a word: tcp://127.0.0.1:PORT."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def test_a_scheduler_that_never_answers_fails_in_one_line_by_the_deadline(
+    tmp_path, capsys, monkeypatch, no_simulation, good, silent_server
+):
+    """Dask's own timeout does not bound its handshake (the issue saw 400 s): the deadline
+    does. It is 20 s; 3 s here."""
+    import time
+
+    monkeypatch.setattr(batch, "CONNECT_SECONDS", 3.0)
+    out = tmp_path / "out"
+    clock = time.monotonic()
+    assert run_cli(good, "--out", out, "--scheduler", silent_server, "--workers", "1") == 2
+    assert time.monotonic() - clock < 15
+    assert_one_line_error(
+        capsys.readouterr().err,
+        f"the Dask scheduler at {silent_server} did not answer within 3 s",
+    )
+    assert not out.exists()  # nothing written: no manifest, so rerunning is not refused
+
+
+def test_a_refused_scheduler_address_fails_at_once(tmp_path, capsys, no_simulation, good):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "out"
+    assert run_cli(good, "--out", out, "--scheduler", f"tcp://127.0.0.1:{port}") == 2
+    assert_one_line_error(
+        capsys.readouterr().err,
+        f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: Connection refused",
+    )
+    assert not out.exists()
+
+
+# --- what --out is, and what it holds ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("resume", [[], ["--resume"]], ids=["new", "resume"])
+def test_out_that_is_a_file_is_one_line(tmp_path, capsys, no_simulation, good, resume):
+    out = tmp_path / "results.txt"
+    out.write_text("mine\n")
+    assert run_cli(good, "--out", out, *resume) == 2
+    assert_one_line_error(capsys.readouterr().err, f"{out}", "not a folder")
+    assert out.read_text() == "mine\n"
+    assert run_cli("--out", out, "--resume") == 2
+    assert_one_line_error(capsys.readouterr().err, f"{out}", "not a batch folder")
+
+
+BAD_MANIFESTS = [
+    pytest.param("{}", "the key 'format' is missing", id="empty-object"),
+    pytest.param("[]", "a JSON object is expected, not []", id="list"),
+    pytest.param("null", "a JSON object is expected, not null", id="null"),
+    pytest.param(
+        '{"format": 2, "status": "done", "scenarios": [], "runs": []}',
+        "scenarios = [] is not allowed",
+        id="no-scenarios",
+    ),
+    pytest.param(
+        '{"format": 2, "status": "done", "scenarios": [{"name": "good"}], "runs": []}',
+        "the key 'scenarios.0.file' is missing",
+        id="scenario-without-text",
+    ),
+    pytest.param(
+        '{"format": 2, "status": "done", "runs": {},'
+        ' "scenarios": [{"name": "good", "file": "f", "text": "t"}]}',
+        "runs = {} is not allowed",
+        id="runs-not-a-list",
+    ),
+]
+
+
+@pytest.mark.parametrize(("content", "message"), BAD_MANIFESTS)
+def test_resume_from_a_manifest_of_the_wrong_shape_is_one_line(
+    tmp_path, capsys, no_simulation, good, content, message
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "batch.json").write_text(content)
+    for files in ([], [good]):
+        assert run_cli(*files, "--out", out, "--resume") == 2
+        assert_one_line_error(
+            capsys.readouterr().err, f"{out / 'batch.json'}: not a batch manifest", message
+        )
+    assert tree(out) == {"batch.json": content.encode()}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"days": "x"}, 'overrides.days = "x" is not allowed'),
+        ({"replicates": 0}, "overrides.replicates = 0 is not allowed"),
+        ({"colour": 1}, "overrides.colour = 1 is not allowed"),
+    ],
+)
+def test_a_manifest_with_bad_overrides_is_one_line_in_resume_and_report(
+    tmp_path, capsys, finished, override, message
+):
+    content = json.loads((finished / "batch.json").read_text())
+    content["overrides"] = override
+    (finished / "batch.json").write_text(json.dumps(content))
+    capsys.readouterr()
+    assert run_cli("--out", finished, "--resume") == 2
+    assert_one_line_error(capsys.readouterr().err, "not a batch manifest", message)
+    assert cli.main(["report", str(finished), "--out", str(tmp_path / "report")]) == 2
+    assert_one_line_error(capsys.readouterr().err, "not a batch manifest", message)
+
+
+def test_report_on_a_manifest_of_the_wrong_shape_is_one_line(tmp_path, capsys, finished):
+    for content, message in [("[]", "a JSON object is expected"), ("{}", "'scenarios' is missing")]:
+        (finished / "batch.json").write_text(content)
+        capsys.readouterr()
+        assert cli.main(["report", str(finished), "--out", str(tmp_path / "report")]) == 2
+        assert_one_line_error(capsys.readouterr().err, "not a batch manifest", message)
+
+
+def test_stale_temporary_files_of_a_killed_batch_are_removed_on_resume(tmp_path, finished):
+    (finished / ".batch.json.4242.tmp").write_text("{")
+    (finished / "runs" / "good" / ".p0000_r0000.parquet.4242.tmp").write_bytes(b"PAR1")
+    (finished / ".write-test-4242").write_bytes(b"")
+    assert run_cli("--out", finished, "--resume") == 0
+    assert sorted(os.listdir(finished)) == ["batch.json", "runs"]
+    assert not list(finished.rglob("*.tmp"))
+
+
+# --- bounds, checked before any work --------------------------------------------------------------
+
+
+def test_a_named_pipe_as_scenario_file_is_refused_without_blocking(tmp_path, capsys, no_simulation):
+    fifo = tmp_path / "case.toml"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    assert run_cli(fifo, "--out", out) == 2  # reading it would wait for a writer forever
+    assert_one_line_error(
+        capsys.readouterr().err, f"{fifo}: cannot read scenario file (a named pipe"
+    )
+    assert not out.exists()
+
+
+def test_a_device_as_scenario_file_is_refused_without_reading_it(tmp_path, capsys, no_simulation):
+    out = tmp_path / "out"
+    assert run_cli("/dev/zero", "--out", out) == 2  # reading it would never end
+    assert_one_line_error(
+        capsys.readouterr().err, "/dev/zero: cannot read scenario file (a character device"
+    )
+    assert not out.exists()
+
+
+def test_a_scenario_file_over_the_size_limit_is_refused(tmp_path, capsys, no_simulation):
+    from tissue_abm.runs.scenario import MAX_FILE_BYTES
+
+    path = write_case(tmp_path, HEAD + "#" * MAX_FILE_BYTES + "\n")
+    assert run_cli(path, "--out", tmp_path / "out") == 2
+    assert_one_line_error(
+        capsys.readouterr().err, str(path), f"allowed: at most {MAX_FILE_BYTES} bytes"
+    )
+    just = write_case(tmp_path, HEAD + "#" * (MAX_FILE_BYTES - len(HEAD) - 2) + "\n")
+    assert read_scenario_text(just)  # at the limit: read
+
+
+def test_a_huge_sweep_is_refused_at_once_naming_the_limit(tmp_path, capsys, no_simulation):
+    """The issue's 6 keys × 20 values (64 M points) died with a MemoryError after 36 s."""
+    import time
+
+    values = "[" + ", ".join(str(0.01 * i) for i in range(1, 21)) + "]"
+    keys = ["immune_kill", "damage_rate", "rapa_emax", "rapa_ic50", "mtorc2_ic50", "mtorc2_hill"]
+    path = write_case(
+        tmp_path, HEAD + "[sweep.grid]\n" + "".join(f"{k} = {values}\n" for k in keys)
+    )
+    clock = time.monotonic()
+    for large in ([], ["--allow-large"]):
+        assert run_cli(path, "--out", tmp_path / "out", *large) == 2
+        err = capsys.readouterr().err
+        assert_one_line_error(err, str(path), f"the sweep has {20**6} points; allowed: at most")
+        assert ("(--allow-large: up to 1000000)" in err) != bool(large)
+    assert time.monotonic() - clock < 5
+    assert not (tmp_path / "out").exists()
+
+
+def test_too_many_runs_in_all_need_allow_large(tmp_path, capsys, monkeypatch, no_simulation):
+    path = write_case(
+        tmp_path, HEAD + "replicates = 60000\n[sweep.grid]\nimmune_kill = [0.2, 0.6]\n"
+    )
+    assert run_cli(path, "--out", tmp_path / "out") == 2
+    assert_one_line_error(
+        capsys.readouterr().err,
+        f"{path}: the batch (sweep points × replicates) has 120000 runs; allowed: at most "
+        "100000 (--allow-large: up to 1000000)",
+    )
+    assert len(batch.plan_batch([path], allow_large=True).runs) == 120_000
+
+
+@pytest.mark.parametrize(
+    ("content", "options"),
+    [
+        pytest.param(
+            HEAD.replace("size = 6", "size = 4000") + 'engine = "agents"\n', [], id="file"
+        ),
+        pytest.param(HEAD + 'engine = "agents"\n', ["--size", "4000"], id="option"),
+        pytest.param(GOOD, ["--engine", "agents", "--size", "1001"], id="options"),
+        pytest.param(HEAD + 'engine = "agents"\n[sweep.grid]\nsize = [6, 2000]\n', [], id="sweep"),
+    ],
+)
+def test_the_agents_engine_on_a_huge_lattice_is_refused_naming_the_limit(
+    tmp_path, capsys, no_simulation, content, options
+):
+    path = write_case(tmp_path, content)
+    assert run_cli(path, "--out", tmp_path / "out", *options) == 2
+    assert_one_line_error(
+        capsys.readouterr().err,
+        "is not allowed with engine = 'agents'; allowed: at most 1000",
+        "kB a site",
+        "GB at this size",
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_largest_lattices_allowed_pass_validation():
+    from tissue_abm.runs.scenario import AGENTS_MAX_SIZE, validate_scenario
+
+    assert validate_scenario({"name": "a", "engine": "agents", "size": AGENTS_MAX_SIZE}, "x")
+    assert validate_scenario({"name": "a", "engine": "array", "size": 4000}, "x")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -236,6 +237,81 @@ def test_unknown_parameter_error_points_to_the_parameter_list(tmp_path, capsys):
         load_scenario(path)
     assert cli.main(["params"]) == 0
     assert "`rapa_emax`" in capsys.readouterr().out
+
+
+# --- bounds: what a scenario may ask for, checked before any work -------------------------------
+
+
+def test_a_named_pipe_or_a_device_is_refused_without_reading_it(tmp_path):
+    """Reading a named pipe waits for a writer; /dev/zero never ends."""
+    from tissue_abm.runs.scenario import read_scenario_text
+
+    fifo = tmp_path / "case.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ScenarioError, match=r"case.toml: cannot read scenario file \(a named pipe"):
+        read_scenario_text(fifo)
+    with pytest.raises(ScenarioError, match=r"/dev/zero: cannot read scenario file \(a character"):
+        load_scenario("/dev/zero")
+    with pytest.raises(ScenarioError, match=r"cannot read scenario file \(a folder"):
+        load_scenario(tmp_path)
+
+
+def test_a_file_over_the_size_limit_is_refused_and_one_at_it_read(tmp_path):
+    from tissue_abm.runs.scenario import MAX_FILE_BYTES, read_scenario_text
+
+    big = write_case(tmp_path, VALID + "#" * MAX_FILE_BYTES + "\n")
+    with pytest.raises(ScenarioError, match=f"allowed: at most {MAX_FILE_BYTES} bytes"):
+        read_scenario_text(big)
+    at = write_case(tmp_path, VALID + "#" * (MAX_FILE_BYTES - len(VALID) - 1) + "\n")
+    assert at.stat().st_size == MAX_FILE_BYTES
+    assert load_scenario(at).name
+
+
+def test_line_ends_are_read_as_path_read_text_reads_them(tmp_path):
+    """The text goes into the batch manifest and is compared on --resume."""
+    from tissue_abm.runs.scenario import read_scenario_text
+
+    path = tmp_path / "case.toml"
+    path.write_bytes(VALID.replace("\n", "\r\n").encode())
+    assert read_scenario_text(path) == path.read_text(encoding="utf-8") == VALID
+
+
+def test_the_sweep_counts_its_points_without_listing_them(tmp_path):
+    from tissue_abm.runs.scenario import LARGE_LIMITS, parse_scenario
+
+    text = VALID + "[sweep.grid]\nimmune_kill = [0.1, 0.2, 0.3]\nsize = [20, 30]\n"
+    text += "[sweep.zip]\ndamage_rate = [0.001, 0.002]\nrapa_emax = [0.5, 0.6]\n"
+    sweep = parse_scenario(text, "case").sweep
+    assert sweep.count == len(sweep.points()) == 12
+    values = "[" + ", ".join(str(0.01 * i) for i in range(1, 21)) + "]"
+    keys = ["immune_kill", "damage_rate", "rapa_emax", "rapa_ic50", "mtorc2_ic50", "mtorc2_hill"]
+    huge = VALID + "[sweep.grid]\n" + "".join(f"{key} = {values}\n" for key in keys)
+    with pytest.raises(ScenarioError) as refused:
+        parse_scenario(huge, "case")  # 64 M points: refused before any is listed
+    assert str(refused.value) == (
+        "case: the sweep has 64000000 points; allowed: at most 100000 (--allow-large: up to "
+        "1000000)"
+    )
+    with pytest.raises(ScenarioError, match="at most 1000000, even with --allow-large"):
+        parse_scenario(huge, "case", LARGE_LIMITS.points)
+
+
+def test_the_agents_engine_takes_lattices_up_to_its_memory_bound(tmp_path):
+    from tissue_abm.runs.scenario import AGENTS_MAX_SIZE, validate_scenario
+
+    base = {"name": "big", "engine": "agents"}
+    assert validate_scenario({**base, "size": AGENTS_MAX_SIZE}, "case").size == AGENTS_MAX_SIZE
+    assert validate_scenario({**base, "engine": "array", "size": 4000}, "case").size == 4000
+    with pytest.raises(ScenarioError) as refused:
+        validate_scenario({**base, "size": 4000}, "case")
+    assert str(refused.value) == (
+        "case: size = 4000 is not allowed with engine = 'agents'; allowed: at most 1000 (the "
+        "agents engine needs about 2 kB a site, 32 GB at this size; the array engine takes "
+        "sizes up to 4000)"
+    )
+    path = write_case(tmp_path, VALID + 'engine = "agents"\n[sweep.grid]\nsize = [20, 1001]\n')
+    with pytest.raises(ScenarioError, match=r"sweep point \(size = 1001\): size = 1001 is not"):
+        load_scenario(path)
 
 
 # --- analysis -----------------------------------------------------------------------------------

@@ -450,3 +450,26 @@ def test_cli_without_the_combined_regimen_is_refused(tmp_path, capsys):
     assert status == 2
     assert_one_line_error(capsys.readouterr().err, "therapy.rapamycin missing")
     assert not out.exists()
+
+
+def test_a_huge_design_is_refused_at_once_naming_the_limit(tiny, tmp_path, capsys):
+    """The issue's --samples 100000000 worked silently for minutes; the design is counted
+    before it is drawn."""
+    import time
+
+    clock = time.monotonic()
+    for samples, large, message in [
+        ("100000000", [], "the morris design of 2 parameters has 300000000 points; allowed: at "
+         "most 100000 (--allow-large: up to 1000000)"),
+        ("100000000", ["--allow-large"], "the morris design of 2 parameters has 300000000 "
+         "points; allowed: at most 1000000, even with --allow-large"),
+        ("15000", [], "the study (points × 3 variants × replicates) has 270000 runs; allowed: "
+         "at most 100000 (--allow-large: up to 1000000)"),
+    ]:  # fmt: skip
+        out = tmp_path / "out"
+        argv = ["sensitivity", str(tiny), "--params", "immune_kill,damage_rate"]
+        assert cli.main([*argv, "--samples", samples, "--out", str(out), *large]) == 2
+        captured = capsys.readouterr()
+        assert_one_line_error(captured.err, f"--samples {samples}: {message}")
+        assert not out.exists()
+    assert time.monotonic() - clock < 10

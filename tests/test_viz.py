@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import signal
 import socket
 from pathlib import Path
 
@@ -375,6 +376,9 @@ def test_viz_starts_the_server_on_the_scenario_and_port(capsys, monkeypatch):
         def wait(self, timeout=None):
             return 0
 
+        def kill(self):
+            pytest.fail("killed")
+
     def fake(scenario, port):
         started.append((scenario, port))
         return Server()
@@ -387,7 +391,7 @@ def test_viz_starts_the_server_on_the_scenario_and_port(capsys, monkeypatch):
 
 def test_server_command_and_environment_are_local_and_offline(tmp_path):
     command = serve.server_command(8124)
-    assert command[1:4] == ["-m", "solara", "run"] and Path(command[4]) == serve.APP
+    assert command[1:4] == ["-m", "tissue_abm.viz.serve", "run"] and Path(command[4]) == serve.APP
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert command[command.index("--port") + 1] == "8124"
     env = serve.server_environment(Path("scenarios/combined.toml"), base={"KEEP": "1"})
@@ -412,3 +416,113 @@ def test_solara_assets_hold_every_front_end_file_the_page_asks_for():
     vuetify3 = {name for name in wanted if "vuetify3" in name}  # only for ipyvuetify 3 (pinned <2)
     missing = sorted(name for name in wanted - vuetify3 if not (cache / name).is_dir())
     assert not missing, f"not in {cache} (install solara-assets): {missing}"
+
+
+# --- who may talk to the server, and how long it lives -------------------------------------------
+
+
+def guarded(scope: dict) -> tuple[list, list]:
+    """Call `OriginGuard` (server on 127.0.0.1:8765) with `scope`: (what it sent, the calls
+    it passed on to the application)."""
+    import asyncio
+
+    passed, sent = [], []
+
+    async def application(scope, receive, send):
+        passed.append(scope["path"])
+
+    async def receive():
+        return {"type": f"{scope['type']}.connect"}
+
+    async def send(message):
+        sent.append(message)
+
+    guard = serve.OriginGuard(application, serve.HOST, 8765)
+    asyncio.run(guard({"path": "/", **scope}, receive, send))
+    return sent, passed
+
+
+def headers(**values: str) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in values.items()]
+
+
+@pytest.mark.parametrize("kind", ["websocket", "http"])
+@pytest.mark.parametrize(
+    ("given", "allowed"),
+    [
+        pytest.param({"host": "127.0.0.1:8765", "origin": "http://127.0.0.1:8765"}, True, id="own"),
+        pytest.param({"host": "localhost:8765", "origin": "http://localhost:8765"}, True, id="lh"),
+        pytest.param({"host": "127.0.0.1:8765"}, True, id="no-origin"),
+        pytest.param({"host": "127.0.0.1:8765", "origin": "http://evil.example"}, False, id="web"),
+        pytest.param({"host": "127.0.0.1:8765", "origin": "null"}, False, id="file-page"),
+        pytest.param({"host": "127.0.0.1:8765", "origin": "http://127.0.0.1:9"}, False, id="port"),
+        pytest.param({"host": "evil.example:8765"}, False, id="dns-rebinding"),
+        pytest.param({}, False, id="no-host"),
+    ],
+)
+def test_only_the_servers_own_pages_may_connect(kind, given, allowed):
+    sent, passed = guarded({"type": kind, "headers": headers(**given)})
+    if allowed:
+        assert (sent, passed) == ([], ["/"])
+    elif kind == "websocket":
+        assert (sent, passed) == ([{"type": "websocket.close", "code": 1008}], [])
+    else:
+        assert sent[0]["status"] == 403 and passed == []
+
+
+def test_lifespan_events_pass_the_guard():
+    assert guarded({"type": "lifespan"}) == ([], ["/"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_the_real_server_refuses_foreign_websockets_and_dies_with_tissue_abm_viz(stop):
+    """`tissue-abm viz` as a user starts it; a WebSocket from another origin is refused (403),
+    one from the page's origin accepted; when `tissue-abm viz` ends, however, so does the
+    Solara server, and the port is free again."""
+    import asyncio
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import psutil
+    import websockets
+
+    with socket.socket() as probe:
+        probe.bind((serve.HOST, 0))
+        port = probe.getsockname()[1]
+    viz = subprocess.Popen(
+        [sys.executable, "-m", "tissue_abm.cli", "viz", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert viz.poll() is None and time.monotonic() < deadline, "the server did not start"
+            try:
+                urllib.request.urlopen(f"http://{serve.HOST}:{port}/readyz", timeout=5)
+                break
+            except OSError:
+                time.sleep(0.2)
+        server = psutil.Process(viz.pid).children()
+        assert len(server) == 1
+
+        async def connect(origin: str) -> str:
+            url = f"ws://{serve.HOST}:{port}/jupyter/api/kernels/k1/channels?session_id=s1"
+            try:
+                async with websockets.connect(url, origin=origin, open_timeout=30):
+                    return "accepted"
+            except websockets.InvalidStatus as refused:
+                return f"refused {refused.response.status_code}"
+
+        assert asyncio.run(connect("http://evil.example")) == "refused 403"
+        assert asyncio.run(connect(f"http://{serve.HOST}:{port}")) == "accepted"
+        viz.send_signal(stop)
+        assert viz.wait(timeout=30) == (128 + stop if stop != signal.SIGKILL else -stop)
+        _, alive = psutil.wait_procs(server, timeout=30)
+        assert not alive, "the Solara server outlived tissue-abm viz"
+    finally:
+        viz.kill()
+        viz.wait()

@@ -1,16 +1,16 @@
 """The `tissue-abm` command line.
 
     tissue-abm run SCENARIO.toml [--out DIR] [--seed N] [--days N] [--size N] [--engine E]
-                   [--quiet]
+                   [--allow-large] [--quiet]
     tissue-abm batch SCENARIO.toml ... [--out DIR] [--workers N] [--scheduler ADDRESS]
                      [--replicates N] [--days N] [--size N] [--engine E] [--resume]
-                     [--report] [--quiet]
+                     [--allow-large] [--report] [--quiet]
     tissue-abm plot RESULTS [--out DIR]
     tissue-abm report RESULTS [--out DIR] [--readout NAME] [--reference NAME]
     tissue-abm sensitivity SCENARIO.toml --params A,B=LOW:HIGH,... --samples N
                            [--method morris|sobol] [--replicates N] [--days N] [--size N]
                            [--out DIR] [--workers N] [--scheduler ADDRESS] [--readout NAME]
-                           [--seed N] [--resume] [--quiet]
+                           [--seed N] [--resume] [--allow-large] [--quiet]
     tissue-abm validate RESULTS [--out docs/validation.md]
     tissue-abm calibrate [--replicates N] [--halvings N]
     tissue-abm params
@@ -18,8 +18,9 @@
 
 Errors in the input are reported in one line (file, key, value, what is allowed) with exit
 status 2, before any simulation starts. An interrupted run exits with 130 and writes nothing;
-an interrupted batch (or sensitivity study) exits with 130 and keeps its finished runs for
-`--resume`. A batch in which runs failed exits with 1.
+an interrupted batch (or sensitivity study) exits with 130 after Ctrl-C (143 after SIGTERM,
+129 after SIGHUP) and keeps its finished runs for `--resume`. A batch in which runs failed,
+or that stopped (workers kept dying, results could not be written), exits with 1.
 
 Each subcommand has its own `_add_<command>` (its options) and `_<command>` (its work); the
 options several commands share (`--days`, `--size`, `--engine`, the executor options) are
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import socket
 import subprocess
 import sys
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tissue_abm.runs.batch import Summary
+    from tissue_abm.runs.scenario import Limits
     from tissue_abm.studies.sensitivity import SensitivityIndices
 
 DEFAULT_RESULTS = Path("results")
@@ -105,6 +108,7 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     - ``overrides``: ``--days``, ``--size``, ``--engine`` (what a run simulates; each overrides
       the scenario files and is then validated like them);
     - ``executor``: ``--workers``, ``--scheduler``, ``--resume`` (how many runs are carried out);
+    - ``limits``: ``--allow-large`` (how much work a command may plan);
     - ``quiet``: ``--quiet``.
     """
     overrides = argparse.ArgumentParser(add_help=False)
@@ -141,9 +145,15 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
         action="store_true",
         help="finish the interrupted work in --out: run only what is missing (same inputs)",
     )
+    limits = argparse.ArgumentParser(add_help=False)
+    limits.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="allow up to 1000000 sweep points per file and runs in all (default limit: 100000)",
+    )
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("--quiet", action="store_true", help="no progress bar")
-    return {"overrides": overrides, "executor": executor, "quiet": quiet}
+    return {"overrides": overrides, "executor": executor, "limits": limits, "quiet": quiet}
 
 
 Commands = argparse._SubParsersAction  # the type argparse gives add_subparsers' result
@@ -152,7 +162,7 @@ Commands = argparse._SubParsersAction  # the type argparse gives add_subparsers'
 def _add_run(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
     run = commands.add_parser(
         "run",
-        parents=[parents["overrides"], parents["quiet"]],
+        parents=[parents["overrides"], parents["limits"], parents["quiet"]],
         help="run one scenario file and write its readouts",
         description="Run one simulation of a scenario file; write daily readouts (Parquet) and "
         "a manifest (JSON); print a summary.",
@@ -168,7 +178,7 @@ def _add_run(commands: Commands, parents: dict[str, argparse.ArgumentParser]) ->
 def _add_batch(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
     batch = commands.add_parser(
         "batch",
-        parents=[parents["overrides"], parents["executor"], parents["quiet"]],
+        parents=[parents["overrides"], parents["executor"], parents["limits"], parents["quiet"]],
         help="run scenario files with their replicates and sweeps",
         description="Run every sweep point and replicate of the scenario files on all cores "
         "(or a Dask cluster); write one Parquet file per run and a manifest (batch.json).",
@@ -241,7 +251,7 @@ def _add_report(commands: Commands, parents: dict[str, argparse.ArgumentParser])
 def _add_sensitivity(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
     study = commands.add_parser(
         "sensitivity",
-        parents=[parents["overrides"], parents["executor"], parents["quiet"]],
+        parents=[parents["overrides"], parents["executor"], parents["limits"], parents["quiet"]],
         help="rank the parameters that drive the combination's benefit",
         description="Global sensitivity analysis (SALib: Morris or Sobol') of the benefit of "
         "the combined therapy over the better single drug. At each parameter point the "
@@ -443,14 +453,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or a batch's SIGTERM or SIGHUP (pool.Signalled)
+        signum = getattr(err, "signum", signal.SIGINT)
+        by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
         kept = (
             f"finished runs are kept in {args.out}; finish with --resume"
             if args.command in ("batch", "sensitivity")
             else "nothing written"
         )
-        print(f"tissue-abm: interrupted; {kept}", file=sys.stderr)
-        return 130
+        print(f"tissue-abm: interrupted{by}; {kept}", file=sys.stderr)
+        return 128 + signum
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -466,7 +478,7 @@ def _run(args: argparse.Namespace) -> None:
     from tissue_abm.runs.run import run_scenario
     from tissue_abm.runs.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario).with_overrides(
+    scenario = load_scenario(args.scenario, _limits(args).points).with_overrides(
         seed=args.seed,
         days=args.days,
         size=args.size,
@@ -509,10 +521,11 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from tissue_abm.runs.batch import plan_batch, plan_from_manifest, run_batch
+    from tissue_abm.runs.batch import check_scheduler, plan_batch, plan_from_manifest, run_batch
     from tissue_abm.runs.results import read_manifest
     from tissue_abm.runs.scenario import ScenarioError
 
+    check_scheduler(args.scheduler)
     if args.scenarios:
         plan = plan_batch(
             args.scenarios,
@@ -520,9 +533,10 @@ def _batch(args: argparse.Namespace) -> int:
             days=args.days,
             size=args.size,
             engine=args.engine,
+            allow_large=args.allow_large,
         )
     elif args.resume:
-        plan = plan_from_manifest(args.out)
+        plan = plan_from_manifest(args.out, allow_large=args.allow_large)
     else:
         raise ScenarioError("no scenario files given (or pass --resume to finish a batch)")
     with _runs_progress("batch", len(plan.runs), args.quiet) as progress:
@@ -534,13 +548,14 @@ def _batch(args: argparse.Namespace) -> int:
                 scheduler=args.scheduler,
                 resume=args.resume,
                 progress=progress,
+                notice=_notice,
             )
         )
     _print_runs_done(summary)
     if summary.failed:
         failures = [run for run in read_manifest(args.out)["runs"] if run["status"] == "failed"]
         for run in failures[:5]:
-            print(f"failed: {run['id']}: {run['error']}", file=sys.stderr)
+            print(f"failed: {run['id']}: {run.get('error')}", file=sys.stderr)
         print(
             f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); "
             "re-run them with --resume",
@@ -553,19 +568,23 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
+    from tissue_abm.runs.batch import check_scheduler
     from tissue_abm.studies import sensitivity
 
     sensitivity.check_readout(args.readout, key="--readout")
-    study = sensitivity.plan_study(
-        args.scenario,
-        args.params,
-        samples=args.samples,
-        method=args.method,
-        replicates=args.replicates,
-        days=args.days,
-        size=args.size,
-        seed=args.seed,
-    )
+    check_scheduler(args.scheduler)
+    with console.status("planning the study: drawing the design and checking every point"):
+        study = sensitivity.plan_study(
+            args.scenario,
+            args.params,
+            samples=args.samples,
+            method=args.method,
+            replicates=args.replicates,
+            days=args.days,
+            size=args.size,
+            seed=args.seed,
+            allow_large=args.allow_large,
+        )
     print(
         f"{args.method}: {len(study.factors)} parameters, {study.points} points x "
         f"{len(sensitivity.VARIANTS)} variants x {study.scenario.replicates} replicates = "
@@ -581,6 +600,7 @@ def _sensitivity(args: argparse.Namespace) -> int:
                 scheduler=args.scheduler,
                 resume=args.resume,
                 progress=progress,
+                notice=_notice,
             )
         )
     _print_runs_done(summary)
@@ -658,6 +678,7 @@ def _params(args: argparse.Namespace) -> None:
 
 
 def _viz(args: argparse.Namespace) -> int:
+    from tissue_abm.runs.pool import at_hard_exit, stop_on_signals
     from tissue_abm.runs.scenario import load_scenario
     from tissue_abm.viz.serve import start_server
 
@@ -674,15 +695,20 @@ def _viz(args: argparse.Namespace) -> int:
             ) from None
     print(f"browser view: http://{HOST}:{args.port}  (Ctrl-C stops it)", flush=True)
     server = start_server(args.scenario, args.port)
-    try:
-        return server.wait()
-    except KeyboardInterrupt:  # the server got the same Ctrl-C and shuts down
+    # The server dies with this process whatever ends it (serve.start_server); here a stop
+    # signal stops it in order, and a second one at once.
+    with stop_on_signals("the browser view stopped at once"), at_hard_exit(server.kill):
         try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        return 0
+            return server.wait()
+        except KeyboardInterrupt as stop:  # Ctrl-C (the server got it too), SIGTERM, SIGHUP
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            signum = getattr(stop, "signum", signal.SIGINT)
+            return 0 if signum == signal.SIGINT else 128 + signum
 
 
 # --- shared pieces of the commands ------------------------------------------------------------
@@ -718,6 +744,18 @@ def _runs_progress(
         yield lambda done, failed, _total: bar.update(task, completed=done + failed, failed=failed)
 
 
+def _limits(args: argparse.Namespace) -> Limits:
+    """The planning limits the command's --allow-large asks for (`scenario.Limits`)."""
+    from tissue_abm.runs.scenario import LARGE_LIMITS, LIMITS
+
+    return LARGE_LIMITS if getattr(args, "allow_large", False) else LIMITS
+
+
+def _notice(message: str) -> None:
+    """Something the user should know while a batch runs (printed above the progress bar)."""
+    print(f"tissue-abm: note: {message}", file=sys.stderr)
+
+
 def _stopped_as_error(work: Callable[[], Summary]) -> Summary:
     """`work()`, with the batch runner's early stop turned into this module's `_Stopped`."""
     from tissue_abm.runs.batch import BatchInterrupted
@@ -729,8 +767,9 @@ def _stopped_as_error(work: Callable[[], Summary]) -> Summary:
 
 
 def _print_runs_done(summary: Summary) -> None:
+    damaged = f", {len(summary.damaged)} damaged files run again" if summary.damaged else ""
     print(
-        f"{summary.done} of {summary.total} runs done ({summary.skipped} earlier), "
+        f"{summary.done} of {summary.total} runs done ({summary.skipped} earlier{damaged}), "
         f"{summary.failed} failed; {summary.wall_seconds:.1f} s "
         f"(simulation {summary.run_seconds:.1f} s)"
     )

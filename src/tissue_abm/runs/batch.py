@@ -1,11 +1,16 @@
 """Batch runs: scenario files → runs (sweep point × replicate) → one Parquet file per run.
 
 A batch is planned from scenario files (`plan_batch`), then executed (`run_batch`) in the
-current process, on a local process pool kept alive for the whole batch, or on a Dask
-distributed cluster. Work is sent in chunks of runs; each finished run is written by the
-parent process under a temporary name and renamed when complete, so a killed batch never
+current process, on local worker processes kept alive for the whole batch (`pool.LocalPool`),
+or on a Dask distributed cluster. Work is sent in chunks of runs; each finished run is written
+by the parent process under a temporary name and renamed when complete, so a killed batch never
 leaves a half-written result. `batch.json` records the scenario texts, resolved parameters,
-seeds, versions and each run's status; `resume=True` runs only what is missing.
+seeds, the model that ran them (version, commit, fingerprint) and each run's status;
+`resume=True` runs only what is missing or damaged, and only with the same model.
+
+A batch holds the lock of its folder (`lock.lock_folder`) while it runs; Ctrl-C, SIGTERM and
+SIGHUP stop it within about a second, keeping the finished runs. What is promised:
+docs/batch.md#guarantees.
 
 A run is a pure function of its scenario (at its sweep point) and seed, so the result files do
 not depend on the number of workers, the executor or interruptions.
@@ -13,29 +18,38 @@ not depend on the number of workers, the executor or interruptions.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import multiprocessing
 import os
-import signal
+import shlex
+import socket
+import threading
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple, TypedDict, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, cast
+from urllib.parse import urlsplit
 
 import pandas as pd
 
 from tissue_abm.engines.array import set_threads, warm_up
+from tissue_abm.runs.lock import LOCK, lock_folder
+from tissue_abm.runs.pool import LocalPool, Signalled, WorkersDied, stop_on_signals
 from tissue_abm.runs.results import (
     GRID_SUFFIX,
     MANIFEST,
     RUNS,
     OutputError,
+    check_parquet,
+    model_fingerprint,
     now,
     prepare_output,
     provenance,
@@ -43,19 +57,30 @@ from tissue_abm.runs.results import (
     write_json,
     write_parquet,
 )
-from tissue_abm.runs.run import run_scenario
+from tissue_abm.runs.run import kept_rows, run_scenario
 from tissue_abm.runs.scenario import (
+    LARGE_LIMITS,
+    LIMITS,
+    Limits,
     Scenario,
     ScenarioError,
     parse_scenario,
     read_scenario_text,
+    too_many,
 )
 
-FORMAT = 1
-"""Version of the batch layout and manifest."""
+if TYPE_CHECKING:
+    from distributed import Client
+
+FORMAT = 2
+"""Version of the batch layout and manifest (2: the manifest records the model, `model`)."""
 
 POOL_RESTARTS = 2
-"""How often a batch restarts a process pool whose worker died before giving up."""
+"""How many worker processes that died a batch replaces (sending their runs again) before it
+gives up."""
+
+CONNECT_SECONDS = 20.0
+"""Deadline for reaching a Dask scheduler, its handshake included."""
 
 
 class BatchInterrupted(Exception):
@@ -115,6 +140,8 @@ class Plan:
     overrides: Overrides
     """Settings given on the command line for every file (replicates, days, size, engine)."""
     runs: list[RunSpec] = field(repr=False)
+    limits: Limits = LIMITS
+    """The most sweep points per file and runs in all (checked when the plan was made)."""
 
 
 class Outcome(NamedTuple):
@@ -139,6 +166,9 @@ class Summary(NamedTuple):
     run_seconds: float
     """Sum of the simulation times of the runs done now."""
     manifest: Path
+    damaged: tuple[str, ...] = ()
+    """Result files found damaged (unreadable, or with other row counts) and run again, each as
+    'path: problem'."""
 
 
 # --- planning ----------------------------------------------------------------------------------
@@ -151,6 +181,7 @@ def plan_batch(
     days: int | None = None,
     size: int | None = None,
     engine: str | None = None,
+    allow_large: bool = False,
 ) -> Plan:
     """Read and validate scenario files and expand them into runs.
 
@@ -160,32 +191,46 @@ def plan_batch(
         days: Days to simulate from each file's start age instead of its end age.
         size: Lattice side instead of each file's own.
         engine: Simulation engine ("array" or "agents") instead of each file's own.
+        allow_large: Allow up to `LARGE_LIMITS` sweep points and runs instead of `LIMITS`.
 
     Raises:
-        ScenarioError: If a file is missing or invalid, or two files share a scenario name.
+        ScenarioError: If a file is missing or invalid, two files share a scenario name, or
+            the batch is over the limits.
     """
+    limits = LARGE_LIMITS if allow_large else LIMITS
     sources = []
     for file in files:
         text = read_scenario_text(file)
-        sources.append(Source(str(file), text, parse_scenario(text, str(file))))
+        sources.append(Source(str(file), text, parse_scenario(text, str(file), limits.points)))
     overrides = {"replicates": replicates, "days": days, "size": size, "engine": engine}
     given = {key: value for key, value in overrides.items() if value is not None}
-    return _plan(sources, cast(Overrides, given))  # the options given (None dropped)
+    return _plan(sources, cast(Overrides, given), limits)  # the options given (None dropped)
 
 
-def plan_from_manifest(folder: str | Path) -> Plan:
-    """The plan of an earlier batch, rebuilt from the scenario texts and options it recorded."""
-    manifest = read_manifest(Path(folder))
+def plan_from_manifest(folder: str | Path, allow_large: bool = False) -> Plan:
+    """The plan of an earlier batch, rebuilt from the scenario texts and options it recorded.
+
+    Raises:
+        OutputError: If `folder` holds no readable manifest.
+        ScenarioError: If the recorded scenarios are invalid or over the limits.
+    """
+    manifest = read_manifest(Path(folder), resumable=True)
+    limits = LARGE_LIMITS if allow_large else LIMITS
     return _plan(
         [
-            Source(entry["file"], entry["text"], parse_scenario(entry["text"], entry["file"]))
+            Source(
+                entry["file"],
+                entry["text"],
+                parse_scenario(entry["text"], entry["file"], limits.points),
+            )
             for entry in manifest["scenarios"]
         ],
         manifest.get("overrides", {}),
+        limits,
     )
 
 
-def _plan(sources: list[Source], overrides: Overrides) -> Plan:
+def _plan(sources: list[Source], overrides: Overrides, limits: Limits = LIMITS) -> Plan:
     if not sources:
         raise ScenarioError("no scenario files given")
     if overrides:
@@ -195,6 +240,13 @@ def _plan(sources: list[Source], overrides: Overrides) -> Plan:
             )
             for s in sources
         ]
+    total = sum(
+        s.scenario.replicates * (s.scenario.sweep.count if s.scenario.sweep else 1) for s in sources
+    )
+    if total > limits.runs:
+        where = sources[0].file if len(sources) == 1 else f"these {len(sources)} scenario files"
+        what = "the batch (sweep points × replicates)"
+        raise ScenarioError(f"{where}: " + too_many(what, total, limits.runs, "runs"))
     seen: dict[str, str] = {}
     runs = []
     for source in sources:
@@ -206,11 +258,11 @@ def _plan(sources: list[Source], overrides: Overrides) -> Plan:
             )
         seen[name] = source.file
         seeds = source.scenario.replicate_seeds()
-        for point in source.scenario.sweep_points(source.file):
+        for point in source.scenario.sweep_points(source.file, limits.points):
             for replicate, seed in enumerate(seeds):
                 scenario = point.scenario.model_copy(update={"seed": seed, "replicates": 1})
                 runs.append(RunSpec(scenario, point.index, point.values, replicate))
-    return Plan(sources, overrides, runs)
+    return Plan(sources, overrides, runs, limits)
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -247,6 +299,7 @@ def run_batch(
     scheduler: str | None = None,
     resume: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> Summary:
     """Run every run of `plan` that `out` does not hold yet and write its results.
 
@@ -257,38 +310,77 @@ def run_batch(
             process.
         scheduler: None for local processes, "local" to start a Dask `LocalCluster` on
             127.0.0.1, or the address of a Dask scheduler ("tcp://host:8786").
-        resume: Finish a batch interrupted earlier in `out`, re-running missing and failed runs.
+        resume: Finish a batch interrupted earlier in `out`, re-running missing, damaged and
+            failed runs; the batch must have been made by the same model.
         progress: Called as progress(done, failed, total) whenever a run finishes, counting
             runs already done.
+        notice: Called with a one-line message about something the user should know (damaged
+            result files that are run again).
 
     Returns:
         The tally of the batch.
 
     Raises:
-        OutputError: If `out` cannot be written, or holds another batch (or this one without
-            `resume`).
-        BatchInterrupted: If the batch stopped early (Ctrl-C, or workers that keep dying); the
-            finished runs are kept and `resume=True` completes the batch.
+        ScenarioError: If `scheduler` is not an allowed address.
+        OutputError: If `out` cannot be written, is in use by another batch, holds another
+            batch (or this one without `resume`, or one made by another model), or the
+            scheduler cannot be reached. Nothing is written then.
+        BatchInterrupted: If the batch stopped early (workers that keep dying, results that
+            cannot be written); the finished runs are kept and `resume=True` completes it.
+        KeyboardInterrupt: On Ctrl-C, SIGTERM or SIGHUP (`pool.Signalled`), after stopping
+            the workers; the finished runs are kept, as above.
     """
-    folder = _claim(Path(out), plan, resume)
-    workers = workers or os.cpu_count() or 1
+    address = check_scheduler(scheduler)
+    folder = Path(out)
+    with stop_on_signals():
+        _check_folder(folder, plan, resume)  # before touching anything
+        created = not folder.exists()
+        prepare_output(folder)
+        try:
+            with lock_folder(folder):
+                return _run_locked(
+                    plan, folder, workers or os.cpu_count() or 1, scheduler, address, resume,
+                    progress, notice,
+                )  # fmt: skip
+        finally:
+            if created:  # nothing left behind when nothing was written
+                with suppress(OSError):
+                    folder.rmdir()
+
+
+def _run_locked(
+    plan: Plan,
+    folder: Path,
+    workers: int,
+    scheduler: str | None,
+    address: tuple[str, int] | None,
+    resume: bool,
+    progress: Callable[[int, int, int], None] | None,
+    notice: Callable[[str], None] | None,
+) -> Summary:
+    """`run_batch` once the folder's lock is held."""
     clock = time.perf_counter()
-    earlier = read_manifest(folder) if (folder / MANIFEST).exists() else {}
-    book = _Book(plan, folder, earlier)
+    description = _describe(plan)
+    earlier = _check_folder(folder, plan, resume, description) or {}  # again, under the lock
+    _clear_stale(folder)
+    book = _Book(plan, folder, earlier, description)
     before = {run["id"]: run for run in earlier.get("runs", [])}
-    todo = []
+    todo, damaged = [], []
     for spec in plan.runs:
-        if all(path.exists() for path in spec.files(folder)):
+        problems = _damage(spec, folder)
+        if problems is None:
             book.note(
                 spec.id, {"status": "done", "seconds": before.get(spec.id, {}).get("seconds")}
             )
-        else:
-            book.note(spec.id, {"status": "pending"})
-            todo.append(spec)
+            continue
+        book.note(spec.id, {"status": "pending"})
+        todo.append(spec)
+        damaged += problems
+    if damaged and notice is not None:
+        more = f"; and {len(damaged) - 3} more" if damaged[3:] else ""
+        listing = "; ".join(damaged[:3]) + more
+        notice(f"{len(damaged)} damaged result files are run again: {listing}")
     skipped = len(plan.runs) - len(todo)
-    book.save("running", force=True)
-    if progress is not None:
-        progress(skipped, 0, len(plan.runs))
 
     def finished(outcome: Outcome) -> None:
         book.record(outcome)
@@ -296,11 +388,32 @@ def run_batch(
             progress(book.tally["done"], book.tally["failed"], len(plan.runs))
         book.save("running")
 
+    started = False
     try:
-        _dispatch(todo, workers, scheduler, finished)
-    except (KeyboardInterrupt, BatchInterrupted):
-        book.save("interrupted", force=True)
+        with _runner(todo, workers, scheduler, address) as run:  # connects before writing
+            book.save("running", force=True)
+            started = True
+            if progress is not None:
+                progress(skipped, 0, len(plan.runs))
+            run(todo, finished)
+    except Signalled as stop:
+        if started:
+            book.save("interrupted", force=True, reason=f"stopped by {stop.name}")
         raise
+    except KeyboardInterrupt:
+        if started:
+            book.save("interrupted", force=True, reason="stopped by Ctrl-C")
+        raise
+    except BatchInterrupted as err:
+        left = book.tally["pending"]
+        book.save("interrupted", force=True, reason=str(err))
+        raise BatchInterrupted(f"{err}; {left} runs not done") from None
+    except OutputError as err:  # a result could not be written (disk full, folder removed)
+        if not started:
+            raise
+        with suppress(OutputError):  # else it says "running"; --resume finishes it all the same
+            book.save("interrupted", force=True, reason=str(err))
+        raise BatchInterrupted(str(err)) from None
     if book.tally["pending"]:  # cannot happen; never call an incomplete batch done
         book.save("interrupted", force=True)
         raise BatchInterrupted(f"{book.tally['pending']} runs were not run")
@@ -313,77 +426,181 @@ def run_batch(
         time.perf_counter() - clock,
         book.run_seconds,
         folder / MANIFEST,
+        tuple(damaged),
     )
 
 
-def _dispatch(
-    todo: list[RunSpec], workers: int, scheduler: str | None, finished: Callable[[Outcome], None]
-) -> None:
-    """Send `todo` in chunks to an executor, a bounded number at a time, until all are back."""
+def _damage(spec: RunSpec, folder: Path) -> list[str] | None:
+    """None if the run's files are complete; else what is wrong with those that exist.
+
+    A run is done only when each of its files reads back (Parquet footer) with the rows the
+    run keeps. Damaged files are deleted (the run is then simply missing); absent files are
+    not damage (a run not yet done, or interrupted between its two renames).
+    """
+    files = spec.files(folder)
+    rows = kept_rows(spec.scenario)
+    problems = {path: check_parquet(path, n) for path, n in zip(files, rows, strict=False)}
+    if not any(problems.values()):
+        return None
+    present = [path for path, problem in problems.items() if problem != "missing"]
+    damaged = [
+        f"{path.relative_to(folder)}: {problem}"
+        for path, problem in problems.items()
+        if problem not in (None, "missing")
+    ]
+    if problems[files[0]] is None:  # readouts complete (written last), snapshots missing
+        damaged += [
+            f"{path.relative_to(folder)}: missing"
+            for path in files[1:]
+            if problems[path] == "missing"
+        ]
+    for path in present:
+        path.unlink(missing_ok=True)
+    return damaged
+
+
+def _clear_stale(folder: Path) -> None:
+    """Delete the temporary files a killed batch left (under the lock: nobody writes them)."""
+    for stale in [
+        *(folder / RUNS).glob("*/.*.tmp"),
+        *folder.glob(".*.tmp"),
+        *folder.glob(".write-test-*"),
+    ]:
+        stale.unlink(missing_ok=True)
+
+
+Runner = Callable[[list[RunSpec], Callable[[Outcome], None]], None]
+"""Runs a list of runs, calling back with each outcome as it arrives."""
+
+
+@contextmanager
+def _runner(
+    todo: list[RunSpec], workers: int, scheduler: str | None, address: tuple[str, int] | None
+) -> Iterator[Runner]:
+    """What runs `todo`: this process, local workers or a Dask cluster; stopped on exit.
+
+    Workers are started, and the Dask scheduler reached, on entry, before the caller writes
+    anything.
+    """
     if not todo:
+        yield lambda specs, finished: None
         return
     if scheduler is None and workers == 1:
-        for spec in todo:
-            for outcome in execute([spec]):
-                finished(outcome)
+        yield _run_here
         return
     if any(spec.scenario.engine == "array" for spec in todo):
         warm_up()  # compiled once here, not by every worker at once
     size = max(1, min(8, len(todo) // (4 * workers)))
-    queue = [todo[i : i + size] for i in range(0, len(todo), size)]
-    restarts = 0
-    while queue:
-        with _executor(workers, scheduler) as (executor, slots):
-            flying: dict[Future, list[RunSpec]] = {}
-            lost: list[list[RunSpec]] = []
-            try:
-                while queue or flying:
-                    while queue and len(flying) < 2 * slots:
-                        future = executor.submit(execute, queue[0], 1)  # may find it broken
-                        flying[future] = queue.pop(0)
-                    done, _ = wait(flying, timeout=1.0, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        chunk = flying.pop(future)
-                        try:
-                            outcomes = future.result()
-                        except BrokenProcessPool:
-                            lost.append(chunk)
-                            continue
-                        except Exception as err:  # e.g. Dask's KilledWorker
-                            outcomes = [
-                                Outcome(spec.id, None, None, 0.0, f"{type(err).__name__}: {err}")
-                                for spec in chunk
-                            ]
-                        for outcome in outcomes:
-                            finished(outcome)
-                    if lost:
-                        raise BrokenProcessPool("a worker process died")
-            except BrokenProcessPool:
-                restarts += 1
-                queue = [*lost, *flying.values(), *queue]
-                if restarts > POOL_RESTARTS:
-                    raise BatchInterrupted(
-                        f"worker processes died {restarts} times; "
-                        f"{sum(map(len, queue))} runs not done"
-                    ) from None
+    if scheduler is None:
+        context = _process_context()
+        with LocalPool(partial(execute, threads=1), workers, context, POOL_RESTARTS) as pool:
+            yield partial(_run_pool, pool, size)
+        return
+    with _dask(workers, scheduler, address) as (client, slots):
+        yield partial(_run_dask, client, slots, size)
+
+
+def _chunks(todo: list[RunSpec], size: int) -> list[list[RunSpec]]:
+    return [todo[i : i + size] for i in range(0, len(todo), size)]
+
+
+def _failed(chunk: list[RunSpec], error: str) -> list[Outcome]:
+    return [Outcome(spec.id, None, None, 0.0, error) for spec in chunk]
+
+
+def _run_here(todo: list[RunSpec], finished: Callable[[Outcome], None]) -> None:
+    for spec in todo:
+        for outcome in execute([spec]):
+            finished(outcome)
+
+
+def _run_pool(
+    pool: LocalPool, size: int, todo: list[RunSpec], finished: Callable[[Outcome], None]
+) -> None:
+    def done(chunk: list[RunSpec], outcomes: list[Outcome] | None, error: str | None) -> None:
+        for outcome in _failed(chunk, error) if error is not None else outcomes or []:
+            finished(outcome)
+
+    try:
+        pool.run(_chunks(todo, size), done)
+    except WorkersDied as err:
+        raise BatchInterrupted(str(err)) from None
+
+
+def _run_dask(
+    client: Client,
+    slots: int,
+    size: int,
+    todo: list[RunSpec],
+    finished: Callable[[Outcome], None],
+) -> None:
+    executor = client.get_executor(pure=False)
+    queue = _chunks(todo, size)
+    flying: dict[Future, list[RunSpec]] = {}
+    try:
+        while queue or flying:
+            while queue and len(flying) < 2 * slots:
+                chunk = queue.pop(0)
+                flying[executor.submit(execute, chunk, 1)] = chunk
+            done, _ = wait(flying, timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                chunk = flying.pop(future)
+                try:
+                    outcomes = future.result()
+                except Exception as err:  # e.g. Dask's KilledWorker
+                    outcomes = _failed(chunk, f"{type(err).__name__}: {err}")
+                for outcome in outcomes:
+                    finished(outcome)
+    finally:
+        for future in flying:
+            future.cancel()
+
+
+def check_scheduler(scheduler: str | None) -> tuple[str, int] | None:
+    """Check a scheduler address before anything is written.
+
+    Args:
+        scheduler: None, "local", or "tcp://host:port".
+
+    Returns:
+        (host, port) of a tcp address; None for None or "local".
+
+    Raises:
+        ScenarioError: For anything else (one line naming the option and what is allowed).
+    """
+    if scheduler is None or scheduler == "local":
+        return None
+    try:
+        parts = urlsplit(scheduler)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme != "tcp"
+        or not parts.hostname
+        or not port
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise ScenarioError(
+            f"--scheduler {scheduler!r} is not allowed; allowed: tcp://host:port (the address "
+            "of a Dask scheduler) or 'local' (a cluster on this machine)"
+        )
+    return parts.hostname, port
 
 
 @contextmanager
-def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Executor, int]]:
-    """An executor and how many chunks it runs at once; workers are stopped on exit."""
-    if scheduler is None:
-        pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=_process_context(), initializer=_ignore_interrupts
-        )
-        try:
-            yield pool, workers
-        finally:
-            _stop(pool)
-        return
+def _dask(
+    workers: int, scheduler: str, address: tuple[str, int] | None
+) -> Iterator[tuple[Client, int]]:
+    """A Dask client (of a new local cluster, or of the scheduler at `address`) and its slots."""
     from distributed import Client, LocalCluster  # slow to import: only when a cluster is used
 
     cluster = None
-    if scheduler == "local":
+    if address is None:
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -393,17 +610,70 @@ def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Executor, i
         )
         client = Client(cluster)
     else:
-        try:
-            client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as err:
-            raise OutputError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+        client = _connect(scheduler, address)
     try:
         slots = max(1, sum(client.nthreads().values()))
-        yield client.get_executor(pure=False), slots
+        yield client, slots
+    except BaseException:
+        for name in ("distributed", "asyncio"):  # the noise of a cluster torn down mid-task
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        if cluster is not None:  # stopped: end the local workers now, running tasks and all
+            for worker in multiprocessing.active_children():
+                worker.kill()
+        raise
     finally:
-        client.close()
+        client.close(timeout=5)
         if cluster is not None:
-            cluster.close()
+            cluster.close(timeout=5)
+
+
+def _connect(scheduler: str, address: tuple[str, int]) -> Client:
+    """A client of the Dask scheduler at `address`, within `CONNECT_SECONDS` in all.
+
+    Raises:
+        OutputError: If it refuses the connection, or does not complete Dask's handshake in
+            time (a silent or foreign server).
+    """
+    from distributed import Client
+
+    deadline = time.monotonic() + CONNECT_SECONDS
+    try:  # a refused or unknown address fails here at once
+        socket.create_connection(address, timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        raise OutputError(
+            f"cannot reach the Dask scheduler at {scheduler}: {err.strerror or err}"
+        ) from None
+    answer: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def connect() -> None:  # Dask's own timeout does not bound its handshake
+        try:
+            client = Client(
+                scheduler, timeout=max(1.0, deadline - time.monotonic()), set_as_default=False
+            )
+        except Exception as err:
+            answer["error"] = err
+            return
+        with lock:
+            if answer.get("abandoned"):
+                client.close()
+            else:
+                answer["client"] = client
+
+    thread = threading.Thread(target=connect, daemon=True, name="dask-connect")
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    with lock:
+        if "client" in answer:
+            return answer["client"]
+        answer["abandoned"] = True
+    if "error" in answer:
+        message = " ".join(str(answer["error"]).split())[:200]
+        raise OutputError(f"cannot connect to the Dask scheduler at {scheduler}: {message}")
+    raise OutputError(
+        f"the Dask scheduler at {scheduler} did not answer within {CONNECT_SECONDS:g} s "
+        "(is it a Dask scheduler?)"
+    )
 
 
 def _process_context() -> multiprocessing.context.BaseContext:
@@ -419,31 +689,19 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _ignore_interrupts() -> None:
-    """Worker initialiser: Ctrl-C is the parent's to handle (it stops the workers)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """Stop a pool now: cancel queued work and end its worker processes."""
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.terminate()
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.join(timeout=5)
-
-
 # --- bookkeeping -------------------------------------------------------------------------------
 
 
 class _Book:
     """Each run's status; writes finished runs and the manifest."""
 
-    def __init__(self, plan: Plan, folder: Path, earlier: dict[str, Any]) -> None:
+    def __init__(
+        self, plan: Plan, folder: Path, earlier: dict[str, Any], description: dict[str, Any]
+    ) -> None:
         self.plan, self.folder = plan, folder
         self.specs = {spec.id: spec for spec in plan.runs}
         self.started = earlier.get("started", now())
-        self.description = _describe(plan)
+        self.description = description
         self.status: dict[str, dict[str, Any]] = {}
         self.tally: Counter[str] = Counter()
         self.run_seconds = 0.0
@@ -465,15 +723,22 @@ class _Book:
             )
             return
         readouts, *grid = self.specs[outcome.id].files(self.folder)
-        readouts.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            readouts.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"cannot write {readouts.parent}: {err.strerror or err}") from None
         if grid:
             write_parquet(grid[0], outcome.snapshots)
         write_parquet(readouts, outcome.readouts)
         self.run_seconds += outcome.seconds
         self.note(outcome.id, {"status": "done", "seconds": round(outcome.seconds, 3)})
 
-    def save(self, state: str, force: bool = False) -> None:
-        """Write the manifest in `state` (at most every 2 s unless forced)."""
+    def save(self, state: str, force: bool = False, reason: str | None = None) -> None:
+        """Write the manifest in `state` (at most every 2 s unless forced).
+
+        Until the batch is done, the manifest also says how to finish it (`resume`) and, once
+        stopped, why (`reason`).
+        """
         if not force and time.monotonic() - self._saved < 2.0:
             return
         runs = [
@@ -487,25 +752,28 @@ class _Book:
             }
             for spec in self.plan.runs
         ]
+        head: dict[str, Any] = {"format": FORMAT, "status": state}
+        if reason:
+            head["reason"] = reason
+        if state != "done":
+            head["resume"] = resume_command(self.folder)
         write_json(
             self.folder / MANIFEST,
-            {
-                "format": FORMAT,
-                "status": state,
-                "started": self.started,
-                "updated": now(),
-                **self.description,
-                "runs": runs,
-            },
+            {**head, "started": self.started, "updated": now(), **self.description, "runs": runs},
         )
         self._saved = time.monotonic()
 
 
+def resume_command(folder: Path) -> str:
+    """The command that finishes the batch in `folder`."""
+    return f"tissue-abm batch --out {shlex.quote(str(folder))} --resume"
+
+
 def _describe(plan: Plan) -> dict[str, Any]:
-    """The fixed part of the manifest: provenance, options, scenario texts, sweep points."""
+    """The fixed part of the manifest: provenance, model, options, scenario texts, points."""
     points = []
     for source in plan.sources:
-        for point in source.scenario.sweep_points(source.file):
+        for point in source.scenario.sweep_points(source.file, plan.limits.points):
             resolved = point.scenario.model_dump(
                 mode="json",
                 include={
@@ -528,6 +796,7 @@ def _describe(plan: Plan) -> dict[str, Any]:
             )
     return {
         "provenance": provenance(),
+        "model": model_fingerprint(points),
         "overrides": plan.overrides,
         "scenarios": [
             {
@@ -543,15 +812,28 @@ def _describe(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _claim(folder: Path, plan: Plan, resume: bool) -> Path:
-    """Check that `folder` may receive this batch; create it and clear stale temporary files."""
+def _check_folder(
+    folder: Path, plan: Plan, resume: bool, description: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Check that `folder` may receive this batch; the manifest of the batch it resumes, if any.
+
+    With `description` (`_describe(plan)`), a batch to resume must also have been made by the
+    same model (`_same_model`).
+
+    Raises:
+        OutputError: If it may not, in one line saying why.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(
+            f"cannot write results to {folder}: it is a file, not a folder; choose another --out"
+        )
     if (folder / MANIFEST).exists():
         if not resume:
             raise OutputError(
                 f"{folder} already holds a batch; pass --resume to finish it, or "
                 "choose another --out"
             )
-        earlier = read_manifest(folder)
+        earlier = read_manifest(folder, resumable=True)
         before = {entry["name"]: entry["text"] for entry in earlier["scenarios"]}
         now_ = {source.scenario.name: source.text for source in plan.sources}
         if before != now_:
@@ -568,12 +850,76 @@ def _claim(folder: Path, plan: Plan, resume: bool) -> Path:
                 f"({_options(earlier.get('overrides', {}))} instead of "
                 f"{_options(plan.overrides)}); resume with the same options"
             )
-    elif folder.exists() and any(folder.iterdir()):
+        if description is not None:
+            _same_model(folder, earlier, description)
+        return earlier
+    if folder.exists() and any(entry.name != LOCK for entry in folder.iterdir()):
         raise OutputError(f"{folder} is not empty and holds no batch; choose another --out")
-    prepare_output(folder)
-    for stale in (folder / RUNS).glob("*/.*.tmp"):
-        stale.unlink(missing_ok=True)
-    return folder
+    return None
+
+
+def _same_model(folder: Path, earlier: dict[str, Any], description: dict[str, Any]) -> None:
+    """OutputError unless the batch in `folder` was made by the model that would resume it.
+
+    Compared: the resolved inputs of every sweep point, the model's source files (biology and
+    engines), the package version and the versions of Mesa, numpy and numba. The git commit
+    is recorded, not compared (a commit that changes none of these changes no result).
+    """
+    if earlier.get("format") != FORMAT or "model" not in earlier:
+        raise OutputError(
+            f"{folder} holds a batch of manifest format {earlier.get('format')} (this is "
+            f"format {FORMAT}), which does not record the model that made it; resuming could "
+            "mix two models' results: choose another --out"
+        )
+    then, now_ = earlier["model"], description["model"]
+    change = _model_change(earlier.get("points") or [], description["points"], then, now_)
+    if change is None:
+        return
+    commit = f" (git commit {then['git_commit'][:12]})" if then.get("git_commit") else ""
+    raise OutputError(
+        f"{folder} holds a batch made by another model ({change}); resuming would mix two "
+        f"models' results: finish it with the code that started it{commit}, or choose "
+        "another --out"
+    )
+
+
+def _model_change(
+    points_then: list[dict[str, Any]],
+    points_now: list[dict[str, Any]],
+    then: dict[str, Any],
+    now_: dict[str, Any],
+) -> str | None:
+    """What differs between two models, most specific first; None if nothing does."""
+    for old, new in zip(points_then, points_now, strict=False):
+        difference = _difference(old, new)
+        if difference:
+            return f"{new['scenario']} point {new['point']}: {difference}"
+    sources = sorted(set(then["sources"]) | set(now_["sources"]))
+    changed = [f for f in sources if then["sources"].get(f) != now_["sources"].get(f)]
+    if changed:
+        more = f" and {len(changed) - 1} more files" if changed[1:] else ""
+        return f"src/tissue_abm/{changed[0]} differs{more}"
+    if then["version"] != now_["version"]:
+        return f"tissue-abm {then['version']} then, {now_['version']} now"
+    for library, version in now_["libraries"].items():
+        if then.get("libraries", {}).get(library) != version:
+            return f"{library} {then.get('libraries', {}).get(library)} then, {version} now"
+    if then["fingerprint"] != now_["fingerprint"]:
+        return "the fingerprint differs"
+    return None
+
+
+def _difference(old: Any, new: Any, key: str = "") -> str | None:
+    """The first key whose value differs between two JSON values, as 'key: old then, new now'."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for name in [*old, *(k for k in new if k not in old)]:
+            found = _difference(old.get(name), new.get(name), f"{key}.{name}" if key else name)
+            if found:
+                return found
+        return None
+    if old != new:
+        return f"{key} = {json.dumps(old)} then, {json.dumps(new)} now"
+    return None
 
 
 def _options(overrides: Mapping[str, object]) -> str:

@@ -73,6 +73,17 @@ def run_scenario(
     )
 
 
+def kept_rows(scenario: Scenario) -> tuple[int, int]:
+    """How many rows `run_scenario` keeps: (readouts, grid snapshots).
+
+    Readouts: days 0 to `days` in steps of `output.every`, and the last day. Snapshots: one
+    row per site at each distinct snapshot age.
+    """
+    days, every = scenario.days, scenario.output.every
+    readouts = days // every + 1 + (1 if days % every else 0)
+    return readouts, len(set(scenario.output.snapshots)) * scenario.size**2
+
+
 def _labelled(table: pd.DataFrame, columns: dict[str, Any]) -> pd.DataFrame:
     """`table` with constant label columns in front; text labels become categorical."""
     labels = pd.DataFrame(

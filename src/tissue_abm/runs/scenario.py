@@ -11,7 +11,10 @@ docs/batch.md#scenario-files-for-batch-work (replicates and their seeds, sweeps 
 output) and docs/model.md#experimental-perturbations (the perturbation tables).
 
 Every problem is reported as a `ScenarioError` whose message is one line naming the file, the
-key, the bad value and what is allowed (docs/scenarios.md#errors).
+key, the bad value and what is allowed (docs/scenarios.md#errors). Sizes are bounded before any
+work: a scenario file is a regular file of at most `MAX_FILE_BYTES`, a sweep has at most
+`LIMITS.points` points (`LARGE_LIMITS` with --allow-large), and the agents engine's lattice at
+most `AGENTS_MAX_SIZE` sites a side (its memory: `AGENTS_BYTES_PER_SITE`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from __future__ import annotations
 import copy
 import difflib
 import itertools
+import math
+import os
 import re
+import stat
 import tomllib
 import types
 import typing
@@ -38,6 +44,40 @@ from tissue_abm.engines import Engine, EngineName, engine_class
 
 class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message is one line for the user."""
+
+
+MAX_FILE_BYTES = 1_000_000
+"""Largest scenario file read, in bytes (the shipped ones are under 5 kB)."""
+
+
+class Limits(NamedTuple):
+    """How much work one command may plan (checked before anything runs)."""
+
+    points: int
+    """Sweep points of one scenario file (each is validated, ~60 µs a point)."""
+    runs: int
+    """Runs of one batch or study: sweep points × replicates, over all its files."""
+
+
+LIMITS = Limits(points=100_000, runs=100_000)
+"""The limits without --allow-large."""
+
+LARGE_LIMITS = Limits(points=1_000_000, runs=1_000_000)
+"""The limits with --allow-large (the manifest lists every run, and is rewritten as they end)."""
+
+AGENTS_MAX_SIZE = 1000
+"""Largest lattice side on the agents engine (its other bound, 4000, is the array engine's)."""
+
+AGENTS_BYTES_PER_SITE = 2000
+"""Memory the agents engine takes per site: 2.0 kB measured (the growth of the resident size
+from 300×300 to 600×600, Mesa 3.5, CPython 3.12), so 1000×1000 takes about 2 GB."""
+
+
+def too_many(what: str, count: int, limit: int, unit: str) -> str:
+    """The end of a one-line error for a plan over a limit: '<what> has N <unit>; allowed: ...'."""
+    large = next(value for field, value in LARGE_LIMITS._asdict().items() if field == unit)
+    more = f" (--allow-large: up to {large})" if limit < large else ", even with --allow-large"
+    return f"{what} has {count} {unit}; allowed: at most {limit}{more}"
 
 
 SWEEPABLE = (
@@ -100,6 +140,12 @@ class Sweep(BaseModel):
         if twice:
             raise ValueError(f"'{twice[0]}' is swept twice; give each key once")
         return data
+
+    @property
+    def count(self) -> int:
+        """How many points the sweep has (computed without listing them)."""
+        zipped = len(next(iter(self.zip.values()))) if self.zip else 1
+        return math.prod(len(options) for options in self.grid.values()) * zipped
 
     @property
     def keys(self) -> list[str]:
@@ -187,6 +233,14 @@ class Scenario(BaseModel):
                 f"ages from start_age ({self.start_age}) to end_age ({self.end_age})"
             )
         check_perturbations(self.perturbation, self.size, self.start_age, self.end_age)
+        if self.engine == "agents" and self.size > AGENTS_MAX_SIZE:
+            need = self.size**2 * AGENTS_BYTES_PER_SITE / 1e9
+            raise ValueError(
+                f"size = {self.size} is not allowed with engine = 'agents'; allowed: at most "
+                f"{AGENTS_MAX_SIZE} (the agents engine needs about "
+                f"{AGENTS_BYTES_PER_SITE / 1000:g} kB a site, {need:.3g} GB at this size; the "
+                "array engine takes sizes up to 4000)"
+            )
         return self
 
     @property
@@ -247,14 +301,23 @@ class Scenario(BaseModel):
             for child in np.random.SeedSequence(self.seed).spawn(self.replicates)
         ]
 
-    def sweep_points(self, source: str) -> list[SweepPoint]:
+    def sweep_points(self, source: str, max_points: int = LIMITS.points) -> list[SweepPoint]:
         """The scenario at each sweep point (one point, with no values, if there is no sweep).
 
+        Args:
+            source: Names the scenario in errors.
+            max_points: The most points allowed (`LIMITS.points`, or `LARGE_LIMITS.points`).
+
         Raises:
-            ScenarioError: If a point is invalid; the message names the sweep key and value.
+            ScenarioError: If a point is invalid (the message names the sweep key and value),
+                or there are more than `max_points`.
         """
         if self.sweep is None:
             return [SweepPoint(0, {}, self)]
+        if self.sweep.count > max_points:
+            raise ScenarioError(
+                f"{source}: " + too_many("the sweep", self.sweep.count, max_points, "points")
+            )
         base = self.model_dump(exclude={"sweep"})
         paths = {
             sweep_column(key): (table, key, sweep_path(key, source))
@@ -382,34 +445,75 @@ def _sweep_error(
     return f"sweep point ({point}): {describe_error(error)}"
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file.
+def load_scenario(path: str | Path, max_points: int = LIMITS.points) -> Scenario:
+    """Read and validate a scenario file (at most `max_points` sweep points).
 
     Raises:
         ScenarioError: With a one-line message naming the file, key, value and what is allowed.
     """
-    return parse_scenario(read_scenario_text(path), str(path))
+    return parse_scenario(read_scenario_text(path), str(path), max_points)
+
+
+_KINDS = {
+    stat.S_ISDIR: "a folder",
+    stat.S_ISFIFO: "a named pipe",
+    stat.S_ISCHR: "a character device",
+    stat.S_ISBLK: "a block device",
+    stat.S_ISSOCK: "a socket",
+}
 
 
 def read_scenario_text(path: str | Path) -> str:
-    """The text of a scenario file.
+    """The text of a scenario file: a regular file of at most `MAX_FILE_BYTES`, in UTF-8.
+
+    A named pipe or a device is refused before it is read (it could block or never end).
 
     Raises:
-        ScenarioError: If it is missing, unreadable or not UTF-8 (one line naming the file).
+        ScenarioError: If it is missing, not a regular file, too large, unreadable or not
+            UTF-8 (one line naming the file).
     """
     path = Path(path)
-    try:
-        return path.read_text(encoding="utf-8")
+    try:  # without blocking: opening a named pipe would wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such scenario file") from None
-    except UnicodeDecodeError as err:
-        raise ScenarioError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except OSError as err:
         raise ScenarioError(f"{path}: cannot read scenario file ({err.strerror})") from None
+    try:
+        mode, size = os.fstat(fd)[stat.ST_MODE], os.fstat(fd).st_size
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS.items() if test(mode)), "not a file")
+            raise ScenarioError(f"{path}: cannot read scenario file ({kind}, not a regular file)")
+        if size > MAX_FILE_BYTES:
+            raise ScenarioError(
+                f"{path}: cannot read scenario file ({size} bytes); allowed: at most "
+                f"{MAX_FILE_BYTES} bytes"
+            )
+        with os.fdopen(os.dup(fd), "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise ScenarioError(f"{path}: cannot read scenario file ({err.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:  # it grew since
+        raise ScenarioError(
+            f"{path}: cannot read scenario file (over {MAX_FILE_BYTES} bytes); allowed: at "
+            f"most {MAX_FILE_BYTES} bytes"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # as Path.read_text reads it
 
 
-def parse_scenario(text: str, source: str) -> Scenario:
+def parse_scenario(text: str, source: str, max_points: int = LIMITS.points) -> Scenario:
     """Validate a scenario given as TOML text; `source` names it in errors.
+
+    Args:
+        text: The file's text.
+        source: Names it in errors.
+        max_points: The most sweep points allowed (`LIMITS.points` or `LARGE_LIMITS.points`).
 
     Raises:
         ScenarioError: With a one-line message naming the source, key, value and what is allowed.
@@ -419,7 +523,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{source}: not valid TOML: {err}") from None
     scenario = validate_scenario(data, source)
-    scenario.sweep_points(source)  # every sweep point is checked now, before any run
+    scenario.sweep_points(source, max_points)  # every sweep point is checked now, before any run
     return scenario
 
 

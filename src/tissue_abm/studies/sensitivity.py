@@ -57,6 +57,7 @@ from tissue_abm.analysis.summary import (
 from tissue_abm.biology.params import Parameters, parameter_table
 from tissue_abm.biology.readouts import READOUTS
 from tissue_abm.runs.batch import Summary, plan_batch, run_batch
+from tissue_abm.runs.lock import LOCK, lock_folder
 from tissue_abm.runs.results import (
     OutputError,
     load_results,
@@ -66,7 +67,15 @@ from tissue_abm.runs.results import (
     write_atomic,
     write_json,
 )
-from tissue_abm.runs.scenario import Scenario, ScenarioError, parse_scenario, read_scenario_text
+from tissue_abm.runs.scenario import (
+    LARGE_LIMITS,
+    LIMITS,
+    Scenario,
+    ScenarioError,
+    parse_scenario,
+    read_scenario_text,
+    too_many,
+)
 
 FORMAT = 1
 """Version of the study layout and of `sensitivity.json`."""
@@ -312,7 +321,18 @@ def problem(factors: Sequence[Factor]) -> dict[str, Any]:
     }
 
 
-def sample(factors: Sequence[Factor], method: str, samples: int, seed: int) -> np.ndarray:
+def design_points(method: str, samples: int, parameters: int) -> int:
+    """Points of a design: Morris r(k + 1), Sobol' N(k + 2) (k parameters, r or N samples)."""
+    return samples * (parameters + (1 if method == "morris" else 2))
+
+
+def sample(
+    factors: Sequence[Factor],
+    method: str,
+    samples: int,
+    seed: int,
+    max_points: int = LIMITS.points,
+) -> np.ndarray:
     """SALib's design: Morris trajectories or a scrambled Sobol' (Saltelli) sequence.
 
     Args:
@@ -322,12 +342,14 @@ def sample(factors: Sequence[Factor], method: str, samples: int, seed: int) -> n
             indices).
         samples: r or N (see `method`).
         seed: Seed of the design (the same seed gives the same design).
+        max_points: The most points allowed (checked before the design is drawn).
 
     Returns:
         One row per point, one column per factor, within the factors' ranges.
 
     Raises:
-        ScenarioError: If the method is unknown or `samples` does not suit it.
+        ScenarioError: If the method is unknown, `samples` does not suit it, or the design
+            would have more than `max_points` points.
     """
     if method not in METHODS:
         raise ScenarioError(f"--method {method!r} is not allowed; allowed: " + ", ".join(METHODS))
@@ -338,6 +360,16 @@ def sample(factors: Sequence[Factor], method: str, samples: int, seed: int) -> n
         )
     if samples < 2:
         raise ScenarioError(f"--samples {samples} is not allowed; allowed: a whole number >= 2")
+    if design_points(method, samples, len(factors)) > max_points:
+        raise ScenarioError(
+            f"--samples {samples}: "
+            + too_many(
+                f"the {method} design of {len(factors)} parameters",
+                design_points(method, samples, len(factors)),
+                max_points,
+                "points",
+            )
+        )
     rng = np.random.default_rng([seed, 1])
     if method == "morris":
         return morris_sample.sample(problem(factors), samples, num_levels=MORRIS_LEVELS, seed=rng)
@@ -354,6 +386,7 @@ def plan_study(
     days: int | None = None,
     size: int | None = None,
     seed: int | None = None,
+    allow_large: bool = False,
 ) -> Study:
     """Read and check a scenario with the combined regimen and plan the study's design.
 
@@ -368,13 +401,16 @@ def plan_study(
         size: Lattice side instead of the file's.
         seed: Base seed instead of the file's: of the replicates, the design and the
             bootstrap.
+        allow_large: Allow up to `LARGE_LIMITS` points and runs instead of `LIMITS`.
 
     Returns:
         The study; every variant at every point has been validated (nothing is written).
 
     Raises:
-        ScenarioError: One line naming the file or option and what is allowed.
+        ScenarioError: One line naming the file or option and what is allowed (the study is
+            checked against the limits before its design is drawn).
     """
+    limits = LARGE_LIMITS if allow_large else LIMITS
     text = read_scenario_text(scenario_file)
     source = str(scenario_file)
     scenario = parse_scenario(text, source)
@@ -394,6 +430,17 @@ def plan_study(
         seed=seed, days=days, size=size, replicates=replicates, source=f"{source} (options)"
     )
     factors = parse_factors(params, scenario.parameters)
+    if method in METHODS:  # counted before the design is drawn (it can be huge)
+        points = design_points(method, samples, len(factors))
+        if points > limits.points:
+            what = f"the {method} design of {len(factors)} parameters"
+            message = too_many(what, points, limits.points, "points")
+            raise ScenarioError(f"--samples {samples}: {message}")
+        runs = points * len(VARIANTS) * scenario.replicates
+        if runs > limits.runs:
+            what = f"the study (points × {len(VARIANTS)} variants × replicates)"
+            message = too_many(what, runs, limits.runs, "runs")
+            raise ScenarioError(f"--samples {samples}: {message}")
     study = Study(
         source,
         text,
@@ -401,10 +448,10 @@ def plan_study(
         factors,
         method,
         samples,
-        sample(factors, method, samples, scenario.seed),
+        sample(factors, method, samples, scenario.seed, limits.points),
     )
-    for variant, variant_text in study.variant_texts().items():
-        parse_scenario(variant_text, f"{source} ({variant} variant)")  # checks every point
+    for variant, variant_text in study.variant_texts().items():  # checks every point
+        parse_scenario(variant_text, f"{source} ({variant} variant)", limits.points)
     return study
 
 
@@ -419,6 +466,7 @@ def run_study(
     scheduler: str | None = None,
     resume: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> Summary:
     """Write the study's files and run its batch (the runs `out` does not hold yet).
 
@@ -430,18 +478,51 @@ def run_study(
             of a Dask scheduler (see `batch.run_batch`).
         resume: Finish the study in `out`, running only the missing and failed runs.
         progress: Called as progress(done, failed, total) whenever a run finishes.
+        notice: Called with one-line messages for the user (see `batch.run_batch`).
 
     Returns:
         The tally of the batch.
 
     Raises:
-        OutputError: If `out` cannot be written or holds something else (another study, or
-            this one without `resume`).
+        OutputError: If `out` cannot be written, is in use by another study, or holds something
+            else (another study, or this one without `resume`).
         tissue_abm.runs.batch.BatchInterrupted: If the batch stopped early; `resume=True` finishes
             it.
     """
     folder = Path(out)
     spec = study.spec()
+    _check_study_folder(folder, spec, resume)
+    prepare_output(folder)
+    with lock_folder(folder, "sensitivity study"):
+        _check_study_folder(folder, spec, resume)  # again, now that no other study writes
+        prepare_output(folder / SCENARIOS)
+        if not (folder / SPEC).exists():
+            write_json(
+                folder / SPEC,
+                {**spec, "scenario_file": study.file, "created": now(), "provenance": provenance()},
+            )
+        files = []
+        for variant, text in study.variant_texts().items():
+            path = folder / SCENARIOS / f"{variant}.toml"
+            write_atomic(path, partial(Path.write_text, data=text, encoding="utf-8"))
+            files.append(path)
+        return run_batch(
+            plan_batch(files, allow_large=study.points > LIMITS.points or study.runs > LIMITS.runs),
+            folder / BATCH,
+            workers=workers,
+            scheduler=scheduler,
+            resume=resume,
+            progress=progress,
+            notice=notice,
+        )
+
+
+def _check_study_folder(folder: Path, spec: dict[str, Any], resume: bool) -> None:
+    """OutputError unless `folder` may receive the study of `spec`."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(
+            f"cannot write results to {folder}: it is a file, not a folder; choose another --out"
+        )
     if (folder / SPEC).exists():
         if not resume:
             raise OutputError(
@@ -450,29 +531,10 @@ def run_study(
                 "another --out"
             )
         _check_same(folder, spec)
-    elif folder.exists() and any(folder.iterdir()):
+    elif folder.exists() and any(entry.name != LOCK for entry in folder.iterdir()):
         raise OutputError(
             f"{folder} is not empty and holds no sensitivity study; choose another --out"
         )
-    prepare_output(folder / SCENARIOS)
-    if not (folder / SPEC).exists():
-        write_json(
-            folder / SPEC,
-            {**spec, "scenario_file": study.file, "created": now(), "provenance": provenance()},
-        )
-    files = []
-    for variant, text in study.variant_texts().items():
-        path = folder / SCENARIOS / f"{variant}.toml"
-        write_atomic(path, partial(Path.write_text, data=text, encoding="utf-8"))
-        files.append(path)
-    return run_batch(
-        plan_batch(files),
-        folder / BATCH,
-        workers=workers,
-        scheduler=scheduler,
-        resume=resume,
-        progress=progress,
-    )
 
 
 def _check_same(folder: Path, spec: dict[str, Any]) -> None:
