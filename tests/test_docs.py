@@ -17,8 +17,11 @@ def test_parameter_docs_match_the_code():
 def test_every_parameter_cites_a_source_or_says_it_is_assumed():
     for row in parameter_table():
         source = row["source"]
-        assert "§" in source or "assumed" in source or "definition" in source or (
-            "fitted" in source and "calibration" in source
+        assert (
+            "§" in source
+            or "assumed" in source
+            or "definition" in source
+            or ("fitted" in source and "calibration" in source)
         ), row["name"]
         assert row["low"] <= row["default"] <= row["high"], row["name"]
         assert row["unit"] and row["description"], row["name"]

@@ -140,14 +140,11 @@ def test_daily_readouts_agree_between_engines(agents, array):
     assert len(table) == len(CANONICAL) * (len(CHECKPOINTS) + 1) * len(READOUTS)
     failed = table[~table["passed"]]
     assert failed.empty, f"engines differ:\n{failed.to_string()}"
-    # the comparison is not vacuous: the therapies moved the senescent burden in both engines
+    # the comparison is not vacuous: in both engines the therapies (from day 65) lowered the
+    # mean SASP (rapamycin damps it; within a year the burden itself barely moves at 20x20)
     for table_ in (agents, array):
-        end = (
-            table_[table_["day"] == 365]
-            .groupby("scenario", observed=True)["senescent_fraction"]
-            .mean()
-        )
-        assert end["rapamycin"] < end["untreated"] and end["combined"] < end["untreated"]
+        treated = table_[table_["day"] >= 95].groupby("scenario", observed=True)["mean_sasp"].mean()
+        assert treated["rapamycin"] < treated["untreated"] > treated["combined"]
 
 
 @pytest.mark.slow

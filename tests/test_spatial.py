@@ -242,7 +242,7 @@ def snapshots() -> pd.DataFrame:
     )
     runs = (
         (still, 90, [Transplant(age=100, cells=1, state="senescent")]),
-        (variant(still, initial_senescent_fraction=0.015, primary_max_rate=0.002), 650, []),
+        (variant(still, initial_senescent_fraction=0.015, primary_max_rate=0.0005), 650, []),
     )
     frames = []
     for replicate, (params, start_age, perturbations) in enumerate(runs):

@@ -265,12 +265,16 @@ RAPAMYCIN = "[therapy.rapamycin]\ndose = {dose}\nevery = 1\nstart_age = 365\n"
 
 
 @pytest.mark.slow
-def test_a_drug_combined_with_itself_scores_additive_under_bliss(tmp_path):
+def test_a_drug_combined_with_itself_is_not_called_synergistic_under_bliss(tmp_path):
     # The sham combination: rapamycin at half the canonical dose counts as both drug A and drug
-    # B, and the full dose as their combination. A drug cannot be synergistic with itself, so
-    # the Bliss excess must read "additive" (within ±10 points, interval included) on the
-    # senescent burden and tissue function at 24 months. 12 paired replicates on 60x60; the
-    # interval resamples the replicates of each scenario (2000 resamples).
+    # B, and the full dose as their combination. A drug cannot be synergistic with itself, so no
+    # readout may come out as synergy (the interval must reach below the +10-point band), and on
+    # the senescent burden at 24 months, whose response to these doses is close to first order,
+    # the Bliss excess must be near zero (estimate within ±10 points, interval holding 0). Bliss
+    # is sham-additive only for first-order dose responses: where a response saturates (tissue
+    # function, through the SASP damping) it reads the sham as antagonism, a known property of
+    # the reference, not of the model. 12 paired replicates on 60x60; the interval resamples
+    # the replicates of each scenario (2000 resamples).
     scenarios = {
         "untreated": "",
         "half": RAPAMYCIN.format(dose=0.5),
@@ -283,8 +287,12 @@ def test_a_drug_combined_with_itself_scores_additive_under_bliss(tmp_path):
     outcomes = execute(plan_batch(files).runs, threads=1)
     results = pd.concat([o.readouts for o in outcomes], ignore_index=True)
     for readout in ("senescent_fraction", "tissue_function"):
-        table = synergy(
-            results, readout, drug_a="half", drug_b="half", combination="full"
-        ).table.set_index("method")
-        assert table.loc["bliss", "verdict"] == "additive", (readout, table.loc["bliss"])
-        assert table.loc["bliss", "y_ab"] > table.loc["bliss", "y_a"] > 0  # the drug acts
+        bliss = (
+            synergy(results, readout, drug_a="half", drug_b="half", combination="full")
+            .table.set_index("method")
+            .loc["bliss"]
+        )
+        assert bliss["ci_low"] < 0.10, (readout, bliss)
+        assert bliss["y_ab"] > bliss["y_a"] > 0  # the drug acts
+        if readout == "senescent_fraction":
+            assert abs(bliss["excess"]) <= 0.10 and bliss["ci_low"] <= 0 <= bliss["ci_high"]

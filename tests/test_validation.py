@@ -113,6 +113,20 @@ def test_the_posterior_median_is_the_weighted_median_of_each_fitted_parameter():
     assert posterior_median(table) == {name: 2.0 for name in FITTED}
 
 
+def test_the_defaults_come_only_from_particles_that_meet_the_oxytocin_bound():
+    # the heaviest particle misses the one-sided target (ratio 0.5 > 1/3): it does not count
+    table = pd.DataFrame(
+        {
+            "weight": [0.2, 0.2, 0.6],
+            "oxytocin_ratio": [0.2, 0.3, 0.5],
+            **{n: [1.0, 2.0, 3.0] for n in FITTED},
+        }
+    )
+    assert posterior_median(table) == {name: 1.0 for name in FITTED}
+    with pytest.raises(ValueError, match="oxytocin"):
+        posterior_median(table.assign(oxytocin_ratio=0.9))
+
+
 def test_a_particle_gives_parameters_on_the_natural_scale():
     particle = {name: sum(prior.bounds()) / 2 for name, prior in FITTED.items()}
     params = parameters(particle)

@@ -76,11 +76,12 @@ class Parameters(BaseModel):
 
     # --- mTORC1, rapamycin and autophagy ---------------------------------------------------
     mtorc1_age_slope: float = _param(
-        0.5,
+        1.55,
         "1/year",
         0.0,
         5.0,
-        "assumed: mTORC1 activity rises with age (source article, qualitative)",
+        "mTORC1 activity rises with age (source article, qualitative); slope fitted (ABC-SMC, "
+        "docs/calibration.md; prior 0.2-2)",
         "Rise of normalised mTORC1 activity per year of age (activity is 1 at birth).",
     )
     rapa_emax: float = _param(
@@ -158,23 +159,23 @@ class Parameters(BaseModel):
         "Hill coefficient of autophagy suppression by mTORC1.",
     )
     rapa_damage_share: float = _param(
-        0.3,
+        0.0935,
         "fraction",
         0.0,
         1.0,
         "mTORC1 hyperfunction drives part of the damage (source article; Lamming 2012, §2 [R]: "
-        "mTORC1 reduction alone extends lifespan); share fitted to rapamycin at 14 ppm from "
-        "9 months, median lifespan +14% ± 5 (Miller 2011, §2 [R]; studies.calibration)",
+        "mTORC1 reduction alone extends lifespan); share fitted (ABC-SMC, docs/calibration.md; "
+        "prior 0-1), above all by rapamycin at 14 ppm from 9 months (Miller 2011, §2 [R])",
         "Share of the damage drive that depends on mTORC1 and that rapamycin's inhibition "
         "lowers (at most rapa_emax of it).",
     )
     autophagy_repair_share: float = _param(
-        0.3,
+        0.176,
         "fraction",
         0.0,
         1.0,
         "autophagy clears damaged components (source article; Wu 2013 via the source article); "
-        "share assumed",
+        "share fitted (ABC-SMC, docs/calibration.md; prior 0-1)",
         "Share of damage repair that depends on autophagy (the rest does not follow mTORC1).",
     )
 
@@ -329,13 +330,12 @@ class Parameters(BaseModel):
         "Daily probability that an immune-free site receives an immune cell without SASP.",
     )
     immune_recruit_max: float = _param(
-        0.0474,
+        0.0354,
         "1/site/day",
         0.0,
         1.0,
-        "SASP chemokines (CCL2) recruit NK cells (Iannello 2013, §6 [R]); magnitude fitted to "
-        "the young pulse-chase half-life 5 ± 1 d (Karin 2019, §1 [S]; "
-        "tissue_abm.studies.calibration, docs/validation.md)",
+        "SASP chemokines (CCL2) recruit NK cells (Iannello 2013, §6 [R]); magnitude fitted "
+        "(ABC-SMC on the six calibration targets, docs/calibration.md; prior 0.005-0.2)",
         "Extra daily recruitment probability at saturating local SASP.",
     )
     immune_recruit_half_sasp: float = _param(
@@ -372,13 +372,12 @@ class Parameters(BaseModel):
         "Daily probability that a young immune cell kills an adjacent senescent cell.",
     )
     immune_old_fraction: float = _param(
-        0.0259,
+        0.065,
         "fraction",
         0.0,
         1.0,
         "per-cell NK cytotoxicity falls with age (Brauning 2022, Solana 1999, §6 [R]); fitted "
-        "to the old pulse-chase half-life 25 ± 6 d (Karin 2019, §1 [S]; "
-        "tissue_abm.studies.calibration, docs/validation.md)",
+        "(ABC-SMC, docs/calibration.md; prior 0-0.5)",
         "Immune killing competence in very old tissue relative to young.",
     )
     immune_decline_age: float = _param(
@@ -432,34 +431,35 @@ class Parameters(BaseModel):
         "Daily probability that a senescent cell dies without immune help.",
     )
     phagocytic_rate: float = _param(
-        0.05,
+        0.146,
         "1/day",
         0.0,
         1.0,
-        "Prf1-/- mice accumulate senescent cells yet keep clearing them by other routes "
-        "(Ovadya 2018, §6 [R]); macrophage uptake assumed as that route; fitted with "
-        "immune_recruit_max to the young pulse-chase half-life (studies.calibration)",
+        "Prf1-/- mice carry a higher burden yet live into old age (Ovadya 2018, §6 [R]): some "
+        "removal needs no perforin (inferred; phagocytes assumed as the route); fitted "
+        "(ABC-SMC, docs/calibration.md; prior 0-0.3)",
         "Daily probability that a senescent cell is engulfed by phagocytes (perforin-"
         "independent) while the tissue's senescent burden is far below phagocytic_half_burden.",
     )
     phagocytic_half_burden: float = _param(
-        0.01,
+        0.00164,
         "fraction of sites",
         0.0001,
         1.0,
-        "removal saturates through a limited capacity (Karin 2019, §1 [R]); fitted to the old "
-        "pulse-chase half-life (studies.calibration)",
+        "removal saturates through a limited capacity (Karin 2019, §1 [R]); fitted (ABC-SMC, "
+        "docs/calibration.md; prior 0.0003-0.03, log-uniform)",
         "Senescent fraction of the tissue at which each senescent cell's phagocytic removal "
         "is halved (the phagocytes' capacity is shared).",
     )
 
     # --- oxytocin -------------------------------------------------------------------------------
     ot_old_fraction: float = _param(
-        0.2,
+        0.183,
         "fraction",
         0.0,
         1.0,
-        "young mice have at least 3x the plasma oxytocin of old (Elabd 2014, §7 [S])",
+        "young mice have at least 3x the plasma oxytocin of old (Elabd 2014, §7 [S]); fitted "
+        "(ABC-SMC, docs/calibration.md; prior 0.05-0.6; the default meets the bound)",
         "Endogenous oxytocin in very old animals relative to young.",
     )
     ot_decline_age: float = _param(
@@ -584,12 +584,12 @@ class Parameters(BaseModel):
         "Senescent abundance X_c above which the organism dies.",
     )
     sr_production_scale: float = _param(
-        400.0,
+        361.0,
         "SR units per (new senescent cell per site)",
         1.0,
         100000.0,
-        "fitted: the tissue-implied production k·P(t) within ±25% of Karin's η·t from 3 to 30 "
-        "months (Karin 2019, §1 [R]; studies.calibration)",
+        "fitted (ABC-SMC, docs/calibration.md; prior 100-5000, log-uniform), above all by the "
+        "tissue-implied production k·P(t) against Karin's η·t (Karin 2019, §1 [R])",
         "Senescent cells the organism makes per day (SR units) per new senescent cell per "
         "site and day of the simulated tissue.",
     )
