@@ -16,6 +16,7 @@ from tissue_abm.analysis.summary import sweep_columns
 from tissue_abm.analysis.survival import (
     burden_paths,
     hazard,
+    healthspan_to_death,
     kaplan_meier,
     lifespans,
     organism_deaths,
@@ -596,3 +597,38 @@ def test_each_batch_point_can_drive_its_organisms_with_its_own_parameters():
     assert by_point[1] < by_point[0]
     with pytest.raises(ValueError, match="'point'"):
         lifespans(results.drop(columns="point"), own)
+
+
+def test_health_ends_at_tissue_loss_or_at_death_whichever_comes_first():
+    # three runs: tissue lost at 900 d, organisms' median death at 800 d -> 800; tissue never
+    # lost, median death 1000 d -> 1000; tissue lost at 700 d, organisms mostly alive at the
+    # end (censored) -> 700. A fourth run without organisms keeps its tissue healthspan.
+    ends = pd.DataFrame(
+        {
+            "scenario": ["a", "a", "a", "b"],
+            "point": 0,
+            "therapy.rapamycin.dose": np.nan,  # a sweep column this scenario lacks: NaN
+            "replicate": [0, 1, 2, 0],
+            "healthspan": [900.0, np.nan, 700.0, 650.0],
+        }
+    )
+    lives = pd.DataFrame(
+        {
+            "scenario": ["a"] * 9,
+            "point": 0,
+            "therapy.rapamycin.dose": np.nan,
+            "replicate": [0, 0, 0, 1, 1, 1, 2, 2, 2],
+            "organism": [0, 1, 2] * 3,
+            "lifespan": [700.0, 800.0, 950.0, 900.0, 1000.0, 1200.0, 600.0, 1300.0, 1300.0],
+            "observed": [True, True, True, True, True, True, True, False, False],
+        }
+    )
+    capped = healthspan_to_death(ends, lives)
+    np.testing.assert_array_equal(capped["healthspan"], [800.0, 1000.0, 700.0, 650.0])
+    assert ends["healthspan"].isna().sum() == 1  # the input is left alone
+    pd.testing.assert_series_equal(
+        capped["tissue_healthspan"], ends["healthspan"], check_names=False
+    )
+    # neither lost nor half dead by the end: not reached
+    alive = lives.assign(observed=False)
+    assert math.isnan(healthspan_to_death(ends, alive)["healthspan"].iloc[1])

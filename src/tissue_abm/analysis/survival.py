@@ -267,6 +267,41 @@ def lifespans(
     return pd.concat(parts, ignore_index=True)
 
 
+def healthspan_to_death(ends: pd.DataFrame, lives: pd.DataFrame) -> pd.DataFrame:
+    """`ends` with each run's healthspan ended by death where its organisms are known.
+
+    Health ends at the earlier of tissue-function loss and death. For one run's organisms the
+    median of min(H, D_i) is min(H, median D_i), so a run's healthspan becomes the earlier of
+    its tissue healthspan and its organisms' median lifespan (a censored organism counts as
+    living past every death). Runs without organisms in `lives` keep their tissue healthspan.
+
+    Args:
+        ends: Per-run end states with `healthspan` (`analysis.summary.end_state`; NaN: not lost
+            by the run's end).
+        lives: Per-organism lifespans of some of those runs (`lifespans`).
+
+    Returns:
+        A copy of `ends` whose `healthspan` (days) is capped (NaN where neither health was lost
+        nor half the run's organisms died by the run's end), with the tissue's own in
+        `tissue_healthspan`.
+    """
+    keys = run_columns(lives)
+    death = np.where(lives["observed"].to_numpy(dtype=bool), lives["lifespan"], np.inf)
+    median = (
+        lives[keys]
+        .assign(median_life=death)
+        .groupby(keys, observed=True, sort=False, dropna=False)["median_life"]
+        .median()
+        .reset_index()
+    )
+    table = ends.merge(median, on=keys, how="left", validate="one_to_one")
+    out = ends.assign(tissue_healthspan=ends["healthspan"])
+    # NaN (health not lost, or no organisms) counts as never
+    both = np.fmin(ends["healthspan"].to_numpy(dtype=float), table["median_life"].to_numpy(float))
+    out["healthspan"] = np.where(np.isinf(both), np.nan, both)
+    return out
+
+
 def _check_columns(table: pd.DataFrame, needed: Sequence[str], name: str, what: str) -> None:
     missing = [c for c in needed if c not in table]
     if missing:

@@ -94,7 +94,7 @@ def validation_page(
     context = _Context(
         results,
         lives,
-        end_state(results, params.healthspan_threshold),
+        survival.healthspan_to_death(end_state(results, params.healthspan_threshold), lives),
         n_boot,
         None if figures is None else Path(figures),
     )
@@ -288,7 +288,7 @@ def _targets(c: _Context, params: Parameters, posterior: str | Path | None) -> s
         "rate of the pulse's excess senescent cells over the same-seed wild type, from its peak "
         f"until it falls below {experiments.FIT_FLOOR:.0%} of it (`experiments.half_life`); the "
         "production is k·P(t)/(η·t) at the month from 3 to 30 where it is farthest from 1 "
-        "(`calibration.production_ratios`).\n\n" + table + _posterior(posterior, c)
+        "(`calibration.production_ratios`).\n\n" + table + _posterior(posterior, params)
     )
 
 
@@ -359,8 +359,8 @@ def _gain(c: _Context, treated: str, control: str) -> tuple[float, float, float]
     return gain(replicates), float(low), float(high)
 
 
-def _posterior(path: str | Path | None, c: _Context) -> str:
-    """The fitted parameters: posterior medians (the defaults) and 90% intervals."""
+def _posterior(path: str | Path | None, params: Parameters) -> str:
+    """The fitted parameters: posterior medians and 90% intervals, and the runs' values."""
     if path is None or not Path(path).exists():
         return ""
     table = read_posterior(path)
@@ -372,18 +372,20 @@ def _posterior(path: str | Path | None, c: _Context) -> str:
         rows.append(
             [
                 f"`{name}`",
-                f"{median:.4g}",
-                f"{low:.4g} – {high:.4g}",
+                f"{median:.3g}",
+                f"{low:.3g} – {high:.3g}",
+                f"{getattr(params, name):.3g}",
                 f"{prior.low:g} – {prior.high:g}" + (" (log)" if prior.log else ""),
             ]
         )
     return (
-        "\n\nThe fitted parameters: weighted medians of the calibration's last generation "
-        f"({len(table)} particles; the defaults of `biology/params.py`) and 90% intervals.\n\n"
+        "\n\nThe fitted parameters: weighted medians and 90% intervals of the calibration's last "
+        f"generation ({len(table)} particles), and the values these runs used (the defaults of "
+        "`biology/params.py` are the medians over the particles that meet the oxytocin bound).\n\n"
         + markdown_table(
-            ["parameter", "posterior median", "90% interval", "prior (uniform)"],
+            ["parameter", "posterior median", "90% interval", "in these runs", "prior (uniform)"],
             rows,
-            ["l", "r", "r", "r"],
+            ["l", "r", "r", "r", "r"],
         )
     )
 
@@ -515,8 +517,10 @@ def _therapies(c: _Context) -> str:
         "Therapies from 12 months as in the canonical scenarios (rapamycin 1 mg/kg daily, "
         "a daily oxytocin pulse of one young level, both together; the senolytic every 30 "
         "days), 20 runs each to 6 years (untreated and knock-out: to 4 years). Healthspan: "
-        "age at which tissue function first falls below the threshold (not reached: the "
-        "median run kept it to the end). Changes are from the untreated median.\n\n"
+        "age at which health ends, by tissue function falling below the threshold or by "
+        "death, whichever comes first (per run, the earlier of its tissue's loss and its "
+        "organisms' median lifespan; `survival.healthspan_to_death`); not reached: the median "
+        "run kept both to the end. Changes are from the untreated median.\n\n"
         + markdown_table(
             [
                 "scenario",
@@ -846,7 +850,12 @@ def _save(figure: Figure, folder: Path, name: str, caption: str) -> str:
 
 def _limits(c: _Context) -> str:
     """Where the model is weakest: numbers a reader should weigh before trusting an answer."""
-    items = []
+    items = [
+        "**Calibration.** The defaults are medians of the posterior's marginals, not a joint "
+        "best fit: targets marked *not met* above are missed at the defaults although posterior "
+        "particles meet them ([calibration.md](calibration.md)); an answer that matters should "
+        "run over posterior draws, not over the defaults alone."
+    ]
     if "wild_type" in c.names:
         late = [
             (months, c.value_at("wild_type", "senescent_fraction", round(months * YEAR / 12))[0])
@@ -882,9 +891,25 @@ def _limits(c: _Context) -> str:
             "loses the same share at each dose, which is the model's definition of a dose, not a "
             "fit to any senolytic study."
         )
+    if c.missing(["wild_type", "timing_oxytocin"]) is None:
+        spans = {
+            name: median_healthspan(c.select(c.ends, name, point)["tissue_healthspan"])
+            for name, point in (THERAPIES["untreated"], THERAPIES["oxytocin"])
+        }
+        base, treated = spans["wild_type"], spans["timing_oxytocin"]
+        death = c.lifespan("wild_type")["median_lifespan"]
+        items.append(
+            "**Healthspan.** Health ends at the earlier of tissue-function loss (below "
+            "`healthspan_threshold`, assumed) and death. The untreated tissue alone keeps its "
+            f"function to {_days(base)}, against a median death at {_days(death)}, so "
+            "healthspan mostly follows lifespan. Counting tissue function alone, oxytocin "
+            f"would gain {treated - base:+.0f} d, through its regeneration arm, whose size "
+            "(`ot_regeneration_gain`) is assumed: Elabd 2014 measured muscle repair after an "
+            "injury, not healthspan."
+        )
     items.append(
         "**Oxytocin.** Its lifespan effect comes from its hypothesis arms (SASP damping and "
         "immune gain; see *Hypotheses on and off*); its evidenced arm, regeneration, raises "
-        "tissue function and healthspan but makes no senescent cells fewer."
+        "tissue function but makes no senescent cells fewer."
     )
     return "## Where the model may be wrong\n\n" + "\n\n".join(f"- {i}" for i in items) + "\n"
