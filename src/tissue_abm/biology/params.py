@@ -545,8 +545,8 @@ class Parameters(BaseModel):
         "function",
         0.0,
         1.0,
-        "assumed: a 5% loss from a perfect tissue counts as unhealthy (untreated tissue "
-        "crosses it at ~21 months with the defaults)",
+        "assumed (range 0.85-0.98): a 5% loss from a perfect tissue counts as unhealthy; the "
+        "untreated tissue crosses it at ~32 months, after the median death (docs/validation.md)",
         "Tissue function below which the organism is no longer in good health.",
     )
 
