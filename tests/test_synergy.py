@@ -255,8 +255,8 @@ def test_synergy_of_a_real_batch_uses_the_scenario_means(tmp_path):
 SHAM = """
 name = "{name}"
 seed = 11
-replicates = 12
-size = 60
+replicates = 40
+size = 100
 start_age = 90
 end_age = 730
 {therapy}
@@ -265,20 +265,20 @@ RAPAMYCIN = "[therapy.rapamycin]\ndose = {dose}\nevery = 1\nstart_age = 365\n"
 
 
 @pytest.mark.slow
-def test_a_drug_combined_with_itself_is_not_called_synergistic_under_bliss(tmp_path):
-    # The sham combination: rapamycin at half the canonical dose counts as both drug A and drug
-    # B, and the full dose as their combination. A drug cannot be synergistic with itself, so no
-    # readout may come out as synergy (the interval must reach below the +10-point band), and on
-    # the senescent burden at 24 months, whose response to these doses is close to first order,
-    # the Bliss excess must be near zero (estimate within ±10 points, interval holding 0). Bliss
-    # is sham-additive only for first-order dose responses: where a response saturates (tissue
-    # function, through the SASP damping) it reads the sham as antagonism, a known property of
-    # the reference, not of the model. 12 paired replicates on 60x60; the interval resamples
-    # the replicates of each scenario (2000 resamples).
+def test_a_drug_combined_with_itself_scores_additive_under_bliss(tmp_path):
+    # The sham combination: rapamycin at 0.25 mg/kg counts as both drug A and drug B, and
+    # 0.5 mg/kg as their combination. A drug cannot be synergistic with itself, so the Bliss
+    # excess must read "additive" (within ±10 points, interval included) on the senescent
+    # burden and tissue function at 24 months. Bliss is sham-additive only where the dose
+    # response is close to first order: these doses are (the burden falls 3.9% at 0.25 and
+    # 6.9% at 0.5 mg/kg); at 0.5 against 1 mg/kg the response saturates (6.9% against 7.7%)
+    # and Bliss reads the sham as antagonism, a property of the reference (Loewe is sham-
+    # additive by construction). 40 paired replicates on 100x100; the interval resamples the
+    # replicates of each scenario (2000 resamples): its half-width is about 8 points.
     scenarios = {
         "untreated": "",
-        "half": RAPAMYCIN.format(dose=0.5),
-        "full": RAPAMYCIN.format(dose=1.0),
+        "half": RAPAMYCIN.format(dose=0.25),
+        "full": RAPAMYCIN.format(dose=0.5),
     }
     files = []
     for name, therapy in scenarios.items():
@@ -292,7 +292,5 @@ def test_a_drug_combined_with_itself_is_not_called_synergistic_under_bliss(tmp_p
             .table.set_index("method")
             .loc["bliss"]
         )
-        assert bliss["ci_low"] < 0.10, (readout, bliss)
+        assert bliss["verdict"] == "additive", (readout, bliss)
         assert bliss["y_ab"] > bliss["y_a"] > 0  # the drug acts
-        if readout == "senescent_fraction":
-            assert abs(bliss["excess"]) <= 0.10 and bliss["ci_low"] <= 0 <= bliss["ci_high"]

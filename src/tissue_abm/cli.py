@@ -339,8 +339,9 @@ def _add_calibrate(commands: Commands, parents: dict[str, argparse.ArgumentParse
         description="Approximate Bayesian computation (pyabc's ABC-SMC) of the fitted "
         "parameters against the six calibration targets; writes the history (abc.db, "
         "resumable) and the posterior (posterior.csv) to --out and prints each fitted "
-        "parameter's posterior median, the defaults of biology/params.py. See "
-        "docs/calibration.md.",
+        "parameter's posterior median; with --choose-defaults, also the particle that best "
+        "reproduces the targets when simulated again (the defaults of biology/params.py). "
+        "See docs/calibration.md.",
     )
     calibrate.add_argument(
         "--out",
@@ -373,9 +374,15 @@ def _add_calibrate(commands: Commands, parents: dict[str, argparse.ArgumentParse
         help="replicates of each experiment per simulation (4)",
     )
     calibrate.add_argument(
-        "--size", type=_positive, default=100, help="lattice side of the long runs (100)"
+        "--size", type=_positive, default=80, help="lattice side of the long runs (80)"
     )
     calibrate.add_argument("--seed", type=int, default=1, help="seed of the sampler (1)")
+    calibrate.add_argument(
+        "--choose-defaults",
+        action="store_true",
+        help="then simulate again every particle that meets the oxytocin bound and print the "
+        "one that best reproduces the targets (the defaults); writes checked.csv",
+    )
     calibrate.set_defaults(handler=_calibrate)
 
 
@@ -651,7 +658,14 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> None:
-    from tissue_abm.studies.abc import Settings, calibrate, posterior_median
+    from tissue_abm.runs.results import write_atomic
+    from tissue_abm.studies.abc import (
+        FITTED,
+        Settings,
+        calibrate,
+        choose_defaults,
+        posterior_median,
+    )
     from tissue_abm.studies.calibration import Design
 
     settings = Settings(
@@ -666,9 +680,17 @@ def _calibrate(args: argparse.Namespace) -> None:
         args.out, settings, workers=args.workers, scheduler=args.scheduler, resume=args.resume
     )
     print(f"posterior: {args.out / 'posterior.csv'} ({len(table)} particles)")
-    print("posterior medians (the defaults of biology/params.py):")
+    print("posterior medians (over the particles that meet the oxytocin bound):")
     for name, value in posterior_median(table).items():
         print(f"  {name} = {value:.4g}")
+    if args.choose_defaults:
+        with console.status("simulating the candidate particles again"):
+            chosen, checked = choose_defaults(table, workers=args.workers)
+        path = args.out / "checked.csv"
+        write_atomic(path, lambda tmp: checked.to_csv(tmp))
+        print(f"the particle that best reproduces the targets ({path}; the defaults):")
+        for name in FITTED:
+            print(f"  {name} = {chosen[name]:.4g}")
 
 
 def _params(args: argparse.Namespace) -> None:

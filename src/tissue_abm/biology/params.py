@@ -76,7 +76,7 @@ class Parameters(BaseModel):
 
     # --- mTORC1, rapamycin and autophagy ---------------------------------------------------
     mtorc1_age_slope: float = _param(
-        1.55,
+        1.09,
         "1/year",
         0.0,
         5.0,
@@ -159,7 +159,7 @@ class Parameters(BaseModel):
         "Hill coefficient of autophagy suppression by mTORC1.",
     )
     rapa_damage_share: float = _param(
-        0.0935,
+        0.129,
         "fraction",
         0.0,
         1.0,
@@ -170,7 +170,7 @@ class Parameters(BaseModel):
         "lowers (at most rapa_emax of it).",
     )
     autophagy_repair_share: float = _param(
-        0.176,
+        0.141,
         "fraction",
         0.0,
         1.0,
@@ -330,7 +330,7 @@ class Parameters(BaseModel):
         "Daily probability that an immune-free site receives an immune cell without SASP.",
     )
     immune_recruit_max: float = _param(
-        0.0354,
+        0.0358,
         "1/site/day",
         0.0,
         1.0,
@@ -372,7 +372,7 @@ class Parameters(BaseModel):
         "Daily probability that a young immune cell kills an adjacent senescent cell.",
     )
     immune_old_fraction: float = _param(
-        0.065,
+        0.0355,
         "fraction",
         0.0,
         1.0,
@@ -431,7 +431,7 @@ class Parameters(BaseModel):
         "Daily probability that a senescent cell dies without immune help.",
     )
     phagocytic_rate: float = _param(
-        0.146,
+        0.238,
         "1/day",
         0.0,
         1.0,
@@ -442,7 +442,7 @@ class Parameters(BaseModel):
         "independent) while the tissue's senescent burden is far below phagocytic_half_burden.",
     )
     phagocytic_half_burden: float = _param(
-        0.00164,
+        0.000556,
         "fraction of sites",
         0.0001,
         1.0,
@@ -454,7 +454,7 @@ class Parameters(BaseModel):
 
     # --- oxytocin -------------------------------------------------------------------------------
     ot_old_fraction: float = _param(
-        0.183,
+        0.205,
         "fraction",
         0.0,
         1.0,
@@ -584,7 +584,7 @@ class Parameters(BaseModel):
         "Senescent abundance X_c above which the organism dies.",
     )
     sr_production_scale: float = _param(
-        361.0,
+        622.0,
         "SR units per (new senescent cell per site)",
         1.0,
         100000.0,

@@ -248,6 +248,89 @@ def posterior_median(table: pd.DataFrame) -> dict[str, float]:
     return {name: weighted_quantile(kept[name].to_numpy(), weights, 0.5) for name in FITTED}
 
 
+SCREEN_SEEDS = (11, 12, 13)
+"""Seeds of the designs that simulate every candidate particle again (`choose_defaults`)."""
+CONFIRM_SEEDS = (21, 22, 23, 24)
+"""Fresh seeds of the designs that decide among the best screened candidates."""
+RECHECK = Design(replicates=6)
+"""The experiments' size when a particle is simulated again."""
+
+
+def remeasure(
+    particles: pd.DataFrame,
+    seeds: tuple[int, ...],
+    design: Design = RECHECK,
+    workers: int | None = None,
+) -> pd.DataFrame:
+    """Each particle simulated again: its measures averaged over designs seeded with `seeds`.
+
+    Args:
+        particles: Rows of a posterior table (the fitted parameters' columns are used).
+        seeds: One design per seed (`replicate`s paired runs each); the measures are averaged.
+        design: The calibration experiments' size.
+        workers: Processes (default: all cores; 1 runs in this process).
+
+    Returns:
+        One row per particle (same index): the `Measures` fields and `distance` (RMS deviation
+        of the averaged measures, tolerance units).
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = [
+        (parameters_of(row), replace(design, seed=seed))
+        for _, row in particles.iterrows()
+        for seed in seeds
+    ]
+    if workers == 1:
+        got = [_measure(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            got = list(pool.map(_measure, jobs))
+    means = np.asarray(got, dtype=float).reshape(len(particles), len(seeds), -1).mean(axis=1)
+    table = pd.DataFrame(means, columns=list(Measures._fields), index=particles.index)
+    table["distance"] = [rms(deviations(Measures(*m))) for m in means]
+    return table
+
+
+def parameters_of(row: pd.Series) -> Parameters:
+    """The default parameters with a posterior row's fitted values (natural scale)."""
+    return Parameters(**{**Parameters().model_dump(), **{n: float(row[n]) for n in FITTED}})
+
+
+def _measure(job: tuple[Parameters, Design]) -> tuple[float, ...]:
+    return tuple(measure(*job))
+
+
+def choose_defaults(
+    table: pd.DataFrame, top: int = 5, workers: int | None = None
+) -> tuple[pd.Series, pd.DataFrame]:
+    """The particle that best reproduces every target when simulated again: the defaults.
+
+    The marginal medians miss targets where the fitted parameters trade off (docs/
+    calibration.md), so the defaults are one particle of the posterior: every particle that
+    meets the bounds (`meeting_bounds`) is simulated again on `SCREEN_SEEDS`; the `top` best
+    are simulated once more on fresh seeds (`CONFIRM_SEEDS`, so that the choice is not won by
+    the noise of the screen), and the one with the smallest confirmed distance is chosen.
+
+    Returns:
+        (the chosen particle's posterior row, the screen: one row per screened particle with
+        its `screen_distance`, and `confirm_distance` for the `top` best, NaN for the rest).
+    """
+    candidates = meeting_bounds(table)
+    if candidates.empty:
+        raise ValueError("no particle of the posterior meets the oxytocin target")
+    screen = remeasure(candidates, SCREEN_SEEDS, workers=workers)
+    best = screen["distance"].nsmallest(top).index
+    confirm = remeasure(candidates.loc[best], CONFIRM_SEEDS, workers=workers)
+    checked = candidates[list(FITTED)].assign(
+        screen_distance=screen["distance"], confirm_distance=confirm["distance"]
+    )
+    for name in Measures._fields:
+        checked[name] = confirm[name]
+    chosen = checked["confirm_distance"].idxmin()
+    return table.loc[chosen], checked.sort_values("screen_distance")
+
+
 def read_posterior(path: str | Path) -> pd.DataFrame:
     """A posterior table written by `calibrate`.
 
