@@ -546,7 +546,7 @@ class Parameters(BaseModel):
         0.0,
         1.0,
         "assumed (range 0.85-0.98): a 5% loss from a perfect tissue counts as unhealthy; the "
-        "untreated tissue crosses it at ~32 months, after the median death (docs/validation.md)",
+        "untreated tissue crosses it at ~33 months, after the median death (docs/validation.md)",
         "Tissue function below which the organism is no longer in good health.",
     )
 

@@ -381,7 +381,8 @@ def _posterior(path: str | Path | None, params: Parameters) -> str:
     return (
         "\n\nThe fitted parameters: weighted medians and 90% intervals of the calibration's last "
         f"generation ({len(table)} particles), and the values these runs used (the defaults of "
-        "`biology/params.py` are the medians over the particles that meet the oxytocin bound).\n\n"
+        "`biology/params.py` are the particle that best reproduces the targets when simulated "
+        "again, `studies.abc.choose_defaults`).\n\n"
         + markdown_table(
             ["parameter", "posterior median", "90% interval", "in these runs", "prior (uniform)"],
             rows,
@@ -851,10 +852,12 @@ def _save(figure: Figure, folder: Path, name: str, caption: str) -> str:
 def _limits(c: _Context) -> str:
     """Where the model is weakest: numbers a reader should weigh before trusting an answer."""
     items = [
-        "**Calibration.** The defaults are medians of the posterior's marginals, not a joint "
-        "best fit: targets marked *not met* above are missed at the defaults although posterior "
-        "particles meet them ([calibration.md](calibration.md)); an answer that matters should "
-        "run over posterior draws, not over the defaults alone."
+        "**Calibration.** The defaults are one particle of a coarse posterior (its generations "
+        "and effective size are in calibration.md): chosen for reproducing the targets, they are "
+        "not the only parameter sets that do, and the posterior spreads widely where "
+        "parameters trade off (e.g. the phagocytic route against the old immune competence; "
+        "[calibration.md](calibration.md)). An answer that matters should run over posterior "
+        "draws, not over the defaults alone."
     ]
     if "wild_type" in c.names:
         late = [
