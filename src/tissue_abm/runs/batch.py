@@ -492,7 +492,7 @@ def _runner(
         warm_up()  # compiled once here, not by every worker at once
     size = max(1, min(8, len(todo) // (4 * workers)))
     if scheduler is None:
-        context = _process_context()
+        context = process_context()
         with LocalPool(partial(execute, threads=1), workers, context, POOL_RESTARTS) as pool:
             yield partial(_run_pool, pool, size)
         return
@@ -676,7 +676,7 @@ def _connect(scheduler: str, address: tuple[str, int]) -> Client:
     )
 
 
-def _process_context() -> multiprocessing.context.BaseContext:
+def process_context() -> multiprocessing.context.BaseContext:
     """How worker processes start: never as a plain fork of this (threaded) process.
 
     Where the platform allows, they fork from a server that has imported this package (saving

@@ -17,8 +17,10 @@ docs/calibration.md.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from tissue_abm.biology.params import Parameters
+from tissue_abm.runs.batch import process_context
 from tissue_abm.runs.results import OutputError, prepare_output, write_atomic
 from tissue_abm.studies.calibration import (
     OXYTOCIN_DECLINE,
@@ -162,12 +165,28 @@ def calibrate(
             for name, (low, high) in ((n, p.bounds()) for n, p in FITTED.items())
         }
     )
+    sampler, close = _sampler(workers, scheduler)
+    try:
+        history = _run(pyabc, sampler, prior, settings, db, resume)
+    finally:
+        close()
+    for t in range(history.max_t + 1):
+        pops = history.get_all_populations()
+        row = pops[pops["t"] == t].iloc[0]
+        log(f"generation {t}: threshold {row['epsilon']:.3g}, {int(row['samples'])} simulations")
+    table = posterior_table(history)
+    write_atomic(folder / POSTERIOR, lambda tmp: table.to_csv(tmp, index=False))
+    return table
+
+
+def _run(pyabc: Any, sampler: Any, prior: Any, settings: Settings, db: Path, resume: bool) -> Any:
+    """Start or resume the ABC-SMC run in `db` and run it to the stopping rules; its history."""
     abc = pyabc.ABCSMC(
         simulator(settings.design),
         prior,
         distance_function=lambda x, _: rms(x["deviations"]),
         population_size=settings.population,
-        sampler=_sampler(workers, scheduler),
+        sampler=sampler,
     )
     url = f"sqlite:///{db.resolve()}"
     if resume:
@@ -185,24 +204,27 @@ def calibrate(
                 max_nr_populations=settings.generations - done,
                 max_total_nr_simulations=settings.max_simulations,
             )
-    for t in range(history.max_t + 1):
-        pops = history.get_all_populations()
-        row = pops[pops["t"] == t].iloc[0]
-        log(f"generation {t}: threshold {row['epsilon']:.3g}, {int(row['samples'])} simulations")
-    table = posterior_table(history)
-    write_atomic(folder / POSTERIOR, lambda tmp: table.to_csv(tmp, index=False))
-    return table
+    return history
 
 
-def _sampler(workers: int | None, scheduler: str | None) -> Any:
-    """Pyabc's sampler: this machine's cores, or a Dask cluster."""
+def _sampler(workers: int | None, scheduler: str | None) -> tuple[Any, Callable[[], None]]:
+    """Pyabc's sampler (this machine's cores, or a Dask cluster) and what closes it.
+
+    The local workers start from a fork server (`runs.batch.process_context`), never as a fork
+    of this process: pyabc's own multicore samplers fork, which aborts a process that has run
+    the compiled kernel's OpenMP threads (GNU OpenMP is not fork-safe).
+    """
     import pyabc
 
     if scheduler is not None:
         from distributed import Client
 
-        return pyabc.sampler.DaskDistributedSampler(dask_client=Client(scheduler, timeout=20))
-    return pyabc.sampler.MulticoreEvalParallelSampler(n_procs=workers)
+        client = Client(scheduler, timeout=20)
+        return pyabc.sampler.DaskDistributedSampler(dask_client=client), client.close
+    n = workers if workers is not None else os.cpu_count() or 1
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=process_context())
+    sampler = pyabc.sampler.ConcurrentFutureSampler(pool, client_max_jobs=n)
+    return sampler, lambda: pool.shutdown(cancel_futures=True)
 
 
 def posterior_table(history: Any) -> pd.DataFrame:
@@ -274,8 +296,6 @@ def remeasure(
         One row per particle (same index): the `Measures` fields and `distance` (RMS deviation
         of the averaged measures, tolerance units).
     """
-    from concurrent.futures import ProcessPoolExecutor
-
     jobs = [
         (parameters_of(row), replace(design, seed=seed))
         for _, row in particles.iterrows()
@@ -284,7 +304,7 @@ def remeasure(
     if workers == 1:
         got = [_measure(job) for job in jobs]
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
             got = list(pool.map(_measure, jobs))
     means = np.asarray(got, dtype=float).reshape(len(particles), len(seeds), -1).mean(axis=1)
     table = pd.DataFrame(means, columns=list(Measures._fields), index=particles.index)
