@@ -12,7 +12,10 @@
                            [--out DIR] [--workers N] [--scheduler ADDRESS] [--readout NAME]
                            [--seed N] [--resume] [--allow-large] [--quiet]
     tissue-abm validate RESULTS [--out docs/validation.md]
-    tissue-abm calibrate [--replicates N] [--halvings N]
+    tissue-abm calibrate [--out DIR] [--population N] [--generations N] [--resume]
+                         [--choose-defaults] [--workers N | --scheduler ADDRESS]
+    tissue-abm answer [--posterior FILE] [--draws N] [--replicates N] [--quick] [--out DIR]
+                      [--page FILE] [--workers N | --scheduler ADDRESS] [--resume]
     tissue-abm params
     tissue-abm viz [SCENARIO.toml] [--port N]
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import socket
 import subprocess
@@ -411,6 +415,47 @@ def _add_viz(commands: Commands, parents: dict[str, argparse.ArgumentParser]) ->
     viz.set_defaults(handler=_viz)
 
 
+def _add_answer(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -> None:
+    answer = commands.add_parser(
+        "answer",
+        parents=[parents["executor"], parents["quiet"]],
+        help="does rapamycin + oxytocin beat the better single drug, over the posterior?",
+        description="Draw parameter sets from the calibration posterior, run untreated, "
+        "rapamycin, oxytocin and both (canonical and ITP-like doses, a sham, and each "
+        "hypothesis off) at every draw through the batch runner (resumable), and write the "
+        "answer page: the probability that the combination beats the better single drug, "
+        "survival bands, synergy and the sham. See docs/answer.md.",
+    )
+    answer.add_argument(
+        "--posterior",
+        type=Path,
+        default=None,
+        help="calibration posterior (CSV; default: docs/calibration/posterior.csv of this "
+        "checkout)",
+    )
+    answer.add_argument(
+        "--draws", type=_positive, default=None, help="posterior draws (100; --quick: 6)"
+    )
+    answer.add_argument(
+        "--replicates", type=_positive, default=None, help="replicates per draw and arm (3)"
+    )
+    answer.add_argument(
+        "--size", type=_positive, default=None, help="lattice side (80; --quick: 40)"
+    )
+    answer.add_argument("--seed", type=int, default=None, help="seed of the draws and runs (1)")
+    answer.add_argument(
+        "--quick", action="store_true", help="a few draws on a small lattice (minutes)"
+    )
+    answer.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_RESULTS / "answer",
+        help="study folder (default: results/answer)",
+    )
+    answer.add_argument("--page", type=Path, default=None, help="the page (default: OUT/answer.md)")
+    answer.set_defaults(handler=_answer)
+
+
 COMMANDS = (
     _add_run,
     _add_batch,
@@ -419,6 +464,7 @@ COMMANDS = (
     _add_sensitivity,
     _add_validate,
     _add_calibrate,
+    _add_answer,
     _add_params,
     _add_viz,
 )
@@ -691,6 +737,58 @@ def _calibrate(args: argparse.Namespace) -> None:
         print(f"the particle that best reproduces the targets ({path}; the defaults):")
         for name in FITTED:
             print(f"  {name} = {chosen[name]:.4g}")
+
+
+def _answer(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from tissue_abm.runs.batch import check_scheduler
+    from tissue_abm.runs.results import write_atomic
+    from tissue_abm.studies import answer
+    from tissue_abm.studies.validation import POSTERIOR
+
+    check_scheduler(args.scheduler)
+    design = answer.QUICK if args.quick else answer.Design()
+    given = {"draws": args.draws, "replicates": args.replicates, "size": args.size}
+    design = replace(design, **{k: v for k, v in given.items() if v is not None})
+    if args.seed is not None:
+        design = replace(design, seed=args.seed)
+    posterior = args.posterior or Path(os.path.relpath(POSTERIOR))  # as the page shows it
+    study = answer.plan_answer(posterior, design)
+    print(
+        f"{design.draws} posterior draws x {len(study.texts)} arms x {design.replicates} "
+        f"replicates = {study.runs} runs on {design.size}x{design.size} to "
+        f"{design.end_age} days"
+    )
+    with _runs_progress("answer", study.runs, args.quiet) as progress:
+        summary = _stopped_as_error(
+            lambda: answer.run_answer(
+                study,
+                args.out,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                resume=args.resume,
+                progress=progress,
+                notice=_notice,
+            )
+        )
+    _print_runs_done(summary)
+    if summary.failed:
+        print(
+            f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); no answer "
+            "without them; re-run them with --resume",
+            file=sys.stderr,
+        )
+        return 1
+    page_path = args.page or args.out / "answer.md"
+    with console.status("analysing the runs and writing the page"):
+        analysis = answer.analyse_answer(study, args.out)
+        page = answer.answer_page(analysis, page_path.with_suffix(""))
+    page_path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(page_path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    print(page.split("**Verdict.** ", 1)[1].split("\n", 1)[0])
+    print(f"answer page: {page_path}")
+    return 0
 
 
 def _params(args: argparse.Namespace) -> None:

@@ -1,0 +1,675 @@
+"""The answer to the source article's question over the calibration posterior.
+
+Does rapamycin + oxytocin beat the better single drug? One parameter set cannot say how sure
+the model is, so `plan_answer` draws parameter sets from the calibration posterior
+(`studies.abc`), `run_answer` runs every therapy arm at every draw through the batch runner
+(one scenario file per arm, its `[sweep.zip]` over the draws: resumable, Dask-capable,
+identical whatever the workers), and `analyse_answer` gives, per draw and arm, the median
+lifespan, the median healthspan and the senescent burden at 24 months; from them the
+probability over the posterior that the combination beats the better single drug, the gain's
+distribution, Bliss and HSA excess, a sham combination, and the answer with each hypothesis
+parameter switched off. `answer_page` writes it as Markdown with figures. Method:
+docs/answer.md (written by `tissue-abm answer`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import tomli_w
+
+from tissue_abm.analysis.summary import end_state, median_healthspan
+from tissue_abm.analysis.survival import (
+    healthspan_to_death,
+    kaplan_meier,
+    lifespans,
+    quantile_lifespan,
+)
+from tissue_abm.analysis.synergy import bliss_expected, hsa_expected
+from tissue_abm.biology.params import HYPOTHESES, Parameters
+from tissue_abm.runs.batch import Summary, plan_batch, run_batch
+from tissue_abm.runs.lock import LOCK, lock_folder
+from tissue_abm.runs.results import (
+    OutputError,
+    load_results,
+    point_parameters,
+    prepare_output,
+    write_atomic,
+)
+from tissue_abm.runs.scenario import ScenarioError
+from tissue_abm.studies.abc import FITTED, read_posterior
+
+SPEC = "answer.json"
+"""The study's inputs in its folder (a resumed study must have the same)."""
+SCENARIOS = "scenarios"
+"""Sub-folder of the arms' scenario files."""
+BATCH = "batch"
+"""Sub-folder of the batch (runs and manifest)."""
+BURDEN_AGE = 730
+"""Age (days) of the senescent-burden readout: 24 months."""
+YEAR = 365.25
+
+
+class Arm(NamedTuple):
+    """One therapy arm: which drugs, at which dose (mg/kg or young levels) and start (days)."""
+
+    label: str
+    rapamycin: float = 0.0
+    oxytocin: float = 0.0
+    start_age: int = 365
+
+
+ARMS = {
+    "untreated": Arm("untreated"),
+    "rapamycin": Arm("rapamycin 1 mg/kg daily", rapamycin=1.0),
+    "oxytocin": Arm("oxytocin, one young level daily", oxytocin=1.0),
+    "combined": Arm("rapamycin + oxytocin", rapamycin=1.0, oxytocin=1.0),
+    "rapamycin_half": Arm("rapamycin 0.5 mg/kg daily (sham halves)", rapamycin=0.5),
+    "rapamycin_itp": Arm("rapamycin 2.24 mg/kg daily from 9 months", rapamycin=2.24, start_age=274),
+    "oxytocin_itp": Arm("oxytocin from 9 months", oxytocin=1.0, start_age=274),
+    "combined_itp": Arm(
+        "rapamycin 2.24 mg/kg + oxytocin from 9 months", rapamycin=2.24, oxytocin=1.0, start_age=274
+    ),
+}
+"""The arms: canonical doses from 12 months, a half dose for the sham, ITP-like from 9 months."""
+
+COMPARISONS = {
+    "canonical": ("rapamycin", "oxytocin", "combined"),
+    "ITP-like": ("rapamycin_itp", "oxytocin_itp", "combined_itp"),
+}
+"""Each question: (drug A, drug B, their combination), all against `untreated`."""
+
+HYPOTHESIS_ARMS = ("untreated", "rapamycin", "oxytocin", "combined")
+"""The arms run again with hypothesis parameters switched off."""
+
+
+def hypothesis_variants() -> dict[str, dict[str, float]]:
+    """Each hypothesis parameter switched off alone (value 0), and all of them together."""
+    variants = {f"no_{name}": {name: 0.0} for name in HYPOTHESES}
+    variants["no_hypotheses"] = dict.fromkeys(HYPOTHESES, 0.0)
+    return variants
+
+
+@dataclass(frozen=True)
+class Design:
+    """What the study runs: posterior draws, replicates, lattice, length and seed."""
+
+    draws: int = 100
+    """Parameter sets drawn from the posterior (with replacement, by weight)."""
+    replicates: int = 3
+    """Replicate runs per draw and arm (paired: the same seeds in every arm and draw)."""
+    size: int = 80
+    """Lattice side, sites (the calibration's long runs)."""
+    end_age: int = 1460
+    """Last age of every run, days (4 years: past the treated organisms' deaths)."""
+    seed: int = 1
+    """Seed of the draws and of the runs."""
+    hypotheses: bool = True
+    """Also run `HYPOTHESIS_ARMS` with each hypothesis parameter off."""
+
+
+QUICK = Design(draws=6, replicates=2, size=40)
+"""`--quick`: a few draws on a small lattice (a couple of minutes on 2 cores)."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """A planned study: its design, the posterior draws, and the scenario text of every file."""
+
+    design: Design
+    posterior: str
+    """Where the draws come from (path as given)."""
+    draws: pd.DataFrame
+    """One row per draw: `particle` (row of the posterior file) and the fitted parameters."""
+    texts: dict[str, str] = field(repr=False)
+    """Scenario file name (without .toml) -> its text."""
+
+    @property
+    def runs(self) -> int:
+        """Runs in all: files × draws × replicates."""
+        return len(self.texts) * self.design.draws * self.design.replicates
+
+    def spec(self) -> dict[str, Any]:
+        """The inputs a resumed study must share."""
+        return {
+            "design": self.design.__dict__,
+            "draws": self.draws.to_dict(orient="list"),
+        }
+
+
+def plan_answer(posterior: str | Path, design: Design = Design()) -> Study:
+    """Draw the parameter sets and write (in memory) the scenario file of every arm.
+
+    Raises:
+        OutputError: If the posterior file is missing, unreadable or lacks a fitted parameter.
+        ScenarioError: If a number of the design is out of range.
+    """
+    for name, value, low in (
+        ("--draws", design.draws, 1),
+        ("--replicates", design.replicates, 1),
+        ("--size", design.size, 3),
+    ):
+        if value < low:
+            raise ScenarioError(f"{name} {value}: allowed: a whole number ≥ {low}")
+    table = read_posterior(posterior)
+    weights = table["weight"].to_numpy(dtype=float)
+    if not (np.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0):
+        raise OutputError(f"{posterior}: the posterior's weights must be ≥ 0 with a positive sum")
+    rng = np.random.default_rng(design.seed)
+    rows = rng.choice(len(table), size=design.draws, p=weights / weights.sum())
+    draws = table.iloc[rows][list(FITTED)].astype(float).reset_index(drop=True)
+    draws.insert(0, "particle", rows.astype(int))
+    texts = {name: _arm_text(name, arm, draws, design, {}) for name, arm in ARMS.items()}
+    if design.hypotheses:
+        for variant, values in hypothesis_variants().items():
+            for name in HYPOTHESIS_ARMS:
+                file = f"{name}__{variant}"
+                texts[file] = _arm_text(file, ARMS[name], draws, design, values)
+    return Study(design, str(posterior), draws, texts)
+
+
+def _arm_text(
+    name: str, arm: Arm, draws: pd.DataFrame, design: Design, fixed: dict[str, float]
+) -> str:
+    """A scenario file: the arm's therapy, `fixed` parameters, and a zip sweep over the draws."""
+    scenario: dict[str, Any] = {
+        "name": name,
+        "seed": design.seed,
+        "replicates": design.replicates,
+        "engine": "array",
+        "size": design.size,
+        "start_age": 90,
+        "end_age": design.end_age,
+        "output": {"every": 5},
+        "sweep": {"zip": {n: [float(v) for v in draws[n]] for n in FITTED}},
+    }
+    if fixed:
+        scenario["parameters"] = dict(fixed)
+    therapy = {}
+    for drug in ("rapamycin", "oxytocin"):
+        dose = getattr(arm, drug)
+        if dose > 0:
+            therapy[drug] = {"dose": dose, "every": 1, "start_age": arm.start_age}
+    if therapy:
+        scenario["therapy"] = therapy
+    return tomli_w.dumps(scenario)
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+def run_answer(
+    study: Study,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    progress: Any = None,
+    notice: Any = None,
+) -> Summary:
+    """Write the study's files into `out` and run its batch (only what `out` does not hold).
+
+    Raises:
+        OutputError: If `out` holds something else (another study, or this one without
+            `resume`).
+        tissue_abm.runs.batch.BatchInterrupted: If the batch stopped early (resume finishes it).
+    """
+    folder = Path(out)
+    spec = json.loads(json.dumps(study.spec()))  # as it reads back from the file
+    _check_folder(folder, spec, resume)
+    prepare_output(folder)
+    with lock_folder(folder, "answer study"):
+        _check_folder(folder, spec, resume)
+        prepare_output(folder / SCENARIOS)
+        if not (folder / SPEC).exists():
+            text = json.dumps({**spec, "posterior": study.posterior}, indent=1)
+            write_atomic(folder / SPEC, partial(Path.write_text, data=text, encoding="utf-8"))
+        files = []
+        for name, text in study.texts.items():
+            path = folder / SCENARIOS / f"{name}.toml"
+            write_atomic(path, partial(Path.write_text, data=text, encoding="utf-8"))
+            files.append(path)
+        return run_batch(
+            plan_batch(files, allow_large=True),
+            folder / BATCH,
+            workers=workers,
+            scheduler=scheduler,
+            resume=resume,
+            progress=progress,
+            notice=notice,
+        )
+
+
+def _check_folder(folder: Path, spec: dict[str, Any], resume: bool) -> None:
+    """OutputError unless `folder` may receive the study of `spec`."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"cannot write to {folder}: it is a file; choose another --out")
+    if (folder / SPEC).exists():
+        if not resume:
+            raise OutputError(
+                f"{folder} already holds an answer study; pass --resume to finish it, or "
+                "choose another --out"
+            )
+        try:
+            before = json.loads((folder / SPEC).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise OutputError(f"{folder / SPEC}: cannot read the study ({err})") from None
+        for key, value in spec.items():
+            if before.get(key) != value:
+                raise OutputError(
+                    f"{folder} holds an answer study with other inputs ({key}); resume with "
+                    "the same options and posterior, or choose another --out"
+                )
+    elif folder.exists() and any(entry.name != LOCK for entry in folder.iterdir()):
+        raise OutputError(f"{folder} is not empty and holds no answer study; choose another --out")
+
+
+# --- analysis ----------------------------------------------------------------------------------
+
+
+class Analysis(NamedTuple):
+    """What the page shows."""
+
+    study: Study
+    outcomes: pd.DataFrame
+    """One row per file and draw: `file`, `arm`, `variant` ('' for the main arms), `draw`,
+    `median_lifespan`, `median_healthspan` (days; NaN when not reached) and `burden` (the
+    senescent fraction at 24 months, mean over replicates)."""
+    curves: pd.DataFrame
+    """Survival per arm, draw and age (`arm`, `draw`, `age`, `survival`), main arms only."""
+
+
+def analyse_answer(study: Study, out: str | Path) -> Analysis:
+    """Per draw and arm: median lifespan and healthspan, burden at 24 months; survival curves."""
+    folder = Path(out) / BATCH
+    results = load_results(folder)
+    own = point_parameters(folder)
+    lives = lifespans(results, own)
+    threshold = Parameters().healthspan_threshold
+    ends = healthspan_to_death(end_state(results, threshold), lives)
+    ages = np.arange(90.0, study.design.end_age + 1, 10.0)
+    keys = ["scenario", "point"]
+    spans = ends.groupby(keys, observed=True)["healthspan"].agg(median_healthspan)
+    at_burden = results[np.isclose(results["age"], BURDEN_AGE)]
+    burden = at_burden.groupby(keys, observed=True)["senescent_fraction"].mean()
+    rows, curves = [], []
+    for (file, point), group in lives.groupby(keys, observed=True, sort=True):
+        km = kaplan_meier(group["lifespan"].to_numpy(float), group["observed"].to_numpy(bool))
+        arm, _, variant = str(file).partition("__")
+        rows.append(
+            {
+                "file": str(file),
+                "arm": arm,
+                "variant": variant,
+                "draw": int(point),
+                "median_lifespan": _finite(quantile_lifespan(km, 0.5)),
+                "median_healthspan": _finite(spans.get((file, point), math.nan)),
+                "burden": float(burden.get((file, point), math.nan)),
+            }
+        )
+        if not variant:
+            curves.append(
+                pd.DataFrame(
+                    {
+                        "arm": arm,
+                        "draw": int(point),
+                        "age": ages,
+                        "survival": _survival_at(km, ages),
+                    }
+                )
+            )
+    return Analysis(study, pd.DataFrame(rows), pd.concat(curves, ignore_index=True))
+
+
+def _finite(value: float) -> float:
+    return float(value) if math.isfinite(value) else math.nan
+
+
+def _survival_at(km: pd.DataFrame, ages: np.ndarray) -> np.ndarray:
+    """Kaplan–Meier survival at each of `ages` (step function; 1 before the first death)."""
+    times = km["age"].to_numpy(float)
+    survival = km["survival"].to_numpy(float)
+    at = np.searchsorted(times, ages, side="right") - 1
+    return np.where(at >= 0, survival[np.clip(at, 0, None)], 1.0)
+
+
+# --- statistics over the posterior ---------------------------------------------------------------
+
+OUTCOMES = {
+    "median_lifespan": ("median lifespan", True),
+    "median_healthspan": ("median healthspan", True),
+    "burden": ("senescent burden at 24 months", False),
+}
+"""Outcome column -> (name, whether higher is better)."""
+
+
+class Verdict(NamedTuple):
+    """Whether the combination beats the better single drug, over the draws."""
+
+    probability: float
+    """Share of draws (0-1) where it does."""
+    low: float
+    """95% Wilson interval of that share, low end."""
+    high: float
+    """... and high end."""
+    draws: int
+    """Draws with all three arms measured."""
+    gain: np.ndarray
+    """Per draw: the combination's gain over the better single drug (fraction; for the burden,
+    its relative reduction)."""
+
+
+def per_draw(outcomes: pd.DataFrame, variant: str = "") -> pd.DataFrame:
+    """One row per draw, one column per arm and outcome (`arm:outcome`), for one variant."""
+    chosen = outcomes[outcomes["variant"] == variant]
+    wide = chosen.pivot(index="draw", columns="arm", values=list(OUTCOMES))
+    wide.columns = [f"{arm}:{outcome}" for outcome, arm in wide.columns]
+    return wide
+
+
+def verdict(
+    table: pd.DataFrame, a: str, b: str, combination: str, outcome: str, horizon: float
+) -> Verdict:
+    """Whether `combination` beats the better of `a` and `b` on `outcome`, draw by draw.
+
+    A median not reached by the runs' end counts as `horizon` (a lower bound).
+    """
+    _, higher = OUTCOMES[outcome]
+    values = [table[f"{arm}:{outcome}"].to_numpy(float) for arm in (a, b, combination)]
+    if higher:
+        values = [np.where(np.isnan(v), horizon, v) for v in values]
+    ya, yb, yab = values
+    measured = np.isfinite(ya) & np.isfinite(yb) & np.isfinite(yab)
+    ya, yb, yab = ya[measured], yb[measured], yab[measured]
+    if higher:
+        best = np.maximum(ya, yb)
+        beats, gain = yab > best, yab / best - 1.0
+    else:
+        best = np.minimum(ya, yb)
+        beats, gain = yab < best, 1.0 - yab / np.where(best > 0, best, np.nan)
+    return Verdict(
+        *share_interval(int(beats.sum()), int(measured.sum())), int(measured.sum()), gain
+    )
+
+
+def share_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """K of n as a share with its Wilson score interval (scipy); NaNs when n = 0."""
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return k / n, float(ci.low), float(ci.high)
+
+
+def effects(table: pd.DataFrame, arms: tuple[str, ...], outcome: str, horizon: float) -> np.ndarray:
+    """Fractional effects (0 none, 1 full) of `arms` against untreated, per draw (draws × arms).
+
+    Burden: 1 − y/y_untreated. Lifespan and healthspan: the share of the untreated days lost
+    before `horizon` that the arm saves, 1 − (horizon − y)/(horizon − y_untreated).
+    """
+    _, higher = OUTCOMES[outcome]
+    base = table[f"untreated:{outcome}"].to_numpy(float)
+    columns = []
+    for arm in arms:
+        y = table[f"{arm}:{outcome}"].to_numpy(float)
+        if higher:
+            y, b = np.where(np.isnan(y), horizon, y), np.where(np.isnan(base), horizon, base)
+            columns.append(1.0 - _ratio(horizon - y, horizon - b))
+        else:
+            columns.append(1.0 - _ratio(y, base))
+    return np.column_stack(columns)
+
+
+def _ratio(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The ratio x / y; NaN where y is 0 (no untreated loss or burden: nothing to measure)."""
+    return np.divide(x, y, out=np.full(np.shape(x), np.nan), where=y != 0)
+
+
+def excess_scores(
+    table: pd.DataFrame, a: str, b: str, combination: str, outcome: str, horizon: float
+) -> dict[str, np.ndarray]:
+    """Per draw, the Bliss and HSA excess (fractions; 0.1 = 10 points) of the combination."""
+    e = effects(table, (a, b, combination), outcome, horizon)
+    return {
+        "Bliss": e[:, 2] - np.asarray(bliss_expected(e[:, 0], e[:, 1])),
+        "HSA": e[:, 2] - np.asarray(hsa_expected(e[:, 0], e[:, 1])),
+    }
+
+
+def spread(values: np.ndarray) -> tuple[float, float, float]:
+    """Median and the 5%–95% range of the finite values (NaNs if none)."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return math.nan, math.nan, math.nan
+    low, median, high = np.quantile(finite, [0.05, 0.5, 0.95])
+    return float(median), float(low), float(high)
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+
+def _pct(x: float, digits: int = 0) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:.{digits}f}%"
+
+
+def _signed(x: float, digits: int = 1) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:+.{digits}f}%"
+
+
+def _points(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:+.1f}"
+
+
+def answer_page(analysis: Analysis, figures: str | Path | None = None) -> str:
+    """The answer page (Markdown): verdict, probabilities, survival, synergy, sham, hypotheses.
+
+    Args:
+        analysis: From `analyse_answer`.
+        figures: Folder for the page's figures (PNG), linked relative to its parent; None draws
+            none.
+    """
+    from tissue_abm.studies.report import markdown_table
+
+    study, outcomes = analysis.study, analysis.outcomes
+    design = study.design
+    horizon = float(design.end_age)
+    main = per_draw(outcomes)
+    canonical = verdict(main, *COMPARISONS["canonical"], "median_lifespan", horizon)
+    gain, gain_low, gain_high = spread(canonical.gain)
+    bliss = excess_scores(main, *COMPARISONS["canonical"], "median_lifespan", horizon)["Bliss"]
+    b_mid, b_low, b_high = spread(bliss)
+    sentence = (
+        f"Over {canonical.draws} parameter sets drawn from the calibration posterior, rapamycin "
+        f"(1 mg/kg daily) with oxytocin (one young level daily), both from 12 months, gave a "
+        f"longer median lifespan than the better single drug in {_pct(canonical.probability)} of "
+        f"them (95% CI {_pct(canonical.low)}–{_pct(canonical.high)}), by a median of "
+        f"{_signed(gain)} (90% of draws between {_signed(gain_low)} and {_signed(gain_high)}); "
+        f"against Bliss independence the combination is "
+        f"{_reading(b_mid, b_low, b_high)} (median excess {_points(b_mid)} points, 90% of draws "
+        f"between {_points(b_low)} and {_points(b_high)})."
+    )
+    if (outcomes["variant"] == "no_hypotheses").any():
+        off = verdict(
+            per_draw(outcomes, "no_hypotheses"),
+            *COMPARISONS["canonical"],
+            "median_lifespan",
+            horizon,
+        )
+        sentence += (
+            " This rests on the hypothesis parameters (no direct evidence): with them switched "
+            f"off it is better in {_pct(off.probability)} of the draws (95% CI "
+            f"{_pct(off.low)}–{_pct(off.high)}), median gain {_signed(spread(off.gain)[0])}."
+        )
+    parts = [
+        "# The answer: does rapamycin + oxytocin beat the better single drug?\n",
+        "Generated by `tissue-abm answer`; do not edit by hand. "
+        f"{design.draws} parameter sets drawn (by weight, with replacement) from the "
+        f"calibration posterior `{study.posterior}`; every therapy arm runs at every draw with "
+        f"{design.replicates} paired replicates on {design.size}×{design.size} from 3 months to "
+        f"{design.end_age / YEAR:.0f} years ({study.runs} runs), each run driving 200 organisms "
+        "(`analysis.survival`). Per draw and arm: the Kaplan–Meier median lifespan of its "
+        "organisms, the median healthspan (tissue function lost or death, whichever first) and "
+        "the senescent fraction at 24 months.\n",
+        f"**Verdict.** {sentence}\n",
+        _probabilities(main, horizon, markdown_table),
+    ]
+    if figures is not None:
+        parts.append(_survival_figure(analysis.curves, Path(figures)))
+    parts += [
+        _synergy(main, horizon, markdown_table),
+        _hypotheses(outcomes, horizon, markdown_table),
+        _caveats(design),
+    ]
+    return "\n".join(parts)
+
+
+def _reading(mid: float, low: float, high: float) -> str:
+    """SynergyFinder's reading of a distribution of excess scores (±10 points)."""
+    if not math.isfinite(mid):
+        return "not measurable"
+    if low > 0.10:
+        return "synergistic"
+    if high < -0.10:
+        return "antagonistic"
+    if low >= -0.10 and high <= 0.10:
+        return "additive"
+    at_median = "synergistic" if mid > 0.10 else "antagonistic" if mid < -0.10 else "additive"
+    return f"{at_median} at the median, not across the whole posterior"
+
+
+def _probabilities(main: pd.DataFrame, horizon: float, table: Any) -> str:
+    rows = []
+    for name, (a, b, ab) in COMPARISONS.items():
+        for outcome, (label, _) in OUTCOMES.items():
+            v = verdict(main, a, b, ab, outcome, horizon)
+            mid, low, high = spread(v.gain)
+            rows.append(
+                [
+                    name,
+                    label,
+                    f"{_pct(v.probability)} [{_pct(v.low)}, {_pct(v.high)}]",
+                    f"{_signed(mid)} [{_signed(low)}, {_signed(high)}]",
+                ]
+            )
+    return (
+        "## Does the combination beat the better single drug?\n\n"
+        "Share of draws where it does, with its 95% Wilson interval, and the combination's gain "
+        "over the better single drug at that draw (median and 5%–95% over draws; for the "
+        "burden, its relative reduction). Canonical: rapamycin 1 mg/kg and oxytocin daily from "
+        "12 months. ITP-like: rapamycin 2.24 mg/kg (14 ppm) and oxytocin from 9 months. A "
+        "median not reached by the runs' end counts as the end (a lower bound).\n\n"
+        + table(["doses", "outcome", "P(combination better)", "gain over the better single"], rows)
+    )
+
+
+def _synergy(main: pd.DataFrame, horizon: float, table: Any) -> str:
+    rows = []
+    questions = {
+        **COMPARISONS,
+        "sham (0.5 + 0.5 mg/kg rapamycin vs 1)": ("rapamycin_half", "rapamycin_half", "rapamycin"),
+    }
+    for name, (a, b, ab) in questions.items():
+        for outcome in ("median_lifespan", "burden"):
+            for method, scores in excess_scores(main, a, b, ab, outcome, horizon).items():
+                mid, low, high = spread(scores)
+                finite = scores[np.isfinite(scores)]
+                rows.append(
+                    [
+                        name,
+                        OUTCOMES[outcome][0],
+                        method,
+                        f"{_points(mid)} [{_points(low)}, {_points(high)}]",
+                        _pct(float(np.mean(finite > 0.10))) if finite.size else "n/a",
+                        _pct(float(np.mean(finite < -0.10))) if finite.size else "n/a",
+                        _reading(mid, low, high),
+                    ]
+                )
+    return (
+        "## Synergy over the posterior\n\n"
+        "Excess of the combination's fractional effect over the expectation from its single "
+        "drugs, in points (0.1 = 10 points), per draw: median and 5%–95% over draws, and the "
+        "share of draws beyond SynergyFinder's ±10-point additive band. Effects: for the burden, "
+        "1 − y/y_untreated; for lifespan, the share of the untreated days lost before "
+        f"{horizon:.0f} days that the arm saves. The sham — rapamycin at half the canonical dose "
+        "as both drugs, the full dose as their combination — is the control: a drug cannot be "
+        "synergistic with itself. Loewe and ZIP need each drug's dose–response curve; with one "
+        "dose per drug this study cannot compute them (the dose grid of the validation page can "
+        "be scored on its surface).\n\n"
+        + table(
+            ["doses", "outcome", "method", "excess [5%, 95%]", "> +10", "< −10", "reading"],
+            rows,
+            ["l", "l", "l", "r", "r", "r", "l"],
+        )
+    )
+
+
+def _hypotheses(outcomes: pd.DataFrame, horizon: float, table: Any) -> str:
+    variants = [v for v in hypothesis_variants() if (outcomes["variant"] == v).any()]
+    if not variants:
+        return ""
+    rows = []
+    for variant in ["", *variants]:
+        wide = per_draw(outcomes, variant)
+        v = verdict(wide, *COMPARISONS["canonical"], "median_lifespan", horizon)
+        ot = effects(wide, ("oxytocin",), "median_lifespan", horizon)[:, 0]
+        rows.append(
+            [
+                "all at their values" if not variant else variant.replace("no_", "without "),
+                f"{_pct(v.probability)} [{_pct(v.low)}, {_pct(v.high)}]",
+                _signed(spread(v.gain)[0]),
+                _points(spread(ot)[0]),
+            ]
+        )
+    return (
+        "## Which hypotheses the answer rests on\n\n"
+        "The canonical question on median lifespan with each hypothesis parameter (no direct "
+        "evidence; `tissue-abm params` marks them) switched off, and all together, at the same "
+        "draws and seeds. Last column: oxytocin's own effect (share of the untreated days lost "
+        "that it saves, points).\n\n"
+        + table(["hypotheses", "P(combination better)", "median gain", "oxytocin's effect"], rows)
+    )
+
+
+def _caveats(design: Design) -> str:
+    return (
+        "## How to read it\n\n"
+        "- The probabilities are over the posterior draws; each draw's comparison carries its "
+        f"own noise ({design.replicates} replicate tissues × 200 organisms per arm), so a "
+        "share near 50% can mean that the combination and the better single drug are equal.\n"
+        "- The posterior is coarse (docs/calibration.md): its spread is the model's uncertainty "
+        "given the six calibration targets, not the biology's.\n"
+        "- Oxytocin's lifespan effect rests on its hypothesis arms (last section).\n"
+    )
+
+
+def _survival_figure(curves: pd.DataFrame, folder: Path) -> str:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = figure.add_subplot()
+    for arm in HYPOTHESIS_ARMS:
+        chosen = curves[curves["arm"] == arm]
+        band = chosen.groupby("age")["survival"].quantile([0.05, 0.5, 0.95]).unstack()
+        years = band.index.to_numpy(float) / YEAR
+        (line,) = ax.plot(years, band[0.5], label=ARMS[arm].label)
+        ax.fill_between(years, band[0.05], band[0.95], color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="age (years)", ylabel="surviving fraction", ylim=(0, 1.02))
+    ax.legend(frameon=False, fontsize=8)
+    folder.mkdir(parents=True, exist_ok=True)
+    figure.savefig(folder / "survival.png", dpi=110)
+    return (
+        "## Survival over the posterior\n\n"
+        "Kaplan–Meier survival per arm: the median over draws and the 5%–95% band "
+        "(posterior predictive).\n\n"
+        f"![Survival over the posterior]({folder.name}/survival.png)\n"
+    )

@@ -1,0 +1,186 @@
+"""`tissue-abm answer`: the combination against the better single drug over the posterior."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tissue_abm.cli import main
+from tissue_abm.runs.results import OutputError
+from tissue_abm.runs.scenario import ScenarioError, parse_scenario
+from tissue_abm.studies import answer
+from tissue_abm.studies.abc import FITTED
+
+HORIZON = 1460.0
+
+
+def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval, from its textbook formula."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def draws_table(rapamycin, oxytocin, combined, untreated=None, outcome="median_lifespan"):
+    """A per-draw table (`answer.per_draw`'s shape) for one outcome."""
+    untreated = untreated if untreated is not None else [800.0] * len(rapamycin)
+    return pd.DataFrame(
+        {
+            f"untreated:{outcome}": untreated,
+            f"rapamycin:{outcome}": rapamycin,
+            f"oxytocin:{outcome}": oxytocin,
+            f"combined:{outcome}": combined,
+        }
+    )
+
+
+def test_the_probability_is_the_share_of_draws_where_the_combination_beats_both():
+    # 10 draws: rapamycin is the better single drug in 6, oxytocin in 4; the combination
+    # beats the better one in 7 (draws 0-6) and not in 3 (7 equal, 8-9 below)
+    rapa = np.array([900, 900, 900, 900, 900, 900, 850, 900, 900, 900], float)
+    ot = np.array([850, 850, 850, 850, 850, 850, 880, 850, 850, 850], float)
+    comb = np.array([990, 945, 909, 1000, 918, 927, 968, 900, 890, 880], float)
+    v = answer.verdict(
+        draws_table(rapa, ot, comb), "rapamycin", "oxytocin", "combined", "median_lifespan", HORIZON
+    )
+    assert v.draws == 10 and v.probability == pytest.approx(0.7)
+    assert (v.low, v.high) == pytest.approx(wilson(7, 10))
+    np.testing.assert_allclose(
+        v.gain, [0.1, 0.05, 0.01, 1 / 9, 0.02, 0.03, 0.1, 0.0, -1 / 90, -2 / 90]
+    )
+
+
+def test_a_median_not_reached_counts_as_the_horizon_and_a_lower_burden_is_better():
+    never = draws_table([900.0], [np.nan], [np.nan])  # oxytocin and both never reach it
+    v = answer.verdict(never, "rapamycin", "oxytocin", "combined", "median_lifespan", HORIZON)
+    assert v.probability == 0.0  # both count as the horizon: not better than the better one
+    burden = draws_table(
+        [0.004, 0.004], [0.005, 0.003], [0.003, 0.0036], [0.006, 0.006], outcome="burden"
+    )
+    v = answer.verdict(burden, "rapamycin", "oxytocin", "combined", "burden", HORIZON)
+    assert v.probability == 0.5  # below the better single drug in the first draw only
+    np.testing.assert_allclose(v.gain, [0.25, -0.2])
+
+
+def test_bliss_and_hsa_excess_over_the_draws():
+    # untreated loses 660 days before the horizon; the drugs save 20% and 50% of them; the
+    # combination saves 60% (Bliss expects 1 - 0.8 * 0.5 = 60%: additive) or 70% (+10)
+    untreated = [800.0, 800.0]
+    rapa = [800.0 + 0.2 * 660, 800.0 + 0.2 * 660]
+    ot = [800.0 + 0.5 * 660, 800.0 + 0.5 * 660]
+    comb = [800.0 + 0.6 * 660, 800.0 + 0.7 * 660]
+    scores = answer.excess_scores(
+        draws_table(rapa, ot, comb, untreated),
+        "rapamycin",
+        "oxytocin",
+        "combined",
+        "median_lifespan",
+        HORIZON,
+    )
+    np.testing.assert_allclose(scores["Bliss"], [0.0, 0.1], atol=1e-12)
+    np.testing.assert_allclose(scores["HSA"], [0.1, 0.2], atol=1e-12)
+
+
+def test_the_reading_follows_the_ten_point_band_over_the_whole_distribution():
+    assert answer._reading(0.0, -0.05, 0.05) == "additive"
+    assert answer._reading(0.2, 0.12, 0.3) == "synergistic"
+    assert answer._reading(-0.2, -0.3, -0.11) == "antagonistic"
+    assert answer._reading(0.0, -0.2, 0.05).startswith("additive at the median, not")
+
+
+@pytest.fixture
+def posterior(tmp_path):
+    """Three particles; the second carries all the weight."""
+    table = pd.DataFrame(
+        {
+            "weight": [0.0, 1.0, 0.0],
+            "distance": 0.5,
+            **{name: [p.low, (p.low + p.high) / 2, p.high] for name, p in FITTED.items()},
+        }
+    )
+    path = tmp_path / "posterior.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_draws_follow_the_weights_and_every_arm_file_is_a_valid_scenario(posterior):
+    study = answer.plan_answer(posterior, replace(answer.QUICK, draws=4))
+    assert study.draws["particle"].tolist() == [1, 1, 1, 1]
+    assert len(study.texts) == len(answer.ARMS) + 4 * len(answer.HYPOTHESIS_ARMS)
+    for name, text in study.texts.items():
+        scenario = parse_scenario(text, name)
+        assert scenario.name == name and scenario.replicates == answer.QUICK.replicates
+    combined = parse_scenario(study.texts["combined"], "combined")
+    assert combined.therapy.rapamycin.dose == 1.0 and combined.therapy.oxytocin.dose == 1.0
+    off = parse_scenario(study.texts["combined__no_hypotheses"], "off")
+    assert all(
+        getattr(off.parameters, name) == 0.0
+        for name in answer.hypothesis_variants()["no_hypotheses"]
+    )
+    again = answer.plan_answer(posterior, replace(answer.QUICK, draws=4))
+    assert again.texts == study.texts  # the same inputs plan the same files (resume)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"draws": 0}, ScenarioError, "--draws 0"),
+        ({"replicates": -1}, ScenarioError, "--replicates -1"),
+    ],
+)
+def test_bad_numbers_are_refused(posterior, change, error, message):
+    with pytest.raises(error, match=message):
+        answer.plan_answer(posterior, replace(answer.QUICK, **change))
+
+
+def test_bad_posteriors_are_refused_in_one_line_with_status_2(tmp_path, capsys):
+    pd.DataFrame({"weight": [1.0], "x": [2.0]}).to_csv(tmp_path / "bad.csv", index=False)
+    for path, message in (
+        (tmp_path / "missing.csv", "no such posterior file"),
+        (tmp_path / "bad.csv", "lacks column(s) immune_recruit_max"),
+    ):
+        code = main(["answer", "--posterior", str(path), "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing written
+    with pytest.raises(OutputError, match="weights"):
+        negative = pd.read_csv(tmp_path / "bad.csv").assign(
+            **{name: 1.0 for name in FITTED}, weight=-1.0
+        )
+        negative.to_csv(tmp_path / "negative.csv", index=False)
+        answer.plan_answer(tmp_path / "negative.csv")
+    with pytest.raises(SystemExit) as exit_:  # argparse's own one-line error
+        main(["answer", "--draws", "0"])
+    assert exit_.value.code == 2 and "--draws: '0' is not allowed" in capsys.readouterr().err
+
+
+TINY = answer.Design(draws=2, replicates=1, size=12, end_age=700, hypotheses=False)
+"""A study small enough for a test: the numbers mean nothing, the machinery runs."""
+
+
+def test_an_interrupted_study_resumes_to_the_identical_page(posterior, tmp_path):
+    study = answer.plan_answer(posterior, TINY)
+    whole = tmp_path / "whole"
+    answer.run_answer(study, whole, workers=1)
+    reference = answer.answer_page(answer.analyse_answer(study, whole))
+    assert "**Verdict.** Over 2 parameter sets" in reference
+
+    def stop_after_three(done, failed, total):
+        if done >= 3:
+            raise KeyboardInterrupt
+
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        answer.run_answer(study, cut, workers=1, progress=stop_after_three)
+    with pytest.raises(OutputError, match="pass --resume"):
+        answer.run_answer(study, cut, workers=1)
+    with pytest.raises(OutputError, match="other inputs"):
+        answer.run_answer(answer.plan_answer(posterior, replace(TINY, seed=2)), cut, resume=True)
+    summary = answer.run_answer(study, cut, workers=2, resume=True)
+    assert summary.skipped >= 3 and summary.done == study.runs
+    assert answer.answer_page(answer.analyse_answer(study, cut)) == reference
