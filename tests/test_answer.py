@@ -184,3 +184,13 @@ def test_an_interrupted_study_resumes_to_the_identical_page(posterior, tmp_path)
     summary = answer.run_answer(study, cut, workers=2, resume=True)
     assert summary.skipped >= 3 and summary.done == study.runs
     assert answer.answer_page(answer.analyse_answer(study, cut)) == reference
+
+
+def test_the_posterior_reads_back_its_exact_floats(tmp_path):
+    # The draws are the study's identity on resume: a parser that rounds the 17th digit (the
+    # C parser's default before pandas 3) would refuse to resume a study it planned itself.
+    value = 0.028885721125646992
+    table = pd.DataFrame({"weight": [1.0], **{name: [value] for name in FITTED}})
+    table.to_csv(tmp_path / "posterior.csv", index=False)
+    study = answer.plan_answer(tmp_path / "posterior.csv", replace(answer.QUICK, draws=1))
+    assert study.draws.loc[0, "immune_recruit_max"] == value

@@ -359,7 +359,7 @@ def read_posterior(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(path, float_precision="round_trip")  # the same floats everywhere
     except FileNotFoundError:
         raise OutputError(f"{path}: no such posterior file") from None
     except (OSError, ValueError) as err:
