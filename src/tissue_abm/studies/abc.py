@@ -351,6 +351,13 @@ def choose_defaults(
     return table.loc[chosen], checked.sort_values("screen_distance")
 
 
+_EXACT_FLOATS: dict[str, Any] = (
+    {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+)
+"""`read_csv` options that read back the written floats exactly (pandas 3 does by default and
+deprecates the option; pandas 2's default parser rounds the 17th digit)."""
+
+
 def read_posterior(path: str | Path) -> pd.DataFrame:
     """A posterior table written by `calibrate`.
 
@@ -359,7 +366,7 @@ def read_posterior(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     try:
-        table = pd.read_csv(path, float_precision="round_trip")  # the same floats everywhere
+        table = pd.read_csv(path, **_EXACT_FLOATS)
     except FileNotFoundError:
         raise OutputError(f"{path}: no such posterior file") from None
     except (OSError, ValueError) as err:
