@@ -201,6 +201,22 @@ def test_load_results_gives_the_documented_columns_and_dtypes(small):
     assert runs["day"].apply(lambda d: d.is_monotonic_increasing).all()
 
 
+def test_load_results_of_some_scenarios_reads_only_theirs(small, monkeypatch):
+    _, out = small
+    whole = load_results(out)
+    name = str(whole["scenario"].iloc[0])
+    read = []
+    original = results._load
+    monkeypatch.setattr(
+        results, "_load", lambda files, path: read.extend(files) or original(files, path)
+    )
+    one = load_results(out, [name])
+    assert read and all(f.parent.name == name for f in read)  # the others' files stay unread
+    expected = whole[whole["scenario"] == name].reset_index(drop=True)
+    pd.testing.assert_frame_equal(one, expected, check_categorical=False)
+    assert load_results(out, [name, "no such scenario"]).equals(one)
+
+
 def test_load_snapshots_gives_the_grid_the_readouts_count_at_the_asked_age(small):
     _, out = small
     shots = load_snapshots(out)

@@ -13,7 +13,7 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from importlib import metadata
@@ -171,12 +171,14 @@ def write_parquet(path: Path, table: pd.DataFrame) -> None:
     write_atomic(path, partial(_parquet, table))
 
 
-def load_results(path: str | Path) -> pd.DataFrame:
+def load_results(path: str | Path, scenarios: Iterable[str] | None = None) -> pd.DataFrame:
     """Load readouts into one tidy DataFrame: a batch, a folder of runs, or one run's file.
 
     Args:
         path: A batch's results folder (with `batch.json`), a folder of `tissue-abm run`
             outputs, or one `.parquet` file.
+        scenarios: Only the runs of these scenarios (a batch reads only their files, so a
+            large batch can be analysed a scenario at a time); None: every run.
 
     Returns:
         One row per run and kept day. Columns: `scenario` (category), `point` (int, batch
@@ -189,7 +191,15 @@ def load_results(path: str | Path) -> pd.DataFrame:
         FileNotFoundError: If `path` holds no result files.
         ResultsError: If a result file cannot be read (the message names it).
     """
-    return _load(_result_files(Path(path), grid=False), Path(path))
+    files = _result_files(Path(path), grid=False)
+    if scenarios is None:
+        return _load(files, Path(path))
+    wanted = set(scenarios)
+    if (Path(path) / MANIFEST).exists():  # a batch keeps each scenario's runs in its folder
+        files = [f for f in files if f.parent.name in wanted]
+    frame = _load(files, Path(path))
+    chosen = frame[frame["scenario"].astype(str).isin(wanted)]
+    return chosen.reset_index(drop=True)
 
 
 def load_snapshots(path: str | Path) -> pd.DataFrame:

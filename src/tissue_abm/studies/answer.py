@@ -288,44 +288,44 @@ class Analysis(NamedTuple):
 
 
 def analyse_answer(study: Study, out: str | Path) -> Analysis:
-    """Per draw and arm: median lifespan and healthspan, burden at 24 months; survival curves."""
+    """Per draw and arm: median lifespan and healthspan, burden at 24 months; survival curves.
+
+    The batch is read one arm's file at a time, so memory stays that of one file's runs.
+    """
     folder = Path(out) / BATCH
-    results = load_results(folder)
     own = point_parameters(folder)
-    lives = lifespans(results, own)
     threshold = Parameters().healthspan_threshold
-    ends = healthspan_to_death(end_state(results, threshold), lives)
     ages = np.arange(90.0, study.design.end_age + 1, 10.0)
     keys = ["scenario", "point"]
-    spans = ends.groupby(keys, observed=True)["healthspan"].agg(median_healthspan)
-    at_burden = results[np.isclose(results["age"], BURDEN_AGE)]
-    burden = at_burden.groupby(keys, observed=True)["senescent_fraction"].mean()
     rows, curves = [], []
-    for (file, point), group in lives.groupby(keys, observed=True, sort=True):
-        km = kaplan_meier(group["lifespan"].to_numpy(float), group["observed"].to_numpy(bool))
-        arm, _, variant = str(file).partition("__")
-        rows.append(
-            {
-                "file": str(file),
-                "arm": arm,
-                "variant": variant,
-                "draw": int(point),
-                "median_lifespan": _finite(quantile_lifespan(km, 0.5)),
-                "median_healthspan": _finite(spans.get((file, point), math.nan)),
-                "burden": float(burden.get((file, point), math.nan)),
-            }
-        )
-        if not variant:
-            curves.append(
-                pd.DataFrame(
-                    {
-                        "arm": arm,
-                        "draw": int(point),
-                        "age": ages,
-                        "survival": _survival_at(km, ages),
-                    }
-                )
+    for file in study.texts:
+        results = load_results(folder, [file])
+        lives = lifespans(results, own)
+        ends = healthspan_to_death(end_state(results, threshold), lives)
+        spans = ends.groupby(keys, observed=True)["healthspan"].agg(median_healthspan)
+        at_burden = results[np.isclose(results["age"], BURDEN_AGE)]
+        burden = at_burden.groupby(keys, observed=True)["senescent_fraction"].mean()
+        arm, _, variant = file.partition("__")
+        for (_, point), group in lives.groupby(keys, observed=True, sort=True):
+            km = kaplan_meier(group["lifespan"].to_numpy(float), group["observed"].to_numpy(bool))
+            rows.append(
+                {
+                    "file": file,
+                    "arm": arm,
+                    "variant": variant,
+                    "draw": int(point),
+                    "median_lifespan": _finite(quantile_lifespan(km, 0.5)),
+                    "median_healthspan": _finite(spans.get((file, point), math.nan)),
+                    "burden": float(burden.get((file, point), math.nan)),
+                }
             )
+            if not variant:
+                survival = _survival_at(km, ages)
+                curves.append(
+                    pd.DataFrame(
+                        {"arm": arm, "draw": int(point), "age": ages, "survival": survival}
+                    )
+                )
     return Analysis(study, pd.DataFrame(rows), pd.concat(curves, ignore_index=True))
 
 
