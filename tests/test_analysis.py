@@ -14,12 +14,15 @@ from factories import BATCH_DAYS, BATCH_START, CANONICAL, make_batch, synthetic
 from tissue_abm import Parameters, load_results
 from tissue_abm.analysis.summary import (
     RUN_KEYS,
+    boot_means,
     compare,
     end_state,
     group_columns,
     group_labels,
     healthspan,
     median_healthspan,
+    percentile_ci,
+    resample,
     run_columns,
     run_values,
     summarise,
@@ -305,3 +308,20 @@ def test_run_values_names_a_day_that_is_not_kept(results):
     assert len(run_values(results, "senescent_fraction", day=10)) == len(CANONICAL) * 3
     with pytest.raises(ValueError, match=r"day 999 is not kept.*kept days: 0, 1, 2"):
         run_values(results, "senescent_fraction", day=999)
+
+
+def test_one_resampler_serves_vectorised_and_general_statistics():
+    values = np.array([3.0, 1.0, 4.0, 1.0, 5.0, 9.0])
+    general = resample(values.size, lambda pick: values[pick].mean(), 50, np.random.default_rng(7))
+    np.testing.assert_allclose(general, boot_means(values, 50, np.random.default_rng(7)))
+    with pytest.raises(ValueError, match="n_boot"):
+        resample(3, np.mean, 0, np.random.default_rng(0))
+
+
+def test_an_unbounded_statistic_keeps_its_missing_resamples_as_infinite():
+    # two of four resamples have no value (a half-life that does not decay): bounded, they
+    # are left out and the quantiles interpolate; unbounded, they count as +inf
+    samples = np.array([1.0, 2.0, np.nan, np.nan])
+    assert percentile_ci(samples, 0.5) == (1.25, 1.75)
+    assert percentile_ci(samples, 0.5, unbounded=True) == (1.0, math.inf)
+    assert all(math.isnan(x) for x in percentile_ci(np.array([np.nan]), 0.9))

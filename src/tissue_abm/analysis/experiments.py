@@ -24,11 +24,13 @@ import numpy as np
 import pandas as pd
 
 from tissue_abm.analysis.summary import (
+    boot_means,
     check_confidence,
     check_readouts,
     check_scenarios,
     compare,
     percentile_ci,
+    resample,
     run_columns,
 )
 
@@ -185,16 +187,14 @@ def pulse_chase(
     n = values.shape[1]
     if n < 2:
         return Estimate(estimate, math.nan, math.nan, n)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, n, size=(n_boot, n))
-    boot = np.array([half_life(ages, values[:, pick].mean(axis=1), pulse_age) for pick in picks])
-    # A resample that does not decay has an unbounded half-life: it counts as +inf, not dropped.
-    low, high = np.quantile(
-        np.where(np.isnan(boot), np.inf, boot),
-        [0.5 - confidence / 2, 0.5 + confidence / 2],
-        method="inverted_cdf",
+    boot = resample(
+        n,
+        lambda pick: half_life(ages, values[:, pick].mean(axis=1), pulse_age),
+        n_boot,
+        np.random.default_rng(seed),
     )
-    return Estimate(estimate, float(low), float(high), n)
+    # A resample that does not decay has an unbounded half-life: it counts as +inf, not dropped.
+    return Estimate(estimate, *percentile_ci(boot, confidence, unbounded=True), n)
 
 
 def difference_by_age(
@@ -314,8 +314,7 @@ def secondary_senescence(
         return Estimate(
             float(pairs.mean()) if pairs.size else math.nan, math.nan, math.nan, pairs.size
         )
-    rng = np.random.default_rng(seed)
-    boot = pairs[rng.integers(0, pairs.size, size=(n_boot, pairs.size))].mean(axis=1)
+    boot = boot_means(pairs, n_boot, np.random.default_rng(seed))
     return Estimate(float(pairs.mean()), *percentile_ci(boot, confidence), pairs.size)
 
 

@@ -10,7 +10,7 @@ rows.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -456,10 +456,47 @@ def boot_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.
     return values[index].mean(axis=1)
 
 
-def percentile_ci(samples: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Percentile interval of bootstrap samples, ignoring NaN samples (NaN if all are NaN)."""
+def percentile_ci(
+    samples: np.ndarray, confidence: float, unbounded: bool = False
+) -> tuple[float, float]:
+    """Percentile interval of bootstrap samples: the one interval of the package's analyses.
+
+    Args:
+        samples: The statistic over the resamples.
+        confidence: Coverage, strictly between 0 and 1.
+        unbounded: The statistic can fail to exist in a resample (a half-life that does not
+            decay, a median not reached): NaN samples count as +inf, and the quantiles are
+            taken among the samples themselves (inverted CDF), so an end may be inf. Otherwise
+            NaN and infinite samples are left out, and the quantiles interpolate.
+
+    Returns:
+        (low, high); NaN if no sample counts.
+    """
+    samples = np.asarray(samples, dtype=float)
+    levels = [0.5 - confidence / 2, 0.5 + confidence / 2]
+    if unbounded:
+        if samples.size == 0:
+            return math.nan, math.nan
+        kept = np.where(np.isnan(samples), np.inf, samples)
+        low, high = np.quantile(kept, levels, method="inverted_cdf")
+        return float(low), float(high)
     finite = samples[np.isfinite(samples)]
     if finite.size == 0:
         return math.nan, math.nan
-    low, high = np.quantile(finite, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    low, high = np.quantile(finite, levels)
     return float(low), float(high)
+
+
+def resample(
+    units: int, statistic: Callable[[np.ndarray], float], n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`statistic` of `n_boot` bootstrap resamples of `units` units (runs, pairs, seeds).
+
+    Each call of `statistic` gets the indices (0 to units − 1, drawn with replacement) of one
+    resample; the draws are `rng.integers(0, units, (n_boot, units))`, so a vectorised mean
+    (`boot_means`) and this give the same resamples from the same generator.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot = {n_boot!r} is not allowed; allowed: a whole number >= 1")
+    picks = rng.integers(0, max(units, 1), size=(n_boot, max(units, 1)))
+    return np.array([statistic(pick) for pick in picks], dtype=float)

@@ -20,7 +20,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tissue_abm.analysis import experiments, plots, spatial, survival
-from tissue_abm.analysis.summary import end_state, median_healthspan, run_columns
+from tissue_abm.analysis.summary import (
+    end_state,
+    median_healthspan,
+    percentile_ci,
+    resample,
+    run_columns,
+)
 from tissue_abm.analysis.synergy import dose_grid_summary, dose_grid_synergy
 from tissue_abm.biology.params import HYPOTHESES, Parameters
 from tissue_abm.biology.rules import DAYS_PER_YEAR
@@ -174,21 +180,19 @@ def _boot_interval(
     n_boot: int,
     confidence: float = 0.95,
 ) -> tuple[float, float, float]:
-    """`statistic` of `values` with a percentile bootstrap interval (inf-safe quantiles)."""
+    """`statistic` of `values` with its bootstrap interval over them (`summary.resample`)."""
     if values.size == 0:
         return math.nan, math.nan, math.nan
     point = float(statistic(values))
     if values.size < 2:
         return point, math.nan, math.nan
-    rng = np.random.default_rng(0)
-    boot = np.array(
-        [statistic(values[rng.integers(0, values.size, values.size)]) for _ in range(n_boot)],
-        dtype=float,
-    )
-    low, high = np.quantile(
-        boot, [0.5 - confidence / 2, 0.5 + confidence / 2], method="inverted_cdf"
-    )
-    return point, float(low), float(high)
+    boot = resample(values.size, lambda pick: statistic(values[pick]), n_boot, _rng())
+    return (point, *percentile_ci(boot, confidence, unbounded=True))
+
+
+def _rng() -> np.random.Generator:
+    """The page's resampling generator, seeded alike for every interval (each reproducible)."""
+    return np.random.default_rng(0)
 
 
 def _days(value: float, low: float = math.nan, high: float = math.nan, digits: int = 3) -> str:
@@ -332,10 +336,8 @@ def _production(c: _Context, params: Parameters) -> tuple[float, float, float]:
         ratios = calibration.production_ratios(chosen, params)
         return float(ratios[np.argmax(np.abs(ratios - 1.0))])
 
-    rng = np.random.default_rng(0)
-    boot = [worst(rng.choice(seeds, seeds.size)) for _ in range(min(c.n_boot, 200))]
-    low, high = np.quantile(boot, [0.025, 0.975])
-    return worst(seeds), float(low), float(high)
+    boot = resample(seeds.size, lambda pick: worst(seeds[pick]), min(c.n_boot, 200), _rng())
+    return (worst(seeds), *percentile_ci(boot, 0.95))
 
 
 def _gain(c: _Context, treated: str, control: str) -> tuple[float, float, float]:
@@ -353,10 +355,10 @@ def _gain(c: _Context, treated: str, control: str) -> tuple[float, float, float]
             medians.append(survival.quantile_lifespan(km, 0.5))
         return medians[0] / medians[1] - 1.0
 
-    rng = np.random.default_rng(0)
-    boot = [gain(rng.choice(replicates, replicates.size)) for _ in range(min(c.n_boot, 400))]
-    low, high = np.quantile(np.nan_to_num(boot, nan=np.inf), [0.025, 0.975])
-    return gain(replicates), float(low), float(high)
+    boot = resample(
+        replicates.size, lambda pick: gain(replicates[pick]), min(c.n_boot, 400), _rng()
+    )
+    return (gain(replicates), *percentile_ci(boot, 0.95, unbounded=True))
 
 
 def _posterior(path: str | Path | None, params: Parameters) -> str:
