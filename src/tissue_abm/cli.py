@@ -45,6 +45,7 @@ import time
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -644,25 +645,9 @@ def _sensitivity(args: argparse.Namespace) -> int:
         f"{study.runs} runs of {study.scenario.days} days on "
         f"{study.scenario.size}x{study.scenario.size}"
     )
-    with _runs_progress("sensitivity", study.runs, args.quiet) as progress:
-        summary = _stopped_as_error(
-            lambda: sensitivity.run_study(
-                study,
-                args.out,
-                workers=args.workers,
-                scheduler=args.scheduler,
-                resume=args.resume,
-                progress=progress,
-                notice=_notice,
-            )
-        )
-    _print_runs_done(summary)
-    if summary.failed:
-        print(
-            f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); no indices "
-            "without them; re-run them with --resume",
-            file=sys.stderr,
-        )
+    if not _run_study(
+        "sensitivity", study.runs, args, partial(sensitivity.run_study, study), "indices"
+    ):
         return 1
     try:
         result = sensitivity.analyse(study, args.out, args.readout)
@@ -760,25 +745,7 @@ def _answer(args: argparse.Namespace) -> int:
         f"replicates = {study.runs} runs on {design.size}x{design.size} to "
         f"{design.end_age} days"
     )
-    with _runs_progress("answer", study.runs, args.quiet) as progress:
-        summary = _stopped_as_error(
-            lambda: answer.run_answer(
-                study,
-                args.out,
-                workers=args.workers,
-                scheduler=args.scheduler,
-                resume=args.resume,
-                progress=progress,
-                notice=_notice,
-            )
-        )
-    _print_runs_done(summary)
-    if summary.failed:
-        print(
-            f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); no answer "
-            "without them; re-run them with --resume",
-            file=sys.stderr,
-        )
+    if not _run_study("answer", study.runs, args, partial(answer.run_answer, study), "answer"):
         return 1
     page_path = args.page or args.out / "answer.md"
     with console.status("analysing the runs and writing the page"):
@@ -869,6 +836,34 @@ def _limits(args: argparse.Namespace) -> Limits:
     from tissue_abm.runs.scenario import LARGE_LIMITS, LIMITS
 
     return LARGE_LIMITS if getattr(args, "allow_large", False) else LIMITS
+
+
+def _run_study(
+    title: str, runs: int, args: argparse.Namespace, run: Callable[..., Summary], what: str
+) -> bool:
+    """Run a study's batch (`run(out, workers=..., ...)`) with a progress bar and its tally.
+
+    Returns False, having said so, if runs failed: the study has no `what` without them.
+    """
+    with _runs_progress(title, runs, args.quiet) as progress:
+        summary = _stopped_as_error(
+            lambda: run(
+                args.out,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                resume=args.resume,
+                progress=progress,
+                notice=_notice,
+            )
+        )
+    _print_runs_done(summary)
+    if summary.failed:
+        print(
+            f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); no {what} "
+            "without them; re-run them with --resume",
+            file=sys.stderr,
+        )
+    return not summary.failed
 
 
 def _notice(message: str) -> None:

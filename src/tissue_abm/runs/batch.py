@@ -54,6 +54,7 @@ from tissue_abm.runs.results import (
     prepare_output,
     provenance,
     read_manifest,
+    write_atomic,
     write_json,
     write_parquet,
 )
@@ -289,6 +290,87 @@ def execute(specs: list[RunSpec], threads: int | None = None) -> list[Outcome]:
             Outcome(spec.id, run.readouts, run.snapshots, time.perf_counter() - clock, None)
         )
     return outcomes
+
+
+def check_study_folder(
+    folder: Path,
+    spec_file: str,
+    spec: dict[str, Any],
+    resume: bool,
+    kind: str,
+    hint: str = "",
+    described: Mapping[str, str] | None = None,
+) -> None:
+    """OutputError unless `folder` may receive the study of `spec` (a study over batches).
+
+    Args:
+        folder: The study's folder: new, empty, or holding this study (with `resume`).
+        spec_file: Name of the study's inputs file in `folder` (JSON).
+        spec: The inputs a resumed study must share (as they read back from JSON).
+        resume: Whether the study is to be finished.
+        kind: What the study is called in messages, with its article ("an answer study").
+        hint: Said after "pass --resume to finish it" (e.g. what else a resume does).
+        described: Inputs named in words instead of by their values (key -> words).
+    """
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(
+            f"cannot write results to {folder}: it is a file, not a folder; choose another --out"
+        )
+    if not (folder / spec_file).exists():
+        if folder.exists() and any(entry.name != LOCK for entry in folder.iterdir()):
+            raise OutputError(
+                f"{folder} is not empty and holds no {kind.split(' ', 1)[1]}; choose another --out"
+            )
+        return
+    if not resume:
+        raise OutputError(
+            f"{folder} already holds {kind}; pass --resume to finish it{hint}, or choose "
+            "another --out"
+        )
+    try:
+        before = json.loads((folder / spec_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise OutputError(f"{folder / spec_file}: cannot read the study ({err})") from None
+    for key, value in spec.items():
+        if before.get(key) != value:
+            what = (described or {}).get(key) or (
+                f"{key} {_short(before.get(key))} instead of {_short(value)}"
+            )
+            raise OutputError(
+                f"{folder} holds {kind} with other inputs ({what}); resume with the same "
+                "inputs or choose another --out"
+            )
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def run_texts(
+    texts: Mapping[str, str],
+    scenarios: Path,
+    out: Path,
+    *,
+    allow_large: bool = False,
+    **options: Any,
+) -> Summary:
+    """Write scenario texts as files and run them as one batch: how a study runs its variants.
+
+    Args:
+        texts: Scenario name -> its TOML text; written as `scenarios/<name>.toml`.
+        scenarios: Folder of the files (created).
+        out: The batch's folder.
+        allow_large: Plan with the large limits (`scenario.LARGE_LIMITS`).
+        options: `run_batch`'s keyword options (workers, scheduler, resume, progress, notice).
+    """
+    prepare_output(scenarios)
+    files = []
+    for name, text in texts.items():
+        path = scenarios / f"{name}.toml"
+        write_atomic(path, partial(Path.write_text, data=text, encoding="utf-8"))
+        files.append(path)
+    return run_batch(plan_batch(files, allow_large=allow_large), out, **options)
 
 
 def run_batch(

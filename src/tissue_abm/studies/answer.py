@@ -18,7 +18,6 @@ import json
 import math
 import warnings
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,14 +34,14 @@ from tissue_abm.analysis.survival import (
 )
 from tissue_abm.analysis.synergy import bliss_expected, hsa_expected
 from tissue_abm.biology.params import HYPOTHESES, Parameters
-from tissue_abm.runs.batch import Summary, plan_batch, run_batch
-from tissue_abm.runs.lock import LOCK, lock_folder
+from tissue_abm.runs.batch import Summary, check_study_folder, run_texts
+from tissue_abm.runs.lock import lock_folder
 from tissue_abm.runs.results import (
     OutputError,
     load_results,
     point_parameters,
     prepare_output,
-    write_atomic,
+    write_json,
 )
 from tissue_abm.runs.scenario import ScenarioError
 from tissue_abm.studies.abc import FITTED, read_posterior
@@ -229,18 +228,13 @@ def run_answer(
     prepare_output(folder)
     with lock_folder(folder, "answer study"):
         _check_folder(folder, spec, resume)
-        prepare_output(folder / SCENARIOS)
         if not (folder / SPEC).exists():
-            text = json.dumps({**spec, "posterior": study.posterior}, indent=1)
-            write_atomic(folder / SPEC, partial(Path.write_text, data=text, encoding="utf-8"))
-        files = []
-        for name, text in study.texts.items():
-            path = folder / SCENARIOS / f"{name}.toml"
-            write_atomic(path, partial(Path.write_text, data=text, encoding="utf-8"))
-            files.append(path)
-        return run_batch(
-            plan_batch(files, allow_large=True),
+            write_json(folder / SPEC, {**spec, "posterior": study.posterior})
+        return run_texts(
+            study.texts,
+            folder / SCENARIOS,
             folder / BATCH,
+            allow_large=True,
             workers=workers,
             scheduler=scheduler,
             resume=resume,
@@ -251,26 +245,7 @@ def run_answer(
 
 def _check_folder(folder: Path, spec: dict[str, Any], resume: bool) -> None:
     """OutputError unless `folder` may receive the study of `spec`."""
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"cannot write to {folder}: it is a file; choose another --out")
-    if (folder / SPEC).exists():
-        if not resume:
-            raise OutputError(
-                f"{folder} already holds an answer study; pass --resume to finish it, or "
-                "choose another --out"
-            )
-        try:
-            before = json.loads((folder / SPEC).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise OutputError(f"{folder / SPEC}: cannot read the study ({err})") from None
-        for key, value in spec.items():
-            if before.get(key) != value:
-                raise OutputError(
-                    f"{folder} holds an answer study with other inputs ({key}); resume with "
-                    "the same options and posterior, or choose another --out"
-                )
-    elif folder.exists() and any(entry.name != LOCK for entry in folder.iterdir()):
-        raise OutputError(f"{folder} is not empty and holds no answer study; choose another --out")
+    check_study_folder(folder, SPEC, spec, resume, "an answer study")
 
 
 # --- analysis ----------------------------------------------------------------------------------

@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -56,10 +54,9 @@ from tissue_abm.analysis.summary import (
 )
 from tissue_abm.biology.params import Parameters, parameter_table
 from tissue_abm.biology.readouts import READOUTS
-from tissue_abm.runs.batch import Summary, plan_batch, run_batch
-from tissue_abm.runs.lock import LOCK, lock_folder
+from tissue_abm.runs.batch import Summary, check_study_folder, run_texts
+from tissue_abm.runs.lock import lock_folder
 from tissue_abm.runs.results import (
-    OutputError,
     load_results,
     now,
     prepare_output,
@@ -495,20 +492,16 @@ def run_study(
     prepare_output(folder)
     with lock_folder(folder, "sensitivity study"):
         _check_study_folder(folder, spec, resume)  # again, now that no other study writes
-        prepare_output(folder / SCENARIOS)
         if not (folder / SPEC).exists():
             write_json(
                 folder / SPEC,
                 {**spec, "scenario_file": study.file, "created": now(), "provenance": provenance()},
             )
-        files = []
-        for variant, text in study.variant_texts().items():
-            path = folder / SCENARIOS / f"{variant}.toml"
-            write_atomic(path, partial(Path.write_text, data=text, encoding="utf-8"))
-            files.append(path)
-        return run_batch(
-            plan_batch(files, allow_large=study.points > LIMITS.points or study.runs > LIMITS.runs),
+        return run_texts(
+            study.variant_texts(),
+            folder / SCENARIOS,
             folder / BATCH,
+            allow_large=study.points > LIMITS.points or study.runs > LIMITS.runs,
             workers=workers,
             scheduler=scheduler,
             resume=resume,
@@ -519,46 +512,15 @@ def run_study(
 
 def _check_study_folder(folder: Path, spec: dict[str, Any], resume: bool) -> None:
     """OutputError unless `folder` may receive the study of `spec`."""
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(
-            f"cannot write results to {folder}: it is a file, not a folder; choose another --out"
-        )
-    if (folder / SPEC).exists():
-        if not resume:
-            raise OutputError(
-                f"{folder} already holds a sensitivity study; pass --resume to "
-                "finish it (or to analyse it on another --readout), or choose "
-                "another --out"
-            )
-        _check_same(folder, spec)
-    elif folder.exists() and any(entry.name != LOCK for entry in folder.iterdir()):
-        raise OutputError(
-            f"{folder} is not empty and holds no sensitivity study; choose another --out"
-        )
-
-
-def _check_same(folder: Path, spec: dict[str, Any]) -> None:
-    """OutputError unless the study in `folder` was planned with the same inputs as `spec`."""
-    try:
-        before = json.loads((folder / SPEC).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise OutputError(f"{folder / SPEC}: cannot read the study ({err})") from None
-    for key, value in spec.items():
-        if before.get(key) != value:
-            what = (
-                "the scenario file's text"
-                if key == "scenario_text"
-                else (f"{key} {_short(before.get(key))} instead of {_short(value)}")
-            )
-            raise OutputError(
-                f"{folder} holds a sensitivity study with other inputs ({what}); "
-                "resume with the same inputs or choose another --out"
-            )
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    check_study_folder(
+        folder,
+        SPEC,
+        spec,
+        resume,
+        "a sensitivity study",
+        " (or to analyse it on another --readout)",
+        {"scenario_text": "the scenario file's text"},
+    )
 
 
 # --- analysis ----------------------------------------------------------------------------------
