@@ -116,7 +116,7 @@ class Design:
 
 
 QUICK = Design(draws=6, replicates=2, size=40)
-"""`--quick`: a few draws on a small lattice (a couple of minutes on 2 cores)."""
+"""`--quick`: a few draws on a small lattice (about 15 s on 2 cores)."""
 
 
 @dataclass(frozen=True)
