@@ -240,7 +240,7 @@ def lifespans(
         params = params if params is not None else Parameters()
     keys = run_columns(results)
     ordered = results.sort_values([*keys, "age"], kind="stable")
-    parts = []
+    firsts, lifespans_, observed_, starts = [], [], [], []
     for _, run in grouped(ordered, keys):
         rng = np.random.default_rng([int(run["seed"].iloc[0]), SEED_SALT])
         ages = run["age"].to_numpy(dtype=float)
@@ -258,13 +258,18 @@ def lifespans(
             organisms,
             rng,
         )
-        part = run[keys].iloc[np.zeros(organisms, dtype=int)].reset_index(drop=True)
-        part["organism"] = np.arange(organisms)
-        part["start_age"] = ages[0]
-        part["lifespan"] = lifespan
-        part["observed"] = observed
-        parts.append(part)
-    return pd.concat(parts, ignore_index=True)
+        firsts.append(run.index[0])
+        lifespans_.append(lifespan)
+        observed_.append(observed)
+        starts.append(ages[0])
+    # the labels of each run's first row, one row per organism (built once: fast for many runs)
+    table = ordered.loc[firsts, keys].reset_index(drop=True)
+    table = table.loc[table.index.repeat(organisms)].reset_index(drop=True)
+    table["organism"] = np.tile(np.arange(organisms), len(firsts))
+    table["start_age"] = np.repeat(np.asarray(starts, dtype=float), organisms)
+    table["lifespan"] = np.concatenate(lifespans_)
+    table["observed"] = np.concatenate(observed_)
+    return table
 
 
 def healthspan_to_death(ends: pd.DataFrame, lives: pd.DataFrame) -> pd.DataFrame:
