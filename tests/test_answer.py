@@ -229,3 +229,20 @@ def test_the_hazard_ratio_recovers_a_known_proportional_effect():
     # only the pairs present are fitted; a pair where one arm has no death gives NaN
     assert list(table.index) == ["rapamycin vs untreated", "both vs untreated", "both vs rapamycin"]
     assert table.loc[["rapamycin vs untreated", "both vs untreated"], "hazard_ratio"].isna().all()
+
+
+@pytest.mark.slow
+def test_the_sham_combination_comes_out_additive_over_the_posterior(tmp_path):
+    # Rapamycin at 0.5 mg/kg counted as both drugs, 1 mg/kg as their combination, at 6 draws of
+    # the repository's posterior (2 paired replicates, 40x40, to 4 years). A drug cannot be
+    # synergistic with itself: on lifespan the Bliss excess must stay inside the ±10-point
+    # additive band at 90% of the draws (the page's "additive" reading).
+    from tissue_abm.studies.validation import POSTERIOR
+
+    study = answer.plan_answer(POSTERIOR, replace(answer.QUICK, hypotheses=False))
+    answer.run_answer(study, tmp_path / "sham", workers=2)
+    main_arms = answer.per_draw(answer.analyse_answer(study, tmp_path / "sham").outcomes)
+    bliss = answer.excess_scores(
+        main_arms, "rapamycin_half", "rapamycin_half", "rapamycin", "median_lifespan", 1460.0
+    )["Bliss"]
+    assert np.isfinite(bliss).all() and answer._reading(*answer.spread(bliss)) == "additive"
