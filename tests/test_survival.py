@@ -23,6 +23,7 @@ from tissue_abm.analysis.survival import (
     other_hazard,
     production,
     quantile_lifespan,
+    survival_at,
     survival_curves_table,
     survival_summary,
 )
@@ -655,3 +656,11 @@ def test_the_mtorc2_cost_of_chronic_high_rapamycin_shows_in_lifespan(tmp_path):
         for cost in (0.0, Parameters().mtorc2_hazard, 0.001)
     ]
     assert medians[0] > medians[1] > medians[2], medians
+
+
+def test_survival_after_the_last_lifespan_is_zero_if_all_died_else_unknown():
+    grid = np.array([5.0, 10.0, 25.0, 40.0])
+    all_died = kaplan_meier(np.array([10.0, 20.0]), np.array([True, True]))
+    np.testing.assert_array_equal(survival_at(all_died, grid), [1.0, 0.5, 0.0, 0.0])
+    censored = kaplan_meier(np.array([10.0, 20.0]), np.array([True, False]))
+    np.testing.assert_array_equal(survival_at(censored, grid), [1.0, 0.5, np.nan, np.nan])

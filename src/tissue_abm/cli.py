@@ -593,19 +593,7 @@ def _batch(args: argparse.Namespace) -> int:
         plan = plan_from_manifest(args.out, allow_large=args.allow_large)
     else:
         raise ScenarioError("no scenario files given (or pass --resume to finish a batch)")
-    with _runs_progress("batch", len(plan.runs), args.quiet) as progress:
-        summary = _stopped_as_error(
-            lambda: run_batch(
-                plan,
-                args.out,
-                workers=args.workers,
-                scheduler=args.scheduler,
-                resume=args.resume,
-                progress=progress,
-                notice=_notice,
-            )
-        )
-    _print_runs_done(summary)
+    summary = _run_with_progress("batch", len(plan.runs), args, partial(run_batch, plan))
     if summary.failed:
         failures = [run for run in read_manifest(args.out)["runs"] if run["status"] == "failed"]
         for run in failures[:5]:
@@ -838,13 +826,10 @@ def _limits(args: argparse.Namespace) -> Limits:
     return LARGE_LIMITS if getattr(args, "allow_large", False) else LIMITS
 
 
-def _run_study(
-    title: str, runs: int, args: argparse.Namespace, run: Callable[..., Summary], what: str
-) -> bool:
-    """Run a study's batch (`run(out, workers=..., ...)`) with a progress bar and its tally.
-
-    Returns False, having said so, if runs failed: the study has no `what` without them.
-    """
+def _run_with_progress(
+    title: str, runs: int, args: argparse.Namespace, run: Callable[..., Summary]
+) -> Summary:
+    """Run a batch (`run(out, workers=..., ...)`) with a progress bar; print its tally."""
     with _runs_progress(title, runs, args.quiet) as progress:
         summary = _stopped_as_error(
             lambda: run(
@@ -857,6 +842,17 @@ def _run_study(
             )
         )
     _print_runs_done(summary)
+    return summary
+
+
+def _run_study(
+    title: str, runs: int, args: argparse.Namespace, run: Callable[..., Summary], what: str
+) -> bool:
+    """`_run_with_progress` for a study; False, having said so, if runs failed.
+
+    The study has no `what` (its indices, its answer) without them.
+    """
+    summary = _run_with_progress(title, runs, args, run)
     if summary.failed:
         print(
             f"tissue-abm: {summary.failed} runs failed (see {summary.manifest}); no {what} "

@@ -595,14 +595,25 @@ def survival_curves_table(
     return pd.concat(parts, ignore_index=True)
 
 
+def survival_at(km: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
+    """A Kaplan–Meier estimate (`kaplan_meier`) at the `grid` ages (see `_on_grid`)."""
+    return _on_grid(
+        km["age"].to_numpy(dtype=float),
+        km["survival"].to_numpy(dtype=float),
+        np.asarray(grid, dtype=float),
+    )
+
+
 def _on_grid(ages: np.ndarray, survival: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """The KM step function(s) `survival` (last axis on `ages`) at the `grid` ages.
 
-    Survival is 1 before the first age and NaN after the last (nothing followed there).
+    Survival is 1 before the first age. After the last age it stays 0 where everyone had died
+    and is NaN where someone was still followed (nothing is known there).
     """
     position = np.searchsorted(ages, grid, side="right") - 1
     values = np.where(position >= 0, survival[..., np.maximum(position, 0)], 1.0)
-    return np.where(grid <= ages[-1], values, np.nan)
+    known = (grid <= ages[-1]) | (survival[..., -1:] == 0)
+    return np.where(known, values, np.nan)
 
 
 def hazard(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -83,7 +83,13 @@ def parameters(particle: dict[str, float], base: Parameters | None = None) -> Pa
     A particle holds each fitted parameter's sampled coordinate (`Prior.to_value`).
     """
     values = {name: FITTED[name].to_value(particle[name]) for name in FITTED}
-    return Parameters(**{**(base or Parameters()).model_dump(), **values})
+    return with_fitted(values, base)
+
+
+def with_fitted(values: Mapping[str, float], base: Parameters | None = None) -> Parameters:
+    """`base` (default `Parameters()`) with the fitted parameters' `values` (natural scale)."""
+    fitted = {name: float(values[name]) for name in FITTED}
+    return Parameters(**{**(base or Parameters()).model_dump(), **fitted})
 
 
 def rms(values: np.ndarray) -> float:
@@ -297,7 +303,7 @@ def remeasure(
         of the averaged measures, tolerance units).
     """
     jobs = [
-        (parameters_of(row), replace(design, seed=seed))
+        (with_fitted(row), replace(design, seed=seed))
         for _, row in particles.iterrows()
         for seed in seeds
     ]
@@ -310,11 +316,6 @@ def remeasure(
     table = pd.DataFrame(means, columns=list(Measures._fields), index=particles.index)
     table["distance"] = [rms(deviations(Measures(*m))) for m in means]
     return table
-
-
-def parameters_of(row: pd.Series) -> Parameters:
-    """The default parameters with a posterior row's fitted values (natural scale)."""
-    return Parameters(**{**Parameters().model_dump(), **{n: float(row[n]) for n in FITTED}})
 
 
 def _measure(job: tuple[Parameters, Design]) -> tuple[float, ...]:

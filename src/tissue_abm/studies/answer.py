@@ -31,6 +31,7 @@ from tissue_abm.analysis.survival import (
     kaplan_meier,
     lifespans,
     quantile_lifespan,
+    survival_at,
 )
 from tissue_abm.analysis.synergy import bliss_expected, hsa_expected
 from tissue_abm.biology.params import HYPOTHESES, Parameters
@@ -300,7 +301,7 @@ def analyse_answer(study: Study, out: str | Path) -> Analysis:
                 }
             )
             if not variant:
-                survival = _survival_at(km, ages)
+                survival = survival_at(km, ages)
                 curves.append(
                     pd.DataFrame(
                         {"arm": arm, "draw": int(point), "age": ages, "survival": survival}
@@ -378,14 +379,6 @@ def hazard_ratios(lives: pd.DataFrame) -> pd.DataFrame:
 
 def _finite(value: float) -> float:
     return float(value) if math.isfinite(value) else math.nan
-
-
-def _survival_at(km: pd.DataFrame, ages: np.ndarray) -> np.ndarray:
-    """Kaplan–Meier survival at each of `ages` (step function; 1 before the first death)."""
-    times = km["age"].to_numpy(float)
-    survival = km["survival"].to_numpy(float)
-    at = np.searchsorted(times, ages, side="right") - 1
-    return np.where(at >= 0, survival[np.clip(at, 0, None)], 1.0)
 
 
 # --- statistics over the posterior ---------------------------------------------------------------
