@@ -1,8 +1,8 @@
 """Throughput of `tissue-abm answer` and the share of its wall time outside the simulations.
 
 Plans an answer study from the repository's calibration posterior (D draws, every arm, the
-hypothesis variants included, 1 replicate, L x L to two years of age), runs it on W workers,
-analyses it and writes its page, R times (a fresh folder each), and prints medians of:
+hypothesis variants and the dose grid included, 1 replicate, L x L to two years of age), runs it
+on W workers, analyses it and writes its page, R times (a fresh folder each), and prints medians of:
 
 - runs per second of the batch (runs / batch wall time);
 - the study's wall time split into planning, batch, analysis and page;
@@ -57,7 +57,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    design = replace(answer.Design(), draws=args.draws, size=args.size, replicates=1, end_age=730)
+    design = replace(
+        answer.Design(),
+        draws=args.draws,
+        size=args.size,
+        replicates=1,
+        end_age=730,
+    )
     once(replace(design, draws=1), args.workers)  # compile and warm the fork server
     rows = [once(design, args.workers) for _ in range(args.repeats)]
     median = {key: statistics.median(row[key] for row in rows) for key in rows[0]}

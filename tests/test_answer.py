@@ -111,7 +111,8 @@ def posterior(tmp_path):
 def test_draws_follow_the_weights_and_every_arm_file_is_a_valid_scenario(posterior):
     study = answer.plan_answer(posterior, replace(answer.QUICK, draws=4))
     assert study.draws["particle"].tolist() == [1, 1, 1, 1]
-    assert len(study.texts) == len(answer.ARMS) + 4 * len(answer.HYPOTHESIS_ARMS)
+    grid = answer.grid_arms()
+    assert len(study.texts) == len(answer.ARMS) + 4 * len(answer.HYPOTHESIS_ARMS) + len(grid)
     for name, text in study.texts.items():
         scenario = parse_scenario(text, name)
         assert scenario.name == name and scenario.replicates == answer.QUICK.replicates
@@ -126,11 +127,37 @@ def test_draws_follow_the_weights_and_every_arm_file_is_a_valid_scenario(posteri
     assert again.texts == study.texts  # the same inputs plan the same files (resume)
 
 
+def test_the_dose_grid_covers_every_cell_and_runs_at_the_first_draws_only(posterior):
+    cells = answer.grid_cells()
+    doses = answer.GRID_DOSES
+    for r in doses["rapamycin"]:
+        for o in doses["oxytocin"]:
+            assert (r, o) in cells
+    for x in answer.SHAM_DOSES:  # the sham's cells: rapamycin alone at every sum of doses
+        for y in answer.SHAM_DOSES:
+            assert (x + y, 0.0) in cells
+    # the main arms keep their names (their runs serve the grid too)
+    assert cells[(1.0, 1.0)] == "combined" and cells[(0.5, 0.0)] == "rapamycin_half"
+    study = answer.plan_answer(posterior, replace(answer.QUICK, draws=4, grid_draws=2))
+    for name, arm in answer.grid_arms().items():
+        scenario = parse_scenario(study.texts[name], name)
+        assert len(scenario.sweep_points(name, 100)) == 2  # the first 2 of the 4 draws
+        doses_given = {d: getattr(scenario.therapy, d) for d in ("rapamycin", "oxytocin")}
+        for drug, regimen in doses_given.items():
+            dose = getattr(arm, drug)
+            assert (regimen.dose if regimen else 0.0) == dose
+            assert regimen is None or regimen.start_age == 365
+    assert replace(answer.QUICK, draws=4).grid == 4  # at most the draws
+    no_grid = answer.plan_answer(posterior, replace(answer.QUICK, draws=4, grid_draws=0))
+    assert not set(answer.grid_arms()) & set(no_grid.texts)
+
+
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
         ({"draws": 0}, ScenarioError, "--draws 0"),
         ({"replicates": -1}, ScenarioError, "--replicates -1"),
+        ({"grid_draws": -1}, ScenarioError, "--grid-draws -1"),
     ],
 )
 def test_bad_numbers_are_refused(posterior, change, error, message):
@@ -159,16 +186,17 @@ def test_bad_posteriors_are_refused_in_one_line_with_status_2(tmp_path, capsys):
     assert exit_.value.code == 2 and "--draws: '0' is not allowed" in capsys.readouterr().err
 
 
-TINY = answer.Design(draws=2, replicates=1, size=12, end_age=700, hypotheses=False)
+TINY = answer.Design(draws=2, replicates=1, size=12, end_age=700, hypotheses=False, grid_draws=1)
 """A study small enough for a test: the numbers mean nothing, the machinery runs."""
 
 
-def test_an_interrupted_study_resumes_to_the_identical_page(posterior, tmp_path):
+def test_an_interrupted_study_resumes_to_the_identical_page(posterior, tmp_path, monkeypatch):
     study = answer.plan_answer(posterior, TINY)
     whole = tmp_path / "whole"
     answer.run_answer(study, whole, workers=1)
     reference = answer.answer_page(answer.analyse_answer(study, whole))
     assert "**Verdict.** Over 2 parameter sets" in reference
+    assert "| dose grid | median lifespan | Loewe |" in reference  # the grid ran and is scored
 
     def stop_after_three(done, failed, total):
         if done >= 3:
@@ -184,6 +212,14 @@ def test_an_interrupted_study_resumes_to_the_identical_page(posterior, tmp_path)
     summary = answer.run_answer(study, cut, workers=2, resume=True)
     assert summary.skipped >= 3 and summary.done == study.runs
     assert answer.answer_page(answer.analyse_answer(study, cut)) == reference
+    # without the optional `synergy` package the page says how to add Loewe and ZIP
+    monkeypatch.setattr(answer, "optional_package", lambda: False)
+    page = answer.answer_page(answer.analyse_answer(study, cut))
+    assert 'pip install "tissue-abm[synergy]"' in page and "| Loewe |" not in page
+    assert (
+        page.split("## Synergy over the dose grid")[0]
+        == reference.split("## Synergy over the dose grid")[0]
+    )
 
 
 def test_the_posterior_reads_back_its_exact_floats(tmp_path):

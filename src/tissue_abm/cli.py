@@ -423,9 +423,10 @@ def _add_answer(commands: Commands, parents: dict[str, argparse.ArgumentParser])
         help="does rapamycin + oxytocin beat the better single drug, over the posterior?",
         description="Draw parameter sets from the calibration posterior, run untreated, "
         "rapamycin, oxytocin and both (canonical and ITP-like doses, a sham, and each "
-        "hypothesis off) at every draw through the batch runner (resumable), and write the "
-        "answer page: the probability that the combination beats the better single drug, "
-        "survival bands, synergy and the sham. See docs/answer.md.",
+        "hypothesis off; a dose grid at the first draws) at every draw through the batch "
+        "runner (resumable), and write the answer page: the probability that the combination "
+        "beats the better single drug, survival bands, hazard ratios, Bliss/HSA/Loewe/ZIP "
+        "synergy and the sham. See docs/answer.md.",
     )
     answer.add_argument(
         "--posterior",
@@ -442,6 +443,13 @@ def _add_answer(commands: Commands, parents: dict[str, argparse.ArgumentParser])
     )
     answer.add_argument(
         "--size", type=_positive, default=None, help="lattice side (80; --quick: 40)"
+    )
+    answer.add_argument(
+        "--grid-draws",
+        type=int,
+        default=None,
+        help="draws that also run the dose grid scored by Loewe and ZIP (40, at most --draws; "
+        "0: none)",
     )
     answer.add_argument("--seed", type=int, default=None, help="seed of the draws and runs (1)")
     answer.add_argument(
@@ -724,14 +732,17 @@ def _answer(args: argparse.Namespace) -> int:
     design = answer.QUICK if args.quick else answer.Design()
     given = {"draws": args.draws, "replicates": args.replicates, "size": args.size}
     design = replace(design, **{k: v for k, v in given.items() if v is not None})
+    if args.grid_draws is not None:
+        design = replace(design, grid_draws=args.grid_draws)
     if args.seed is not None:
         design = replace(design, seed=args.seed)
     posterior = args.posterior or Path(os.path.relpath(POSTERIOR))  # as the page shows it
     study = answer.plan_answer(posterior, design)
+    grid = len(set(study.texts) & set(answer.grid_arms()))
     print(
-        f"{design.draws} posterior draws x {len(study.texts)} arms x {design.replicates} "
-        f"replicates = {study.runs} runs on {design.size}x{design.size} to "
-        f"{design.end_age} days"
+        f"{design.draws} posterior draws x {len(study.texts) - grid} arms, and "
+        f"{design.grid} draws x {grid} dose-grid arms, x {design.replicates} replicates = "
+        f"{study.runs} runs on {design.size}x{design.size} to {design.end_age} days"
     )
     if not _run_study("answer", study.runs, args, partial(answer.run_answer, study), "answer"):
         return 1

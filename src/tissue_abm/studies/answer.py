@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from tissue_abm.analysis.dose_response import optional_package, surface_scores
 from tissue_abm.analysis.summary import end_state, median_healthspan
 from tissue_abm.analysis.survival import (
     healthspan_to_death,
@@ -87,6 +88,34 @@ COMPARISONS = {
 }
 """Each question: (drug A, drug B, their combination), all against `untreated`."""
 
+GRID_DOSES = {"rapamycin": (0.0, 0.25, 0.5, 1.0, 2.0), "oxytocin": (0.0, 0.5, 1.0, 2.0)}
+"""The dose grid (mg/kg; young-level days) of the whole-surface scores (Loewe, ZIP): the
+validation page's grid, daily from 12 months."""
+
+SHAM_DOSES = (0.0, 0.5, 1.0)
+"""The sham's grid: rapamycin at these doses as both drugs, each cell run as their sum."""
+
+
+def grid_cells() -> dict[tuple[float, float], str]:
+    """(rapamycin dose, oxytocin dose) -> arm name, for the dose grid and the sham's doses.
+
+    Cells that are main arms keep their name; the others are `grid_r<dose>_o<dose>` arms.
+    """
+    named = {(a.rapamycin, a.oxytocin): name for name, a in ARMS.items() if a.start_age == 365}
+    cells = [(r, o) for r in GRID_DOSES["rapamycin"] for o in GRID_DOSES["oxytocin"]]
+    cells += [(a + b, 0.0) for a in SHAM_DOSES for b in SHAM_DOSES]
+    return {cell: named.get(cell, f"grid_r{cell[0]:g}_o{cell[1]:g}") for cell in sorted(set(cells))}
+
+
+def grid_arms() -> dict[str, Arm]:
+    """The arms the dose grid adds to `ARMS`."""
+    return {
+        name: Arm(f"rapamycin {r:g} mg/kg + oxytocin {o:g} daily", rapamycin=r, oxytocin=o)
+        for (r, o), name in grid_cells().items()
+        if name not in ARMS
+    }
+
+
 HYPOTHESIS_ARMS = ("untreated", "rapamycin", "oxytocin", "combined")
 """The arms run again with hypothesis parameters switched off."""
 
@@ -114,9 +143,17 @@ class Design:
     """Seed of the draws and of the runs."""
     hypotheses: bool = True
     """Also run `HYPOTHESIS_ARMS` with each hypothesis parameter off."""
+    grid_draws: int = 40
+    """The first this many draws (all if fewer) also run the dose grid (`GRID_DOSES`,
+    `SHAM_DOSES`) scored by Loewe and ZIP; 0 runs none."""
+
+    @property
+    def grid(self) -> int:
+        """The draws that run the dose grid: the first `min(grid_draws, draws)`."""
+        return min(self.grid_draws, self.draws)
 
 
-QUICK = Design(draws=6, replicates=2, size=40)
+QUICK = Design(draws=6, replicates=2, size=40, grid_draws=6)
 """`--quick`: a few draws on a small lattice (about 15 s on 2 cores)."""
 
 
@@ -134,8 +171,10 @@ class Study:
 
     @property
     def runs(self) -> int:
-        """Runs in all: files × draws × replicates."""
-        return len(self.texts) * self.design.draws * self.design.replicates
+        """Runs in all: per file, its draws (the grid's files: `Design.grid`) × replicates."""
+        grid = len(set(self.texts) & set(grid_arms()))
+        draws = (len(self.texts) - grid) * self.design.draws + grid * self.design.grid
+        return draws * self.design.replicates
 
     def spec(self) -> dict[str, Any]:
         """The inputs a resumed study must share."""
@@ -159,6 +198,8 @@ def plan_answer(posterior: str | Path, design: Design = Design()) -> Study:
     ):
         if value < low:
             raise ScenarioError(f"{name} {value}: allowed: a whole number ≥ {low}")
+    if design.grid_draws < 0:
+        raise ScenarioError(f"--grid-draws {design.grid_draws}: allowed: a whole number ≥ 0")
     table = read_posterior(posterior)
     weights = table["weight"].to_numpy(dtype=float)
     if not (np.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0):
@@ -173,6 +214,10 @@ def plan_answer(posterior: str | Path, design: Design = Design()) -> Study:
             for name in HYPOTHESIS_ARMS:
                 file = f"{name}__{variant}"
                 texts[file] = _arm_text(file, ARMS[name], draws, design, values)
+    if design.grid:
+        first = draws.iloc[: design.grid]
+        for name, arm in grid_arms().items():
+            texts[name] = _arm_text(name, arm, first, design, {})
     return Study(design, str(posterior), draws, texts)
 
 
@@ -264,6 +309,9 @@ class Analysis(NamedTuple):
     """Survival per arm, draw and age (`arm`, `draw`, `age`, `survival`), main arms only."""
     hazards: pd.DataFrame
     """Cox hazard ratios after the treatment start (`hazard_ratios`)."""
+    grid: pd.DataFrame
+    """Whole-surface synergy scores of the dose grid and the sham (`grid_scores`); empty
+    without a grid or without the optional `synergy` package."""
 
 
 def analyse_answer(study: Study, out: str | Path) -> Analysis:
@@ -300,7 +348,7 @@ def analyse_answer(study: Study, out: str | Path) -> Analysis:
                     "burden": float(burden.get((file, point), math.nan)),
                 }
             )
-            if not variant:
+            if not variant and arm in ARMS:
                 survival = survival_at(km, ages)
                 curves.append(
                     pd.DataFrame(
@@ -308,7 +356,13 @@ def analyse_answer(study: Study, out: str | Path) -> Analysis:
                     )
                 )
     hazards = hazard_ratios(pd.concat(followed, ignore_index=True))
-    return Analysis(study, pd.DataFrame(rows), pd.concat(curves, ignore_index=True), hazards)
+    outcomes = pd.DataFrame(rows)
+    grid = (
+        grid_scores(per_draw(outcomes), float(study.design.end_age), study.design.grid)
+        if study.design.grid and optional_package()
+        else pd.DataFrame(columns=list(GRID_COLUMNS))
+    )
+    return Analysis(study, outcomes, pd.concat(curves, ignore_index=True), hazards, grid)
 
 
 HAZARD_QUESTIONS = {
@@ -485,6 +539,70 @@ def excess_scores(
     }
 
 
+GRID_COLUMNS = ("surface", "outcome", "draw", "method", "score", "value")
+"""Columns of `grid_scores`."""
+
+SURFACES = {"dose grid": (1.0, 1.0), "sham": (0.5, 0.5)}
+"""Each scored surface and its canonical cell (drug A dose, drug B dose)."""
+
+
+def surface_cells(surface: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The doses of drug A and B per cell of `surface` and the arm that runs each cell.
+
+    "dose grid": rapamycin × oxytocin (`GRID_DOSES`). "sham": rapamycin × rapamycin
+    (`SHAM_DOSES`), each cell run as rapamycin at the sum of its doses.
+    """
+    cells = grid_cells()
+    if surface == "sham":
+        pairs = [(a, b) for a in SHAM_DOSES for b in SHAM_DOSES]
+        arms = [cells[(a + b, 0.0)] for a, b in pairs]
+    else:
+        pairs = [(r, o) for r in GRID_DOSES["rapamycin"] for o in GRID_DOSES["oxytocin"]]
+        arms = [cells[pair] for pair in pairs]
+    a, b = (np.array(x, dtype=float) for x in zip(*pairs, strict=True))
+    return a, b, arms
+
+
+def grid_scores(table: pd.DataFrame, horizon: float, draws: int) -> pd.DataFrame:
+    """Bliss, HSA, Loewe and ZIP excess of each surface, per draw.
+
+    Per surface (`SURFACES`), outcome (median lifespan, burden) and draw below `draws`, rows
+    (`GRID_COLUMNS`) of `score` "canonical" (the excess at the surface's canonical cell) and
+    "mean" (over its combination cells) per method; for Loewe also "on HSA" (the share of
+    combination cells where Loewe's reference is undefined and HSA's was used).
+
+    Args:
+        table: `per_draw` of the main arms and the grid arms.
+        horizon: Last age of the runs (days): a median not reached counts as it.
+        draws: The draws that ran the grid (the first ones).
+    """
+    rows = []
+    chosen = table[table.index < draws]
+    cells = grid_cells()
+    curve = np.array(sorted(r for r, o in cells if o == 0.0))  # rapamycin alone, for the sham
+    for surface, canonical in SURFACES.items():
+        a, b, arms = surface_cells(surface)
+        at = (a == canonical[0]) & (b == canonical[1])
+        both = (a > 0) & (b > 0)
+        for outcome in ("median_lifespan", "burden"):
+            effect = effects(chosen, tuple(arms), outcome, horizon)
+            alone = effects(chosen, tuple(cells[(d, 0.0)] for d in curve), outcome, horizon)
+            for draw, y, y_alone in zip(chosen.index, effect, alone, strict=True):
+                sham = (curve, 1.0 - y_alone)
+                scores = surface_scores(
+                    a, b, 1.0 - y, curves=(sham, sham) if surface == "sham" else None
+                )
+                key = {"surface": surface, "outcome": outcome, "draw": int(draw)}
+                for method, excess in scores.excess.items():
+                    rows.append({**key, "method": method, "score": "canonical",
+                                 "value": float(excess[at][0])})  # fmt: skip
+                    rows.append({**key, "method": method, "score": "mean",
+                                 "value": float(np.mean(excess[both]))})  # fmt: skip
+                rows.append({**key, "method": "Loewe", "score": "on HSA",
+                             "value": float(np.mean(scores.loewe_hsa[both]))})  # fmt: skip
+    return pd.DataFrame(rows, columns=list(GRID_COLUMNS))
+
+
 def spread(values: np.ndarray) -> tuple[float, float, float]:
     """Median and the 5%–95% range of the finite values (NaNs if none)."""
     finite = np.asarray(values, dtype=float)
@@ -568,6 +686,7 @@ def answer_page(analysis: Analysis, figures: str | Path | None = None) -> str:
     parts += [
         _hazards(analysis.hazards, markdown_table),
         _synergy(main, horizon, markdown_table),
+        _grid_synergy(analysis.grid, design, markdown_table),
         _hypotheses(outcomes, horizon, markdown_table),
         _caveats(design),
     ]
@@ -668,14 +787,78 @@ def _synergy(main: pd.DataFrame, horizon: float, table: Any) -> str:
         "1 − y/y_untreated; for lifespan, the share of the untreated days lost before "
         f"{horizon:.0f} days that the arm saves. The sham — rapamycin at half the canonical dose "
         "as both drugs, the full dose as their combination — is the control: a drug cannot be "
-        "synergistic with itself. Loewe and ZIP need each drug's dose–response curve; with one "
-        "dose per drug this study cannot compute them (the dose grid of the validation page can "
-        "be scored on its surface).\n\n"
+        "synergistic with itself. Loewe and ZIP need each drug's dose–response curve: they "
+        "score the dose grid (next section).\n\n"
         + table(
             ["doses", "outcome", "method", "excess [5%, 95%]", "> +10", "< −10", "reading"],
             rows,
             ["l", "l", "l", "r", "r", "r", "l"],
         )
+    )
+
+
+def _grid_synergy(grid: pd.DataFrame, design: Design, table: Any) -> str:
+    head = "## Synergy over the dose grid: Bliss, HSA, Loewe, ZIP\n\n"
+    if not design.grid:
+        return ""
+    if grid.empty:
+        return (
+            head + "Not computed: Loewe and ZIP come from the optional `synergy` package "
+            '(GPL-3.0): `pip install "tissue-abm[synergy]"`, then run `tissue-abm answer` '
+            "again with `--resume`.\n"
+        )
+    rows = []
+    for (surface, outcome, method), chosen in grid.groupby(
+        ["surface", "outcome", "method"], sort=False
+    ):
+        by_score = {score: part["value"].to_numpy(float) for score, part in chosen.groupby("score")}
+        mid, low, high = spread(by_score["canonical"])
+        mean_mid, mean_low, mean_high = spread(by_score["mean"])
+        hsa = by_score.get("on HSA")
+        rows.append(
+            [
+                surface,
+                OUTCOMES[outcome][0],
+                method,
+                f"{_points(mid)} [{_points(low)}, {_points(high)}]",
+                _reading(mid, low, high),
+                f"{_points(mean_mid)} [{_points(mean_low)}, {_points(mean_high)}]",
+                _pct(float(np.nanmean(hsa))) if hsa is not None else "",
+            ]
+        )
+    columns = ["surface", "outcome", "method", "canonical cell [5%, 95%]", "reading"]
+    columns += ["mean over cells [5%, 95%]", "Loewe on HSA"]
+    chosen = grid[
+        (grid["surface"] == "dose grid")
+        & (grid["outcome"] == "median_lifespan")
+        & (grid["score"] == "on HSA")
+    ]
+    on_hsa = float(chosen["value"].mean())
+    r, o = (", ".join(f"{d:g}" for d in GRID_DOSES[drug]) for drug in ("rapamycin", "oxytocin"))
+    sham = ", ".join(f"{d:g}" for d in SHAM_DOSES)
+    return (
+        head + f"The first {design.grid} draws also ran a dose grid, daily from 12 "
+        f"months: rapamycin {r} mg/kg × oxytocin {o} young-level days, and the sham grid "
+        f"(rapamycin {sham} mg/kg as both drugs, each cell run as the sum of its doses). Each "
+        "draw's surface — the share of the untreated loss still lost, per cell — is scored "
+        "under four reference models: Bliss and HSA from the observed single-drug cells; "
+        "Loewe additivity and ZIP from Hill curves fitted to each drug alone (the `synergy` "
+        "package, Wooten & Albert 2021; the sham's curve is rapamycin's, from all its single "
+        "doses). Excess in points (> 0: more effect than the reference expects) at the "
+        "canonical cell (rapamycin 1 + oxytocin 1; the sham's 0.5 + 0.5) and its mean over "
+        "the combination cells: median and 5%–95% over draws.\n\n"
+        + table(columns, rows, ["l", "l", "l", "r", "l", "r", "r"])
+        + "\nWhere they do not fit: Loewe's reference is undefined where one drug alone "
+        "already does more than the weaker drug can ever do (its fitted maximum); there "
+        "`synergy`'s `delta_hsa` mode uses HSA's, and the last column gives the share of "
+        f"combination cells where it did ({_pct(on_hsa)} of the dose grid's cells on median "
+        "lifespan). ZIP refits a Hill curve along every row and column of the grid, so it "
+        "carries the noise of each row's few medians. MuSyC, which the package also offers, is "
+        "left out: its ten-parameter fit to such noisy 20-cell grids failed or stayed at its "
+        "starting potency on every surface tried. The sham is the control: a drug with itself "
+        "is additive by definition under Loewe (its defining property), while Bliss scores a "
+        "drug with itself as additive only if its remaining loss falls exponentially with "
+        "dose.\n"
     )
 
 
