@@ -34,6 +34,9 @@ from tissue_abm.analysis.summary import (
 )
 from tissue_abm.biology.params import Parameters
 
+_STACK = 64
+"""Runs walked together at most (memory: kept ages × runs × organisms floats)."""
+
 SEED_SALT = 0x5A11
 """Second word of each run's organism seed: the organisms' noise is a stream of its own, not
 the one `numpy.random.default_rng(seed)` would give."""
@@ -78,20 +81,8 @@ def burden_paths(
             `organisms` < 1.
     """
     ages, production, senolytic = _check_run(ages, production, senolytic, organisms)
-    beta, kappa = params.sr_removal_max, params.sr_half_saturation
-    made = params.sr_production_scale * production  # SR units per day
-    gaps = np.diff(ages)
-    noise = (
-        rng.standard_normal((gaps.size, organisms)) * np.sqrt(2 * params.sr_noise * gaps)[:, None]
-    )
-    paths = np.empty((ages.size, organisms))
-    first = made[1] if ages.size > 1 else made[0]
-    paths[0] = kappa * first / (beta - first) if first < beta else 0.0
-    for n, gap in enumerate(gaps):
-        x = paths[n]
-        step = x + made[n + 1] * gap - beta * gap * x / (x + kappa) + noise[n]
-        paths[n + 1] = np.maximum(step, 0.0) * (1.0 - senolytic[n + 1])
-    return paths
+    run = _Runs.of(ages, production, senolytic, np.zeros(ages.size), params)
+    return run.paths(run.noise([rng], organisms))[:, 0, :]
 
 
 def organism_deaths(
@@ -126,18 +117,115 @@ def organism_deaths(
         ValueError: As `burden_paths`, or for a negative or non-finite hazard.
     """
     ages = np.asarray(ages, dtype=float)
-    over = (
-        burden_paths(ages, production, senolytic, params, organisms, rng)
-        > params.sr_death_threshold
+    production, hazard, senolytic = _checked(
+        ages,
+        np.asarray(production, dtype=float),
+        np.asarray(senolytic, dtype=float),
+        np.asarray(hazard, dtype=float),
+        organisms,
     )
-    hazard = np.asarray(hazard, dtype=float)
-    if hazard.shape != ages.shape or not np.isfinite(hazard).all() or (hazard < 0).any():
+    lifespan, observed = _Runs.of(ages, production, senolytic, hazard, params).deaths(
+        [rng], organisms
+    )
+    return lifespan[0], observed[0]
+
+
+class _Runs:
+    """Runs that share their kept ages, stacked: their SR organisms are walked together.
+
+    The arrays are (kept ages × runs); the parameters one value per run. Each run's organisms
+    draw from the run's own generator as a lone run would (its normals, then its Exp(1)
+    clocks), and the arithmetic is the same, so a run's lifespans do not depend on the runs
+    stacked with it.
+    """
+
+    def __init__(
+        self,
+        ages: np.ndarray,
+        production: np.ndarray,
+        senolytic: np.ndarray,
+        hazard: np.ndarray,
+        params: Sequence[Parameters],
+    ) -> None:
+        self.ages, self.senolytic, self.hazard = ages, senolytic, hazard
+
+        def each(name: str) -> np.ndarray:
+            return np.array([getattr(p, name) for p in params], dtype=float)
+
+        self.beta, self.kappa = each("sr_removal_max"), each("sr_half_saturation")
+        self.noise_scale, self.threshold = each("sr_noise"), each("sr_death_threshold")
+        self.made = each("sr_production_scale") * production  # SR units per day
+
+    @classmethod
+    def of(
+        cls,
+        ages: np.ndarray,
+        production: np.ndarray,
+        senolytic: np.ndarray,
+        hazard: np.ndarray,
+        params: Parameters,
+    ) -> _Runs:
+        """One run (1-D arrays over its kept ages)."""
+        return cls(ages, production[:, None], senolytic[:, None], hazard[:, None], [params])
+
+    def noise(self, rngs: Sequence[np.random.Generator], organisms: int) -> np.ndarray:
+        """Each run's scaled noise, (gaps × runs × organisms), drawn from its own generator."""
+        gaps = np.diff(self.ages)
+        return np.stack(
+            [
+                rng.standard_normal((gaps.size, organisms)) * np.sqrt(2 * scale * gaps)[:, None]
+                for rng, scale in zip(rngs, self.noise_scale, strict=True)
+            ],
+            axis=1,
+        )
+
+    def paths(self, noise: np.ndarray) -> np.ndarray:
+        """X on every kept day, (ages × runs × organisms) (`burden_paths`)."""
+        beta, kappa, made = self.beta[:, None], self.kappa[:, None], self.made
+        paths = np.empty((self.ages.size, *noise.shape[1:]))
+        first = made[1] if self.ages.size > 1 else made[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            paths[0] = np.where(first < self.beta, self.kappa * first / (self.beta - first), 0.0)[
+                :, None
+            ]
+        for n, gap in enumerate(np.diff(self.ages)):
+            x = paths[n]
+            step = x + made[n + 1][:, None] * gap - beta * gap * x / (x + kappa) + noise[n]
+            paths[n + 1] = np.maximum(step, 0.0) * (1.0 - self.senolytic[n + 1])[:, None]
+        return paths
+
+    def deaths(
+        self, rngs: Sequence[np.random.Generator], organisms: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Lifespan and observed (runs × organisms) (`organism_deaths`)."""
+        over = self.paths(self.noise(rngs, organisms)) > self.threshold[:, None]
+        gaps = np.diff(self.ages)[:, None]
+        cumulative = np.concatenate(
+            [np.zeros((1, self.hazard.shape[1])), np.cumsum(self.hazard[1:] * gaps, axis=0)]
+        )
+        clocks = np.stack([rng.exponential(size=organisms) for rng in rngs])
+        over |= cumulative[:, :, None] >= clocks[None, :, :]
+        observed = over.any(axis=0)
+        lifespan = np.where(observed, self.ages[over.argmax(axis=0)], self.ages[-1])
+        return lifespan, observed
+
+
+def _first_row(item: tuple[object, np.ndarray]) -> int:
+    return int(item[1][0])
+
+
+def _checked(
+    ages: np.ndarray,
+    production: np.ndarray,
+    senolytic: np.ndarray,
+    hazard: np.ndarray,
+    organisms: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(production, hazard, senolytic) once `_check_run` and the hazard's check pass."""
+    _, production, senolytic = _check_run(ages, production, senolytic, organisms)
+    if hazard.shape != production.shape or not np.isfinite(hazard).all() or (hazard < 0).any():
         raise ValueError("hazard must hold one finite value >= 0 per kept age (1/day)")
-    cumulative = np.concatenate([[0.0], np.cumsum(hazard[1:] * np.diff(ages))])
-    over |= cumulative[:, None] >= rng.exponential(size=organisms)[None, :]
-    observed = over.any(axis=0)
-    lifespan = np.where(observed, ages[over.argmax(axis=0)], ages[-1])
-    return lifespan, observed
+    return production, hazard, senolytic
 
 
 def _check_run(
@@ -146,12 +234,12 @@ def _check_run(
     ages = np.asarray(ages, dtype=float)
     production = np.asarray(production, dtype=float)
     senolytic = np.asarray(senolytic, dtype=float)
-    if ages.ndim != 1 or ages.size == 0 or production.shape != ages.shape:
+    if ages.ndim != 1 or ages.size == 0 or production.shape[:1] != ages.shape:
         raise ValueError(
             f"ages (shape {ages.shape}) and production (shape {production.shape}) must be "
             "non-empty 1-D arrays of the same length"
         )
-    if senolytic.shape != ages.shape:
+    if senolytic.shape != production.shape:
         raise ValueError(f"senolytic (shape {senolytic.shape}) must be as long as ages")
     if not np.isfinite(ages).all() or (np.diff(ages) <= 0).any():
         raise ValueError("ages must be finite and strictly increasing (days)")
@@ -173,15 +261,21 @@ def production(run: pd.DataFrame) -> np.ndarray:
     """
     made = run[list(PRODUCTION)].sum(axis=1).to_numpy(dtype=float)
     sites = run[["healthy", "senescent", "empty"]].sum(axis=1).to_numpy(dtype=float)
-    gaps = np.diff(run["age"].to_numpy(dtype=float), prepend=np.nan)
+    return _production(made, sites, run["age"].to_numpy(dtype=float))
+
+
+def _production(made: np.ndarray, sites: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    gaps = np.diff(ages, prepend=np.nan)
     return np.where(np.isnan(gaps), 0.0, made / sites / np.where(np.isnan(gaps), 1.0, gaps))
 
 
 def other_hazard(run: pd.DataFrame, params: Parameters) -> np.ndarray:
     """Daily mortality not caused by senescence at each row: background + mTORC2 cost."""
-    return params.background_hazard + params.mtorc2_hazard * run["mtorc2_inhibition"].to_numpy(
-        dtype=float
-    )
+    return _other_hazard(run["mtorc2_inhibition"].to_numpy(dtype=float), params)
+
+
+def _other_hazard(inhibition: np.ndarray, params: Parameters) -> np.ndarray:
+    return params.background_hazard + params.mtorc2_hazard * inhibition
 
 
 # --- a results table ------------------------------------------------------------------------
@@ -240,35 +334,50 @@ def lifespans(
         params = params if params is not None else Parameters()
     keys = run_columns(results)
     ordered = results.sort_values([*keys, "age"], kind="stable")
-    firsts, lifespans_, observed_, starts = [], [], [], []
-    for _, run in grouped(ordered, keys):
-        rng = np.random.default_rng([int(run["seed"].iloc[0]), SEED_SALT])
-        ages = run["age"].to_numpy(dtype=float)
-        own = (
-            params[(str(run["scenario"].iloc[0]), int(run["point"].iloc[0]))]
-            if isinstance(params, Mapping)
-            else params
-        )
-        lifespan, observed = organism_deaths(
-            ages,
-            production(run),
-            run["senolytic_fraction"].to_numpy(dtype=float),
-            other_hazard(run, own),
-            own,
-            organisms,
-            rng,
-        )
-        firsts.append(run.index[0])
-        lifespans_.append(lifespan)
-        observed_.append(observed)
-        starts.append(ages[0])
+    runs = [rows for _, rows in sorted(grouped(ordered, keys).indices.items(), key=_first_row)]
+    age = ordered["age"].to_numpy(dtype=float)
+    made = ordered[list(PRODUCTION)].sum(axis=1).to_numpy(dtype=float)
+    sites = ordered[["healthy", "senescent", "empty"]].sum(axis=1).to_numpy(dtype=float)
+    senolytic = ordered["senolytic_fraction"].to_numpy(dtype=float)
+    inhibition = ordered["mtorc2_inhibition"].to_numpy(dtype=float)
+    seeds = ordered["seed"].to_numpy()
+    own = [
+        params[(str(ordered["scenario"].iat[rows[0]]), int(ordered["point"].iat[rows[0]]))]
+        if isinstance(params, Mapping)
+        else params
+        for rows in runs
+    ]
+    lifespan = np.empty((len(runs), organisms))
+    observed = np.empty((len(runs), organisms), dtype=bool)
+    by_ages: dict[bytes, list[int]] = {}  # runs that share their kept ages walk together
+    for i, rows in enumerate(runs):
+        by_ages.setdefault(age[rows].tobytes(), []).append(i)
+    for members in by_ages.values():
+        for chunk in np.array_split(members, -(-len(members) // _STACK)):
+            rows = [runs[i] for i in chunk]
+            ages = age[rows[0]]
+            chosen = [own[i] for i in chunk]
+            walk, rates, cut = _checked(
+                ages,
+                np.column_stack([_production(made[r], sites[r], ages) for r in rows]),
+                np.column_stack([senolytic[r] for r in rows]),
+                np.column_stack(
+                    [_other_hazard(inhibition[r], p) for r, p in zip(rows, chosen, strict=True)]
+                ),
+                organisms,
+            )
+            rngs = [np.random.default_rng([int(seeds[r[0]]), SEED_SALT]) for r in rows]
+            group = _Runs(ages, walk, cut, rates, chosen)
+            lifespan[chunk], observed[chunk] = group.deaths(rngs, organisms)
+    firsts = ordered.index[[rows[0] for rows in runs]]
+    starts = [age[rows[0]] for rows in runs]
     # the labels of each run's first row, one row per organism (built once: fast for many runs)
     table = ordered.loc[firsts, keys].reset_index(drop=True)
     table = table.loc[table.index.repeat(organisms)].reset_index(drop=True)
     table["organism"] = np.tile(np.arange(organisms), len(firsts))
     table["start_age"] = np.repeat(np.asarray(starts, dtype=float), organisms)
-    table["lifespan"] = np.concatenate(lifespans_)
-    table["observed"] = np.concatenate(observed_)
+    table["lifespan"] = lifespan.ravel()
+    table["observed"] = observed.ravel()
     return table
 
 
