@@ -33,7 +33,7 @@ def once(design: answer.Design, workers: int) -> dict[str, float]:
         out = Path(folder) / "answer"
         summary = answer.run_answer(study, out, workers=workers)
         ran = time.perf_counter()
-        analysis = answer.analyse_answer(study, out)
+        analysis = answer.analyse_answer(study, out, workers=workers)
         analysed = time.perf_counter()
         answer.answer_page(analysis, Path(folder) / "figures")
         done = time.perf_counter()

@@ -212,6 +212,7 @@ def test_an_interrupted_study_resumes_to_the_identical_page(posterior, tmp_path,
     summary = answer.run_answer(study, cut, workers=2, resume=True)
     assert summary.skipped >= 3 and summary.done == study.runs
     assert answer.answer_page(answer.analyse_answer(study, cut)) == reference
+    assert answer.answer_page(answer.analyse_answer(study, cut, workers=1)) == reference
     # without the optional `synergy` package the page says how to add Loewe and ZIP
     monkeypatch.setattr(answer, "optional_package", lambda: False)
     page = answer.answer_page(answer.analyse_answer(study, cut))

@@ -19,7 +19,7 @@ import zlib
 import psutil
 import pytest
 
-from tissue_abm.runs.pool import LocalPool, Signalled, stop_on_signals
+from tissue_abm.runs.pool import LocalPool, Signalled, stop_on_signals, task_map
 
 SLOW_STOP = """
 import sys, time
@@ -89,6 +89,18 @@ def test_a_task_that_raises_comes_back_as_one_line_and_the_others_run():
         (9.0, 3.0, None),
     ]
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_task_map_gives_the_results_in_the_tasks_order_and_names_a_failure(workers):
+    # tasks of unequal length (a long one first), so that on 2 workers they end out of order
+    tasks = [(time.sleep, (0.3,)), (math.sqrt, (4.0,)), (divmod, (7, 2)), (math.sqrt, (9.0,))]
+    context = multiprocessing.get_context("forkserver")
+    with task_map(workers, context) as run:
+        assert run(tasks) == [None, 2.0, (3, 1), 3.0]
+        assert run([(math.sqrt, (16.0,))]) == [4.0]  # the same workers serve a second map
+        with pytest.raises(RuntimeError, match="sqrt: ValueError: math domain error"):
+            run([(math.sqrt, (1.0,)), (math.sqrt, (-1.0,))])
 
 
 def test_tasks_large_and_small_all_come_back_in_any_mix():

@@ -748,7 +748,7 @@ def _answer(args: argparse.Namespace) -> int:
         return 1
     page_path = args.page or args.out / "answer.md"
     with console.status("analysing the runs and writing the page"):
-        analysis = answer.analyse_answer(study, args.out)
+        analysis = answer.analyse_answer(study, args.out, workers=args.workers)
         page = answer.answer_page(analysis, page_path.with_suffix(""))
     page_path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(page_path, lambda tmp: tmp.write_text(page, encoding="utf-8"))

@@ -331,3 +331,58 @@ def _exit_with_parent(watch: Connection) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(5 * STOP_SECONDS)
     os._exit(1)
+
+
+# --- a map over the pool -----------------------------------------------------------------------
+
+Task = tuple[Callable[..., Any], tuple[Any, ...]]
+"""A function (module-level, picklable) and its arguments."""
+
+
+def _call(task: tuple[int, Task]) -> Any:
+    _, (function, args) = task
+    return function(*args)
+
+
+@contextmanager
+def task_map(workers: int, context: BaseContext) -> Iterator[Callable[[Sequence[Task]], list[Any]]]:
+    """Within the block, `map(tasks)` runs each (function, args) on worker processes.
+
+    The workers live for the whole block (one start for many maps) and stop with it, at once
+    (`LocalPool`); with `workers` 1 the tasks run in this process. Results come back in the
+    tasks' order, so they do not depend on the number of workers.
+
+    Raises (from `map`):
+        RuntimeError: If a task raised; names the first such task's error.
+        WorkersDied: As `LocalPool.run`.
+    """
+    if workers <= 1:
+
+        def here(tasks: Sequence[Task]) -> list[Any]:
+            results = []
+            for function, args in tasks:
+                try:
+                    results.append(function(*args))
+                except Exception as err:
+                    raise RuntimeError(f"{function.__name__}: {type(err).__name__}: {err}") from err
+            return results
+
+        yield here
+        return
+    with LocalPool(_call, workers, context, workers) as pool:
+
+        def map_(tasks: Sequence[Task]) -> list[Any]:
+            results: list[Any] = [None] * len(tasks)
+            errors: list[str] = []
+
+            def done(task: tuple[int, Task], result: Any, error: str | None) -> None:
+                if error is not None:
+                    errors.append(f"{task[1][0].__name__}: {error}")
+                results[task[0]] = result
+
+            pool.run(list(enumerate(tasks)), done)
+            if errors:
+                raise RuntimeError(errors[0])
+            return results
+
+        yield map_

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,55 +315,80 @@ class Analysis(NamedTuple):
     without a grid or without the optional `synergy` package."""
 
 
-def analyse_answer(study: Study, out: str | Path) -> Analysis:
+def analyse_answer(study: Study, out: str | Path, workers: int | None = None) -> Analysis:
     """Per draw and arm: median lifespan and healthspan, burden at 24 months; survival curves.
 
-    The batch is read one arm's file at a time, so memory stays that of one file's runs.
+    The arms' files, the Cox fits and the dose grid's surfaces are analysed on `workers`
+    processes (default: all cores; 1: in this process), each file read on its own, so memory
+    stays that of one file's runs per worker. The result does not depend on `workers`.
     """
+    from tissue_abm.runs.batch import process_context
+    from tissue_abm.runs.pool import task_map
+
     folder = Path(out) / BATCH
     own = point_parameters(folder)
+    end_age = study.design.end_age
+    tasks = [
+        (_analyse_file, (folder, file, {k: v for k, v in own.items() if k[0] == file}, end_age))
+        for file in study.texts
+    ]
+    with task_map(workers or os.cpu_count() or 1, process_context()) as run:
+        parts = run(tasks)
+        rows = [row for part in parts for row in part[0]]
+        curves = pd.concat([c for part in parts for c in part[1]], ignore_index=True)
+        hazards = hazard_ratios(pd.concat([p[2] for p in parts if p[2] is not None]), run)
+        outcomes = pd.DataFrame(rows)
+        grid = (
+            grid_scores(per_draw(outcomes), float(study.design.end_age), study.design.grid, run)
+            if study.design.grid and optional_package()
+            else pd.DataFrame(columns=list(GRID_COLUMNS))
+        )
+    return Analysis(study, outcomes, curves, hazards, grid)
+
+
+def _analyse_file(
+    folder: Path, file: str, own: dict[tuple[str, int], Parameters], end_age: int
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame], pd.DataFrame | None]:
+    """One arm's file: its `Analysis.outcomes` rows, survival curves and hazard lifespans.
+
+    The curves for the main arms only; the lifespans (organisms) only if a hazard question
+    needs them (`HAZARD_ARMS`), else None. `end_age`: the runs' last age (days).
+    """
     threshold = Parameters().healthspan_threshold
-    ages = np.arange(90.0, study.design.end_age + 1, 10.0)
+    ages = np.arange(90.0, end_age + 1, 10.0)
     keys = ["scenario", "point"]
-    rows, curves, followed = [], [], []
-    for file in study.texts:
-        results = load_results(folder, [file])
-        lives = lifespans(results, own)
-        if file in HAZARD_ARMS:
-            followed.append(lives[["scenario", "point", "replicate", "lifespan", "observed"]])
-        ends = healthspan_to_death(end_state(results, threshold), lives)
-        spans = ends.groupby(keys, observed=True)["healthspan"].agg(median_healthspan)
-        at_burden = results[np.isclose(results["age"], BURDEN_AGE)]
-        burden = at_burden.groupby(keys, observed=True)["senescent_fraction"].mean()
-        arm, _, variant = file.partition("__")
-        for (_, point), group in lives.groupby(keys, observed=True, sort=True):
-            km = kaplan_meier(group["lifespan"].to_numpy(float), group["observed"].to_numpy(bool))
-            rows.append(
-                {
-                    "file": file,
-                    "arm": arm,
-                    "variant": variant,
-                    "draw": int(point),
-                    "median_lifespan": _finite(quantile_lifespan(km, 0.5)),
-                    "median_healthspan": _finite(spans.get((file, point), math.nan)),
-                    "burden": float(burden.get((file, point), math.nan)),
-                }
+    rows, curves = [], []
+    results = load_results(folder, [file])
+    lives = lifespans(results, own)
+    ends = healthspan_to_death(end_state(results, threshold), lives)
+    spans = ends.groupby(keys, observed=True)["healthspan"].agg(median_healthspan)
+    at_burden = results[np.isclose(results["age"], BURDEN_AGE)]
+    burden = at_burden.groupby(keys, observed=True)["senescent_fraction"].mean()
+    arm, _, variant = file.partition("__")
+    for (_, point), group in lives.groupby(keys, observed=True, sort=True):
+        km = kaplan_meier(group["lifespan"].to_numpy(float), group["observed"].to_numpy(bool))
+        rows.append(
+            {
+                "file": file,
+                "arm": arm,
+                "variant": variant,
+                "draw": int(point),
+                "median_lifespan": _finite(quantile_lifespan(km, 0.5)),
+                "median_healthspan": _finite(spans.get((file, point), math.nan)),
+                "burden": float(burden.get((file, point), math.nan)),
+            }
+        )
+        if not variant and arm in ARMS:
+            survival = survival_at(km, ages)
+            curves.append(
+                pd.DataFrame({"arm": arm, "draw": int(point), "age": ages, "survival": survival})
             )
-            if not variant and arm in ARMS:
-                survival = survival_at(km, ages)
-                curves.append(
-                    pd.DataFrame(
-                        {"arm": arm, "draw": int(point), "age": ages, "survival": survival}
-                    )
-                )
-    hazards = hazard_ratios(pd.concat(followed, ignore_index=True))
-    outcomes = pd.DataFrame(rows)
-    grid = (
-        grid_scores(per_draw(outcomes), float(study.design.end_age), study.design.grid)
-        if study.design.grid and optional_package()
-        else pd.DataFrame(columns=list(GRID_COLUMNS))
+    followed = (
+        lives[["scenario", "point", "replicate", "lifespan", "observed"]]
+        if file in HAZARD_ARMS
+        else None
     )
-    return Analysis(study, outcomes, pd.concat(curves, ignore_index=True), hazards, grid)
+    return rows, curves, followed
 
 
 HAZARD_QUESTIONS = {
@@ -378,7 +404,7 @@ HAZARD_QUESTIONS = {
 HAZARD_ARMS = {arm for pair in HAZARD_QUESTIONS.values() for arm in pair}
 
 
-def hazard_ratios(lives: pd.DataFrame) -> pd.DataFrame:
+def hazard_ratios(lives: pd.DataFrame, run: Any = None) -> pd.DataFrame:
     """Cox proportional-hazards ratio of each `HAZARD_QUESTIONS` pair, after the treatment start.
 
     The organisms alive when the treated arm's treatment starts, followed from then
@@ -388,47 +414,52 @@ def hazard_ratios(lives: pd.DataFrame) -> pd.DataFrame:
 
     Args:
         lives: Per-organism lifespans (`analysis.survival.lifespans`) of the arms' runs.
+        run: A map of (function, args) tasks (`runs.pool.task_map`) to fit the questions in
+            parallel; None fits them here.
 
     Returns:
         One row per question whose two arms are present: `question`, `hazard_ratio`, `low`,
         `high` (95%) and `organisms`.
     """
-    from statsmodels.duration.hazard_regression import PHReg
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
-    rows = []
+    tasks = []
     names = lives["scenario"].astype(str)
     for question, (treated, reference) in HAZARD_QUESTIONS.items():
         start = ARMS[treated].start_age
         chosen = lives[names.isin([treated, reference]).to_numpy() & (lives["lifespan"] > start)]
-        arm = chosen["scenario"].astype(str)
-        if arm.nunique() < 2:
-            continue
-        run = arm + ":" + chosen["point"].astype(str) + ":" + chosen["replicate"].astype(str)
-        ratio = low = high = math.nan
-        deaths = chosen.groupby(arm.to_numpy())["observed"].sum()
-        if (deaths > 0).all():  # else the likelihood has no maximum
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ConvergenceWarning)
-                fit = PHReg(
-                    chosen["lifespan"].to_numpy(float) - start,
-                    (arm == treated).to_numpy(float)[:, None],
-                    status=chosen["observed"].to_numpy(float),
-                    strata=chosen["point"].to_numpy(int),
-                ).fit(groups=run.to_numpy())
-            if not any(issubclass(w.category, ConvergenceWarning) for w in caught):
-                ratio = float(np.exp(fit.params[0]))
-                low, high = (float(x) for x in np.exp(fit.conf_int()[0]))
-        rows.append(
-            {
-                "question": question,
-                "hazard_ratio": ratio,
-                "low": low,
-                "high": high,
-                "organisms": len(chosen),
-            }
-        )
+        if chosen["scenario"].astype(str).nunique() == 2:
+            tasks.append((_cox, (question, chosen, treated, start)))
+    rows = run(tasks) if run is not None else [function(*args) for function, args in tasks]
     return pd.DataFrame(rows, columns=["question", "hazard_ratio", "low", "high", "organisms"])
+
+
+def _cox(question: str, chosen: pd.DataFrame, treated: str, start: float) -> dict[str, Any]:
+    """One `hazard_ratios` row: `treated` against the other arm of `chosen`."""
+    from statsmodels.duration.hazard_regression import PHReg
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    arm = chosen["scenario"].astype(str)
+    run = arm + ":" + chosen["point"].astype(str) + ":" + chosen["replicate"].astype(str)
+    ratio = low = high = math.nan
+    deaths = chosen.groupby(arm.to_numpy())["observed"].sum()
+    if (deaths > 0).all():  # else the likelihood has no maximum
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            fit = PHReg(
+                chosen["lifespan"].to_numpy(float) - start,
+                (arm == treated).to_numpy(float)[:, None],
+                status=chosen["observed"].to_numpy(float),
+                strata=chosen["point"].to_numpy(int),
+            ).fit(groups=run.to_numpy())
+        if not any(issubclass(w.category, ConvergenceWarning) for w in caught):
+            ratio = float(np.exp(fit.params[0]))
+            low, high = (float(x) for x in np.exp(fit.conf_int()[0]))
+    return {
+        "question": question,
+        "hazard_ratio": ratio,
+        "low": low,
+        "high": high,
+        "organisms": len(chosen),
+    }
 
 
 def _finite(value: float) -> float:
@@ -563,7 +594,7 @@ def surface_cells(surface: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return a, b, arms
 
 
-def grid_scores(table: pd.DataFrame, horizon: float, draws: int) -> pd.DataFrame:
+def grid_scores(table: pd.DataFrame, horizon: float, draws: int, run: Any = None) -> pd.DataFrame:
     """Bliss, HSA, Loewe and ZIP excess of each surface, per draw.
 
     Per surface (`SURFACES`), outcome (median lifespan, burden) and draw below `draws`, rows
@@ -575,32 +606,53 @@ def grid_scores(table: pd.DataFrame, horizon: float, draws: int) -> pd.DataFrame
         table: `per_draw` of the main arms and the grid arms.
         horizon: Last age of the runs (days): a median not reached counts as it.
         draws: The draws that ran the grid (the first ones).
+        run: A map of (function, args) tasks (`runs.pool.task_map`) to score the surfaces in
+            parallel; None scores them here.
     """
-    rows = []
+    tasks = []
     chosen = table[table.index < draws]
     cells = grid_cells()
     curve = np.array(sorted(r for r, o in cells if o == 0.0))  # rapamycin alone, for the sham
-    for surface, canonical in SURFACES.items():
+    for surface in SURFACES:
         a, b, arms = surface_cells(surface)
-        at = (a == canonical[0]) & (b == canonical[1])
-        both = (a > 0) & (b > 0)
         for outcome in ("median_lifespan", "burden"):
             effect = effects(chosen, tuple(arms), outcome, horizon)
             alone = effects(chosen, tuple(cells[(d, 0.0)] for d in curve), outcome, horizon)
             for draw, y, y_alone in zip(chosen.index, effect, alone, strict=True):
-                sham = (curve, 1.0 - y_alone)
-                scores = surface_scores(
-                    a, b, 1.0 - y, curves=(sham, sham) if surface == "sham" else None
-                )
+                sham = (curve, 1.0 - y_alone) if surface == "sham" else None
                 key = {"surface": surface, "outcome": outcome, "draw": int(draw)}
-                for method, excess in scores.excess.items():
-                    rows.append({**key, "method": method, "score": "canonical",
-                                 "value": float(excess[at][0])})  # fmt: skip
-                    rows.append({**key, "method": method, "score": "mean",
-                                 "value": float(np.mean(excess[both]))})  # fmt: skip
-                rows.append({**key, "method": "Loewe", "score": "on HSA",
-                             "value": float(np.mean(scores.loewe_hsa[both]))})  # fmt: skip
-    return pd.DataFrame(rows, columns=list(GRID_COLUMNS))
+                tasks.append((_score_surface, (key, a, b, 1.0 - y, sham)))
+    parts = run(tasks) if run is not None else [function(*args) for function, args in tasks]
+    return pd.DataFrame([row for part in parts for row in part], columns=list(GRID_COLUMNS))
+
+
+def _score_surface(
+    key: dict[str, Any],
+    a: np.ndarray,
+    b: np.ndarray,
+    remaining: np.ndarray,
+    sham: tuple[np.ndarray, np.ndarray] | None,
+) -> list[dict[str, Any]]:
+    """`grid_scores`' rows of one surface of one draw (`key`: surface, outcome, draw)."""
+    canonical = SURFACES[key["surface"]]
+    at = (a == canonical[0]) & (b == canonical[1])
+    both = (a > 0) & (b > 0)
+    scores = surface_scores(a, b, remaining, curves=(sham, sham) if sham is not None else None)
+    rows = []
+    for method, excess in scores.excess.items():
+        rows.append({**key, "method": method, "score": "canonical", "value": float(excess[at][0])})
+        rows.append(
+            {**key, "method": method, "score": "mean", "value": float(np.mean(excess[both]))}
+        )
+    rows.append(
+        {
+            **key,
+            "method": "Loewe",
+            "score": "on HSA",
+            "value": float(np.mean(scores.loewe_hsa[both])),
+        }
+    )
+    return rows
 
 
 def spread(values: np.ndarray) -> tuple[float, float, float]:
