@@ -15,9 +15,10 @@ points; > 0 more effect than the reference expects), so the five read on one sca
 Where they do not fit: Loewe's reference is undefined where one drug alone already does more
 than the weaker drug can ever do (its fitted maximum effect); there the `delta_hsa` mode used
 here falls back to HSA, and `SurfaceScores.loewe_hsa` marks those cells. ZIP needs a full
-rectangular grid. MuSyC, which the package also offers, is left out: its ten-parameter fit
-to this model's 20-cell grids, noisy and with one weak drug, failed or stayed at its initial
-potency guess (α = 1) on every surface tried, and a failing fit took ~5 s.
+rectangular grid. MuSyC, which the package also offers, is left out: fitted (10 parameters)
+to 16 of the answer study's 20-cell surfaces (8 draws × lifespan and burden) it failed on 10 and
+gave no usable estimate on the other 6 (α stayed at its starting 1, or ran to a bound: α12 = 0
+with E3 = −44), taking up to 4.5 s a fit.
 """
 
 from __future__ import annotations
