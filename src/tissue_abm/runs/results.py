@@ -191,12 +191,18 @@ def load_results(path: str | Path, scenarios: Iterable[str] | None = None) -> pd
         FileNotFoundError: If `path` holds no result files.
         ResultsError: If a result file cannot be read (the message names it).
     """
-    files = _result_files(Path(path), grid=False)
     if scenarios is None:
-        return _load(files, Path(path))
+        return _load(_result_files(Path(path), grid=False), Path(path))
     wanted = set(scenarios)
     if (Path(path) / MANIFEST).exists():  # a batch keeps each scenario's runs in its folder
-        files = [f for f in files if f.parent.name in wanted]
+        files = sorted(
+            f
+            for name in wanted
+            for f in (Path(path) / RUNS / name).glob("*.parquet")
+            if not f.name.endswith(GRID_SUFFIX)
+        )
+    else:
+        files = _result_files(Path(path), grid=False)
     frame = _load(files, Path(path))
     chosen = frame[frame["scenario"].astype(str).isin(wanted)]
     return chosen.reset_index(drop=True)
