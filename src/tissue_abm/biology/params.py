@@ -15,9 +15,11 @@ secretion, oxytocin in units of the young (3-month) endogenous level, rapamycin 
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from typing import Any, Self, cast
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.config import JsonDict
 
 
@@ -656,6 +658,45 @@ def parameters_markdown() -> str:
             f"| {row['source']} | {evidence} | {row['description']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def merged_parameters(base: Parameters | None, changes: Mapping[str, Any]) -> Parameters:
+    """`base` (the defaults if None) with the parameters of `changes` set, validated as a file's.
+
+    Args:
+        base: Parameters to start from.
+        changes: Parameter name -> value (units and ranges as in `tissue-abm params`).
+
+    Raises:
+        TypeError: For a name that is not a parameter (one line, with the closest name).
+        ValueError: For a value of the wrong type or out of range (one line naming the
+            parameter, the value and the allowed range with its unit).
+    """
+    start = base if base is not None else Parameters()
+    if not changes:
+        return start
+    names = list(Parameters.model_fields)
+    for name in changes:
+        if name not in Parameters.model_fields:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise TypeError(
+                f"{name!r} is not a parameter; {hint}the parameters are listed by "
+                "`tissue-abm params` (docs/parameters.md)"
+            )
+    try:
+        return Parameters.model_validate({**start.model_dump(), **changes})
+    except ValidationError as err:
+        error = err.errors()[0]
+        if error["type"] == "value_error":  # a rule between parameters (`_consistent`)
+            raise ValueError(str(error["ctx"]["error"])) from None
+        name = str(error["loc"][0])
+        row = next(row for row in parameter_table() if row["name"] == name)
+        kind = "a whole number" if isinstance(row["default"], int) else "a number"
+        raise ValueError(
+            f"{name} = {error.get('input')!r} is not allowed; allowed: {kind} from "
+            f"{row['low']} to {row['high']} ({row['unit']})"
+        ) from None
 
 
 HYPOTHESES: tuple[str, ...] = tuple(row["name"] for row in parameter_table() if row["hypothesis"])
