@@ -11,7 +11,7 @@
                            [--method morris|sobol] [--replicates N] [--days N] [--size N]
                            [--out DIR] [--workers N] [--scheduler ADDRESS] [--readout NAME]
                            [--seed N] [--resume] [--allow-large] [--quiet]
-    tissue-abm validate RESULTS [--out docs/validation.md]
+    tissue-abm validate RESULTS [--out FILE]
     tissue-abm calibrate [--out DIR] [--population N] [--generations N] [--resume]
                          [--choose-defaults] [--workers N | --scheduler ADDRESS]
     tissue-abm answer [--posterior FILE] [--draws N] [--replicates N] [--quick] [--out DIR]
@@ -321,17 +321,18 @@ def _add_validate(commands: Commands, parents: dict[str, argparse.ArgumentParser
     validate = commands.add_parser(
         "validate",
         help="write the validation page from a batch of the experiments",
-        description="Write docs/validation.md: the calibration targets (met or not), the "
+        description="Write the validation page: the calibration targets (met or not), the "
         "expected behaviours and the experiment library's answers, from the results of "
-        "`tissue-abm batch scenarios/*.toml scenarios/experiments/*.toml`.",
+        "`tissue-abm batch scenarios/*.toml scenarios/experiments/*.toml`. The repository's "
+        "page is written with --out docs/validation.md.",
     )
     validate.add_argument("results", type=Path, help="batch folder")
     validate.add_argument(
         "--out",
         type=Path,
-        default=Path("docs/validation.md"),
+        default=None,
         help="page to write; its figures go to a folder of the same name "
-        "(default: docs/validation.md and docs/validation/)",
+        "(default: RESULTS/validation.md and RESULTS/validation/)",
     )
     validate.set_defaults(handler=_validate)
 
@@ -665,7 +666,7 @@ def _report(args: argparse.Namespace) -> None:
 def _validate(args: argparse.Namespace) -> None:
     from tissue_abm.studies.validation import validation_page
 
-    out = args.out
+    out = args.out or args.results / "validation.md"
     with console.status("computing the validation page"):
         try:
             page = validation_page(args.results, figures=out.with_suffix(""))
