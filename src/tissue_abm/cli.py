@@ -1,7 +1,7 @@
 """The `tissue-abm` command line.
 
-    tissue-abm run SCENARIO.toml [--out DIR] [--seed N] [--days N] [--size N] [--engine E]
-                   [--allow-large] [--quiet]
+    tissue-abm run SCENARIO.toml [--out DIR] [--seed N] [--point N] [--days N] [--size N]
+                   [--engine E] [--allow-large] [--quiet]
     tissue-abm batch SCENARIO.toml ... [--out DIR] [--workers N] [--scheduler ADDRESS]
                      [--replicates N] [--days N] [--size N] [--engine E] [--resume]
                      [--allow-large] [--report] [--quiet]
@@ -177,6 +177,14 @@ def _add_run(commands: Commands, parents: dict[str, argparse.ArgumentParser]) ->
         "--out", type=Path, default=None, help="output folder (default: results/<scenario name>)"
     )
     run.add_argument("--seed", type=int, default=None, help="random seed (overrides the file)")
+    run.add_argument(
+        "--point",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the sweep point to run, from 0 (needed for a file with a [sweep]; "
+        "`tissue-abm batch` runs them all)",
+    )
     run.set_defaults(handler=_run)
 
 
@@ -533,13 +541,19 @@ def _run(args: argparse.Namespace) -> None:
     from tissue_abm.runs.run import run_scenario
     from tissue_abm.runs.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario, _limits(args).points).with_overrides(
-        seed=args.seed,
-        days=args.days,
-        size=args.size,
-        engine=args.engine,
-        source=f"{args.scenario} (options)",
+    point = (
+        load_scenario(args.scenario, _limits(args).points)
+        .with_overrides(
+            seed=args.seed,
+            days=args.days,
+            size=args.size,
+            engine=args.engine,
+            source=f"{args.scenario} (options)",
+        )
+        .point(args.point, str(args.scenario), _limits(args).points)
     )
+    scenario = point.scenario
+    labels = {"point": point.index, **point.values} if point.values else None
     folder = prepare_output(args.out or DEFAULT_RESULTS / scenario.name)
 
     started, clock = now(), time.perf_counter()
@@ -554,7 +568,9 @@ def _run(args: argparse.Namespace) -> None:
         transient=True,
     ) as bar:
         task = bar.add_task("run", total=scenario.days)
-        run = run_scenario(scenario, progress=lambda done, _: bar.update(task, completed=done))
+        run = run_scenario(
+            scenario, progress=lambda done, _: bar.update(task, completed=done), labels=labels
+        )
     manifest = {
         "scenario_file": str(args.scenario),
         "scenario_text": args.scenario.read_text(encoding="utf-8"),
@@ -562,15 +578,15 @@ def _run(args: argparse.Namespace) -> None:
         "seed": scenario.seed,
         "engine": scenario.engine,
         "days": scenario.days,
+        **({"point": point.index, "sweep_values": point.values} if labels else {}),
         "started": started,
         "finished": now(),
         "wall_seconds": round(time.perf_counter() - clock, 3),
         "status": "done",
         **provenance(),
     }
-    path = write_run(
-        run.readouts, manifest, folder, f"{scenario.name}_seed{scenario.seed}", run.snapshots
-    )
+    stem = f"{scenario.name}_seed{scenario.seed}" + (f"_p{point.index:04d}" if labels else "")
+    path = write_run(run.readouts, manifest, folder, stem, run.snapshots)
     _print_summary(run.readouts, scenario.parameters.healthspan_threshold)
     print(f"readouts: {path}\nmanifest: {path.with_suffix('.json')}")
 
