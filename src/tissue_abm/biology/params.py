@@ -82,8 +82,8 @@ class Parameters(BaseModel):
         "1/year",
         0.0,
         5.0,
-        "mTORC1 activity rises with age (source article, qualitative); slope fitted (ABC-SMC, "
-        "docs/calibration.md; prior 0.2-2)",
+        "mTORC1 activity rises with age (source article, §11 [S], qualitative); slope fitted "
+        "(ABC-SMC, docs/calibration.md; prior 0.2-2)",
         "Rise of normalised mTORC1 activity per year of age (activity is 1 at birth).",
     )
     rapa_emax: float = _param(
@@ -165,9 +165,10 @@ class Parameters(BaseModel):
         "fraction",
         0.0,
         1.0,
-        "mTORC1 hyperfunction drives part of the damage (source article; Lamming 2012, §2 [R]: "
-        "mTORC1 reduction alone extends lifespan); share fitted (ABC-SMC, docs/calibration.md; "
-        "prior 0-1), above all by rapamycin at 14 ppm from 9 months (Miller 2011, §2 [R])",
+        "mTORC1 hyperfunction drives part of the damage (source article, §11 [S]; Lamming 2012, "
+        "§2 [R]: mTORC1 reduction alone extends lifespan); share fitted (ABC-SMC, "
+        "docs/calibration.md; prior 0-1), above all by rapamycin at 14 ppm from 9 months "
+        "(Miller 2011, §2 [R])",
         "Share of the damage drive that depends on mTORC1 and that rapamycin's inhibition "
         "lowers (at most rapa_emax of it).",
     )
@@ -176,7 +177,7 @@ class Parameters(BaseModel):
         "fraction",
         0.0,
         1.0,
-        "autophagy clears damaged components (source article; Wu 2013 via the source article); "
+        "autophagy clears damaged components (source article and Wu 2013 cited by it, §11 [S]); "
         "share fitted (ABC-SMC, docs/calibration.md; prior 0-1)",
         "Share of damage repair that depends on autophagy (the rest does not follow mTORC1).",
     )
@@ -520,7 +521,7 @@ class Parameters(BaseModel):
         "fraction",
         0.0,
         1.0,
-        "assumed: oxytocin-MAPK modulation supports immune function (source article)",
+        "assumed: oxytocin-MAPK modulation supports immune function (source article, §11 [S])",
         "Fraction of immune competence that depends on the oxytocin-MAPK response.",
         hypothesis=True,
     )
@@ -531,7 +532,8 @@ class Parameters(BaseModel):
         "fraction",
         0.0,
         1.0,
-        "assumed: chronic inflammation impairs tissue function (source article, qualitative)",
+        "assumed: chronic inflammation impairs tissue function (source article, §11 [S], "
+        "qualitative)",
         "Maximal share of the healthy cells' function lost to SASP-driven inflammation.",
     )
     inflammation_half_sasp: float = _param(
