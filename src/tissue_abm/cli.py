@@ -5,8 +5,9 @@
     tissue-abm batch SCENARIO.toml ... [--out DIR] [--workers N] [--scheduler ADDRESS]
                      [--replicates N] [--days N] [--size N] [--engine E] [--resume]
                      [--allow-large] [--report] [--quiet]
-    tissue-abm plot RESULTS [--out DIR]
+    tissue-abm plot RESULTS [--out DIR] [--format png|svg|pdf] [--dpi N]
     tissue-abm report RESULTS [--out DIR] [--readout NAME] [--reference NAME]
+                      [--format png|svg|pdf] [--dpi N]
     tissue-abm sensitivity SCENARIO.toml --params A,B=LOW:HIGH,... --samples N
                            [--method morris|sobol] [--replicates N] [--days N] [--size N]
                            [--out DIR] [--workers N] [--scheduler ADDRESS] [--readout NAME]
@@ -93,6 +94,31 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: a whole number >= 1")
     return value
+
+
+def _dpi(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 20 <= value <= 1200:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed; allowed: a whole number from 20 to 1200"
+        )
+    return value
+
+
+def _add_figure_options(parser: argparse.ArgumentParser) -> None:
+    """`--format` and `--dpi`, the figure options of `plot` and `report`."""
+    parser.add_argument(
+        "--format",
+        choices=("png", "svg", "pdf"),
+        default="png",
+        help="file format of the figures (default: png)",
+    )
+    parser.add_argument(
+        "--dpi",
+        type=_dpi,
+        default=120,
+        help="resolution of PNG figures and of images in SVG/PDF, dots per inch (default: 120)",
+    )
 
 
 def _port(text: str) -> int:
@@ -227,13 +253,14 @@ def _add_plot(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -
     plot = commands.add_parser(
         "plot",
         help="draw the figures of a results folder",
-        description="Draw trajectories with CI bands, end-state distributions, synergy bars and "
-        "grid snapshots as PNG files.",
+        description="Draw trajectories with CI bands and treatment starts, end-state "
+        "distributions, synergy bars and grid snapshots (PNG, SVG or PDF).",
     )
     plot.add_argument("results", type=Path, help="results folder (a batch or runs)")
     plot.add_argument(
         "--out", type=Path, default=None, help="folder for the figures (default: RESULTS/figures)"
     )
+    _add_figure_options(plot)
     plot.set_defaults(handler=_plot)
 
 
@@ -258,6 +285,7 @@ def _add_report(commands: Commands, parents: dict[str, argparse.ArgumentParser])
         default="untreated",
         help="scenario the others are compared with (default: untreated)",
     )
+    _add_figure_options(report)
     report.set_defaults(handler=_report)
 
 
@@ -668,7 +696,9 @@ def _plot(args: argparse.Namespace) -> None:
     from tissue_abm.analysis.plots import save_figures
 
     try:
-        paths = save_figures(args.results, args.out or args.results / "figures")
+        paths = save_figures(
+            args.results, args.out or args.results / "figures", dpi=args.dpi, fmt=args.format
+        )
     except (FileNotFoundError, ValueError) as err:
         raise _AnalysisError(str(err)) from None
     for path in paths:
@@ -676,7 +706,7 @@ def _plot(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    _write_report(args.results, args.out, args.readout, args.reference)
+    _write_report(args.results, args.out, args.readout, args.reference, args.format, args.dpi)
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -903,13 +933,22 @@ def _print_runs_done(summary: Summary) -> None:
     )
 
 
-def _write_report(results: Path, out: Path | None, readout: str, reference: str) -> None:
+def _write_report(
+    results: Path,
+    out: Path | None,
+    readout: str,
+    reference: str,
+    fmt: str = "png",
+    dpi: int = 120,
+) -> None:
     from tissue_abm.runs.results import load_results
     from tissue_abm.studies.report import write_report
 
     with console.status("writing figures and report"):
         try:
-            path = write_report(results, out, readout=readout, reference=reference)
+            path = write_report(
+                results, out, readout=readout, reference=reference, fmt=fmt, dpi=dpi
+            )
         except (FileNotFoundError, ValueError) as err:
             raise _AnalysisError(str(err)) from None
     _print_batch_summary(load_results(results), readout)
