@@ -22,8 +22,7 @@ PLAY_INTERVAL_MS = 1
 
 SLIDER_VALUES = """
 .v-slider__thumb-container .v-slider__thumb-label-container { display: block !important; }
-.v-slider__thumb-label { transform: translateY(-20%) translateX(-50%) rotate(-45deg) !important; }
-.v-input__slider { padding-top: 18px; }
+.v-input__slider { padding-top: 22px; }
 """
 """CSS that shows every slider's value on its thumb at all times (not only while dragging)."""
 

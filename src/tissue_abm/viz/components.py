@@ -684,7 +684,7 @@ def TissueGrid(
     with solara.Column(
         gap="4px",
         classes=["tissue-grid"],
-        style={"max-width": f"{620 if reference is None and size <= 100 else 900}px"},
+        style={"max-width": f"{620 if size <= 100 else 900}px"},
     ):
         solara.Text(
             day_text(model),
@@ -710,7 +710,7 @@ def TissueGrid(
         if reference is None:
             GridImage(model, day, show_sasp, "", "tissue-grid-image")
         else:
-            with solara.Row(gap="4px"):
+            with solara.Column(gap="2px"):  # one above the other: each as wide as one alone
                 GridImage(model, day, show_sasp, "this run", "tissue-grid-image")
                 GridImage(
                     reference,
