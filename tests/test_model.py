@@ -305,6 +305,14 @@ def test_datacollector_holds_each_days_counts_of_the_agents() -> None:
     assert_frame_equal(table, model.readouts)
 
 
+def test_readouts_read_while_a_day_is_collected_hold_the_full_days() -> None:
+    model = active_model(size=10, days=5)
+    model.run_for(3)
+    before = model.readouts
+    model.datacollector.model_vars["day"].append(4)  # a collect under way: one column ahead
+    assert_frame_equal(model.readouts, before)
+
+
 def test_mesa_plot_component_draws_from_the_datacollector() -> None:
     import solara
     from mesa.visualization import make_plot_component

@@ -88,9 +88,10 @@ def sasp_top(model: TissueModel) -> float:
 
 def readouts_now(model: TissueModel) -> pd.DataFrame:
     """The model's readout table, built once a day however many drawings ask for it."""
+    days = min(map(len, model.datacollector.model_vars.values()))  # days collected in full
     cached = getattr(model, "_viz_readouts", None)
-    if cached is None or cached[0] != model.time:
-        cached = (model.time, model.readouts)
+    if cached is None or cached[0] != days:
+        cached = (days, model.readouts)
         model._viz_readouts = cached
     return cached[1]
 

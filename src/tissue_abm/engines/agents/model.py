@@ -259,8 +259,14 @@ class TissueModel(TissueBase, mesa.Model):
 
     @property
     def readouts(self) -> pd.DataFrame:
-        """Daily readouts so far (one row per day, day 0 = initial state)."""
-        return self.datacollector.get_model_vars_dataframe()
+        """Daily readouts so far (one row per day, day 0 = initial state).
+
+        The `datacollector`'s table; read while a day is being collected (by a view in another
+        thread), it holds the days collected in full.
+        """
+        columns = self.datacollector.model_vars
+        days = min(map(len, columns.values()))
+        return pd.DataFrame({name: values[:days] for name, values in columns.items()})
 
     def _record(self, row: dict[str, Num]) -> None:
         """Keep today's readouts in the `datacollector` (Mesa's `DataCollector`)."""
