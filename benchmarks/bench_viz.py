@@ -69,19 +69,24 @@ def main():
         _, rc = solara.render(AppPage(), handle_error=False)
     step = rc.find(v.Btn, children=["Step"]).widget
     interval = rc.find(v.Slider, label="Render Interval (steps)").widget
-    if args.warmup_days:
-        interval.v_model = args.warmup_days
-        step.click()
-        interval.v_model = 1
-    if args.sasp:
-        rc.find(v.Switch, label="show the SASP field").widget.v_model = True
     day = rc.find(v.Html, class_="tissue-day").widget
+
+    def warm_up() -> None:
+        """Reset, then run on to the warm-up age in one Step."""
+        rc.find(v.Btn, children=["Reset"]).widget.click()
+        if args.warmup_days:
+            interval.v_model = args.warmup_days
+            step.click()
+            interval.v_model = 1
 
     def today() -> int:
         return int(re.match(r"Day (\d+)", day.children[0]).group(1))
 
+    if args.sasp:
+        rc.find(v.Switch, label="show the SASP field").widget.v_model = True
     rates = []
-    for _ in range(args.rounds):
+    for _ in range(args.rounds):  # each round from the same day
+        warm_up()
         first, start = today(), time.perf_counter()
         rc.find(v.Btn, children=["▶"]).widget.click()
         time.sleep(args.play_seconds)
@@ -90,6 +95,7 @@ def main():
         time.sleep(0.5)  # the play loop ends its last day
     play = statistics.median(rates)
 
+    warm_up()
     click = median_ms(step.click, args.repeats)
     model = ViewedTissue(**initial_values(model_params(None)))
     for _ in range(args.warmup_days):
