@@ -96,13 +96,22 @@ def _positive(text: str) -> int:
     return value
 
 
-def _dpi(text: str) -> int:
-    value = int(text) if text.isdigit() else 0
-    if not 20 <= value <= 1200:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not allowed; allowed: a whole number from 20 to 1200"
-        )
-    return value
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` (>= 1) to `high`."""
+
+    def parse(text: str) -> int:
+        value = int(text) if text.isdigit() else 0
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not allowed; allowed: a whole number from {low} to {high}"
+            )
+        return value
+
+    return parse
+
+
+_dpi = _whole_number(20, 1200)
+_port = _whole_number(1, 65535)
 
 
 def _add_figure_options(parser: argparse.ArgumentParser) -> None:
@@ -119,15 +128,6 @@ def _add_figure_options(parser: argparse.ArgumentParser) -> None:
         default=120,
         help="resolution of PNG figures and of images in SVG/PDF, dots per inch (default: 120)",
     )
-
-
-def _port(text: str) -> int:
-    value = int(text) if text.isdigit() else 0
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not allowed; allowed: a whole number from 1 to 65535"
-        )
-    return value
 
 
 # --- the parser -------------------------------------------------------------------------------
