@@ -368,6 +368,29 @@ def test_flat_parameters_are_checked_as_in_a_scenario_file(keywords: dict, messa
         parse_scenario(text.replace("'", '"'), "file.toml")
 
 
+def test_solaraviz_model_params_set_biological_parameters_on_reset() -> None:
+    import ipyvuetify as v
+    import solara
+    from mesa.visualization import Slider, SolaraViz
+
+    model = solara.reactive(TissueModel(size=10, days=5, rng=1))
+    params = {
+        "immune_kill": Slider("immune kill", value=0.3, min=0.0, max=1.0, step=0.1),
+        "size": 12,
+    }
+
+    @solara.component
+    def Page() -> None:
+        with solara.AppLayout():  # the sidebar, with Reset, is laid out by the app layout
+            SolaraViz(model, components=[], model_params=params)
+
+    _, rc = solara.render(Page(), handle_error=False)
+    rc.find(v.Btn, children=["Reset"]).widget.click()
+    rc.close()
+    assert model.value.params.immune_kill == 0.3
+    assert model.value.tissue.data.shape == (12, 12)
+
+
 def test_an_unknown_keyword_names_the_closest_parameter_or_rng() -> None:
     with pytest.raises(
         TypeError, match=r"'imune_kill' is not a parameter; did you mean 'immune_kill'"

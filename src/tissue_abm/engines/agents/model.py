@@ -75,6 +75,7 @@ class TissueModel(TissueBase, mesa.Model):
         torus: bool = True,
         rng: int | np.random.Generator | None = None,
         perturbations: Sequence[Perturbation] = (),
+        scenario: object | None = None,
         **parameters: float,
     ) -> None:
         """Create the tissue at `start_age` and record day 0.
@@ -90,6 +91,8 @@ class TissueModel(TissueBase, mesa.Model):
                 their own generators (`perturbation.perturbation_seed`).
             perturbations: Pulses and transplants, ages in [start_age, start_age + days) and
                 not decreasing; each is applied at the start of the step leaving its age.
+            scenario: Ignored: the (experimental) Mesa scenario that SolaraViz's Reset passes
+                to a model taking keywords; the arguments above are the run's settings.
             **parameters: Biological parameters by name (`TissueModel(immune_kill=0.5)`), set
                 over `params` and validated as a scenario file's (`tissue-abm params`).
 
