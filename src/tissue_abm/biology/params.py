@@ -63,7 +63,7 @@ class Parameters(BaseModel):
         "fraction of sites",
         0.0,
         1.0,
-        "assumed: a nearly confluent tissue with a few vacancies",
+        "assumed: a nearly confluent tissue with a few empty sites",
         "Fraction of sites holding a cell at the start age.",
     )
     initial_senescent_fraction: float = _param(
@@ -414,8 +414,9 @@ class Parameters(BaseModel):
         "1/day",
         0.0,
         1.0,
-        "assumed: vacancies refill within weeks in young tissue",
-        "Daily division probability of a healthy cell next to a vacancy at full oxytocin signal.",
+        "assumed: empty sites refill within weeks in young tissue",
+        "Daily division probability of a healthy cell next to an empty site at full oxytocin "
+        "signal.",
     )
     healthy_death_rate: float = _param(
         0.002,

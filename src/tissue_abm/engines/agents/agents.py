@@ -118,7 +118,7 @@ class HealthyCell(TissueCell):
         """Accrue damage and SASP exposure, then draw today's event.
 
         The competing events, in order: death, primary senescence, paracrine senescence,
-        division into a random vacant neighbour (a replicative arrest instead at the limit).
+        division into a random empty neighbour (a replicative arrest instead at the limit).
         """
         p = self.model.params
         sasp = float(self.cell.sasp) * day.inflammation

@@ -10,7 +10,7 @@ One step is one day. Each day:
    (see `agents`); immune-free sites draw immune recruitment from the start-of-day SASP.
 3. *Apply* — intents run in random order (a uniformly random priority); the first intent to claim
    a tissue or immune slot wins, later claims on that slot are dropped. This is the one conflict
-   rule: it settles two divisions into one vacancy, two immune cells (or an immune cell and a
+   rule: it settles two divisions into one empty site, two immune cells (or an immune cell and a
    recruit) moving into one site, and two removals of one senescent cell.
 4. *SASP field* — senescent cells secrete; the field diffuses and decays (`rules.diffuse_decay`,
    in place on the `sasp` property layer).
