@@ -2,8 +2,10 @@
 
 The test starts `tissue-abm viz scenarios/untreated.toml` on a free port (in its own process
 group, stopped with Ctrl-C like a user would), opens the page, and checks what a user sees: the
-grid image, Step advancing the day counter and changing the image, Play and pause, a changed
-control taking effect on Reset, the render interval stepping many days at once. Every request
+grid image, Step advancing the day counter and changing the image, Play and pause, changed
+controls taking effect on Reset (daily rapamycin compared with an untreated reference: two grids,
+dose ticks on the charts), sliders showing their values, the readouts downloaded as CSV and
+Parquet (read back with pandas), the render interval stepping many days at once. Every request
 must go to the local server and succeed; the server is told to use an unreachable CDN, so a
 front-end file missing from the local assets fails the test instead of being fetched.
 
@@ -107,18 +109,40 @@ class Seen:
     requests: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     grid_changed_on_step: bool = False
+    dose_pixels: list[int] = field(default_factory=list)
+    """Pixels of rapamycin's colour in the cell-types chart: before and after adding it."""
+    reference_grid: bool = False
+    slider_value: str = ""
+    downloads: dict[str, Path] = field(default_factory=dict)
+
+
+RAPAMYCIN_RGB = (0, 114, 178)  # "#0072B2", rapamycin's dose ticks and window
+
+
+def colour_pixels(png: bytes, rgb: tuple[int, int, int], tolerance: int = 40) -> int:
+    """How many pixels of a PNG screenshot are within `tolerance` of `rgb` in every channel."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int((np.abs(pixels - np.array(rgb)).max(axis=2) <= tolerance).sum())
 
 
 def day_of(text: str) -> int:
     return int(re.match(r"Day (\d+) of", text).group(1))
 
 
-def use_page(page, url: str, screenshot: Path, render_interval_clicks: int = 1) -> Seen:
+def use_page(
+    page, url: str, screenshot: Path, render_interval_clicks: int = 1, downloads: Path | None = None
+) -> Seen:
     """Drive the page as a user would and save a screenshot at the end; return what was seen.
 
-    Loads the page, steps one day, plays and pauses, changes the rapamycin schedule to daily
-    and the grid size to 80, resets, then steps with the largest render interval
-    `render_interval_clicks` times, and saves the screenshot.
+    Loads the page, steps one day, plays and pauses, changes the rapamycin schedule to daily,
+    the grid size to 80 and the comparison to untreated, resets, then steps with the largest
+    render interval `render_interval_clicks` times, downloads the readouts (CSV and Parquet,
+    into `downloads` if given), and saves the screenshot.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
@@ -149,6 +173,8 @@ def use_page(page, url: str, screenshot: Path, render_interval_clicks: int = 1) 
     seen.days.append(day.inner_text())
     seen.settings.append(page.locator(".tissue-settings").inner_text())
     before = grid.screenshot()
+    cell_types = page.locator(".tissue-chart").first
+    seen.dose_pixels.append(colour_pixels(cell_types.screenshot(), RAPAMYCIN_RGB))
 
     page.get_by_role("button", name="Step").click()
     expect(day).to_contain_text("Day 1 of 640", timeout=TIMEOUT_MS)
@@ -170,8 +196,16 @@ def use_page(page, url: str, screenshot: Path, render_interval_clicks: int = 1) 
     size.focus()
     size.press("ArrowLeft")
     size.press("ArrowLeft")  # 100 -> 80 sites per side
+    page.locator(".v-input", has_text="Compare with").locator(".v-select__slot").click()
+    page.get_by_role("option", name="untreated", exact=True).click()
+    seen.slider_value = (
+        page.locator(".v-input", has_text="Grid size")
+        .locator(".v-slider__thumb-label")
+        .inner_text()
+    )
     page.get_by_role("button", name="Reset").click()
     expect(page.locator(".tissue-settings")).to_contain_text("80×80 sites", timeout=TIMEOUT_MS)
+    seen.reference_grid = page.locator(".tissue-reference-image").is_visible()
     seen.settings.append(page.locator(".tissue-settings").inner_text())
     seen.days.append(day.inner_text())
 
@@ -185,7 +219,15 @@ def use_page(page, url: str, screenshot: Path, render_interval_clicks: int = 1) 
     seen.days.append(day.inner_text())
     seen.now.append(page.locator(".tissue-now").inner_text())
     page.wait_for_timeout(300)  # let the charts' images arrive
+    seen.dose_pixels.append(colour_pixels(cell_types.screenshot(), RAPAMYCIN_RGB))
     page.screenshot(path=str(screenshot))
+    if downloads is not None:
+        for label in ("readouts CSV", "readouts Parquet"):
+            with page.expect_download(timeout=TIMEOUT_MS) as started:
+                page.get_by_role("button", name=f"Download {label}").click()
+            path = downloads / started.value.suggested_filename
+            started.value.save_as(path)
+            seen.downloads[label] = path
     return seen
 
 
@@ -209,9 +251,13 @@ def test_browser_view_steps_resets_and_stays_offline(tmp_path):
                 f"{CHROMIUM} is missing; CI must run the browser test (apt-get install -y chromium)"
             )
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); not in CI")
+    import pandas as pd
+
+    from tissue_abm.biology.readouts import READOUTS
+
     shot = tmp_path / "viz.png"
     with viz_server(SCENARIO, tmp_path / "server.log") as url, chromium_page() as page:
-        seen = use_page(page, url, shot)
+        seen = use_page(page, url, shot, downloads=tmp_path)
 
     assert seen.days[0].startswith("Day 0 of 640 · age 90 days")
     assert seen.settings[0].startswith("untreated · seed 1 · 100×100 sites · rapamycin none")
@@ -220,6 +266,19 @@ def test_browser_view_steps_resets_and_stays_offline(tmp_path):
     assert day_of(seen.days[2]) >= 2  # Play ran on
     assert seen.days[3].startswith("Day 0 of 640")  # Reset started again ...
     assert "80×80 sites · rapamycin 1 mg/kg daily from 90 d" in seen.settings[1]  # ... as set
+    assert seen.settings[1].startswith("untreated with the page's therapies: rapamycin")
+    assert seen.slider_value == "80"  # the slider shows its value without being dragged
+    assert seen.reference_grid  # compared with the untreated run: its grid beside this one
+    assert seen.dose_pixels[0] == 0 < seen.dose_pixels[1]  # the daily doses are ticked
+    columns = ["scenario", "seed", "engine", *READOUTS]
+    days = day_of(seen.days[4])
+    for table in (
+        pd.read_csv(seen.downloads["readouts CSV"]),
+        pd.read_parquet(seen.downloads["readouts Parquet"]),
+    ):
+        assert list(table.columns) == columns
+        assert table["day"].tolist() == list(range(days + 1))
+        assert (table["rapamycin_exposure"].iloc[-1]) > 1.0
     assert day_of(seen.days[4]) >= 90  # one Step of the largest render interval
     exposure = float(re.search(r"rapamycin ([\d.]+) mg/kg", seen.now[0]).group(1))
     assert exposure > 1.0, seen.now[0]  # the daily rapamycin acts

@@ -211,6 +211,43 @@ def run_tiny(out: Path, *options: str) -> int:
     return cli.main(["run", str(COMBINED), "--out", str(out), *TINY, *options])
 
 
+DOSE_RESPONSE = ROOT / "scenarios" / "experiments" / "rapamycin_dose_response.toml"
+
+
+def test_run_on_a_swept_file_without_point_says_so_and_runs_nothing(tmp_path, capsys):
+    assert cli.main(["run", str(DOSE_RESPONSE), "--out", str(tmp_path / "out"), *TINY]) == 2
+    assert_one_line_error(
+        capsys.readouterr().err,
+        "sweeps 6 points",
+        "therapy.rapamycin.dose",
+        "--point N with N from 0 to 5",
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("scenario", "point"), [(DOSE_RESPONSE, 6), (COMBINED, 1)])
+def test_run_refuses_a_point_outside_the_sweep(tmp_path, capsys, scenario, point):
+    out = tmp_path / "out"
+    assert cli.main(["run", str(scenario), "--out", str(out), "--point", str(point), *TINY]) == 2
+    assert_one_line_error(capsys.readouterr().err, f"--point {point} is not allowed")
+    assert not out.exists()
+
+
+def test_run_point_runs_that_sweep_point_labelled_as_in_a_batch(tmp_path):
+    out = tmp_path / "out"
+    assert cli.main(["run", str(DOSE_RESPONSE), "--out", str(out), "--point", "4", *TINY]) == 0
+    assert files_in(out) == [
+        "rapamycin_dose_response_seed7_p0004.json",
+        "rapamycin_dose_response_seed7_p0004.parquet",
+    ]
+    table = load_results(out)
+    assert set(table["point"]) == {4}
+    assert set(table["therapy.rapamycin.dose"]) == {2.0}  # the file's fifth dose
+    manifest = json.loads((out / "rapamycin_dose_response_seed7_p0004.json").read_text())
+    assert manifest["scenario"]["therapy"]["rapamycin"]["dose"] == 2.0
+    assert manifest["point"] == 4
+
+
 def test_run_writes_exactly_the_parquet_and_manifest_named_after_scenario_and_seed(tmp_path):
     assert run_tiny(tmp_path / "out") == 0
     assert files_in(tmp_path / "out") == ["combined_seed7.json", "combined_seed7.parquet"]

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+from factories import make_batch
 from tissue_abm.biology.params import parameter_table, parameters_markdown
 from tissue_abm.runs.batch import plan_batch, run_batch
 
@@ -65,3 +66,37 @@ def test_readme_batch_to_pandas_to_figure_snippet_runs_as_written(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "trajectories.png").stat().st_size > 0
+
+
+def test_readme_from_python_snippet_runs_and_loads_a_folder_the_setup_command_writes(
+    tmp_path, monkeypatch
+):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## From Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    folder = re.search(r'load_results\("([^"]+)"\)', code).group(1)
+    assert f"--out {folder} " in readme_setup_commands()[0]  # an earlier command wrote it
+    make_batch(tmp_path / folder, ("untreated",), replicates=1, size=6, snapshots=())
+    code = code.replace("size=50", "size=12").replace("days=120", "days=5")
+    code = code.replace("run_for(120)", "run_for(5)")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    model = namespace["model"]
+    assert model.therapy.rapamycin is not None and model.therapy.oxytocin is not None
+    assert model.params.immune_kill == 0.5
+    assert len(namespace["daily"]) == 6 and len(namespace["table"]) > 0
+
+
+def test_every_source_a_parameter_cites_is_in_docs_references():
+    references = (ROOT / "docs" / "references.md").read_text(encoding="utf-8")
+    sections = set(re.findall(r"^## (\d+)\.", references, re.M))
+    for row in parameter_table():
+        source = row["source"]
+        assert "literature.md" not in source, row["name"]
+        for number in re.findall(r"§(\d+)", source):
+            assert number in sections, (row["name"], number)
+        for author, year in re.findall(r"([A-Z][a-z]+)(?: et al\.)? ((?:19|20)\d\d)", source):
+            assert re.search(rf"{author}\b[^\n]*{year}", references), (row["name"], author)
+        if "source article" in source:
+            assert "§11" in source, row["name"]

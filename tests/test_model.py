@@ -288,6 +288,136 @@ def test_run_model_stops_exactly_at_the_last_day() -> None:
     assert model.readouts["day"].tolist() == list(range(days + 1))
 
 
+# --- 3. what a Mesa user expects: data collection, flat parameters, agent.remove() -------------
+
+
+def test_datacollector_holds_each_days_counts_of_the_agents() -> None:
+    model = active_model(size=20, days=15, rng=5)
+    counted = []
+    for _ in range(15):
+        model.step()
+        sites = model.tissue.data.size
+        counted.append(len(agents_of(model, SenescentCell)) / sites)
+    table = model.datacollector.get_model_vars_dataframe()
+    assert len(table) == 16  # day 0 and one row a day
+    assert table["day"].tolist() == list(range(16))
+    np.testing.assert_allclose(table["senescent_fraction"].iloc[1:], counted)
+    assert_frame_equal(table, model.readouts)
+
+
+def test_readouts_read_while_a_day_is_collected_hold_the_full_days() -> None:
+    model = active_model(size=10, days=5)
+    model.run_for(3)
+    before = model.readouts
+    model.datacollector.model_vars["day"].append(4)  # a collect under way: one column ahead
+    assert_frame_equal(model.readouts, before)
+
+
+def test_mesa_plot_component_draws_from_the_datacollector() -> None:
+    import solara
+    from mesa.visualization import make_plot_component
+
+    model = active_model(size=15, days=5)
+    model.run_for(5)
+    drawn = {}
+
+    def keep_lines(ax) -> None:
+        drawn.update({line.get_label(): line.get_ydata() for line in ax.lines})
+
+    component, _ = make_plot_component(["senescent_fraction", "immune"], post_process=keep_lines)
+    _, rc = solara.render(component(model), handle_error=False)
+    rc.close()
+    assert set(drawn) == {"senescent_fraction", "immune"}
+    np.testing.assert_array_equal(drawn["immune"], model.readouts["immune"])
+    assert drawn["immune"][-1] == len(agents_of(model, ImmuneCell))
+
+
+def test_flat_keyword_parameters_set_the_same_run_as_a_parameters_object() -> None:
+    flat = TissueModel(size=12, days=8, rng=2, immune_kill=0.25, sasp_decay=0.3)
+    built = TissueModel(params=Parameters(immune_kill=0.25, sasp_decay=0.3), size=12, days=8, rng=2)
+    assert flat.params == built.params
+    flat.run_for(8)
+    built.run_for(8)
+    assert_frame_equal(flat.readouts, built.readouts)
+    over = TissueModel(params=Parameters(sasp_decay=0.3), size=5, days=1, immune_kill=0.25)
+    assert (over.params.sasp_decay, over.params.immune_kill) == (0.3, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        (
+            {"immune_kill": 2.0},
+            r"^immune_kill = 2\.0 is not allowed; allowed: a number from 0\.0 to 1\.0",
+        ),
+        ({"immune_kill": "high"}, r"^immune_kill = 'high' is not allowed"),
+        ({"replicative_limit": 2.5}, r"^replicative_limit = 2\.5 .*a whole number"),
+        (
+            {"initial_occupancy": 0.1, "initial_senescent_fraction": 0.2},
+            r"initial_senescent_fraction \(0\.2\) cannot exceed initial_occupancy",
+        ),
+    ],
+)
+def test_flat_parameters_are_checked_as_in_a_scenario_file(keywords: dict, message: str) -> None:
+    from tissue_abm.runs.scenario import ScenarioError, parse_scenario
+
+    with pytest.raises(ValueError, match=message):
+        TissueModel(size=5, days=1, **keywords)
+    text = "[parameters]\n" + "".join(f"{k} = {v!r}\n" for k, v in keywords.items())
+    with pytest.raises(ScenarioError):  # a scenario file rejects the same values
+        parse_scenario(text.replace("'", '"'), "file.toml")
+
+
+def test_solaraviz_model_params_set_biological_parameters_on_reset() -> None:
+    import ipyvuetify as v
+    import solara
+    from mesa.visualization import Slider, SolaraViz
+
+    model = solara.reactive(TissueModel(size=10, days=5, rng=1))
+    params = {
+        "immune_kill": Slider("immune kill", value=0.3, min=0.0, max=1.0, step=0.1),
+        "size": 12,
+    }
+
+    @solara.component
+    def Page() -> None:
+        with solara.AppLayout():  # the sidebar, with Reset, is laid out by the app layout
+            SolaraViz(model, components=[], model_params=params)
+
+    _, rc = solara.render(Page(), handle_error=False)
+    rc.find(v.Btn, children=["Reset"]).widget.click()
+    rc.close()
+    assert model.value.params.immune_kill == 0.3
+    assert model.value.tissue.data.shape == (12, 12)
+
+
+def test_an_unknown_keyword_names_the_closest_parameter_or_rng() -> None:
+    with pytest.raises(
+        TypeError, match=r"'imune_kill' is not a parameter; did you mean 'immune_kill'"
+    ):
+        TissueModel(size=5, days=1, imune_kill=0.5)
+    with pytest.raises(TypeError, match=r"rng="):
+        TissueModel(size=5, days=1, **{SEED_KEYWORD: 1})
+
+
+def test_agent_remove_keeps_the_property_layers_consistent() -> None:
+    model = active_model(size=20, days=10, rng=8)
+    model.run_for(3)
+    senescent = agents_of(model, SenescentCell)[0]
+    healthy = agents_of(model, HealthyCell)[0]
+    immune = agents_of(model, ImmuneCell)[0]
+    sites = [a.cell.coordinate for a in (senescent, healthy, immune)]
+    for agent in (senescent, healthy, immune):
+        agent.remove()
+    assert model.tissue.data[sites[0]] == EMPTY
+    assert model.tissue.data[sites[1]] == EMPTY
+    assert not model.immune.data[sites[2]]
+    check_tissue_layer(model)
+    check_immune_layer(model)
+    model.step()  # the next day counts what is left
+    check_agents(model)
+
+
 # --- 6. Mesa 4-proofing ---------------------------------------------------------------------------
 
 # Written so that this file does not match its own patterns (it is scanned too).

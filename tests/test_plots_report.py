@@ -14,15 +14,20 @@ from matplotlib.figure import Figure
 from factories import BATCH_DAYS, BATCH_START, CANONICAL, make_batch, synthetic
 from tissue_abm import load_results
 from tissue_abm.analysis.plots import (
+    SCENARIO_COLOURS,
     end_distributions,
     grid_snapshot,
     save_figures,
+    snapshot_comparison,
     synergy_bars,
     trajectories,
+    treatment_starts,
 )
 from tissue_abm.analysis.summary import summarise
 from tissue_abm.analysis.synergy import synergy
 from tissue_abm.biology.rules import DAYS_PER_YEAR
+from tissue_abm.cli import main
+from tissue_abm.runs.batch import plan_batch, run_batch
 from tissue_abm.runs.results import load_snapshots
 from tissue_abm.studies.report import markdown_table, number, write_report
 
@@ -244,7 +249,97 @@ def test_markdown_table_and_numbers():
     text = markdown_table(["a", "b"], [["x|y", 1.5]])
     assert text.splitlines() == ["| a | b |", "|:---|---:|", "| x\\|y | 1.5 |"]
     assert number(0.0123456) == "0.01235"
+    assert number(0.0038) == "0.003800"  # trailing zeros kept: same precision in every cell
+    assert number(50.6) == "50.60"
+    assert number(730.0) == "730" and number(4) == "4"  # whole numbers stay whole
     assert number(float("nan")) == "–"
     assert number(float("inf")) == "not reached"
     assert pd.isna(float("nan"))
     assert json.dumps(number(12345.6)) == '"1.235e+04"'
+
+
+# --- formats, treatment starts, captions, the snapshot panel, survival too short ---------------
+
+
+@pytest.fixture(scope="module")
+def real_batch(tmp_path_factory):
+    """A tiny batch written by run_batch (its manifest lists each point's therapy)."""
+    files = [f"scenarios/{name}.toml" for name in ("untreated", "rapamycin", "senolytic")]
+    out = tmp_path_factory.mktemp("real") / "batch"
+    run_batch(plan_batch(files, replicates=2, days=300, size=8), out, workers=1)
+    return out
+
+
+def test_treatment_starts_come_from_each_points_therapy(real_batch):
+    starts = treatment_starts(real_batch, load_results(real_batch))
+    assert starts == {"rapamycin": 365.0, "senolytic": 365.0}  # as in the scenario files
+
+
+def test_trajectories_mark_each_treatment_start_in_its_colour(results):
+    fig = trajectories(results, starts={"rapamycin": 365.0})
+    for ax in fig.axes:
+        marks = [line for line in ax.lines if line.get_linestyle() == ":"]
+        assert len(marks) == 1
+        assert marks[0].get_xdata()[0] == pytest.approx(365.0 / DAYS_PER_YEAR)
+        assert marks[0].get_color() == SCENARIO_COLOURS["rapamycin"]
+    assert "treatment start" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_snapshot_comparison_has_one_panel_per_scenario(snapshots):
+    last = snapshots[snapshots["age"] == snapshots["age"].max()]
+    first = last[last["replicate"] == last["replicate"].min()]
+    shots = {name: first[first["scenario"] == name] for name in ("untreated", "combined")}
+    fig = snapshot_comparison(shots, float(last["age"].iloc[0]))
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes] == ["untreated", "combined"]
+
+
+@pytest.mark.parametrize(("fmt", "magic"), [("svg", b"<?xml"), ("pdf", b"%PDF")])
+def test_plot_writes_the_asked_format(real_batch, tmp_path, fmt, magic):
+    out = tmp_path / "figs"
+    assert main(["plot", str(real_batch), "--out", str(out), "--format", fmt]) == 0
+    files = sorted(out.iterdir())
+    assert files and all(f.suffix == f".{fmt}" for f in files)
+    assert all(f.read_bytes().startswith(magic) for f in files)
+
+
+def test_plot_dpi_scales_the_png(real_batch, tmp_path):
+    from PIL import Image
+
+    widths = []
+    for dpi in (40, 80):
+        out = tmp_path / f"dpi{dpi}"
+        assert main(["plot", str(real_batch), "--out", str(out), "--dpi", str(dpi)]) == 0
+        widths.append(Image.open(out / "end_senescent_fraction.png").size[0])
+    assert widths[1] == pytest.approx(2 * widths[0], abs=2)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--format", "gif"], "invalid choice: 'gif'"),
+        (["--dpi", "5"], "'5' is not allowed; allowed: a whole number from 20 to 1200"),
+    ],
+)
+def test_plot_and_report_refuse_a_bad_figure_option(tmp_path, capsys, option, message):
+    for command in ("plot", "report"):
+        with pytest.raises(SystemExit) as stop:
+            main([command, str(tmp_path), *option])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_numbers_its_figures_with_captions_and_says_which_runs_are_too_short(
+    real_batch, tmp_path
+):
+    text = write_report(real_batch, out=tmp_path / "pdf", dpi=40, fmt="pdf", n_boot=50)
+    text = text.read_text()
+    links = re.findall(r"\[([^]]+\.pdf)\]\(([^)]+)\)", text)
+    assert links and all((tmp_path / "pdf" / target).exists() for _, target in links)
+    captions = re.findall(r"^\*Figure (\d+)\. (.+)\*$", text, re.M)
+    assert [int(n) for n, _ in captions] == list(range(1, len(links) + 1))
+    assert any("treatment start" in caption for _, caption in captions)
+    # 300-day runs from 90 days: every organism group is still mostly alive at the end
+    assert re.search(r"^\| rapamycin \| 2 \| > 390 \(runs too short\) \|", text, re.M)
+    assert "Every group's runs end before half of their organisms have died" in text
+    assert "not reached |" not in text.split("## Organism survival")[1]

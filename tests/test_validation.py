@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factories import results_rows, results_table
+from factories import assert_one_line_error, make_batch, results_rows, results_table
 from tissue_abm.biology.params import Parameters
 from tissue_abm.biology.rules import DAYS_PER_YEAR
 from tissue_abm.cli import main
@@ -195,11 +195,29 @@ def test_point_parameters_are_each_runs_own(small_batch):
 
 
 @pytest.mark.slow
-def test_validate_cli_writes_the_page(small_batch, tmp_path, capsys):
-    out = tmp_path / "docs" / "validation.md"
-    assert main(["validate", str(small_batch), "--out", str(out)]) == 0
-    assert out.read_text(encoding="utf-8").startswith("# Validation")
-    assert (tmp_path / "docs" / "validation" / "survival.png").exists()
+def test_validate_cli_writes_the_page_into_the_results_folder(small_batch, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing goes into a docs/ folder of the current directory
+    assert main(["validate", str(small_batch)]) == 0
+    assert (small_batch / "validation.md").read_text(encoding="utf-8").startswith("# Validation")
+    assert (small_batch / "validation" / "survival.png").exists()
+    assert not (tmp_path / "docs").exists()
+
+
+def test_validate_cli_names_the_missing_experiment_scenarios_and_writes_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    batch = make_batch(tmp_path / "canonical", ("untreated", "rapamycin"), 1, 8, snapshots=())
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(batch)]) == 2
+    assert_one_line_error(
+        capsys.readouterr().err,
+        "none of the experiment scenarios",
+        "wild_type, timing_rapamycin",
+        "dose_grid",
+        "scenarios/experiments/*.toml",
+    )
+    assert not (batch / "validation.md").exists() and not (batch / "validation").exists()
+    assert not (tmp_path / "docs").exists()
 
 
 def test_validate_cli_reports_a_missing_folder(tmp_path, capsys):

@@ -171,12 +171,24 @@ def test_grid_is_one_image_of_the_states_with_immune_markers_on_top(small_model)
     assert legend == ["empty", "healthy", "senescent", "immune cell"]
 
 
-def test_sasp_switch_draws_the_field_with_a_colour_bar(small_model):
-    fig = components.grid_figure(small_model, show_sasp=True)
-    ax, colour_bar = fig.axes
+def test_sasp_switch_draws_the_field_on_one_scale_with_its_unit_and_marks_senescent_cells(
+    small_model,
+):
+    drawing = components.GridDrawing(small_model, show_sasp=True)
+    drawing.update()
+    ax, colour_bar = drawing.figure.axes
     np.testing.assert_allclose(ax.images[0].get_array(), small_model.sasp.data.T)
-    assert colour_bar.get_ylabel() == "SASP (units)"
-    assert len(ax.collections) == 1  # the immune markers stay on top
+    assert "one mature senescent cell's daily secretion" in colour_bar.get_ylabel()
+    outlined, immune = ax.collections  # senescent outlines, then the immune markers on top
+    assert drawing.markers is immune
+    senescent = zip(*np.nonzero(small_model.tissue.data == 2), strict=True)
+    assert sorted(map(tuple, outlined.get_offsets().astype(int))) == sorted(senescent)
+    scale = ax.images[0].get_clim()
+    for _ in range(5):  # the colour scale stays while the field changes
+        small_model.step()
+        drawing.update()
+        assert ax.images[0].get_clim() == scale
+    assert scale[1] >= small_model.params.sasp_secretion  # a mature cell's site fits the scale
 
 
 def test_charts_plot_the_readouts_over_age(small_model):
@@ -190,7 +202,7 @@ def test_charts_plot_the_readouts_over_age(small_model):
     for name, column in [
         ("senescent fraction", "senescent_fraction"),
         ("healthy fraction", "healthy_fraction"),
-        ("vacant fraction", "empty_fraction"),
+        ("empty fraction", "empty_fraction"),
         ("tissue function", "tissue_function"),
         ("mean SASP", "mean_sasp"),
         ("rapamycin exposure", "rapamycin_exposure"),
@@ -238,6 +250,107 @@ def test_day_counter_counts_days_and_says_when_the_run_ends():
     model.step()
     model.step()
     assert components.day_text(model).startswith("Day 2 of 2 (end of run) · age 92 days")
+
+
+# --- compare, treatment marks, downloads, large grids --------------------------------------------
+
+
+def test_a_reference_run_has_the_same_seed_and_grid_and_its_own_therapy():
+    treated = ViewedTissue("combined", rng=3, size=15, compare="untreated")
+    plain = ViewedTissue("untreated", rng=3, size=15)
+    reference = treated.reference
+    assert reference.therapy.rapamycin is None and reference.therapy.oxytocin is None
+    assert reference.params == treated.params and reference.tissue.data.shape == (15, 15)
+    for _ in range(4):
+        treated.step()
+        plain.step()
+    assert reference.time == treated.time == 4
+    # the untreated reference is the untreated scenario's run (same seed, grid, rules)
+    np.testing.assert_array_equal(reference.tissue.data, plain.tissue.data)
+    assert ViewedTissue("untreated", size=10).reference is None  # no comparison by default
+    senolytic = ViewedTissue("untreated", size=10, compare="senolytic").reference
+    assert senolytic.therapy.senolytic == scenario("senolytic").therapy.senolytic
+    with pytest.raises(ScenarioError, match="compare with 'other' is not allowed"):
+        ViewedTissue("untreated", size=10, compare="other")
+
+
+def test_charts_draw_the_reference_dashed_and_mark_treatment_on_every_panel():
+    model = ViewedTissue(
+        "untreated", rng=2, size=15, rapamycin="weekly", rapamycin_start_age=91, compare="untreated"
+    )
+    for _ in range(20):
+        model.step()
+    doses = [age for age in range(91, 111) if (age - 91) % 7 == 0]  # 91, 98, 105 within the run
+    for name in components.CHARTS:
+        drawing = components.ChartDrawing(model, name)
+        drawing.update(model.readouts)
+        reference = model.reference.readouts
+        for column, line in drawing.reference_lines.items():
+            assert line.get_linestyle() == "--"
+            np.testing.assert_allclose(line.get_ydata(), reference[column])
+        panels = {tuple(ax.get_position().bounds) for ax in drawing.figure.axes}
+        ticks = [
+            c
+            for ax in drawing.figure.axes
+            for c in ax.collections
+            if np.asarray(c.get_segments()).size
+        ]
+        assert len(ticks) == len(panels)  # one row of dose ticks on each panel
+        for collection in ticks:
+            ages = sorted(float(seg[0][0]) for seg in collection.get_segments())
+            assert ages[: len(doses)] == doses
+        windows = [p for ax in drawing.figure.axes for p in ax.patches]
+        assert len(windows) == len(panels)  # the shaded window, once a panel
+        assert windows[0].get_x() == 91
+
+
+def test_the_untreated_run_has_no_treatment_marks():
+    model = ViewedTissue("untreated", size=10)
+    for name in components.CHARTS:
+        figure = components.chart_figure(model, name)
+        assert not any(ax.patches or ax.collections for ax in figure.axes)
+
+
+def test_downloads_hold_the_columns_of_tissue_abm_run(tmp_path):
+    import io
+    import zipfile
+
+    import pandas as pd
+
+    from tissue_abm.runs.run import run_scenario
+
+    model = ViewedTissue("untreated", rng=4, size=10)
+    for _ in range(3):
+        model.step()
+    from_csv = pd.read_csv(io.BytesIO(components.readouts_csv(model)))
+    from_parquet = pd.read_parquet(io.BytesIO(components.readouts_parquet(model)))
+    run = run_scenario(model.settings.with_overrides(days=3, engine="agents")).readouts
+    assert list(from_csv.columns) == list(from_parquet.columns) == list(run.columns)
+    assert len(from_parquet) == 4 and set(from_parquet["engine"]) == {"agents"}
+    np.testing.assert_allclose(from_parquet["senescent_fraction"], run["senescent_fraction"])
+    np.testing.assert_allclose(from_csv["tissue_function"], run["tissue_function"])
+    for fmt, magic in (("png", b"\x89PNG"), ("svg", b"<?xml")):
+        archive = zipfile.ZipFile(io.BytesIO(components.figures_zip(model, fmt)))
+        names = archive.namelist()
+        assert f"grid.{fmt}" in names and len(names) == 1 + len(components.CHARTS)
+        assert all(archive.read(name).startswith(magic) for name in names)
+
+
+def test_settings_line_says_when_the_page_changed_the_therapies():
+    plain = ViewedTissue("untreated", size=10)
+    assert controls.describe(plain.settings, plain.picked).startswith("untreated · seed")
+    changed = ViewedTissue("untreated", size=10, rapamycin="daily", senolytic="on")
+    line = controls.describe(changed.settings, changed.picked)
+    assert line.startswith("untreated with the page's therapies: rapamycin + senolytic · ")
+
+
+def test_immune_cells_stay_visible_on_a_large_grid():
+    model = ViewedTissue("untreated", rng=1, size=200)
+    drawing = components.GridDrawing(model)
+    drawing.update()
+    site_pixels = drawing.figure.dpi * drawing.figure.axes[0].get_position().width * 5.4 / 200
+    marker_pixels = 2 * np.sqrt(drawing.markers.get_sizes()[0] / np.pi) * drawing.figure.dpi / 72
+    assert site_pixels >= 2.5 and marker_pixels >= 3
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -312,12 +425,30 @@ def test_reset_builds_a_model_with_the_changed_controls(page):
     click(page, "Reset")
     assert text(page, "tissue-day").startswith("Day 0 of 640")
     settings = text(page, "tissue-settings")
-    assert settings.startswith(
-        "oxytocin · seed 12 · 40×40 sites · rapamycin 1 mg/kg daily "
-        "from 90 d · oxytocin 1 young levels daily from 365 d"
+    assert settings.startswith(  # the oxytocin file's therapy, with rapamycin added on the page
+        "oxytocin with the page's therapies: rapamycin + oxytocin · seed 12 · 40×40 sites · "
+        "rapamycin 1 mg/kg daily from 90 d · oxytocin 1 young levels daily from 365 d"
     )
     click(page, "Step")
     assert "rapamycin 0.00 mg/kg" not in text(page, "tissue-now")  # the new regimen acts
+
+
+def test_compare_on_the_page_shows_two_grids_and_offers_the_downloads(page):
+    assert not page.find(ipywidgets.Image, _dom_classes=("solara-image", "tissue-reference-image"))
+    page.find(v.Select, label="Compare with (same seed and grid)").widget.v_model = "untreated"
+    page.find(v.Select, label="Rapamycin schedule").widget.v_model = "daily"
+    click(page, "Reset")
+    reference = image(page, "tissue-reference-image")
+    assert reference.startswith(b"\x89PNG") and reference != image(page, "tissue-grid-image")
+    click(page, "Step")
+    assert image(page, "tissue-reference-image") != reference
+    labels = [w.children[-1] for w in page.find(v.Btn).widgets if w.children]
+    assert {
+        "Download readouts CSV",
+        "Download readouts Parquet",
+        "Download figures PNG",
+        "Download figures SVG",
+    } <= set(labels)
 
 
 def test_a_bad_seed_on_the_page_is_reported_and_the_scenario_seed_used(page):

@@ -1,17 +1,18 @@
 """The `tissue-abm` command line.
 
-    tissue-abm run SCENARIO.toml [--out DIR] [--seed N] [--days N] [--size N] [--engine E]
-                   [--allow-large] [--quiet]
+    tissue-abm run SCENARIO.toml [--out DIR] [--seed N] [--point N] [--days N] [--size N]
+                   [--engine E] [--allow-large] [--quiet]
     tissue-abm batch SCENARIO.toml ... [--out DIR] [--workers N] [--scheduler ADDRESS]
                      [--replicates N] [--days N] [--size N] [--engine E] [--resume]
                      [--allow-large] [--report] [--quiet]
-    tissue-abm plot RESULTS [--out DIR]
+    tissue-abm plot RESULTS [--out DIR] [--format png|svg|pdf] [--dpi N]
     tissue-abm report RESULTS [--out DIR] [--readout NAME] [--reference NAME]
+                      [--format png|svg|pdf] [--dpi N]
     tissue-abm sensitivity SCENARIO.toml --params A,B=LOW:HIGH,... --samples N
                            [--method morris|sobol] [--replicates N] [--days N] [--size N]
                            [--out DIR] [--workers N] [--scheduler ADDRESS] [--readout NAME]
                            [--seed N] [--resume] [--allow-large] [--quiet]
-    tissue-abm validate RESULTS [--out docs/validation.md]
+    tissue-abm validate RESULTS [--out FILE]
     tissue-abm calibrate [--out DIR] [--population N] [--generations N] [--resume]
                          [--choose-defaults] [--workers N | --scheduler ADDRESS]
     tissue-abm answer [--posterior FILE] [--draws N] [--replicates N] [--quick] [--out DIR]
@@ -95,13 +96,38 @@ def _positive(text: str) -> int:
     return value
 
 
-def _port(text: str) -> int:
-    value = int(text) if text.isdigit() else 0
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not allowed; allowed: a whole number from 1 to 65535"
-        )
-    return value
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` (>= 1) to `high`."""
+
+    def parse(text: str) -> int:
+        value = int(text) if text.isdigit() else 0
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not allowed; allowed: a whole number from {low} to {high}"
+            )
+        return value
+
+    return parse
+
+
+_dpi = _whole_number(20, 1200)
+_port = _whole_number(1, 65535)
+
+
+def _add_figure_options(parser: argparse.ArgumentParser) -> None:
+    """`--format` and `--dpi`, the figure options of `plot` and `report`."""
+    parser.add_argument(
+        "--format",
+        choices=("png", "svg", "pdf"),
+        default="png",
+        help="file format of the figures (default: png)",
+    )
+    parser.add_argument(
+        "--dpi",
+        type=_dpi,
+        default=120,
+        help="resolution of PNG figures and of images in SVG/PDF, dots per inch (default: 120)",
+    )
 
 
 # --- the parser -------------------------------------------------------------------------------
@@ -177,6 +203,14 @@ def _add_run(commands: Commands, parents: dict[str, argparse.ArgumentParser]) ->
         "--out", type=Path, default=None, help="output folder (default: results/<scenario name>)"
     )
     run.add_argument("--seed", type=int, default=None, help="random seed (overrides the file)")
+    run.add_argument(
+        "--point",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the sweep point to run, from 0 (needed for a file with a [sweep]; "
+        "`tissue-abm batch` runs them all)",
+    )
     run.set_defaults(handler=_run)
 
 
@@ -219,13 +253,14 @@ def _add_plot(commands: Commands, parents: dict[str, argparse.ArgumentParser]) -
     plot = commands.add_parser(
         "plot",
         help="draw the figures of a results folder",
-        description="Draw trajectories with CI bands, end-state distributions, synergy bars and "
-        "grid snapshots as PNG files.",
+        description="Draw trajectories with CI bands and treatment starts, end-state "
+        "distributions, synergy bars and grid snapshots (PNG, SVG or PDF).",
     )
     plot.add_argument("results", type=Path, help="results folder (a batch or runs)")
     plot.add_argument(
         "--out", type=Path, default=None, help="folder for the figures (default: RESULTS/figures)"
     )
+    _add_figure_options(plot)
     plot.set_defaults(handler=_plot)
 
 
@@ -250,6 +285,7 @@ def _add_report(commands: Commands, parents: dict[str, argparse.ArgumentParser])
         default="untreated",
         help="scenario the others are compared with (default: untreated)",
     )
+    _add_figure_options(report)
     report.set_defaults(handler=_report)
 
 
@@ -321,17 +357,18 @@ def _add_validate(commands: Commands, parents: dict[str, argparse.ArgumentParser
     validate = commands.add_parser(
         "validate",
         help="write the validation page from a batch of the experiments",
-        description="Write docs/validation.md: the calibration targets (met or not), the "
+        description="Write the validation page: the calibration targets (met or not), the "
         "expected behaviours and the experiment library's answers, from the results of "
-        "`tissue-abm batch scenarios/*.toml scenarios/experiments/*.toml`.",
+        "`tissue-abm batch scenarios/*.toml scenarios/experiments/*.toml`. The repository's "
+        "page is written with --out docs/validation.md.",
     )
     validate.add_argument("results", type=Path, help="batch folder")
     validate.add_argument(
         "--out",
         type=Path,
-        default=Path("docs/validation.md"),
+        default=None,
         help="page to write; its figures go to a folder of the same name "
-        "(default: docs/validation.md and docs/validation/)",
+        "(default: RESULTS/validation.md and RESULTS/validation/)",
     )
     validate.set_defaults(handler=_validate)
 
@@ -540,13 +577,19 @@ def _run(args: argparse.Namespace) -> None:
     from tissue_abm.runs.run import run_scenario
     from tissue_abm.runs.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario, _limits(args).points).with_overrides(
-        seed=args.seed,
-        days=args.days,
-        size=args.size,
-        engine=args.engine,
-        source=f"{args.scenario} (options)",
+    point = (
+        load_scenario(args.scenario, _limits(args).points)
+        .with_overrides(
+            seed=args.seed,
+            days=args.days,
+            size=args.size,
+            engine=args.engine,
+            source=f"{args.scenario} (options)",
+        )
+        .point(args.point, str(args.scenario), _limits(args).points)
     )
+    scenario = point.scenario
+    labels = {"point": point.index, **point.values} if point.values else None
     folder = prepare_output(args.out or DEFAULT_RESULTS / scenario.name)
 
     started, clock = now(), time.perf_counter()
@@ -561,7 +604,9 @@ def _run(args: argparse.Namespace) -> None:
         transient=True,
     ) as bar:
         task = bar.add_task("run", total=scenario.days)
-        run = run_scenario(scenario, progress=lambda done, _: bar.update(task, completed=done))
+        run = run_scenario(
+            scenario, progress=lambda done, _: bar.update(task, completed=done), labels=labels
+        )
     manifest = {
         "scenario_file": str(args.scenario),
         "scenario_text": args.scenario.read_text(encoding="utf-8"),
@@ -569,15 +614,15 @@ def _run(args: argparse.Namespace) -> None:
         "seed": scenario.seed,
         "engine": scenario.engine,
         "days": scenario.days,
+        **({"point": point.index, "sweep_values": point.values} if labels else {}),
         "started": started,
         "finished": now(),
         "wall_seconds": round(time.perf_counter() - clock, 3),
         "status": "done",
         **provenance(),
     }
-    path = write_run(
-        run.readouts, manifest, folder, f"{scenario.name}_seed{scenario.seed}", run.snapshots
-    )
+    stem = f"{scenario.name}_seed{scenario.seed}" + (f"_p{point.index:04d}" if labels else "")
+    path = write_run(run.readouts, manifest, folder, stem, run.snapshots)
     _print_summary(run.readouts, scenario.parameters.healthspan_threshold)
     print(f"readouts: {path}\nmanifest: {path.with_suffix('.json')}")
 
@@ -659,7 +704,9 @@ def _plot(args: argparse.Namespace) -> None:
     from tissue_abm.analysis.plots import save_figures
 
     try:
-        paths = save_figures(args.results, args.out or args.results / "figures")
+        paths = save_figures(
+            args.results, args.out or args.results / "figures", dpi=args.dpi, fmt=args.format
+        )
     except (FileNotFoundError, ValueError) as err:
         raise _AnalysisError(str(err)) from None
     for path in paths:
@@ -667,13 +714,13 @@ def _plot(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    _write_report(args.results, args.out, args.readout, args.reference)
+    _write_report(args.results, args.out, args.readout, args.reference, args.format, args.dpi)
 
 
 def _validate(args: argparse.Namespace) -> None:
     from tissue_abm.studies.validation import validation_page
 
-    out = args.out
+    out = args.out or args.results / "validation.md"
     with console.status("computing the validation page"):
         try:
             page = validation_page(args.results, figures=out.with_suffix(""))
@@ -897,13 +944,22 @@ def _print_runs_done(summary: Summary) -> None:
     )
 
 
-def _write_report(results: Path, out: Path | None, readout: str, reference: str) -> None:
+def _write_report(
+    results: Path,
+    out: Path | None,
+    readout: str,
+    reference: str,
+    fmt: str = "png",
+    dpi: int = 120,
+) -> None:
     from tissue_abm.runs.results import load_results
     from tissue_abm.studies.report import write_report
 
     with console.status("writing figures and report"):
         try:
-            path = write_report(results, out, readout=readout, reference=reference)
+            path = write_report(
+                results, out, readout=readout, reference=reference, fmt=fmt, dpi=dpi
+            )
         except (FileNotFoundError, ValueError) as err:
             raise _AnalysisError(str(err)) from None
     _print_batch_summary(load_results(results), readout)

@@ -2,19 +2,21 @@
 
 Every function returns a `matplotlib.figure.Figure` made with `Figure()` (no pyplot, so no
 global state and no display needed); save one with `fig.savefig(path)`. `save_figures` writes
-every figure that applies to a results folder as PNG files.
+every figure that applies to a results folder (PNG, SVG or PDF), and `caption` says what each
+file shows.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -37,15 +39,17 @@ from tissue_abm.runs.results import (
     GRID_SUFFIX,
     MANIFEST,
     RUNS,
+    OutputError,
     load_results,
     load_snapshots,
     prepare_output,
+    read_manifest,
 )
 
 LABELS = {
     "senescent_fraction": "senescent fraction",
     "healthy_fraction": "healthy fraction",
-    "empty_fraction": "vacant fraction",
+    "empty_fraction": "empty fraction",
     "tissue_function": "tissue function (0-1)",
     "mean_sasp": "mean SASP (units)",
     "immune": "immune cells (count)",
@@ -75,6 +79,16 @@ STATE_COLOURS = {"empty": "#f0f0f0", "healthy": "#a6d96a", "senescent": "#d7301f
 
 IMMUNE_COLOUR = "#2166ac"
 """Colour of the immune-cell markers in `grid_snapshot`."""
+
+SASP_CMAP = "YlOrRd"
+"""Colour map of the SASP field, in the figures and the browser view (white to red, so the blue
+immune markers stay visible)."""
+
+SASP_UNIT = "SASP units: one mature senescent cell's daily secretion"
+"""The SASP field's unit, spelled out on colour bars."""
+
+FORMATS = ("png", "svg", "pdf")
+"""File formats `save_figures` writes."""
 
 
 def label(readout: str) -> str:
@@ -130,6 +144,7 @@ def trajectories(
     readouts: Sequence[str] = ("senescent_fraction", "tissue_function", "mean_sasp", "immune"),
     confidence: float = 0.95,
     ncols: int = 2,
+    starts: Mapping[str, float] | None = None,
 ) -> Figure:
     """Mean trajectory of each group against age, with its confidence band, one panel a readout.
 
@@ -139,11 +154,14 @@ def trajectories(
         confidence: Coverage of the Student-t band of the mean across replicates (see
             `summarise`; no band where a group has a single replicate).
         ncols: Panels per row.
+        starts: Group label -> age of its first dose, days (`treatment_starts`); each is
+            marked by a dotted vertical line in the group's colour.
 
     Returns:
         The figure: one axes per readout, each with one line (and one band) per group, age in
         years on the x axis, and one legend for the figure.
     """
+    starts = starts or {}
     readouts = list(readouts)
     summary = summarise(results, readouts, confidence)
     labels, order, colours = _groups(summary, sweep_columns(results))
@@ -163,10 +181,15 @@ def trajectories(
             low, high = rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy()
             if np.isfinite(low).any():
                 ax.fill_between(years, low, high, color=colours[lab], alpha=0.2, lw=0)
+            if lab in starts:
+                ax.axvline(starts[lab] / DAYS_PER_YEAR, color=colours[lab], ls=":", lw=1.2)
         ax.set_xlabel("age (years)")
         ax.set_ylabel(label(readout))
         ax.grid(alpha=0.3)
     handles, names = axes[0].get_legend_handles_labels()
+    if set(starts) & set(order):
+        handles.append(Line2D([], [], color="0.3", ls=":", lw=1.2))
+        names.append("treatment start")
     fig.legend(handles, names, loc="outside right upper", title="scenario", frameon=False)
     fig.suptitle(f"Mean across replicates with {confidence:.0%} CI")
     return fig
@@ -569,49 +592,17 @@ def grid_snapshot(snapshot: pd.DataFrame) -> Figure:
             f"snapshot holds {len(distinct)} runs/ages; select one (e.g. by "
             f"scenario, point, replicate and age): {shown}"
         )
-    x = snapshot["x"].to_numpy(dtype=int)
-    y = snapshot["y"].to_numpy(dtype=int)
-    shape = (int(y.max()) + 1, int(x.max()) + 1)  # rows = y, so x runs left to right
-    codes = pd.Categorical(snapshot["state"].astype(str), categories=SITE_STATES).codes
-    states = np.full(shape, -1, dtype=float)
-    states[y, x] = codes
-    states[states < 0] = np.nan
-    sasp = np.full(shape, np.nan)
+    states, x, y = _grid_arrays(snapshot)  # rows = y, so x runs left to right
+    sasp = np.full(states.shape, np.nan)
     sasp[y, x] = snapshot["sasp"].to_numpy(dtype=float)
 
     fig = Figure(figsize=(10.5, 5.0), layout="constrained")
     left, right = fig.subplots(1, 2)
-    cmap = ListedColormap([STATE_COLOURS[s] for s in SITE_STATES])
-    left.imshow(
-        states,
-        cmap=cmap,
-        vmin=-0.5,
-        vmax=len(SITE_STATES) - 0.5,
-        origin="lower",
-        interpolation="nearest",
-    )
-    immune = snapshot["immune"].to_numpy(dtype=bool)
-    size = max(shape)
-    left.scatter(
-        x[immune],
-        y[immune],
-        s=max(1.0, 2000.0 / size**1.5),
-        color=IMMUNE_COLOUR,
-        marker="o",
-        linewidths=0,
-    )
-    handles: list[Artist] = [
-        Patch(facecolor=STATE_COLOURS[s], edgecolor="0.5", label=s) for s in SITE_STATES
-    ]
-    handles.append(
-        Line2D(
-            [], [], ls="none", marker="o", color=IMMUNE_COLOUR, markersize=4, label="immune cell"
-        )
-    )
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    _draw_states(left, states, x, y, snapshot["immune"].to_numpy(dtype=bool))
+    _states_legend(fig)
     left.set_title("tissue")
-    image = right.imshow(sasp, cmap="magma", origin="lower", interpolation="nearest")
-    fig.colorbar(image, ax=right, label="SASP (units)", shrink=0.85)
+    image = right.imshow(sasp, cmap=SASP_CMAP, origin="lower", interpolation="nearest")
+    fig.colorbar(image, ax=right, label=SASP_UNIT, shrink=0.85)
     right.set_title("SASP field")
     for ax in (left, right):
         ax.set_xlabel("x (site)")
@@ -622,13 +613,92 @@ def grid_snapshot(snapshot: pd.DataFrame) -> Figure:
         parts.append(f"replicate {first['replicate']}")
     if "age" in snapshot:
         parts.append(f"age {first['age']:g} d ({first['age'] / DAYS_PER_YEAR:.2f} y)")
-    counts = pd.Series(codes).value_counts()
-    sites = int(np.prod(shape))
-    parts.append(
-        f"senescent {counts.get(SITE_STATES.index('senescent'), 0) / sites:.1%}, "
-        f"immune cells {int(immune.sum())}"
-    )
+    parts.append(_census(snapshot))
     fig.suptitle(" · ".join(parts))
+    return fig
+
+
+def _grid_arrays(snapshot: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Site-state codes as an image (rows = y; NaN where no site), and the sites' x and y."""
+    x = snapshot["x"].to_numpy(dtype=int)
+    y = snapshot["y"].to_numpy(dtype=int)
+    codes = pd.Categorical(snapshot["state"].astype(str), categories=SITE_STATES).codes
+    states = np.full((int(y.max()) + 1, int(x.max()) + 1), np.nan)
+    states[y, x] = np.where(codes < 0, np.nan, codes)
+    return states, x, y
+
+
+def _draw_states(
+    ax: Axes, states: np.ndarray, x: np.ndarray, y: np.ndarray, immune: np.ndarray
+) -> None:
+    """The site states as an image with the immune cells as markers on `ax`."""
+    ax.imshow(
+        states,
+        cmap=ListedColormap([STATE_COLOURS[s] for s in SITE_STATES]),
+        vmin=-0.5,
+        vmax=len(SITE_STATES) - 0.5,
+        origin="lower",
+        interpolation="nearest",
+    )
+    ax.scatter(
+        x[immune],
+        y[immune],
+        s=max(1.0, 2000.0 / max(states.shape) ** 1.5),
+        color=IMMUNE_COLOUR,
+        marker="o",
+        linewidths=0,
+    )
+
+
+def _states_legend(fig: Figure) -> None:
+    """A figure legend below: the site states and the immune marker."""
+    handles: list[Artist] = [
+        Patch(facecolor=STATE_COLOURS[s], edgecolor="0.5", label=s) for s in SITE_STATES
+    ]
+    handles.append(
+        Line2D(
+            [], [], ls="none", marker="o", color=IMMUNE_COLOUR, markersize=4, label="immune cell"
+        )
+    )
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+
+
+def _census(snapshot: pd.DataFrame) -> str:
+    """The senescent share of the sites and the immune cells of a snapshot, in words."""
+    senescent = float((snapshot["state"].astype(str) == "senescent").mean())
+    return f"senescent {senescent:.1%}, immune cells {int(snapshot['immune'].sum())}"
+
+
+def snapshot_comparison(snapshots: Mapping[str, pd.DataFrame], age: float) -> Figure:
+    """The tissue of several scenarios at the same age, side by side.
+
+    Args:
+        snapshots: Scenario -> rows of `results.load_snapshots` for one of its runs at `age`.
+        age: Their common age, days.
+
+    Returns:
+        The figure: one axes a scenario (states with immune cells, titled with the scenario and
+        its senescent share), a figure legend below.
+
+    Raises:
+        ValueError: If there are no snapshots.
+    """
+    if not snapshots:
+        raise ValueError("no snapshots to compare")
+    ncols = min(len(snapshots), 5)
+    nrows = -(-len(snapshots) // ncols)
+    fig = Figure(figsize=(3.4 * ncols, 3.5 * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(snapshots) :]:
+        fig.delaxes(ax)
+    for ax, (scenario, shot) in zip(axes, snapshots.items(), strict=False):
+        states, x, y = _grid_arrays(shot)
+        _draw_states(ax, states, x, y, shot["immune"].to_numpy(dtype=bool))
+        ax.set_title(f"{scenario}\n{_census(shot)}", fontsize="medium")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    _states_legend(fig)
+    fig.suptitle(f"The scenarios at age {age:g} d ({age / DAYS_PER_YEAR:.2f} y), first run of each")
     return fig
 
 
@@ -637,6 +707,66 @@ def snapshot_files(results_folder: str | Path) -> list[Path]:
     folder = Path(results_folder)
     pattern = f"{RUNS}/*/*{GRID_SUFFIX}" if (folder / MANIFEST).exists() else f"*{GRID_SUFFIX}"
     return sorted(folder.glob(pattern))
+
+
+def treatment_starts(results_folder: str | Path, results: pd.DataFrame) -> dict[str, float]:
+    """Group label -> age of the group's first dose of any therapy, days, from a batch manifest.
+
+    Groups without a therapy, and folders without a batch manifest listing its sweep points
+    (single runs), give none.
+    """
+    try:
+        points = read_manifest(Path(results_folder)).get("points") or []
+    except OutputError:
+        return {}
+    rows = []
+    for entry in points:
+        regimens = [r for r in (entry.get("therapy") or {}).values() if r]
+        if regimens:
+            start = min(float(r.get("start_age", 0)) for r in regimens)
+            rows.append({"scenario": entry["scenario"], **entry.get("values", {}), "start": start})
+    if not rows:
+        return {}
+    table = pd.DataFrame(rows)
+    labels = group_labels(table, [c for c in sweep_columns(results) if c in table])
+    return dict(zip(labels, table["start"], strict=True))
+
+
+CAPTIONS = {
+    "trajectories": "Mean of each group's replicates over age with its 95% confidence band "
+    "(Student t); a dotted line in the group's colour marks its treatment start.",
+    "end": "{readout} on each run's last kept day: one point a run, with the box of the "
+    "median, quartiles and 1.5 IQR whiskers per group.",
+    "synergy": "Excess of the combination over the Bliss and HSA expectations on {readout}, "
+    "with 95% bootstrap intervals; the shaded band (−10% to 10%) reads as additive.",
+    "snapshots": "The first run of each scenario at age {age} d, side by side: site states "
+    "and immune cells.",
+    "snapshot": "The first run of {scenario} at age {age} d: site states with immune cells "
+    "(left) and the SASP field (right; unit: one mature senescent cell's daily secretion).",
+    "survival": "Organism survival per group (Kaplan–Meier over each run's organisms) with "
+    "95% bands from a bootstrap over runs; the dashed line marks the median.",
+}
+"""Caption of each kind of figure file (the part of its name before the first "_")."""
+
+
+def caption(path: str | Path) -> str:
+    """What a figure file written by `save_figures` (or the report) shows, in one sentence.
+
+    Args:
+        path: The file; its stem gives the kind (`CAPTIONS`), the readout, scenario or age.
+    """
+    stem = Path(path).stem
+    kind, _, rest = stem.partition("_")
+    if kind == "end":
+        return CAPTIONS[kind].format(readout=label(rest).capitalize())
+    if kind == "synergy":
+        return CAPTIONS[kind].format(readout=label(rest))
+    if kind == "snapshots":
+        return CAPTIONS[kind].format(age=rest.removeprefix("age"))
+    if kind == "snapshot":
+        scenario, _, age = rest.rpartition("_age")
+        return CAPTIONS[kind].format(scenario=scenario, age=age)
+    return CAPTIONS.get(kind, stem.replace("_", " "))
 
 
 def save_figures(
@@ -649,30 +779,37 @@ def save_figures(
     n_boot: int = 2000,
     seed: int = 0,
     dpi: int = 120,
+    fmt: str = "png",
 ) -> list[Path]:
-    """Write every figure that applies to a results folder as PNG files.
+    """Write every figure that applies to a results folder.
 
-    Written: `trajectories.png`; `end_<readout>.png` per readout; `synergy_<readout>.png` per
-    readout when the canonical untreated/rapamycin/oxytocin/combined scenarios are all present
-    at one sweep point each; and `snapshot_<scenario>_age<age>.png` for the first run (lowest
-    point and replicate) of each scenario with grid snapshots, one per saved age.
+    Written (`.png` here, or the `fmt` suffix): `trajectories.png` (treatment starts marked);
+    `end_<readout>.png` per readout; `synergy_<readout>.png` per readout when the canonical
+    untreated/rapamycin/oxytocin/combined scenarios are all present at one sweep point each;
+    `snapshots_age<age>.png`, the scenarios side by side at each age two or more of them saved;
+    and `snapshot_<scenario>_age<age>.png` for the first run (lowest point and replicate) of
+    each scenario with grid snapshots, one per saved age.
 
     Args:
         results_folder: A batch's results folder (or any folder `load_results` reads).
-        out_folder: Where to write the PNG files (created if needed).
+        out_folder: Where to write the files (created if needed).
         readouts: Readouts of the per-run distribution and synergy figures.
         results: The already loaded table of `results_folder`, to skip loading it again.
         confidence: Coverage of the confidence bands and intervals (0-1).
         n_boot: Bootstrap resamples of the synergy intervals.
         seed: Seed of the synergy bootstrap.
-        dpi: Resolution of the PNG files (dots per inch).
+        dpi: Resolution (dots per inch) of PNG files and of images inside SVG and PDF.
+        fmt: File format, one of `FORMATS`.
 
     Returns:
         The paths written, in the order above.
 
     Raises:
+        ValueError: If `fmt` is not one of `FORMATS`.
         tissue_abm.runs.results.OutputError: If `out_folder` cannot be written.
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is not allowed; allowed: one of {', '.join(FORMATS)}")
     out = prepare_output(out_folder)
     if results is None:
         results = load_results(results_folder)
@@ -680,29 +817,40 @@ def save_figures(
     written: list[Path] = []
 
     def save(fig: Figure, name: str) -> None:
-        path = out / name
-        fig.savefig(path, dpi=dpi)
+        path = out / f"{name}.{fmt}"
+        fig.savefig(path, dpi=dpi, format=fmt)
         written.append(path)
 
-    save(trajectories(results, confidence=confidence), "trajectories.png")
+    starts = treatment_starts(results_folder, results)
+    save(trajectories(results, confidence=confidence, starts=starts), "trajectories")
     for readout in readouts:
-        save(end_distributions(results, readout), f"end_{readout}.png")
+        save(end_distributions(results, readout), f"end_{readout}")
     if has_synergy_scenarios(results):
         for readout in readouts:
             scores = synergy.synergy(
                 results, readout, n_boot=n_boot, seed=seed, confidence=confidence
             )
-            save(synergy_bars(scores), f"synergy_{readout}.png")
+            save(synergy_bars(scores), f"synergy_{readout}")
     firsts: dict[str, Path] = {}
     for path in snapshot_files(results_folder):
         firsts.setdefault(
             path.parent.name if (Path(results_folder) / MANIFEST).exists() else path.name, path
         )
+    shots: list[tuple[str, float, pd.DataFrame]] = []
     for path in firsts.values():
-        shots = load_snapshots(path)
-        for age, shot in shots.groupby("age", sort=True):
+        for age, shot in load_snapshots(path).groupby("age", sort=True):
             scenario = str(shot["scenario"].iloc[0]) if "scenario" in shot else path.stem
-            save(grid_snapshot(shot), f"snapshot_{scenario}_age{age:g}.png")
+            shots.append((scenario, float(age), shot))
+    by_age: dict[float, dict[str, pd.DataFrame]] = {}
+    for scenario, age, shot in shots:
+        by_age.setdefault(age, {})[scenario] = shot
+    for age, same_age in sorted(by_age.items()):
+        if len(same_age) > 1:
+            order = ordered(same_age, {name: name for name in same_age})
+            shown = {name: same_age[name] for name in order}
+            save(snapshot_comparison(shown, age), f"snapshots_age{age:g}")
+    for scenario, age, shot in shots:
+        save(grid_snapshot(shot), f"snapshot_{scenario}_age{age:g}")
     return written
 
 

@@ -1,9 +1,9 @@
 """Drug-combination synergy scores (Bliss independence and highest single agent).
 
-The formulas follow SynergyFinder (Ianevski 2017; Zheng 2022), as summarised in the project's
-literature notes (§10). Effects are *fractional effects* y in [0, 1] (0 = no effect, 1 = the whole
-loss relative to the control prevented); they may fall below 0 when a treatment makes things
-worse.
+The formulas follow SynergyFinder (Ianevski 2017; Zheng 2022), as summarised in
+docs/references.md (§10). Effects are *fractional effects* y in [0, 1] (0 = no effect, 1 = the
+whole loss relative to the control prevented); they may fall below 0 when a treatment makes
+things worse.
 
 - Bliss independence: y_exp = y_A + y_B − y_A·y_B.
 - Highest single agent (HSA): y_exp = max(y_A, y_B).

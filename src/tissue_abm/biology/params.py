@@ -15,9 +15,11 @@ secretion, oxytocin in units of the young (3-month) endogenous level, rapamycin 
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from typing import Any, Self, cast
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.config import JsonDict
 
 
@@ -61,7 +63,7 @@ class Parameters(BaseModel):
         "fraction of sites",
         0.0,
         1.0,
-        "assumed: a nearly confluent tissue with a few vacancies",
+        "assumed: a nearly confluent tissue with a few empty sites",
         "Fraction of sites holding a cell at the start age.",
     )
     initial_senescent_fraction: float = _param(
@@ -80,8 +82,8 @@ class Parameters(BaseModel):
         "1/year",
         0.0,
         5.0,
-        "mTORC1 activity rises with age (source article, qualitative); slope fitted (ABC-SMC, "
-        "docs/calibration.md; prior 0.2-2)",
+        "mTORC1 activity rises with age (source article, §11 [S], qualitative); slope fitted "
+        "(ABC-SMC, docs/calibration.md; prior 0.2-2)",
         "Rise of normalised mTORC1 activity per year of age (activity is 1 at birth).",
     )
     rapa_emax: float = _param(
@@ -163,9 +165,10 @@ class Parameters(BaseModel):
         "fraction",
         0.0,
         1.0,
-        "mTORC1 hyperfunction drives part of the damage (source article; Lamming 2012, §2 [R]: "
-        "mTORC1 reduction alone extends lifespan); share fitted (ABC-SMC, docs/calibration.md; "
-        "prior 0-1), above all by rapamycin at 14 ppm from 9 months (Miller 2011, §2 [R])",
+        "mTORC1 hyperfunction drives part of the damage (source article, §11 [S]; Lamming 2012, "
+        "§2 [R]: mTORC1 reduction alone extends lifespan); share fitted (ABC-SMC, "
+        "docs/calibration.md; prior 0-1), above all by rapamycin at 14 ppm from 9 months "
+        "(Miller 2011, §2 [R])",
         "Share of the damage drive that depends on mTORC1 and that rapamycin's inhibition "
         "lowers (at most rapa_emax of it).",
     )
@@ -174,7 +177,7 @@ class Parameters(BaseModel):
         "fraction",
         0.0,
         1.0,
-        "autophagy clears damaged components (source article; Wu 2013 via the source article); "
+        "autophagy clears damaged components (source article and Wu 2013 cited by it, §11 [S]); "
         "share fitted (ABC-SMC, docs/calibration.md; prior 0-1)",
         "Share of damage repair that depends on autophagy (the rest does not follow mTORC1).",
     )
@@ -411,8 +414,9 @@ class Parameters(BaseModel):
         "1/day",
         0.0,
         1.0,
-        "assumed: vacancies refill within weeks in young tissue",
-        "Daily division probability of a healthy cell next to a vacancy at full oxytocin signal.",
+        "assumed: empty sites refill within weeks in young tissue",
+        "Daily division probability of a healthy cell next to an empty site at full oxytocin "
+        "signal.",
     )
     healthy_death_rate: float = _param(
         0.002,
@@ -518,7 +522,7 @@ class Parameters(BaseModel):
         "fraction",
         0.0,
         1.0,
-        "assumed: oxytocin-MAPK modulation supports immune function (source article)",
+        "assumed: oxytocin-MAPK modulation supports immune function (source article, §11 [S])",
         "Fraction of immune competence that depends on the oxytocin-MAPK response.",
         hypothesis=True,
     )
@@ -529,7 +533,8 @@ class Parameters(BaseModel):
         "fraction",
         0.0,
         1.0,
-        "assumed: chronic inflammation impairs tissue function (source article, qualitative)",
+        "assumed: chronic inflammation impairs tissue function (source article, §11 [S], "
+        "qualitative)",
         "Maximal share of the healthy cells' function lost to SASP-driven inflammation.",
     )
     inflammation_half_sasp: float = _param(
@@ -656,6 +661,45 @@ def parameters_markdown() -> str:
             f"| {row['source']} | {evidence} | {row['description']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def merged_parameters(base: Parameters | None, changes: Mapping[str, Any]) -> Parameters:
+    """`base` (the defaults if None) with the parameters of `changes` set, validated as a file's.
+
+    Args:
+        base: Parameters to start from.
+        changes: Parameter name -> value (units and ranges as in `tissue-abm params`).
+
+    Raises:
+        TypeError: For a name that is not a parameter (one line, with the closest name).
+        ValueError: For a value of the wrong type or out of range (one line naming the
+            parameter, the value and the allowed range with its unit).
+    """
+    start = base if base is not None else Parameters()
+    if not changes:
+        return start
+    names = list(Parameters.model_fields)
+    for name in changes:
+        if name not in Parameters.model_fields:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise TypeError(
+                f"{name!r} is not a parameter; {hint}the parameters are listed by "
+                "`tissue-abm params` (docs/parameters.md)"
+            )
+    try:
+        return Parameters.model_validate({**start.model_dump(), **changes})
+    except ValidationError as err:
+        error = err.errors()[0]
+        if error["type"] == "value_error":  # a rule between parameters (`_consistent`)
+            raise ValueError(str(error["ctx"]["error"])) from None
+        name = str(error["loc"][0])
+        row = next(row for row in parameter_table() if row["name"] == name)
+        kind = "a whole number" if isinstance(row["default"], int) else "a number"
+        raise ValueError(
+            f"{name} = {error.get('input')!r} is not allowed; allowed: {kind} from "
+            f"{row['low']} to {row['high']} ({row['unit']})"
+        ) from None
 
 
 HYPOTHESES: tuple[str, ...] = tuple(row["name"] for row in parameter_table() if row["hypothesis"])

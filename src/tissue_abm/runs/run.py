@@ -59,18 +59,27 @@ def run_scenario(
             shots.append(model.snapshot())
         if progress is not None:
             progress(done, scenario.days)
-    table = model.readouts
-    table = kept_days(table, scenario.output.every)
-    columns = {
+    table = kept_days(model.readouts, scenario.output.every)
+    columns = label_columns(scenario, labels)
+    return Run(
+        _labelled(table.reset_index(drop=True), columns),
+        _labelled(pd.concat(shots, ignore_index=True), columns) if shots else None,
+    )
+
+
+def label_columns(scenario: Scenario, labels: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The constant columns in front of a run's tables: scenario, `labels`, seed, engine."""
+    return {
         "scenario": scenario.name,
         **(labels or {}),
         "seed": scenario.seed,
         "engine": scenario.engine,
     }
-    return Run(
-        _labelled(table.reset_index(drop=True), columns),
-        _labelled(pd.concat(shots, ignore_index=True), columns) if shots else None,
-    )
+
+
+def labelled_readouts(scenario: Scenario, readouts: pd.DataFrame) -> pd.DataFrame:
+    """A model's readout table with the columns `tissue-abm run` writes in front (every day)."""
+    return _labelled(readouts.reset_index(drop=True), label_columns(scenario))
 
 
 def kept_rows(scenario: Scenario) -> tuple[int, int]:

@@ -349,6 +349,36 @@ class Scenario(BaseModel):
             points.append(SweepPoint(index, values, scenario))
         return points
 
+    def point(self, index: int | None, source: str, max_points: int = LIMITS.points) -> SweepPoint:
+        """Sweep point `index` of the scenario, for one run (`tissue-abm run --point`).
+
+        Args:
+            index: Position in the sweep (as a batch numbers its points, from 0); None for a
+                scenario without a sweep.
+            source: Names the scenario in errors.
+            max_points: The most points allowed.
+
+        Raises:
+            ScenarioError: If the scenario sweeps and no point (or one outside the sweep) is
+                given, or it does not sweep and a point other than 0 is (one line).
+        """
+        points = self.sweep_points(source, max_points)
+        if index is None and self.sweep is None:
+            return points[0]
+        if index is not None and 0 <= index < len(points):
+            return points[index]
+        if self.sweep is None:
+            raise ScenarioError(
+                f"--point {index} is not allowed; {source} has no sweep; allowed: 0 or no --point"
+            )
+        keys = ", ".join(points[0].values)
+        given = "no --point" if index is None else f"--point {index}"
+        raise ScenarioError(
+            f"{source} sweeps {len(points)} points ({keys}) and `run` runs one: {given} is not "
+            f"allowed; allowed: --point N with N from 0 to {len(points) - 1} (`tissue-abm batch` "
+            "runs every point)"
+        )
+
     def create_model(self) -> Engine:
         """The model of this scenario on its engine, seeded with `seed`, with its perturbations.
 

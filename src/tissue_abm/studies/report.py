@@ -1,8 +1,9 @@
 """A Markdown report of a results folder: overview, end state, comparisons, synergy, figures.
 
-`write_report(folder)` writes `<folder>/report/report.md` and the PNG figures of
-`tissue_abm.analysis.plots.save_figures` next to it. Tables are plain Markdown written here (no
-`tabulate`); numbers have 4 significant digits.
+`write_report(folder)` writes `<folder>/report/report.md` and the figures of
+`tissue_abm.analysis.plots.save_figures` (PNG, SVG or PDF) next to it, each with a numbered
+caption. Tables are plain Markdown written here (no `tabulate`); every number that is not a
+whole number carries 4 significant digits (trailing zeros kept).
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ END_READOUTS = ("senescent_fraction", "tissue_function", "mean_sasp")
 
 
 def number(value: float, digits: int = 4) -> str:
-    """A number for the report: `digits` significant digits; "–" for NaN, "not reached" for inf.
+    """A number for the report: whole numbers as such, others with `digits` significant digits.
+
+    Trailing zeros are kept (0.0038 is "0.003800"), so every number of a table shows the same
+    precision; "–" for NaN, "not reached" for inf.
 
     Args:
         value: The number.
@@ -60,7 +64,9 @@ def number(value: float, digits: int = 4) -> str:
         return "–"
     if np.isinf(value):
         return "not reached"
-    return f"{value:.{digits}g}"
+    if float(value).is_integer() and abs(value) < 10**digits:
+        return str(int(value))
+    return f"{value:#.{digits}g}"
 
 
 def interval(mean: float, low: float, high: float) -> str:
@@ -103,6 +109,7 @@ def write_report(
     seed: int = 0,
     threshold: float | None = None,
     dpi: int = 120,
+    fmt: str = "png",
 ) -> Path:
     """Write the figures and a Markdown report of a results folder.
 
@@ -120,14 +127,15 @@ def write_report(
         seed: Seed of the bootstraps.
         threshold: Tissue function (0-1) below which health is lost; default
             `Parameters().healthspan_threshold`.
-        dpi: Resolution of the PNG figures (dots per inch).
+        dpi: Resolution of PNG figures, and of images inside SVG and PDF (dots per inch).
+        fmt: Format of the figures, one of `plots.FORMATS` (PDF figures are linked, not shown).
 
     Returns:
         The path of `report.md`.
 
     Raises:
         FileNotFoundError: If `folder` holds no results.
-        ValueError: If `readout` is not a readout of the results.
+        ValueError: If `readout` is not a readout of the results, or `fmt` not a format.
         tissue_abm.runs.results.OutputError: If the output folder cannot be written.
     """
     folder = Path(folder)
@@ -146,7 +154,9 @@ def write_report(
         n_boot=n_boot,
         seed=seed,
         dpi=dpi,
+        fmt=fmt,
     )
+    survival_figure = target / f"survival.{fmt}"
     level = f"{confidence:.0%}"
     parts = [
         f"# Results report: {folder.name}\n",
@@ -158,8 +168,10 @@ def write_report(
             for r in readouts
         ),
         _synergy_section(results, readouts, level, confidence, n_boot, seed),
-        _survival_section(folder, results, target, confidence, min(n_boot, 1000), seed, dpi),
-        _figure_section(figures, target),
+        _survival_section(
+            folder, results, survival_figure, confidence, min(n_boot, 1000), seed, dpi
+        ),
+        _figure_section([survival_figure, *figures], target),
     ]
     path = target / REPORT
     text = "\n".join(parts)
@@ -403,7 +415,7 @@ def _synergy_section(
 def _survival_section(
     folder: Path,
     results: pd.DataFrame,
-    target: Path,
+    figure_path: Path,
     confidence: float,
     n_boot: int,
     seed: int,
@@ -425,18 +437,20 @@ def _survival_section(
     order = plots.ordered(
         summary["label"], dict(zip(summary["label"], summary["scenario"].astype(str), strict=True))
     )
+    table = summary.set_index("label", drop=False).loc[order]
     rows = [
         [
             row.label,
             row.runs,
-            _lifespan(row.median_lifespan, row.median_ci_low, row.median_ci_high),
-            _lifespan(row.p90_lifespan, row.p90_ci_low, row.p90_ci_high),
+            _lifespan(row.median_lifespan, row.median_ci_low, row.median_ci_high, row.last),
+            _lifespan(row.p90_lifespan, row.p90_ci_low, row.p90_ci_high, row.last),
             f"{row.alive:.0%} at {number(row.last)}",
         ]
-        for row in summary.set_index("label", drop=False).loc[order].itertuples()
+        for row in table.itertuples()
     ]
     figure = plots.survival_curves(lives, confidence=confidence, n_boot=n_boot, seed=seed)
-    figure.savefig(target / "survival.png", dpi=dpi)
+    figure.savefig(figure_path, dpi=dpi, format=figure_path.suffix[1:])
+    short = [str(row.label) for row in table.itertuples() if math.isnan(row.median_lifespan)]
     return "\n".join(
         [
             "## Organism survival\n",
@@ -444,23 +458,42 @@ def _survival_section(
             "removal model (`tissue_abm.analysis.survival`); lifespans in days of age with "
             f'{confidence:.0%} intervals from a bootstrap over runs (an open bound: "not reached" '
             "in too many resamples). Alive at end: the share of organisms alive when the runs "
-            "end.\n",
+            'end; "> N (runs too short)" when more organisms than the quantile needs are still '
+            "alive at the runs' last age N.\n",
             markdown_table(
                 ["group", "runs", "median lifespan", "90th percentile", "alive at end"], rows
             ),
-            "![Organism survival](survival.png)\n",
+            _too_short_note(short, len(table)),
+            f"See Figure 1 ({figure_path.name}).\n",
         ]
     )
 
 
-def _lifespan(value: float, low: float, high: float) -> str:
-    """A lifespan (days) with its interval; "not reached" when the runs end before it."""
-    return "not reached" if math.isnan(value) else interval(value, low, high)
+def _too_short_note(short: Sequence[str], groups: int) -> str:
+    """Which groups' runs end before half their organisms have died (no median lifespan)."""
+    if not short:
+        return "Every group's runs last past its median lifespan.\n"
+    which = "Every group's runs" if len(short) == groups else "The runs of " + ", ".join(short)
+    return (
+        f"{which} end before half of their organisms have died, so their median lifespan is "
+        "not known: run them to a later end_age (the experiment library's wild_type runs to "
+        "2190 days).\n"
+    )
+
+
+def _lifespan(value: float, low: float, high: float, last: float) -> str:
+    """A lifespan (days) with its interval; "> last (runs too short)" when runs end before it."""
+    if math.isnan(value):
+        return f"> {number(last)} (runs too short)"
+    return interval(value, low, high)
 
 
 def _figure_section(figures: Sequence[Path], target: Path) -> str:
+    """Every figure with its number and caption (PDF files as links: Markdown cannot show them)."""
     lines = ["## Figures\n"]
-    for path in figures:
+    for number_, path in enumerate(figures, start=1):
         name = path.relative_to(target).as_posix()
-        lines.append(f"![{path.stem.replace('_', ' ')}]({name})\n")
+        text = plots.caption(path)
+        shown = f"[{name}]({name})" if path.suffix == ".pdf" else f"![Figure {number_}]({name})"
+        lines.append(f"{shown}\n\n*Figure {number_}. {text}*\n")
     return "\n".join(lines)

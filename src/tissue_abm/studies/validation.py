@@ -56,6 +56,15 @@ THERAPIES = {
     "immune knock-out": ("immune_knockout", {}),
 }
 """Rows of the lifespan table: label -> (scenario, sweep point), therapies from 12 months."""
+LIFESPAN_SCENARIOS = (
+    *dict.fromkeys(scenario for scenario, _ in THERAPIES.values()),
+    "rapamycin_dose_response",
+    "rapamycin_schedule",
+    "dose_grid",
+    "rapamycin_itp",
+    "hypotheses",
+)
+"""Experiment scenarios whose organisms' lifespans the page reads; a batch needs at least one."""
 N_BOOT = 1000
 POSTERIOR = Path(__file__).resolve().parents[3] / "docs" / "calibration" / "posterior.csv"
 """The posterior of the calibration that set the defaults (a source checkout's)."""
@@ -82,20 +91,17 @@ def validation_page(
     """
     folder = Path(folder)
     results = load_results(folder)
+    names = set(results["scenario"].astype(str).unique())
+    long = [s for s in LIFESPAN_SCENARIOS if s in names]
+    if not long:
+        missing = [s for s in LIFESPAN_SCENARIOS if s not in names]
+        raise ValueError(
+            f"{folder} holds none of the experiment scenarios the validation page needs "
+            f"(missing: {', '.join(missing)}); run `tissue-abm batch scenarios/*.toml "
+            f"scenarios/experiments/*.toml --out {folder}` first"
+        )
     own = point_parameters(folder)
     params = own.get(("wild_type", 0), Parameters())  # the calibrated values this batch used
-    names = set(results["scenario"].astype(str).unique())
-    long = [s for s, _ in THERAPIES.values() if s in names] + [
-        s
-        for s in (
-            "rapamycin_dose_response",
-            "rapamycin_schedule",
-            "dose_grid",
-            "rapamycin_itp",
-            "hypotheses",
-        )
-        if s in names
-    ]
     lives = survival.lifespans(results[results["scenario"].isin(long)], own)
     context = _Context(
         results,

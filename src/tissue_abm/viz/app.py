@@ -12,13 +12,19 @@ from __future__ import annotations
 import solara
 from mesa.visualization import SolaraViz
 
-from tissue_abm.viz.components import TissueGrid, make_chart
+from tissue_abm.viz.components import TissueView
 from tissue_abm.viz.controls import ViewedTissue, initial_values, model_params, started_with
 
 NAME = "Tissue aging (agents engine)"
 
-CHARTS = [make_chart(name) for name in ("cell types", "tissue function", "therapy")]
-"""The chart components, top to bottom."""
+PLAY_INTERVAL_MS = 1
+"""Pause between Play's days (ms): none to speak of, so Play runs as fast as a day is drawn."""
+
+SLIDER_VALUES = """
+.v-slider__thumb-container .v-slider__thumb-label-container { display: block !important; }
+.v-input__slider { padding-top: 22px; }
+"""
+"""CSS that shows every slider's value on its thumb at all times (not only while dragging)."""
 
 
 @solara.component
@@ -27,12 +33,9 @@ def Page() -> None:
     params = solara.use_memo(lambda: model_params(started_with()), [])
     first = solara.use_memo(lambda: ViewedTissue(**initial_values(params)), [])
     model: solara.Reactive[ViewedTissue] = solara.use_reactive(first)
-    SolaraViz(model, components=[], model_params=params, name=NAME, play_interval=50)
-    with solara.ColumnsResponsive(12, large=6):
-        TissueGrid(model.value)
-        with solara.Column(gap="8px", classes=["tissue-charts"], style={"max-width": "620px"}):
-            for chart in CHARTS:
-                chart(model.value)
+    solara.Style(SLIDER_VALUES)
+    SolaraViz(model, components=[], model_params=params, name=NAME, play_interval=PLAY_INTERVAL_MS)
+    TissueView(model.value)
 
 
 page = Page()

@@ -11,7 +11,9 @@ What the controls mean:
 - *seed*, *grid size* and *immune competence* (`immune_kill`) always apply;
 - each therapy control left at "as in scenario" takes the scenario's regimen; "none" / "off"
   removes it; a schedule ("daily", "weekly", ...) gives that drug at the dose and start age of
-  its sliders, whatever the scenario says.
+  its sliders, whatever the scenario says;
+- *compare with*: a reference run beside this one, with the same seed, grid, ages and parameters
+  but another therapy: none ("untreated") or a scenario file's.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from mesa.visualization import Slider
 
-from tissue_abm.biology.therapy import Schedule, Senolytic
+from tissue_abm.biology.therapy import Schedule, Senolytic, Therapy
 from tissue_abm.engines.agents.model import TissueModel
 from tissue_abm.runs.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
 from tissue_abm.viz.serve import SCENARIO_ENV
@@ -44,6 +46,9 @@ SCHEDULES: dict[str, dict[str, int]] = {
 """Dosing schedules of the rapamycin and oxytocin controls (fields of `therapy.Schedule`)."""
 SCHEDULE_CHOICES = [AS_SCENARIO, NONE, *SCHEDULES]
 SENOLYTIC_CHOICES = [AS_SCENARIO, "on", "off"]
+NO_COMPARISON = "no comparison"
+UNTREATED = "untreated"
+"""Reference choice: this run's settings without any therapy."""
 
 MAX_SIZE = 200
 """Largest grid size on the slider (sites per side), unless the scenario is larger."""
@@ -191,15 +196,42 @@ def apply_controls(
     return validate_scenario(data, "the page's controls")
 
 
+def compare_choices(extra: str | Path | None = None) -> list[str]:
+    """Labels of the reference picker: none, untreated, then the scenario files."""
+    return [NO_COMPARISON, UNTREATED, *(c for c in scenario_choices(extra) if c != UNTREATED)]
+
+
+def reference_therapy(choice: str, extra: str | Path | None = None) -> Therapy | None:
+    """The therapy of the reference run of a picker label (None: no reference run).
+
+    Raises:
+        ScenarioError: If the label is not one of `compare_choices` (one line).
+    """
+    if choice == NO_COMPARISON:
+        return None
+    if choice == UNTREATED:
+        return Therapy()
+    if choice not in compare_choices(extra):
+        raise ScenarioError(
+            f"compare with {choice!r} is not allowed; allowed: one of "
+            + ", ".join(compare_choices(extra))
+        )
+    return load_choice(choice, extra).therapy
+
+
 class ViewedTissue(TissueModel):
     """The agents engine set up from a scenario and the browser view's controls.
 
     Attributes:
         choice: The picked scenario (picker label or file).
         settings: The scenario this model runs: the picked one with the controls applied.
+        picked: The picked scenario as its file gives it (before the controls).
         problem: What was wrong with the controls and what was done instead (None: nothing).
             A seed that is not a whole number >= 0 (typed into the page) gives the scenario's
             seed, so that a typo does not end the page.
+        compare: The reference's label (`compare_choices`).
+        reference: The reference run (None without one): a `TissueModel` with this run's
+            seed, grid, ages and parameters and the reference's therapy, stepped with it.
     """
 
     def __init__(
@@ -215,6 +247,7 @@ class ViewedTissue(TissueModel):
         oxytocin_start_age: int = 365,
         senolytic: str = AS_SCENARIO,
         immune_kill: float | None = None,
+        compare: str = NO_COMPARISON,
     ) -> None:
         """Build the tissue of the picked scenario with the controls applied, at day 0.
 
@@ -231,6 +264,7 @@ class ViewedTissue(TissueModel):
             senolytic: One of `SENOLYTIC_CHOICES`.
             immune_kill: Immune competence: daily kill probability of a young immune cell next
                 to a senescent cell (None: the scenario's).
+            compare: Reference run, one of `compare_choices`.
 
         Raises:
             ScenarioError: If the scenario or a control value other than the seed is not
@@ -241,8 +275,10 @@ class ViewedTissue(TissueModel):
             seed = None if rng is None else parse_seed(rng)
         except ScenarioError as err:
             seed, problem = None, f"{err}; the scenario's seed is used"
+        picked = load_choice(scenario_file, started_with())
+        reference = reference_therapy(compare, started_with())
         settings = apply_controls(
-            load_choice(scenario_file, started_with()),
+            picked,
             seed=seed,
             size=size,
             rapamycin=rapamycin,
@@ -265,7 +301,28 @@ class ViewedTissue(TissueModel):
         )
         self.choice = scenario_file
         self.settings = settings
+        self.picked = picked
         self.problem = problem
+        self.compare = compare
+        self.reference = (
+            None
+            if reference is None
+            else TissueModel(
+                params=settings.parameters,
+                therapy=reference,
+                size=settings.size,
+                start_age=settings.start_age,
+                days=settings.days,
+                torus=settings.torus,
+                rng=settings.seed,
+            )
+        )
+
+    def step(self) -> None:
+        """Advance this run, and the reference run with it, by one day."""
+        super().step()
+        if self.reference is not None:
+            self.reference.run_for(1)
 
 
 def model_params(extra: str | Path | None = None) -> dict[str, Any]:
@@ -345,6 +402,12 @@ def model_params(extra: str | Path | None = None) -> dict[str, Any]:
             max=1.0,
             step=0.05,
         ),
+        "compare": {
+            "type": "Select",
+            "value": NO_COMPARISON,
+            "values": compare_choices(extra),
+            "label": "Compare with (same seed and grid)",
+        },
     }
 
 
@@ -361,11 +424,21 @@ def initial_values(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def describe(settings: Scenario) -> str:
-    """One line of what a model runs: scenario, seed, size, therapies, immune competence."""
+def describe(settings: Scenario, picked: Scenario | None = None) -> str:
+    """One line of what a model runs: scenario, seed, size, therapies, immune competence.
+
+    Args:
+        settings: What the model runs.
+        picked: The scenario as its file gives it; when the controls changed its therapies,
+            the line starts by saying so and naming the drugs given.
+    """
     therapy = settings.therapy
+    drugs = [name for name in ("rapamycin", "oxytocin", "senolytic") if getattr(therapy, name)]
+    changed = picked is not None and picked.therapy != therapy
     parts = [
-        settings.name,
+        f"{settings.name} with the page's therapies: {' + '.join(drugs) or 'none'}"
+        if changed
+        else settings.name,
         f"seed {settings.seed}",
         f"{settings.size}×{settings.size} sites",
         "rapamycin " + _dosing(therapy.rapamycin, "mg/kg"),

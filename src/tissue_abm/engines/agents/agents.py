@@ -7,7 +7,9 @@ one `Intent`: an action on one lattice slot. In the *apply* pass the model execu
 random order; an intent whose slot was already claimed that day is dropped.
 
 Tissue cells are fixed to their site (`FixedAgent`) and mirror their state into the `tissue`
-layer; immune cells move (`CellAgent`) and mirror their position into the `immune` layer. A site
+layer; immune cells move (`CellAgent`) and mirror their position into the `immune` layer.
+`agent.remove()`, Mesa's idiom, keeps the layers consistent: the site turns empty (a tissue
+cell) or loses its immune mark (an immune cell). A site
 holds at most one tissue cell and at most one immune cell.
 """
 
@@ -67,9 +69,13 @@ class TissueCell(FixedAgent):
         cell.tissue = self.STATE
 
     def vacate(self) -> None:
-        """Leave the site empty and remove the agent from the model."""
-        self.cell.tissue = EMPTY
+        """Leave the site empty and remove the agent from the model (as `remove`)."""
         self.remove()
+
+    def remove(self) -> None:
+        """Remove the cell from the model (Mesa's idiom) and mark its site empty."""
+        self.cell.tissue = EMPTY
+        super().remove()
 
 
 class HealthyCell(TissueCell):
@@ -112,7 +118,7 @@ class HealthyCell(TissueCell):
         """Accrue damage and SASP exposure, then draw today's event.
 
         The competing events, in order: death, primary senescence, paracrine senescence,
-        division into a random vacant neighbour (a replicative arrest instead at the limit).
+        division into a random empty neighbour (a replicative arrest instead at the limit).
         """
         p = self.model.params
         sasp = float(self.cell.sasp) * day.inflammation
@@ -262,6 +268,10 @@ class ImmuneCell(CellAgent):
         target.immune = True
 
     def depart(self) -> None:
-        """Leave the tissue."""
-        self.cell.immune = False
+        """Leave the tissue (as `remove`)."""
         self.remove()
+
+    def remove(self) -> None:
+        """Remove the cell from the model (Mesa's idiom) and clear its site's `immune` mark."""
+        self.cell.immune = False
+        super().remove()

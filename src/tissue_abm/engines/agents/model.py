@@ -10,7 +10,7 @@ One step is one day. Each day:
    (see `agents`); immune-free sites draw immune recruitment from the start-of-day SASP.
 3. *Apply* — intents run in random order (a uniformly random priority); the first intent to claim
    a tissue or immune slot wins, later claims on that slot are dropped. This is the one conflict
-   rule: it settles two divisions into one vacancy, two immune cells (or an immune cell and a
+   rule: it settles two divisions into one empty site, two immune cells (or an immune cell and a
    recruit) moving into one site, and two removals of one senescent cell.
 4. *SASP field* — senescent cells secrete; the field diffuses and decays (`rules.diffuse_decay`,
    in place on the `sasp` property layer).
@@ -29,9 +29,9 @@ import pandas as pd
 from mesa.discrete_space import Cell, OrthogonalMooreGrid
 
 from tissue_abm.biology import rules
-from tissue_abm.biology.params import Parameters
+from tissue_abm.biology.params import Parameters, merged_parameters
 from tissue_abm.biology.perturbation import Perturbation
-from tissue_abm.biology.readouts import readout_row
+from tissue_abm.biology.readouts import READOUTS, readout_row
 from tissue_abm.biology.rules import EMPTY, HEALTHY, SENESCENT, Num
 from tissue_abm.biology.systemic import Day
 from tissue_abm.biology.therapy import Therapy
@@ -51,6 +51,10 @@ class TissueModel(TissueBase, mesa.Model):
 
     Attributes:
         params: Biological parameters.
+        datacollector: Mesa `DataCollector` with one model reporter per readout
+            (`readouts.READOUTS`), collected at day 0 and after every step; `readouts` is its
+            table, so `mesa.visualization.make_plot_component("senescent_fraction")` works.
+        today: Today's readouts (readout name -> value).
         therapy: Drug regimens.
         start_age: Organism age at day 0, days.
         days: Planned length of the run, days; `running` turns False when it is reached.
@@ -71,6 +75,8 @@ class TissueModel(TissueBase, mesa.Model):
         torus: bool = True,
         rng: int | np.random.Generator | None = None,
         perturbations: Sequence[Perturbation] = (),
+        scenario: object | None = None,
+        **parameters: float,
     ) -> None:
         """Create the tissue at `start_age` and record day 0.
 
@@ -85,13 +91,20 @@ class TissueModel(TissueBase, mesa.Model):
                 their own generators (`perturbation.perturbation_seed`).
             perturbations: Pulses and transplants, ages in [start_age, start_age + days) and
                 not decreasing; each is applied at the start of the step leaving its age.
+            scenario: Ignored: the (experimental) Mesa scenario that SolaraViz's Reset passes
+                to a model taking keywords; the arguments above are the run's settings.
+            **parameters: Biological parameters by name (`TissueModel(immune_kill=0.5)`), set
+                over `params` and validated as a scenario file's (`tissue-abm params`).
 
         Raises:
-            ValueError: If an argument is out of range (see `TissueBase._set_up_run`).
+            ValueError: If an argument or a parameter value is out of range (one line).
+            TypeError: If a keyword is neither an argument nor a parameter.
         """
+        if "seed" in parameters:
+            raise TypeError("TissueModel takes rng= (a seed or a numpy Generator), not seed=")
         self._set_up_run(size, start_age, days, perturbations, rng)
         super().__init__(rng=rng)
-        self.params = params if params is not None else Parameters()
+        self.params = merged_parameters(params, parameters)
         self.therapy = therapy if therapy is not None else Therapy()
         self.start_age = start_age
         self.days = days
@@ -104,7 +117,10 @@ class TissueModel(TissueBase, mesa.Model):
         self.sasp = self.grid.create_property_layer("sasp", 0.0, dtype=float)
 
         self._populate(self._days[0])
-        self._records = [self._readout(self._days[0], Counter())]
+        self.datacollector = mesa.DataCollector(
+            model_reporters={name: partial(_today, name) for name in READOUTS}
+        )
+        self._record(self._readout(self._days[0], Counter()))
         self.running = days > 0
 
     # --- set-up -----------------------------------------------------------------------------
@@ -194,7 +210,7 @@ class TissueModel(TissueBase, mesa.Model):
             self.params.sasp_decay,
             self.torus,
         )
-        self._records.append(self._readout(day, events))
+        self._record(self._readout(day, events))
         self.running = t < self.days
 
     def _agent_sets(self) -> list:
@@ -246,8 +262,19 @@ class TissueModel(TissueBase, mesa.Model):
 
     @property
     def readouts(self) -> pd.DataFrame:
-        """Daily readouts so far (one row per day, day 0 = initial state)."""
-        return pd.DataFrame.from_records(self._records)
+        """Daily readouts so far (one row per day, day 0 = initial state).
+
+        The `datacollector`'s table; read while a day is being collected (by a view in another
+        thread), it holds the days collected in full.
+        """
+        columns = self.datacollector.model_vars
+        days = min(map(len, columns.values()))
+        return pd.DataFrame({name: values[:days] for name, values in columns.items()})
+
+    def _record(self, row: dict[str, Num]) -> None:
+        """Keep today's readouts in the `datacollector` (Mesa's `DataCollector`)."""
+        self.today = row
+        self.datacollector.collect(self)
 
     def _readout(self, day: Day, events: Counter[str]) -> dict[str, Num]:
         by_type = self.agents_by_type
@@ -276,3 +303,8 @@ class TissueModel(TissueBase, mesa.Model):
             "senescent": int(np.count_nonzero(tissue == SENESCENT)),
             "immune": int(np.count_nonzero(self.immune.data)),
         }
+
+
+def _today(name: str, model: TissueModel) -> Num:
+    """Model reporter of the `datacollector`: readout `name` today."""
+    return model.today[name]
