@@ -2,7 +2,7 @@
 
 Loewe additivity and ZIP (zero interaction potency) need each drug's dose–response curve, so
 they score a dose grid (drug A's doses × drug B's doses, zero included), not four groups. They
-come from the `synergy` package (Wooten & Albert 2021), an optional dependency because it is
+come from the `synergy` package (Wooten & Albert 2020), an optional dependency because it is
 GPL-3.0 licensed (`pip install "tissue-abm[synergy]"`); Bliss and HSA are the
 project's own (`analysis.synergy`) on the observed single-drug cells.
 

@@ -912,7 +912,7 @@ def _grid_synergy(grid: pd.DataFrame, design: Design, table: Any) -> str:
         "draw's surface — the share of the untreated loss still lost, per cell — is scored "
         "under four reference models: Bliss and HSA from the observed single-drug cells; "
         "Loewe additivity and ZIP from Hill curves fitted to each drug alone (the `synergy` "
-        "package, Wooten & Albert 2021; the sham's curve is rapamycin's, from all its single "
+        "package, Wooten & Albert 2020; the sham's curve is rapamycin's, from all its single "
         "doses). Excess in points (> 0: more effect than the reference expects) at the "
         "canonical cell (rapamycin 1 + oxytocin 1; the sham's 0.5 + 0.5) and its mean over "
         "the combination cells: median and 5%–95% over draws.\n\n"
