@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import tomllib
 from pathlib import Path
 
@@ -12,8 +14,9 @@ from pandas.testing import assert_frame_equal
 
 from factories import assert_one_line_error, results_rows, results_table
 from tissue_abm import cli, load_scenario
+from tissue_abm.analysis import survival
 from tissue_abm.biology.params import Parameters
-from tissue_abm.runs.results import OutputError
+from tissue_abm.runs.results import OutputError, load_results, point_parameters
 from tissue_abm.runs.scenario import ScenarioError, parse_scenario
 from tissue_abm.studies import sensitivity
 
@@ -261,6 +264,82 @@ def test_an_unknown_readout_names_the_closest():
         sensitivity.benefit(runs_table({"combined": [[0.1]]}, "x"), "senescent_fractoin")
 
 
+LIFE_PARAMS = "phagocytic_rate,sr_production_scale=1000:2000"
+"""sr_production_scale sets how fast the organisms die (SR units per new senescent cell) and
+leaves the tissue alone; over this range some medians fall inside TINY's 80 days and some not."""
+
+
+@pytest.fixture(scope="module")
+def lifespan_study(tiny, tmp_path_factory):
+    """A finished Morris study of LIFE_PARAMS (2 trajectories, 6 points, 36 runs) and its
+    analysis on lifespan."""
+    study = sensitivity.plan_study(tiny, LIFE_PARAMS, samples=2)
+    out = tmp_path_factory.mktemp("lifespan") / "study"
+    sensitivity.run_study(study, out, workers=1)
+    return study, out, sensitivity.analyse(study, out, sensitivity.LIFESPAN)
+
+
+@pytest.mark.slow
+def test_the_lifespan_benefit_is_the_pooled_kaplan_meier_median_combined_minus_best(
+    lifespan_study,
+):
+    study, out, result = lifespan_study
+    batch = out / sensitivity.BATCH
+    # by hand: the organisms of each point's runs, at the point's own parameters
+    lives = survival.lifespans(load_results(batch), point_parameters(batch))
+    end_age = 780.0  # TINY's
+    median = {}
+    for (variant, point), group in lives.groupby(["scenario", "point"], observed=True):
+        assert group["replicate"].nunique() == 2  # pooled over both replicates
+        km = survival.kaplan_meier(group["lifespan"].to_numpy(), group["observed"].to_numpy())
+        age = survival.quantile_lifespan(km, 0.5)
+        median[str(variant), int(point)] = end_age if math.isnan(age) else age
+    reached = [v for v in median.values() if v < end_age]
+    assert 0 < len(reached) < len(median)  # both cases are exercised
+    gains = result.benefit
+    assert gains["n"].tolist() == [2] * study.points
+    for row in gains.itertuples(index=False):
+        expected = {v: median[v, row.point] for v in sensitivity.VARIANTS}
+        assert [getattr(row, v) for v in sensitivity.VARIANTS] == list(expected.values())
+        best = max(expected["rapamycin"], expected["oxytocin"])
+        assert row.benefit == pytest.approx(expected["combined"] - best, abs=1e-9)  # days
+        assert expected[row.best_single] == best
+    assert [p.name for p in result.files] == [
+        "benefit_lifespan.csv",
+        "indices_lifespan.csv",
+        "indices_lifespan.png",
+    ]
+
+
+@pytest.mark.slow
+def test_a_larger_production_scale_never_lengthens_a_median_lifespan(lifespan_study):
+    """Neighbouring points of a Morris trajectory differ in one parameter; where it is
+    sr_production_scale the tissue runs identically (same seeds), so more SR production can
+    only bring the deaths forward: each variant's median is no longer, and some shorter."""
+    study, _, result = lifespan_study
+    gains = result.benefit
+    shorter, steps = 0, len(study.factors) + 1
+    for start in range(0, study.points, steps):  # one trajectory each
+        trajectory = [row for _, row in gains.iloc[start : start + steps].iterrows()]
+        for low, high in itertools.pairwise(trajectory):
+            if low["phagocytic_rate"] != high["phagocytic_rate"]:
+                continue
+            if low["sr_production_scale"] > high["sr_production_scale"]:
+                low, high = high, low
+            for variant in sensitivity.VARIANTS:
+                assert high[variant] <= low[variant]
+                shorter += high[variant] < low[variant]
+    assert shorter > 0
+
+
+def test_the_lifespan_readout_needs_each_points_parameters():
+    values = {v: [[0.1]] for v in sensitivity.VARIANTS}
+    with pytest.raises(ValueError, match="point_parameters") as caught:
+        sensitivity.benefit(runs_table(values, "senescent_fraction"), sensitivity.LIFESPAN)
+    assert "\n" not in str(caught.value)
+    assert sensitivity.higher_is_better(sensitivity.LIFESPAN)
+
+
 @pytest.mark.parametrize("method", sensitivity.METHODS)
 def test_indices_of_a_synthetic_model_rank_its_inputs(tiny, method):
     study = sensitivity.plan_study(
@@ -414,6 +493,10 @@ def test_cli_runs_a_sobol_study_and_writes_the_table_and_figure(tiny, tmp_path, 
         (
             ["--params", "immune_kill", "--samples", "2", "--readout", "senescence"],
             ["--readout", "senescence", "senescent_fraction"],
+        ),
+        (
+            ["--params", "immune_kill", "--samples", "2", "--readout", "lifespans"],
+            ["--readout 'lifespans' is not allowed; did you mean 'lifespan'?"],
         ),
         (
             ["--params", "immune_kill", "--samples", "2", "--method", "fast"],

@@ -341,8 +341,9 @@ def _add_sensitivity(commands: Commands, parents: dict[str, argparse.ArgumentPar
         "--readout",
         default="senescent_fraction",
         metavar="NAME",
-        help="readout of the benefit at the end of the runs, or healthspan "
-        "(default: senescent_fraction)",
+        help="readout of the benefit at the end of the runs, or healthspan, or lifespan "
+        "(median organism lifespan in days, pooled over the replicates; run to ~4 years of "
+        "age) (default: senescent_fraction)",
     )
     study.add_argument(
         "--seed",

@@ -11,6 +11,8 @@ scenario with the other drug dropped) and both. The output of a point is the *be
     Y = (readout of the combination) − (readout of the better single drug)   higher is better
 
 on the means over replicates at the end of the run, so Y > 0 means the combination is better.
+On `lifespan` the readout of a variant is the Kaplan–Meier median lifespan of the organisms of
+all its replicates (days; higher is better).
 
 The runs go through the batch runner: the study writes the three variants as scenario files
 with a `[sweep.zip]` of the design (`OUT/scenarios/`) and runs them as one batch in
@@ -30,7 +32,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -52,6 +54,7 @@ from tissue_abm.analysis.summary import (
     run_values,
     sweep_columns,
 )
+from tissue_abm.analysis.survival import kaplan_meier, lifespans, quantile_lifespan
 from tissue_abm.biology.params import Parameters, parameter_table
 from tissue_abm.biology.readouts import READOUTS
 from tissue_abm.runs.batch import Summary, check_study_folder, run_texts
@@ -59,6 +62,7 @@ from tissue_abm.runs.lock import lock_folder
 from tissue_abm.runs.results import (
     load_results,
     now,
+    point_parameters,
     prepare_output,
     provenance,
     write_atomic,
@@ -116,8 +120,15 @@ HEALTHSPAN = "healthspan"
 """Readout name of each run's healthspan (age in days at which tissue function first falls
 below `healthspan_threshold`; a run that never does counts as its end age)."""
 
-READOUT_CHOICES = (*(r for r in READOUTS if r not in ("day", "age")), HEALTHSPAN)
-"""Readouts a study can rank parameters on: any daily readout on the last day, or healthspan."""
+LIFESPAN = "lifespan"
+"""Readout name of the median organism lifespan (days) of a point's runs of one variant: the
+Kaplan–Meier median of the organisms every run drives (`analysis.survival.lifespans`, at the
+point's own parameters), pooled over the replicates; a median not reached by the runs' last age
+counts as that age (a lower bound)."""
+
+READOUT_CHOICES = (*(r for r in READOUTS if r not in ("day", "age")), HEALTHSPAN, LIFESPAN)
+"""Readouts a study can rank parameters on: any daily readout on the last day, healthspan, or
+lifespan."""
 
 
 @dataclass(frozen=True)
@@ -527,8 +538,8 @@ def _check_study_folder(folder: Path, spec: dict[str, Any], resume: bool) -> Non
 
 
 def higher_is_better(readout: str) -> bool:
-    """Whether higher values of `readout` are better (healthspan, and `synergy`'s list)."""
-    return readout == HEALTHSPAN or synergy.default_higher_is_better(readout)
+    """Whether higher values of `readout` are better (healthspan, lifespan, `synergy`'s list)."""
+    return readout in (HEALTHSPAN, LIFESPAN) or synergy.default_higher_is_better(readout)
 
 
 def check_readout(readout: str, key: str = "readout") -> None:
@@ -550,7 +561,10 @@ def check_readout(readout: str, key: str = "readout") -> None:
 
 
 def benefit(
-    results: pd.DataFrame, readout: str = "senescent_fraction", threshold: float | None = None
+    results: pd.DataFrame,
+    readout: str = "senescent_fraction",
+    threshold: float | None = None,
+    params: Mapping[tuple[str, int], Parameters] | None = None,
 ) -> pd.DataFrame:
     """The combination's benefit over the better single drug at each point of a study.
 
@@ -560,9 +574,13 @@ def benefit(
             columns.
         readout: A readout in `READOUT_CHOICES`, on each run's last kept day, or 'healthspan'
             (days; a run that never loses health counts as its end age, so benefits on it are
-            lower bounds).
+            lower bounds), or 'lifespan' (days: the Kaplan–Meier median lifespan of the
+            organisms of a point's replicates of a variant, pooled; not reached by the runs'
+            last age: that age, a lower bound).
         threshold: Healthspan threshold (tissue function, 0-1) when `healthspan_threshold` is
             not varied; default `Parameters().healthspan_threshold`.
+        params: For 'lifespan' (required there): each run's parameters by (scenario, point),
+            as `runs.results.point_parameters` reads them from the study's batch.
 
     Returns:
         One row per point: `point`, the varied parameters' values, `n` (replicates of each
@@ -572,20 +590,22 @@ def benefit(
         `higher_is_better`).
 
     Raises:
-        ValueError: If the readout is unknown, a variant is missing, or the variants do not
-            have the same points and replicates.
+        ValueError: If the readout is unknown, a variant is missing, the variants do not
+            have the same points and replicates, or 'lifespan' is asked without `params`.
     """
     check_readout(readout)
     check_scenarios(results, list(VARIANTS), "variant")
-    factors = sweep_columns(results)
-    if readout == HEALTHSPAN:
-        values = _healthspans(results, threshold)
+    keys = ["point", *sweep_columns(results)]
+    if readout == LIFESPAN:
+        means, counts = _median_lifespans(results, keys, params)
     else:
-        values = run_values(results, readout)
-    keys = ["point", *factors]
-    grouped = values.groupby([*keys, "scenario"], observed=True, sort=True)[readout]
-    means = grouped.mean().unstack("scenario")[list(VARIANTS)]
-    counts = grouped.size().unstack("scenario")[list(VARIANTS)]
+        if readout == HEALTHSPAN:
+            values = _healthspans(results, threshold)
+        else:
+            values = run_values(results, readout)
+        grouped = values.groupby([*keys, "scenario"], observed=True, sort=True)[readout]
+        means = grouped.mean().unstack("scenario")[list(VARIANTS)]
+        counts = grouped.size().unstack("scenario")[list(VARIANTS)]
     if counts.isna().any(axis=None) or (counts.nunique(axis=1) > 1).any():
         raise ValueError(
             "the variants do not have the same points and replicates; finish the "
@@ -600,6 +620,38 @@ def benefit(
     table = table[["n", *VARIANTS, "best_single", "benefit"]].reset_index()
     table.columns.name = None
     return table
+
+
+def _median_lifespans(
+    results: pd.DataFrame,
+    keys: list[str],
+    params: Mapping[tuple[str, int], Parameters] | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per point (rows, by `keys`) and variant (columns): the median lifespan and the runs.
+
+    The median is Kaplan–Meier's over the organisms of all the group's replicates; not reached,
+    it is the group's largest lifespan, the runs' last age (more than half the organisms are
+    alive there, censored at it).
+    """
+    if params is None:
+        raise ValueError(
+            "the lifespan readout needs each point's parameters: pass params="
+            "runs.results.point_parameters(<the study's batch folder>)"
+        )
+    lives = lifespans(results, params)
+    medians, runs = {}, {}
+    for key, group in lives.groupby([*keys, "scenario"], observed=True, sort=True):
+        span = group["lifespan"].to_numpy(dtype=float)
+        median = quantile_lifespan(kaplan_meier(span, group["observed"].to_numpy(bool)), 0.5)
+        medians[key] = median if math.isfinite(median) else float(span.max())
+        runs[key] = group["replicate"].nunique()
+    index = pd.MultiIndex.from_tuples(list(medians), names=[*keys, "scenario"])
+    means = pd.Series(list(medians.values()), index=index, name=LIFESPAN)
+    counts = pd.Series(list(runs.values()), index=index)
+    return (
+        means.unstack("scenario")[list(VARIANTS)],
+        counts.unstack("scenario")[list(VARIANTS)],
+    )
 
 
 def _healthspans(results: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
@@ -731,7 +783,8 @@ def analyse(study: Study, out: str | Path, readout: str = "senescent_fraction") 
     """
     folder = Path(out)
     results = load_study(folder)
-    gains = benefit(results, readout, study.scenario.parameters.healthspan_threshold)
+    own = point_parameters(folder / BATCH) if readout == LIFESPAN else None
+    gains = benefit(results, readout, study.scenario.parameters.healthspan_threshold, own)
     if len(gains) != study.points:
         raise ValueError(
             f"{folder}: {study.points - len(gains)} of {study.points} points have "
