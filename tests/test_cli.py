@@ -398,3 +398,35 @@ def test_the_cli_and_scenario_validation_import_no_engine_server_or_plotting_lib
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert done.stdout.strip() == "True"
+
+
+ANALYSIS = ("pandas", "pyarrow", "scipy")
+"""Libraries that only the commands that read or write results need."""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["params"],
+        ["run", "{bad}"],
+        ["batch", "{bad}", "--out", "{out}"],
+        ["batch", "--out", "{out}"],
+    ],
+)
+def test_params_and_input_errors_answer_without_heavy_libraries(tmp_path, command):
+    # `params`, and a bad scenario file or missing input, are answered at once: in a fresh
+    # interpreter, running the command loads neither the engines' nor the results' libraries.
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[parameters]\nimmune_kill = 7\n')
+    argv = [arg.format(bad=bad, out=tmp_path / "out") for arg in command]
+    code = (
+        "import sys, contextlib, io\nfrom tissue_abm import cli\n"
+        f"with contextlib.redirect_stdout(io.StringIO()):\n    status = cli.main({argv!r})\n"
+        f"print(status, ','.join(m for m in {HEAVY + ANALYSIS!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    status, loaded = done.stdout.split(" ")
+    assert (int(status), loaded.strip()) == (0 if command == ["params"] else 2, "")
+    assert not (tmp_path / "out").exists()

@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     # Imported after parsing: `--help` and option errors need neither pandas nor pyarrow.
-    from tissue_abm.runs.results import OutputError
+    from tissue_abm.runs.layout import OutputError
     from tissue_abm.runs.scenario import ScenarioError
 
     try:
@@ -520,6 +520,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from tissue_abm.runs.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario, _limits(args).points).with_overrides(
+        seed=args.seed,
+        days=args.days,
+        size=args.size,
+        engine=args.engine,
+        source=f"{args.scenario} (options)",
+    )
+    # pandas, pyarrow and the engine: once the input is known good
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -530,15 +540,7 @@ def _run(args: argparse.Namespace) -> None:
 
     from tissue_abm.runs.results import now, prepare_output, provenance, write_run
     from tissue_abm.runs.run import run_scenario
-    from tissue_abm.runs.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario, _limits(args).points).with_overrides(
-        seed=args.seed,
-        days=args.days,
-        size=args.size,
-        engine=args.engine,
-        source=f"{args.scenario} (options)",
-    )
     folder = prepare_output(args.out or DEFAULT_RESULTS / scenario.name)
 
     started, clock = now(), time.perf_counter()
@@ -575,8 +577,7 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from tissue_abm.runs.batch import check_scheduler, plan_batch, plan_from_manifest, run_batch
-    from tissue_abm.runs.results import read_manifest
+    from tissue_abm.runs.plan import check_scheduler, plan_batch, plan_from_manifest
     from tissue_abm.runs.scenario import ScenarioError
 
     check_scheduler(args.scheduler)
@@ -593,6 +594,9 @@ def _batch(args: argparse.Namespace) -> int:
         plan = plan_from_manifest(args.out, allow_large=args.allow_large)
     else:
         raise ScenarioError("no scenario files given (or pass --resume to finish a batch)")
+    from tissue_abm.runs.batch import run_batch  # the engines: once the input is known good
+    from tissue_abm.runs.results import read_manifest
+
     summary = _run_with_progress("batch", len(plan.runs), args, partial(run_batch, plan))
     if summary.failed:
         failures = [run for run in read_manifest(args.out)["runs"] if run["status"] == "failed"]
@@ -610,7 +614,7 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
-    from tissue_abm.runs.batch import check_scheduler
+    from tissue_abm.runs.plan import check_scheduler
     from tissue_abm.studies import sensitivity
 
     sensitivity.check_readout(args.readout, key="--readout")
@@ -715,7 +719,7 @@ def _calibrate(args: argparse.Namespace) -> None:
 def _answer(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from tissue_abm.runs.batch import check_scheduler
+    from tissue_abm.runs.plan import check_scheduler
     from tissue_abm.runs.results import write_atomic
     from tissue_abm.studies import answer
     from tissue_abm.studies.validation import POSTERIOR
