@@ -88,6 +88,28 @@ def test_run_on_malformed_file_exits_2_with_one_line_error_and_writes_nothing(
     assert files_in(out) == []
 
 
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1.5"])
+def test_a_bad_thread_count_in_the_environment_exits_2_before_anything_runs(
+    tmp_path, capsys, monkeypatch, no_simulation, value
+):
+    monkeypatch.setenv("TISSUE_ABM_THREADS", value)
+    out = tmp_path / "out"
+    status = cli.main(["run", str(COMBINED), "--out", str(out), "--quiet"])
+    assert status == 2
+    assert_one_line_error(capsys.readouterr().err, "TISSUE_ABM_THREADS", repr(value))
+    assert files_in(out) == []
+
+
+def test_threads_option_reaches_the_kernel_through_its_variable(monkeypatch):
+    # --threads sets TISSUE_ABM_THREADS, which the kernel and batch workers read; 0 is refused
+    monkeypatch.setenv("TISSUE_ABM_THREADS", "")  # restored after the test
+    args = cli.build_parser().parse_args(["run", str(COMBINED), "--threads", "3"])
+    cli._set_threads(args)
+    assert os.environ["TISSUE_ABM_THREADS"] == "3"
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["run", str(COMBINED), "--threads", "0"])
+
+
 def test_installed_module_reports_malformed_file_without_traceback(tmp_path):
     path = write_case(tmp_path, MALFORMED["unknown-parameter"])
     out = tmp_path / "out"

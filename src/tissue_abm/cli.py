@@ -1,16 +1,16 @@
 """The `tissue-abm` command line.
 
     tissue-abm run SCENARIO.toml [--out DIR] [--seed N] [--days N] [--size N] [--engine E]
-                   [--allow-large] [--quiet]
+                   [--threads N] [--allow-large] [--quiet]
     tissue-abm batch SCENARIO.toml ... [--out DIR] [--workers N] [--scheduler ADDRESS]
-                     [--replicates N] [--days N] [--size N] [--engine E] [--resume]
-                     [--allow-large] [--report] [--quiet]
+                     [--replicates N] [--days N] [--size N] [--engine E] [--threads N]
+                     [--resume] [--allow-large] [--report] [--quiet]
     tissue-abm plot RESULTS [--out DIR]
     tissue-abm report RESULTS [--out DIR] [--readout NAME] [--reference NAME]
     tissue-abm sensitivity SCENARIO.toml --params A,B=LOW:HIGH,... --samples N
                            [--method morris|sobol] [--replicates N] [--days N] [--size N]
-                           [--out DIR] [--workers N] [--scheduler ADDRESS] [--readout NAME]
-                           [--seed N] [--resume] [--allow-large] [--quiet]
+                           [--threads N] [--out DIR] [--workers N] [--scheduler ADDRESS]
+                           [--readout NAME] [--seed N] [--resume] [--allow-large] [--quiet]
     tissue-abm validate RESULTS [--out docs/validation.md]
     tissue-abm calibrate [--out DIR] [--population N] [--generations N] [--resume]
                          [--choose-defaults] [--workers N | --scheduler ADDRESS]
@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from tissue_abm.engines import ENGINES
+from tissue_abm.engines import ENGINES, THREADS_VARIABLE, requested_threads
 from tissue_abm.viz.serve import DEFAULT_PORT, HOST
 
 if TYPE_CHECKING:
@@ -111,7 +111,8 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     """Parent parsers of the options several commands share, each defined once.
 
     - ``overrides``: ``--days``, ``--size``, ``--engine`` (what a run simulates; each overrides
-      the scenario files and is then validated like them);
+      the scenario files and is then validated like them), ``--threads`` (how: results do not
+      depend on it);
     - ``executor``: ``--workers``, ``--scheduler``, ``--resume`` (how many runs are carried out);
     - ``limits``: ``--allow-large`` (how much work a command may plan);
     - ``quiet``: ``--quiet``.
@@ -131,6 +132,13 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
         choices=list(ENGINES),
         default=None,
         help="simulation engine (overrides the files)",
+    )
+    overrides.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help=f"threads of the array engine's compiled kernel, per run (default: chosen by "
+        f"lattice size and load; one per batch worker); also the variable {THREADS_VARIABLE}",
     )
     executor = argparse.ArgumentParser(add_help=False)
     executor.add_argument(
@@ -496,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     from tissue_abm.runs.scenario import ScenarioError
 
     try:
+        _set_threads(args)
         return args.handler(args) or 0
     except (ScenarioError, OutputError, _AnalysisError, _ServerError) as err:
         print(f"tissue-abm: error: {err}", file=sys.stderr)
@@ -517,6 +526,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"tissue-abm: interrupted{by}; {kept}", file=sys.stderr)
         return 128 + signum
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """Pass --threads to the kernel through its variable (workers inherit it); check it."""
+    from tissue_abm.runs.scenario import ScenarioError
+
+    if getattr(args, "threads", None) is not None:
+        os.environ[THREADS_VARIABLE] = str(args.threads)
+    try:
+        requested_threads(os.environ.get(THREADS_VARIABLE))
+    except ValueError as err:
+        raise ScenarioError(f"{THREADS_VARIABLE}: {err}") from None
 
 
 def _run(args: argparse.Namespace) -> None:

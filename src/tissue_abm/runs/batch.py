@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pandas as pd
 
+from tissue_abm.engines import THREADS_VARIABLE, requested_threads
 from tissue_abm.engines.array import set_threads, warm_up
 from tissue_abm.runs.lock import LOCK, lock_folder
 from tissue_abm.runs.plan import Plan, RunSpec, check_scheduler, plan_batch
@@ -112,7 +113,8 @@ def execute(specs: list[RunSpec], threads: int | None = None) -> list[Outcome]:
 
     Args:
         specs: The runs.
-        threads: Threads of the compiled array kernel (one per worker in a pool; None: all).
+        threads: Threads of the compiled array kernel (one per worker in a pool; None: the
+            kernel chooses, `kernel.kernel_threads`).
     """
     set_threads(threads)
     outcomes = []
@@ -413,7 +415,9 @@ def _runner(
     size = max(1, min(8, len(todo) // (4 * workers)))
     if scheduler is None:
         context = process_context()
-        with LocalPool(partial(execute, threads=1), workers, context, POOL_RESTARTS) as pool:
+        # One kernel thread per worker, unless the user fixed a count (TISSUE_ABM_THREADS)
+        threads = requested_threads(os.environ.get(THREADS_VARIABLE)) or 1
+        with LocalPool(partial(execute, threads=threads), workers, context, POOL_RESTARTS) as pool:
             yield partial(_run_pool, pool, size)
         return
     with _dask(workers, scheduler, address) as (client, slots):

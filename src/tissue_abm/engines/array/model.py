@@ -77,10 +77,12 @@ KERNELS: tuple[Kernel, ...] = ("numba", "numpy") if compiled is not None else ("
 
 
 def set_threads(count: int | None) -> None:
-    """Threads the compiled kernel may use in the calling thread; None = all cores.
+    """Fix the compiled kernel's threads in this process; None lets it choose.
 
-    Batch workers run one thread each, so that workers x threads does not exceed the cores.
-    Results do not depend on it. Without numba this does nothing.
+    It then chooses by lattice size and free cores (`kernel.kernel_threads`), unless the
+    environment variable TISSUE_ABM_THREADS fixes a count. Batch workers run one thread each,
+    so that workers x threads does not exceed the cores. Results do not depend on it. Without
+    numba this does nothing.
     """
     if compiled is not None:
         compiled.set_threads(count)
@@ -343,7 +345,7 @@ class ArrayTissue(TissueBase):
             np.count_nonzero(self.tissue == SENESCENT),
             *b.day_arguments(),
             *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay),
-            compiled.diffuse_in_parallel(self.tissue.shape[0]),
+            compiled.prepare_threads(self.tissue.shape[0]),
         ):
             self.sasp, b.field = b.field, self.sasp
 
