@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager, suppress
 from functools import partial
+from multiprocessing import forkserver
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -41,6 +42,7 @@ import pandas as pd
 
 from tissue_abm.engines import THREADS_VARIABLE, requested_threads
 from tissue_abm.engines.array import set_threads, warm_up
+from tissue_abm.engines.array.model import COMPILE_SECONDS
 from tissue_abm.runs.lock import LOCK, lock_folder
 from tissue_abm.runs.plan import Plan, RunSpec, check_scheduler, plan_batch
 from tissue_abm.runs.pool import LocalPool, Signalled, WorkersDied, stop_on_signals
@@ -312,7 +314,7 @@ def _run_locked(
 
     started = False
     try:
-        with _runner(todo, workers, scheduler, address) as run:  # connects before writing
+        with _runner(todo, workers, scheduler, address, notice) as run:  # connects first
             book.save("running", force=True)
             started = True
             if progress is not None:
@@ -391,30 +393,46 @@ def _clear_stale(folder: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+COMPILING = (
+    f"compiling the array engine's kernel (first run only, about {COMPILE_SECONDS} s; "
+    "numba caches it for later runs)"
+)
+"""What a batch says while the kernel compiles."""
+
 Runner = Callable[[list[RunSpec], Callable[[Outcome], None]], None]
 """Runs a list of runs, calling back with each outcome as it arrives."""
 
 
 @contextmanager
 def _runner(
-    todo: list[RunSpec], workers: int, scheduler: str | None, address: tuple[str, int] | None
+    todo: list[RunSpec],
+    workers: int,
+    scheduler: str | None,
+    address: tuple[str, int] | None,
+    notice: Callable[[str], None] | None = None,
 ) -> Iterator[Runner]:
     """What runs `todo`: this process, local workers or a Dask cluster; stopped on exit.
 
     Workers are started, and the Dask scheduler reached, on entry, before the caller writes
-    anything.
+    anything. `notice` is told when the array kernel compiles (a first run).
     """
     if not todo:
         yield lambda specs, finished: None
         return
     if scheduler is None and workers == 1:
+        if any(spec.scenario.engine == "array" for spec in todo):
+            warm_up(partial(notice, COMPILING) if notice is not None else None)
         yield _run_here
         return
+    context = process_context()
+    if scheduler is None and context.get_start_method() == "forkserver":
+        forkserver.ensure_running()  # it imports the package while this process warms up
     if any(spec.scenario.engine == "array" for spec in todo):
-        warm_up()  # compiled once here, not by every worker at once
-    size = max(1, min(8, len(todo) // (4 * workers)))
+        warm_up(partial(notice, COMPILING) if notice is not None else None)
+    # Chunks of about 1/16 of a worker's share: few messages, and little waiting at the end
+    # for the last chunk (with 1/4, the canonical runs' last chunk took over a second).
+    size = max(1, min(8, len(todo) // (16 * workers)))
     if scheduler is None:
-        context = process_context()
         # One kernel thread per worker, unless the user fixed a count (TISSUE_ABM_THREADS)
         threads = requested_threads(os.environ.get(THREADS_VARIABLE)) or 1
         with LocalPool(partial(execute, threads=threads), workers, context, POOL_RESTARTS) as pool:
@@ -568,7 +586,8 @@ def process_context() -> multiprocessing.context.BaseContext:
     """How worker processes start: never as a plain fork of this (threaded) process.
 
     Where the platform allows, they fork from a server that has imported this package (saving
-    the ~1.5 s import per worker); elsewhere they are spawned.
+    the ~1 s import per worker); elsewhere they are spawned. The server does not load the
+    compiled kernel: numba then initialises GNU OpenMP, which cannot be used after a fork.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")

@@ -26,8 +26,10 @@ import hashlib
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 # Idle OpenMP threads sleep instead of spinning (unless the user chose otherwise): a spinning
 # thread takes a core from the others, and under load its spinning made days 10-20x slower
@@ -973,6 +975,32 @@ def _diffuse_row(up, row, down, out, torus, keep, spread):
         out[y] = row[y] * keep + ((up[y] + down[y]) + row[y - 1] + row[y + 1]) * spread
     last = size - 1
     out[last] = row[last] * keep + ((up[last] + down[last]) + row[last - 1] + right) * spread
+
+
+def signature(arguments: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The numba types of a call's arguments: what `run_days.compile` takes."""
+    return tuple(numba.typeof(argument) for argument in arguments)
+
+
+@contextmanager
+def compile_lock() -> Iterator[None]:
+    """Hold the lock of this module's cache folder: one process compiles, the others wait.
+
+    Without a writable cache folder, or `fcntl` (Windows), it holds nothing.
+    """
+    path = Path(cast(str, run_days.stats.cache_path)) / f"{__name__}.lock"
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def drop_stale_cache(folder: Path) -> None:
