@@ -211,3 +211,16 @@ def test_the_compiled_cache_is_dropped_when_a_compiled_module_changes(tmp_path) 
     (tmp_path / "tissue_abm.engines.array.kernel.dependencies").write_text("an older rules.py")
     kernel.drop_stale_cache(tmp_path)
     assert cache_files() == other
+
+
+@needs_numba
+@pytest.mark.parametrize(("seconds", "told"), [(0.0, 0), (1.5, 1)])
+def test_warm_up_says_when_the_kernel_compiles(monkeypatch, seconds, told) -> None:
+    # Loading the cached kernel takes a fraction of a second; a compile (here: a compile
+    # that lasts 1.5 s) is announced once, while it runs.
+    from tissue_abm.engines.array import kernel, warm_up
+
+    calls = []
+    monkeypatch.setattr(kernel.run_days, "compile", lambda signature: time.sleep(seconds))
+    warm_up(lambda: calls.append(time.monotonic()))
+    assert len(calls) == told

@@ -565,6 +565,11 @@ def _run(args: argparse.Namespace) -> None:
     folder = prepare_output(args.out or DEFAULT_RESULTS / scenario.name)
 
     started, clock = now(), time.perf_counter()
+    if scenario.engine == "array":
+        from tissue_abm.engines.array import warm_up
+        from tissue_abm.runs.batch import COMPILING
+
+        warm_up(None if args.quiet else partial(_notice, COMPILING))
     with Progress(
         TextColumn(f"[bold]{scenario.name}[/] seed {scenario.seed}"),
         BarColumn(),
