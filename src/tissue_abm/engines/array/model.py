@@ -103,9 +103,9 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
     Args:
         compiling: Called once if loading takes over a second, i.e. the kernel is compiling.
     """
-    if compiled is None:
+    if compiled is None or "numba" not in KERNELS:
         return
-    tissue = ArrayTissue(size=8, days=1, rng=0)
+    tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
     with compiled.compile_lock():
         timer = threading.Timer(1.0, compiling) if compiling is not None else None
         if timer is not None:
