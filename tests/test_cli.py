@@ -88,6 +88,28 @@ def test_run_on_malformed_file_exits_2_with_one_line_error_and_writes_nothing(
     assert files_in(out) == []
 
 
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1.5"])
+def test_a_bad_thread_count_in_the_environment_exits_2_before_anything_runs(
+    tmp_path, capsys, monkeypatch, no_simulation, value
+):
+    monkeypatch.setenv("TISSUE_ABM_THREADS", value)
+    out = tmp_path / "out"
+    status = cli.main(["run", str(COMBINED), "--out", str(out), "--quiet"])
+    assert status == 2
+    assert_one_line_error(capsys.readouterr().err, "TISSUE_ABM_THREADS", repr(value))
+    assert files_in(out) == []
+
+
+def test_threads_option_reaches_the_kernel_through_its_variable(monkeypatch):
+    # --threads sets TISSUE_ABM_THREADS, which the kernel and batch workers read; 0 is refused
+    monkeypatch.setenv("TISSUE_ABM_THREADS", "")  # restored after the test
+    args = cli.build_parser().parse_args(["run", str(COMBINED), "--threads", "3"])
+    cli._set_threads(args)
+    assert os.environ["TISSUE_ABM_THREADS"] == "3"
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["run", str(COMBINED), "--threads", "0"])
+
+
 def test_installed_module_reports_malformed_file_without_traceback(tmp_path):
     path = write_case(tmp_path, MALFORMED["unknown-parameter"])
     out = tmp_path / "out"
@@ -435,3 +457,35 @@ def test_the_cli_and_scenario_validation_import_no_engine_server_or_plotting_lib
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert done.stdout.strip() == "True"
+
+
+ANALYSIS = ("pandas", "pyarrow", "scipy")
+"""Libraries that only the commands that read or write results need."""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["params"],
+        ["run", "{bad}"],
+        ["batch", "{bad}", "--out", "{out}"],
+        ["batch", "--out", "{out}"],
+    ],
+)
+def test_params_and_input_errors_answer_without_heavy_libraries(tmp_path, command):
+    # `params`, and a bad scenario file or missing input, are answered at once: in a fresh
+    # interpreter, running the command loads neither the engines' nor the results' libraries.
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[parameters]\nimmune_kill = 7\n')
+    argv = [arg.format(bad=bad, out=tmp_path / "out") for arg in command]
+    code = (
+        "import sys, contextlib, io\nfrom tissue_abm import cli\n"
+        f"with contextlib.redirect_stdout(io.StringIO()):\n    status = cli.main({argv!r})\n"
+        f"print(status, ','.join(m for m in {HEAVY + ANALYSIS!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    status, loaded = done.stdout.split(" ")
+    assert (int(status), loaded.strip()) == (0 if command == ["params"] else 2, "")
+    assert not (tmp_path / "out").exists()

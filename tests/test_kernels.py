@@ -9,6 +9,11 @@ give the same run in any number of threads.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from pandas.testing import assert_frame_equal
@@ -116,17 +121,64 @@ def test_both_kernels_give_the_same_run_for_other_hill_coefficients(
 @pytest.mark.parametrize("size", [64, 256])
 def test_thread_count_does_not_change_the_run(size: int) -> None:
     # From 256 x 256 the diffusion runs in parallel on two threads, below it in one.
-    from tissue_abm.engines.array.kernel import PARALLEL_DIFFUSION, diffuse_in_parallel
+    from tissue_abm.engines.array.kernel import PARALLEL_DIFFUSION, prepare_threads
 
     runs = []
     for threads in (1, 2):
         set_threads(threads)
         try:
-            assert diffuse_in_parallel(size) == (threads > 1 and size >= PARALLEL_DIFFUSION)
+            assert prepare_threads(size) == (threads > 1 and size >= PARALLEL_DIFFUSION)
             runs.append(step_days(active_tissue(size=size, days=40, rng=9, kernel="numba"), 40))
         finally:
             set_threads(None)
     assert_same_run(*runs, exact_floats=True)
+
+
+@needs_numba
+def test_the_kernel_chooses_its_threads_unless_told(monkeypatch) -> None:
+    # Chosen: one thread below PARALLEL_SIDE while every core is free, else all; fixed: by
+    # set_threads, else by TISSUE_ABM_THREADS (capped at numba's threads); a bad value is
+    # refused in one line.
+    from tissue_abm.engines import THREADS_VARIABLE
+    from tissue_abm.engines.array import kernel
+
+    monkeypatch.delenv(THREADS_VARIABLE, raising=False)
+    monkeypatch.setattr(kernel, "_cores", lambda: THREADS)
+    monkeypatch.setattr(kernel, "free_cores", lambda: THREADS)
+    assert kernel.kernel_threads(kernel.PARALLEL_SIDE - 1) == 1
+    assert kernel.kernel_threads(kernel.PARALLEL_SIDE) == THREADS
+    monkeypatch.setattr(kernel, "free_cores", lambda: THREADS - 1)
+    assert kernel.kernel_threads(kernel.PARALLEL_SIDE - 1) == THREADS
+    monkeypatch.setenv(THREADS_VARIABLE, "1")
+    assert kernel.kernel_threads(1000) == 1
+    monkeypatch.setenv(THREADS_VARIABLE, "64")
+    assert kernel.kernel_threads(10) == THREADS
+    set_threads(1)
+    try:
+        assert kernel.kernel_threads(1000) == 1
+    finally:
+        set_threads(None)
+    monkeypatch.setenv(THREADS_VARIABLE, "two")
+    with pytest.raises(ValueError, match=r"'two' threads is not allowed; allowed: a whole number"):
+        kernel.kernel_threads(1000)
+
+
+@needs_numba
+def test_free_cores_sees_a_busy_process() -> None:
+    # A CPU-bound process beside this one takes a core: fewer cores free than before it ran.
+    from tissue_abm.engines.array.kernel import free_cores
+
+    cores = len(os.sched_getaffinity(0))
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        seen = cores
+        for _ in range(5):  # it looks once a second
+            time.sleep(0.3)
+            seen = min(seen, free_cores())
+    finally:
+        busy.kill()
+        busy.wait()
+    assert 1 <= seen <= max(1, cores - 1)
 
 
 def test_an_unknown_kernel_is_refused_with_the_allowed_ones() -> None:
@@ -159,3 +211,16 @@ def test_the_compiled_cache_is_dropped_when_a_compiled_module_changes(tmp_path) 
     (tmp_path / "tissue_abm.engines.array.kernel.dependencies").write_text("an older rules.py")
     kernel.drop_stale_cache(tmp_path)
     assert cache_files() == other
+
+
+@needs_numba
+@pytest.mark.parametrize(("seconds", "told"), [(0.0, 0), (1.5, 1)])
+def test_warm_up_says_when_the_kernel_compiles(monkeypatch, seconds, told) -> None:
+    # Loading the cached kernel takes a fraction of a second; a compile (here: a compile
+    # that lasts 1.5 s) is announced once, while it runs.
+    from tissue_abm.engines.array import kernel, warm_up
+
+    calls = []
+    monkeypatch.setattr(kernel.run_days, "compile", lambda signature: time.sleep(seconds))
+    warm_up(lambda: calls.append(time.monotonic()))
+    assert len(calls) == told

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from tissue_abm.biology.params import Parameters
     from tissue_abm.biology.therapy import Oxytocin, Rapamycin, Senolytic, Therapy
     from tissue_abm.engines.agents.model import TissueModel
-    from tissue_abm.runs.batch import plan_batch, run_batch
+    from tissue_abm.runs.batch import run_batch
+    from tissue_abm.runs.plan import plan_batch
     from tissue_abm.runs.results import load_results, load_snapshots
     from tissue_abm.runs.run import run_scenario
     from tissue_abm.runs.scenario import Scenario, ScenarioError, load_scenario
@@ -36,7 +37,7 @@ _PUBLIC = {
     "load_results": "tissue_abm.runs.results",
     "load_scenario": "tissue_abm.runs.scenario",
     "load_snapshots": "tissue_abm.runs.results",
-    "plan_batch": "tissue_abm.runs.batch",
+    "plan_batch": "tissue_abm.runs.plan",
     "run_batch": "tissue_abm.runs.batch",
     "run_scenario": "tissue_abm.runs.run",
 }

@@ -1,17 +1,17 @@
 """The `tissue-abm` command line.
 
     tissue-abm run SCENARIO.toml [--out DIR] [--seed N] [--point N] [--days N] [--size N]
-                   [--engine E] [--allow-large] [--quiet]
+                   [--engine E] [--threads N] [--allow-large] [--quiet]
     tissue-abm batch SCENARIO.toml ... [--out DIR] [--workers N] [--scheduler ADDRESS]
-                     [--replicates N] [--days N] [--size N] [--engine E] [--resume]
-                     [--allow-large] [--report] [--quiet]
+                     [--replicates N] [--days N] [--size N] [--engine E] [--threads N]
+                     [--resume] [--allow-large] [--report] [--quiet]
     tissue-abm plot RESULTS [--out DIR] [--format png|svg|pdf] [--dpi N]
     tissue-abm report RESULTS [--out DIR] [--readout NAME] [--reference NAME]
                       [--format png|svg|pdf] [--dpi N]
     tissue-abm sensitivity SCENARIO.toml --params A,B=LOW:HIGH,... --samples N
                            [--method morris|sobol] [--replicates N] [--days N] [--size N]
-                           [--out DIR] [--workers N] [--scheduler ADDRESS] [--readout NAME]
-                           [--seed N] [--resume] [--allow-large] [--quiet]
+                           [--threads N] [--out DIR] [--workers N] [--scheduler ADDRESS]
+                           [--readout NAME] [--seed N] [--resume] [--allow-large] [--quiet]
     tissue-abm validate RESULTS [--out FILE]
     tissue-abm calibrate [--out DIR] [--population N] [--generations N] [--resume]
                          [--choose-defaults] [--workers N | --scheduler ADDRESS]
@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from tissue_abm.engines import ENGINES
+from tissue_abm.engines import ENGINES, THREADS_VARIABLE, requested_threads
 from tissue_abm.viz.serve import DEFAULT_PORT, HOST
 
 if TYPE_CHECKING:
@@ -137,7 +137,8 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     """Parent parsers of the options several commands share, each defined once.
 
     - ``overrides``: ``--days``, ``--size``, ``--engine`` (what a run simulates; each overrides
-      the scenario files and is then validated like them);
+      the scenario files and is then validated like them), ``--threads`` (how: results do not
+      depend on it);
     - ``executor``: ``--workers``, ``--scheduler``, ``--resume`` (how many runs are carried out);
     - ``limits``: ``--allow-large`` (how much work a command may plan);
     - ``quiet``: ``--quiet``.
@@ -157,6 +158,13 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
         choices=list(ENGINES),
         default=None,
         help="simulation engine (overrides the files)",
+    )
+    overrides.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help=f"threads of the array engine's compiled kernel, per run (default: chosen by "
+        f"lattice size and load; one per batch worker); also the variable {THREADS_VARIABLE}",
     )
     executor = argparse.ArgumentParser(add_help=False)
     executor.add_argument(
@@ -538,10 +546,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     # Imported after parsing: `--help` and option errors need neither pandas nor pyarrow.
-    from tissue_abm.runs.results import OutputError
+    from tissue_abm.runs.layout import OutputError
     from tissue_abm.runs.scenario import ScenarioError
 
     try:
+        _set_threads(args)
         return args.handler(args) or 0
     except (ScenarioError, OutputError, _AnalysisError, _ServerError) as err:
         print(f"tissue-abm: error: {err}", file=sys.stderr)
@@ -565,17 +574,19 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signum
 
 
-def _run(args: argparse.Namespace) -> None:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+def _set_threads(args: argparse.Namespace) -> None:
+    """Pass --threads to the kernel through its variable (workers inherit it); check it."""
+    from tissue_abm.runs.scenario import ScenarioError
 
-    from tissue_abm.runs.results import now, prepare_output, provenance, write_run
-    from tissue_abm.runs.run import run_scenario
+    if getattr(args, "threads", None) is not None:
+        os.environ[THREADS_VARIABLE] = str(args.threads)
+    try:
+        requested_threads(os.environ.get(THREADS_VARIABLE))
+    except ValueError as err:
+        raise ScenarioError(f"{THREADS_VARIABLE}: {err}") from None
+
+
+def _run(args: argparse.Namespace) -> None:
     from tissue_abm.runs.scenario import load_scenario
 
     point = (
@@ -591,9 +602,26 @@ def _run(args: argparse.Namespace) -> None:
     )
     scenario = point.scenario
     labels = {"point": point.index, **point.values} if point.values else None
+    # pandas, pyarrow and the engine: once the input is known good
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from tissue_abm.runs.results import now, prepare_output, provenance, write_run
+    from tissue_abm.runs.run import run_scenario
+
     folder = prepare_output(args.out or DEFAULT_RESULTS / scenario.name)
 
     started, clock = now(), time.perf_counter()
+    if scenario.engine == "array":
+        from tissue_abm.engines.array import warm_up
+        from tissue_abm.runs.batch import COMPILING
+
+        warm_up(None if args.quiet else partial(_notice, COMPILING))
     with Progress(
         TextColumn(f"[bold]{scenario.name}[/] seed {scenario.seed}"),
         BarColumn(),
@@ -629,8 +657,7 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from tissue_abm.runs.batch import check_scheduler, plan_batch, plan_from_manifest, run_batch
-    from tissue_abm.runs.results import read_manifest
+    from tissue_abm.runs.plan import check_scheduler, plan_batch, plan_from_manifest
     from tissue_abm.runs.scenario import ScenarioError
 
     check_scheduler(args.scheduler)
@@ -647,6 +674,9 @@ def _batch(args: argparse.Namespace) -> int:
         plan = plan_from_manifest(args.out, allow_large=args.allow_large)
     else:
         raise ScenarioError("no scenario files given (or pass --resume to finish a batch)")
+    from tissue_abm.runs.batch import run_batch  # the engines: once the input is known good
+    from tissue_abm.runs.results import read_manifest
+
     summary = _run_with_progress("batch", len(plan.runs), args, partial(run_batch, plan))
     if summary.failed:
         failures = [run for run in read_manifest(args.out)["runs"] if run["status"] == "failed"]
@@ -664,7 +694,7 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
-    from tissue_abm.runs.batch import check_scheduler
+    from tissue_abm.runs.plan import check_scheduler
     from tissue_abm.studies import sensitivity
 
     sensitivity.check_readout(args.readout, key="--readout")
@@ -771,7 +801,7 @@ def _calibrate(args: argparse.Namespace) -> None:
 def _answer(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from tissue_abm.runs.batch import check_scheduler
+    from tissue_abm.runs.plan import check_scheduler
     from tissue_abm.runs.results import write_atomic
     from tissue_abm.studies import answer
     from tissue_abm.studies.validation import POSTERIOR

@@ -108,6 +108,27 @@ class Engine(Protocol):
         ...
 
 
+THREADS_VARIABLE = "TISSUE_ABM_THREADS"
+"""Environment variable that fixes the array kernel's threads (a whole number >= 1)."""
+
+
+def requested_threads(value: str | None) -> int | None:
+    """The thread count `value` asks for (from the command line or `THREADS_VARIABLE`).
+
+    None or "" asks for none (the kernel chooses). Raises ValueError (one line) otherwise,
+    unless `value` is a whole number >= 1.
+    """
+    if value is None or not value.strip():
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(f"{value!r} threads is not allowed; allowed: a whole number >= 1")
+    return count
+
+
 def engine_class(name: str) -> type[Engine]:
     """The class of engine `name` (imported now: Mesa for ``agents``, numba for ``array``).
 
@@ -121,4 +142,11 @@ def engine_class(name: str) -> type[Engine]:
     return engine
 
 
-__all__ = ["ENGINES", "Engine", "EngineName", "engine_class"]
+__all__ = [
+    "ENGINES",
+    "THREADS_VARIABLE",
+    "Engine",
+    "EngineName",
+    "engine_class",
+    "requested_threads",
+]

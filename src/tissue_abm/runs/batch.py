@@ -1,12 +1,13 @@
 """Batch runs: scenario files → runs (sweep point × replicate) → one Parquet file per run.
 
-A batch is planned from scenario files (`plan_batch`), then executed (`run_batch`) in the
-current process, on local worker processes kept alive for the whole batch (`pool.LocalPool`),
-or on a Dask distributed cluster. Work is sent in chunks of runs; each finished run is written
-by the parent process under a temporary name and renamed when complete, so a killed batch never
-leaves a half-written result. `batch.json` records the scenario texts, resolved parameters,
-seeds, the model that ran them (version, commit, fingerprint) and each run's status;
-`resume=True` runs only what is missing or damaged, and only with the same model.
+A batch is planned from scenario files (`plan_batch`, from `tissue_abm.runs.plan`), then
+executed (`run_batch`) in the current process, on local worker processes kept alive for the
+whole batch (`pool.LocalPool`), or on a Dask distributed cluster. Work is sent in chunks of
+runs; each finished run is written by the parent process under a temporary name and renamed
+when complete, so a killed batch never leaves a half-written result. `batch.json` records the
+scenario texts, resolved parameters, seeds, the model that ran them (version, commit,
+fingerprint) and each run's status; `resume=True` runs only what is missing or damaged,
+and only with the same model.
 
 A batch holds the lock of its folder (`lock.lock_folder`) while it runs; Ctrl-C, SIGTERM and
 SIGHUP stop it within about a second, keeping the finished runs. What is promised:
@@ -29,22 +30,23 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from functools import partial
+from multiprocessing import forkserver
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, cast
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pandas as pd
 
+from tissue_abm.engines import THREADS_VARIABLE, requested_threads
 from tissue_abm.engines.array import set_threads, warm_up
+from tissue_abm.engines.array.model import COMPILE_SECONDS
 from tissue_abm.runs.lock import LOCK, lock_folder
+from tissue_abm.runs.plan import Plan, RunSpec, check_scheduler, plan_batch
 from tissue_abm.runs.pool import LocalPool, Signalled, WorkersDied, stop_on_signals
 from tissue_abm.runs.results import (
-    GRID_SUFFIX,
     MANIFEST,
     RUNS,
     OutputError,
@@ -59,16 +61,6 @@ from tissue_abm.runs.results import (
     write_parquet,
 )
 from tissue_abm.runs.run import kept_rows, run_scenario
-from tissue_abm.runs.scenario import (
-    LARGE_LIMITS,
-    LIMITS,
-    Limits,
-    Scenario,
-    ScenarioError,
-    parse_scenario,
-    read_scenario_text,
-    too_many,
-)
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -86,63 +78,6 @@ CONNECT_SECONDS = 20.0
 
 class BatchInterrupted(Exception):
     """The batch stopped before every run was attempted; finished runs are kept."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """A scenario file of a batch: where it came from, its text and the validated scenario."""
-
-    file: str
-    text: str
-    scenario: Scenario
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One run of a batch: a scenario at one sweep point with one replicate's seed."""
-
-    scenario: Scenario
-    """The scenario at its sweep point, with `seed` set to the replicate's seed."""
-    point: int
-    values: dict[str, Any]
-    replicate: int
-
-    @property
-    def id(self) -> str:
-        """Unique name of the run in its batch, e.g. 'combined/p0002_r0017'."""
-        return f"{self.scenario.name}/p{self.point:04d}_r{self.replicate:04d}"
-
-    @property
-    def labels(self) -> dict[str, Any]:
-        """The columns identifying the run in its results, after `scenario`."""
-        return {"point": self.point, **self.values, "replicate": self.replicate}
-
-    def files(self, folder: Path) -> list[Path]:
-        """The run's result files in a batch folder: readouts, and grid snapshots if any."""
-        stem = folder / RUNS / self.id
-        grid = [stem.with_name(stem.name + GRID_SUFFIX)] if self.scenario.output.snapshots else []
-        return [stem.with_name(stem.name + ".parquet"), *grid]
-
-
-class Overrides(TypedDict, total=False):
-    """Settings given on the command line for every file; a file keeps its own where absent."""
-
-    replicates: int
-    days: int
-    size: int
-    engine: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Every run of a batch, in a fixed order (scenario file, sweep point, replicate)."""
-
-    sources: list[Source]
-    overrides: Overrides
-    """Settings given on the command line for every file (replicates, days, size, engine)."""
-    runs: list[RunSpec] = field(repr=False)
-    limits: Limits = LIMITS
-    """The most sweep points per file and runs in all (checked when the plan was made)."""
 
 
 class Outcome(NamedTuple):
@@ -172,100 +107,6 @@ class Summary(NamedTuple):
     'path: problem'."""
 
 
-# --- planning ----------------------------------------------------------------------------------
-
-
-def plan_batch(
-    files: Sequence[str | Path],
-    *,
-    replicates: int | None = None,
-    days: int | None = None,
-    size: int | None = None,
-    engine: str | None = None,
-    allow_large: bool = False,
-) -> Plan:
-    """Read and validate scenario files and expand them into runs.
-
-    Args:
-        files: Scenario files (TOML).
-        replicates: Replicates per sweep point instead of each file's own.
-        days: Days to simulate from each file's start age instead of its end age.
-        size: Lattice side instead of each file's own.
-        engine: Simulation engine ("array" or "agents") instead of each file's own.
-        allow_large: Allow up to `LARGE_LIMITS` sweep points and runs instead of `LIMITS`.
-
-    Raises:
-        ScenarioError: If a file is missing or invalid, two files share a scenario name, or
-            the batch is over the limits.
-    """
-    limits = LARGE_LIMITS if allow_large else LIMITS
-    sources = []
-    for file in files:
-        text = read_scenario_text(file)
-        sources.append(Source(str(file), text, parse_scenario(text, str(file), limits.points)))
-    overrides = {"replicates": replicates, "days": days, "size": size, "engine": engine}
-    given = {key: value for key, value in overrides.items() if value is not None}
-    return _plan(sources, cast(Overrides, given), limits)  # the options given (None dropped)
-
-
-def plan_from_manifest(folder: str | Path, allow_large: bool = False) -> Plan:
-    """The plan of an earlier batch, rebuilt from the scenario texts and options it recorded.
-
-    Raises:
-        OutputError: If `folder` holds no readable manifest.
-        ScenarioError: If the recorded scenarios are invalid or over the limits.
-    """
-    manifest = read_manifest(Path(folder), resumable=True)
-    limits = LARGE_LIMITS if allow_large else LIMITS
-    return _plan(
-        [
-            Source(
-                entry["file"],
-                entry["text"],
-                parse_scenario(entry["text"], entry["file"], limits.points),
-            )
-            for entry in manifest["scenarios"]
-        ],
-        manifest.get("overrides", {}),
-        limits,
-    )
-
-
-def _plan(sources: list[Source], overrides: Overrides, limits: Limits = LIMITS) -> Plan:
-    if not sources:
-        raise ScenarioError("no scenario files given")
-    if overrides:
-        sources = [
-            Source(
-                s.file, s.text, s.scenario.with_overrides(**overrides, source=f"{s.file} (options)")
-            )
-            for s in sources
-        ]
-    total = sum(
-        s.scenario.replicates * (s.scenario.sweep.count if s.scenario.sweep else 1) for s in sources
-    )
-    if total > limits.runs:
-        where = sources[0].file if len(sources) == 1 else f"these {len(sources)} scenario files"
-        what = "the batch (sweep points × replicates)"
-        raise ScenarioError(f"{where}: " + too_many(what, total, limits.runs, "runs"))
-    seen: dict[str, str] = {}
-    runs = []
-    for source in sources:
-        name = source.scenario.name
-        if name in seen:
-            raise ScenarioError(
-                f"{source.file}: scenario name '{name}' is already used by "
-                f"{seen[name]}; names must be unique within a batch"
-            )
-        seen[name] = source.file
-        seeds = source.scenario.replicate_seeds()
-        for point in source.scenario.sweep_points(source.file, limits.points):
-            for replicate, seed in enumerate(seeds):
-                scenario = point.scenario.model_copy(update={"seed": seed, "replicates": 1})
-                runs.append(RunSpec(scenario, point.index, point.values, replicate))
-    return Plan(sources, overrides, runs, limits)
-
-
 # --- running -----------------------------------------------------------------------------------
 
 
@@ -274,7 +115,8 @@ def execute(specs: list[RunSpec], threads: int | None = None) -> list[Outcome]:
 
     Args:
         specs: The runs.
-        threads: Threads of the compiled array kernel (one per worker in a pool; None: all).
+        threads: Threads of the compiled array kernel (one per worker in a pool; None: the
+            kernel chooses, `kernel.kernel_threads`).
     """
     set_threads(threads)
     outcomes = []
@@ -472,7 +314,7 @@ def _run_locked(
 
     started = False
     try:
-        with _runner(todo, workers, scheduler, address) as run:  # connects before writing
+        with _runner(todo, workers, scheduler, address, notice) as run:  # connects first
             book.save("running", force=True)
             started = True
             if progress is not None:
@@ -551,31 +393,49 @@ def _clear_stale(folder: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+COMPILING = (
+    f"compiling the array engine's kernel (first run only, about {COMPILE_SECONDS} s; "
+    "numba caches it for later runs)"
+)
+"""What a batch says while the kernel compiles."""
+
 Runner = Callable[[list[RunSpec], Callable[[Outcome], None]], None]
 """Runs a list of runs, calling back with each outcome as it arrives."""
 
 
 @contextmanager
 def _runner(
-    todo: list[RunSpec], workers: int, scheduler: str | None, address: tuple[str, int] | None
+    todo: list[RunSpec],
+    workers: int,
+    scheduler: str | None,
+    address: tuple[str, int] | None,
+    notice: Callable[[str], None] | None = None,
 ) -> Iterator[Runner]:
     """What runs `todo`: this process, local workers or a Dask cluster; stopped on exit.
 
     Workers are started, and the Dask scheduler reached, on entry, before the caller writes
-    anything.
+    anything. `notice` is told when the array kernel compiles (a first run).
     """
     if not todo:
         yield lambda specs, finished: None
         return
     if scheduler is None and workers == 1:
+        if any(spec.scenario.engine == "array" for spec in todo):
+            warm_up(partial(notice, COMPILING) if notice is not None else None)
         yield _run_here
         return
+    context = process_context()
+    if scheduler is None and context.get_start_method() == "forkserver":
+        forkserver.ensure_running()  # it imports the package while this process warms up
     if any(spec.scenario.engine == "array" for spec in todo):
-        warm_up()  # compiled once here, not by every worker at once
-    size = max(1, min(8, len(todo) // (4 * workers)))
+        warm_up(partial(notice, COMPILING) if notice is not None else None)
+    # Chunks of about 1/16 of a worker's share: few messages, and little waiting at the end
+    # for the last chunk (with 1/4, the canonical runs' last chunk took over a second).
+    size = max(1, min(8, len(todo) // (16 * workers)))
     if scheduler is None:
-        context = process_context()
-        with LocalPool(partial(execute, threads=1), workers, context, POOL_RESTARTS) as pool:
+        # One kernel thread per worker, unless the user fixed a count (TISSUE_ABM_THREADS)
+        threads = requested_threads(os.environ.get(THREADS_VARIABLE)) or 1
+        with LocalPool(partial(execute, threads=threads), workers, context, POOL_RESTARTS) as pool:
             yield partial(_run_pool, pool, size)
         return
     with _dask(workers, scheduler, address) as (client, slots):
@@ -636,42 +496,6 @@ def _run_dask(
     finally:
         for future in flying:
             future.cancel()
-
-
-def check_scheduler(scheduler: str | None) -> tuple[str, int] | None:
-    """Check a scheduler address before anything is written.
-
-    Args:
-        scheduler: None, "local", or "tcp://host:port".
-
-    Returns:
-        (host, port) of a tcp address; None for None or "local".
-
-    Raises:
-        ScenarioError: For anything else (one line naming the option and what is allowed).
-    """
-    if scheduler is None or scheduler == "local":
-        return None
-    try:
-        parts = urlsplit(scheduler)
-        port = parts.port
-    except ValueError:
-        parts, port = None, None
-    if (
-        parts is None
-        or parts.scheme != "tcp"
-        or not parts.hostname
-        or not port
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-        or parts.username is not None
-    ):
-        raise ScenarioError(
-            f"--scheduler {scheduler!r} is not allowed; allowed: tcp://host:port (the address "
-            "of a Dask scheduler) or 'local' (a cluster on this machine)"
-        )
-    return parts.hostname, port
 
 
 @contextmanager
@@ -762,7 +586,8 @@ def process_context() -> multiprocessing.context.BaseContext:
     """How worker processes start: never as a plain fork of this (threaded) process.
 
     Where the platform allows, they fork from a server that has imported this package (saving
-    the ~1.5 s import per worker); elsewhere they are spawned.
+    the ~1 s import per worker); elsewhere they are spawned. The server does not load the
+    compiled kernel: numba then initialises GNU OpenMP, which cannot be used after a fork.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")

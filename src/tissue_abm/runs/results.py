@@ -28,17 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tissue_abm.biology.params import Parameters
 from tissue_abm.biology.readouts import READOUTS, SNAPSHOT
+from tissue_abm.runs.layout import GRID_SUFFIX, MANIFEST, RUNS, OutputError
 
 PACKAGE = "tissue-abm"
-
-MANIFEST = "batch.json"
-"""Name of a batch's manifest inside its results folder."""
-
-RUNS = "runs"
-"""Folder (inside a batch's results folder) holding one Parquet file per run."""
-
-GRID_SUFFIX = ".grid.parquet"
-"""Suffix of a run's grid-snapshot file, next to its readouts file."""
 
 
 MODEL_SOURCES = ("biology", "engines")
@@ -46,10 +38,6 @@ MODEL_SOURCES = ("biology", "engines")
 
 LIBRARIES = ("mesa", "numpy", "numba")
 """Libraries that compute the model's numbers (their versions are compared on --resume)."""
-
-
-class OutputError(OSError):
-    """The output folder cannot be created or written; the message is one line for the user."""
 
 
 class ResultsError(ValueError):

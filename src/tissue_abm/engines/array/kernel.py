@@ -24,8 +24,17 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
+
+# Idle OpenMP threads sleep instead of spinning (unless the user chose otherwise): a spinning
+# thread takes a core from the others, and under load its spinning made days 10-20x slower
+# (benchmarks/bench_contention.py). Set before numba loads its threading layer, on first use.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba
 import numpy as np
@@ -34,6 +43,7 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from tissue_abm.biology import rules
 from tissue_abm.biology.rules import EMPTY, HEALTHY, SENESCENT
+from tissue_abm.engines import THREADS_VARIABLE, requested_threads
 from tissue_abm.engines.array import draws, intents
 from tissue_abm.engines.array.intents import (
     BY_IMMUNE,
@@ -94,11 +104,88 @@ for _function in (
     register_jitable(_function)
 
 
+_requested: int | None = None
+"""The thread count `set_threads` fixed in this process (None: `kernel_threads` chooses)."""
+
+
 def set_threads(count: int | None) -> None:
-    """Threads the compiled functions use when called from this thread; None = all cores."""
+    """Fix the kernel's threads in this process; None lets `kernel_threads` choose."""
+    global _requested
+    _requested = count
+
+
+def kernel_threads(size: int) -> int:
+    """Threads for the days of an L x L lattice (`size` = L), at most numba's.
+
+    The count fixed by `set_threads`, else by the environment variable `THREADS_VARIABLE`,
+    else: one on a lattice below `PARALLEL_SIDE` while every core is free (a parallel loop
+    costs more there than it saves), and otherwise all of numba's threads. Idle threads sleep
+    (OMP_WAIT_POLICY=PASSIVE), so a thread that shares its core with another busy process
+    holds up a parallel loop only briefly; on a busy machine more threads get more of it
+    (docs/speed.md#threads).
+    """
     # numba.config sets its options at import, out of sight of numba's type information.
-    available = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
-    numba.set_num_threads(available if count is None else max(1, min(count, available)))
+    available: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    count = _requested
+    if count is None:
+        count = requested_threads(os.environ.get(THREADS_VARIABLE))
+    if count is None:
+        count = available if size >= PARALLEL_SIDE or free_cores() < _cores() else 1
+    return max(1, min(count, available))
+
+
+def _cores() -> int:
+    """Cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+_seen: tuple[float, int] = (-math.inf, 0)
+"""(time.monotonic() of the last look, cores free then): `free_cores` looks every second."""
+
+
+def free_cores() -> int:
+    """Cores of this process's CPU set not taken by other running threads (>= 1).
+
+    Linux: the kernel's count of running threads (/proc/loadavg) less this process's own;
+    elsewhere the one-minute load average stands in for the other threads. Looked up at most
+    once a second (about 0.1 ms a look).
+    """
+    global _seen
+    if time.monotonic() - _seen[0] < 1.0:
+        return _seen[1]
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].partition("/")[0])
+        others = running - sum(_state(task) == "R" for task in Path("/proc/self/task").iterdir())
+    except (OSError, ValueError, IndexError):
+        others = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    _seen = (time.monotonic(), max(1, _cores() - max(0, others)))
+    return _seen[1]
+
+
+def _state(task: Path) -> str:
+    """The scheduler state of a thread (/proc/self/task/ID): R = running or runnable."""
+    try:
+        return (task / "stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+def prepare_threads(size: int) -> bool:
+    """Set the threads of the next call from this thread (`kernel_threads`).
+
+    Returns:
+        Whether the diffusion runs in parallel (`run_days`' argument `parallel`).
+    """
+    threads = kernel_threads(size)
+    numba.set_num_threads(threads)
+    return threads > 1 and size >= PARALLEL_DIFFUSION
+
+
+PARALLEL_SIDE = 256
+"""Lattice side from which `kernel_threads` always chooses all threads (below it, one while
+the machine is otherwise idle): benchmarks/bench_contention.py."""
 
 
 day_keys = numba.njit(cache=True)(draws.day_keys)
@@ -263,7 +350,7 @@ def run_days(
     sets the day's phagocytic clearance, `rules.phagocytic_clearance_prob`), the work arrays
     of `Buffers` (b_..., in the order of `Buffers.day_arguments`) and the
     diffusion scheme (`rules.diffusion_scheme`) and whether it runs in parallel
-    (`diffuse_in_parallel`).
+    (`prepare_threads`).
 
     Returns:
         Whether the final field is in `b_field` (the sub-steps alternate between the two).
@@ -779,7 +866,7 @@ def secrete_and_diffuse(
     f <- f + dt source, in float32 and in the order of `rules.diffuse_decay`, so both kernels
     give the same field.
 
-    The rows of a sub-step run in parallel if `parallel` (`diffuse_in_parallel`). The day's
+    The rows of a sub-step run in parallel if `parallel` (`prepare_threads`). The day's
     totals go into `totals` (see `_totals`).
 
     Returns:
@@ -849,11 +936,6 @@ On smaller lattices starting a parallel loop costs more than it saves (measured 
 """
 
 
-def diffuse_in_parallel(size: int) -> bool:
-    """Whether an L x L lattice (`size` = L) diffuses in parallel, called from this thread."""
-    return numba.get_num_threads() > 1 and size >= PARALLEL_DIFFUSION
-
-
 @numba.njit(inline="always")
 def _diffuse(source, target, torus, keep, spread):
     """One sub-step without sources, from `source` into `target` ((L, L) float32), by rows."""
@@ -893,6 +975,32 @@ def _diffuse_row(up, row, down, out, torus, keep, spread):
         out[y] = row[y] * keep + ((up[y] + down[y]) + row[y - 1] + row[y + 1]) * spread
     last = size - 1
     out[last] = row[last] * keep + ((up[last] + down[last]) + row[last - 1] + right) * spread
+
+
+def signature(arguments: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The numba types of a call's arguments: what `run_days.compile` takes."""
+    return tuple(numba.typeof(argument) for argument in arguments)
+
+
+@contextmanager
+def compile_lock() -> Iterator[None]:
+    """Hold the lock of this module's cache folder: one process compiles, the others wait.
+
+    Without a writable cache folder, or `fcntl` (Windows), it holds nothing.
+    """
+    path = Path(cast(str, run_days.stats.cache_path)) / f"{__name__}.lock"
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def drop_stale_cache(folder: Path) -> None:

@@ -27,9 +27,10 @@ eight Moore neighbours of site i (-1 beyond a closed boundary).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -77,23 +78,45 @@ KERNELS: tuple[Kernel, ...] = ("numba", "numpy") if compiled is not None else ("
 
 
 def set_threads(count: int | None) -> None:
-    """Threads the compiled kernel may use in the calling thread; None = all cores.
+    """Fix the compiled kernel's threads in this process; None lets it choose.
 
-    Batch workers run one thread each, so that workers x threads does not exceed the cores.
-    Results do not depend on it. Without numba this does nothing.
+    It then chooses by lattice size and free cores (`kernel.kernel_threads`), unless the
+    environment variable TISSUE_ABM_THREADS fixes a count. Batch workers run one thread each,
+    so that workers x threads does not exceed the cores. Results do not depend on it. Without
+    numba this does nothing.
     """
     if compiled is not None:
         compiled.set_threads(count)
 
 
-def warm_up() -> None:
-    """Compile the kernel now, or load it from numba's cache.
+COMPILE_SECONDS = 30
+"""About how long compiling the kernel takes on a first run (25-35 s on a 2-core machine)."""
+
+
+def warm_up(compiling: Callable[[], None] | None = None) -> None:
+    """Compile the kernel now, or load it from numba's cache, without running it.
 
     Called before workers start, so that they find it compiled instead of each compiling it
-    (about 45 s here) at their first run.
+    at their first run. One process compiles at a time (`kernel.compile_lock`); the others
+    then load what it cached.
+
+    Args:
+        compiling: Called once if loading takes over a second, i.e. the kernel is compiling.
     """
-    if compiled is not None:
-        ArrayTissue(size=8, days=1, rng=0).run_for(1)
+    if compiled is None or "numba" not in KERNELS:
+        return
+    tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
+    with compiled.compile_lock():
+        timer = threading.Timer(1.0, compiling) if compiling is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            arguments = tissue._kernel_arguments(1, 1, parallel=False)
+            compiled.run_days.compile(compiled.signature(arguments))
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 Intents = list[tuple[int, np.ndarray, np.ndarray]]
@@ -322,8 +345,14 @@ class ArrayTissue(TissueBase):
 
     def _numba_days(self, first: int, last: int) -> None:
         """Days first..last by the compiled kernel (`tissue_abm.engines.array.kernel`)."""
+        parallel = compiled.prepare_threads(self.tissue.shape[0])
+        if compiled.run_days(*self._kernel_arguments(first, last, parallel)):
+            self.sasp, self._buffers.field = self._buffers.field, self.sasp
+
+    def _kernel_arguments(self, first: int, last: int, parallel: bool) -> tuple[Any, ...]:
+        """The arguments of `kernel.run_days` for days first..last (`parallel` diffusion)."""
         p, b = self.params, self._buffers
-        if compiled.run_days(
+        return (
             first,
             last,
             self.torus,
@@ -343,9 +372,8 @@ class ArrayTissue(TissueBase):
             np.count_nonzero(self.tissue == SENESCENT),
             *b.day_arguments(),
             *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay),
-            compiled.diffuse_in_parallel(self.tissue.shape[0]),
-        ):
-            self.sasp, b.field = b.field, self.sasp
+            parallel,
+        )
 
     def _numpy_day(self, t: int) -> None:
         """Day t by whole-array numpy operations."""
