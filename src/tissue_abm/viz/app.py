@@ -17,8 +17,9 @@ from tissue_abm.viz.controls import ViewedTissue, initial_values, model_params, 
 
 NAME = "Tissue aging (agents engine)"
 
-PLAY_INTERVAL_MS = 1
-"""Pause between Play's days (ms): none to speak of, so Play runs as fast as a day is drawn."""
+PLAY_INTERVAL_MS = 25
+"""Pause between Play's days (ms). Shorter pauses (1 ms) let the play thread change the page's
+state during every render pass, and Solara then stops with "Too many renders triggered"."""
 
 SLIDER_VALUES = """
 .v-slider__thumb-container .v-slider__thumb-label-container { display: block !important; }
