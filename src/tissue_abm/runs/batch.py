@@ -215,6 +215,51 @@ def run_texts(
     return run_batch(plan_batch(files, allow_large=allow_large), out, **options)
 
 
+def run_study_batch(
+    folder: Path,
+    texts: Mapping[str, str],
+    check: Callable[[Path, dict[str, Any], bool], None],
+    spec_file: str,
+    spec: dict[str, Any],
+    record: Mapping[str, Any],
+    kind: str,
+    *,
+    resume: bool = False,
+    allow_large: bool = False,
+    **options: Any,
+) -> Summary:
+    """A study's batch in `folder`: checked, locked, its inputs written once, then `run_texts`.
+
+    Args:
+        folder: The study's folder; the files go to `scenarios/`, the batch to `batch/`.
+        texts: Scenario name -> its TOML text.
+        check: check(folder, spec, resume) raises OutputError unless `folder` may receive the
+            study (`check_study_folder` with the study's words); called before and again
+            under the folder's lock.
+        spec_file: Name of the study's inputs file (JSON) in `folder`.
+        spec: The inputs a resumed study must share.
+        record: More to write into `spec_file` the first time (provenance, the source file).
+        kind: What holds the lock, for its messages ("answer study").
+        resume: Finish the study in `folder` (`run_batch`).
+        allow_large: Plan with the large limits (`run_texts`).
+        **options: `run_batch`'s other keyword options (workers, scheduler, progress, notice).
+    """
+    check(folder, spec, resume)
+    prepare_output(folder)
+    with lock_folder(folder, kind):
+        check(folder, spec, resume)  # again, now that no other study writes
+        if not (folder / spec_file).exists():
+            write_json(folder / spec_file, {**spec, **record})
+        return run_texts(
+            texts,
+            folder / "scenarios",
+            folder / "batch",
+            allow_large=allow_large,
+            resume=resume,
+            **options,
+        )
+
+
 def run_batch(
     plan: Plan,
     out: str | Path,

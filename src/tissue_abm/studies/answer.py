@@ -37,14 +37,11 @@ from tissue_abm.analysis.survival import (
 )
 from tissue_abm.analysis.synergy import bliss_expected, hsa_expected
 from tissue_abm.biology.params import HYPOTHESES, Parameters
-from tissue_abm.runs.batch import Summary, check_study_folder, run_texts
-from tissue_abm.runs.lock import lock_folder
+from tissue_abm.runs.batch import Summary, check_study_folder, run_study_batch
 from tissue_abm.runs.results import (
     OutputError,
     load_results,
     point_parameters,
-    prepare_output,
-    write_json,
 )
 from tissue_abm.runs.scenario import ScenarioError
 from tissue_abm.studies.abc import FITTED, read_posterior
@@ -269,25 +266,22 @@ def run_answer(
             `resume`).
         tissue_abm.runs.batch.BatchInterrupted: If the batch stopped early (resume finishes it).
     """
-    folder = Path(out)
     spec = json.loads(json.dumps(study.spec()))  # as it reads back from the file
-    _check_folder(folder, spec, resume)
-    prepare_output(folder)
-    with lock_folder(folder, "answer study"):
-        _check_folder(folder, spec, resume)
-        if not (folder / SPEC).exists():
-            write_json(folder / SPEC, {**spec, "posterior": study.posterior})
-        return run_texts(
-            study.texts,
-            folder / SCENARIOS,
-            folder / BATCH,
-            allow_large=True,
-            workers=workers,
-            scheduler=scheduler,
-            resume=resume,
-            progress=progress,
-            notice=notice,
-        )
+    return run_study_batch(
+        Path(out),
+        study.texts,
+        _check_folder,
+        SPEC,
+        spec,
+        {"posterior": study.posterior},
+        "answer study",
+        allow_large=True,
+        workers=workers,
+        scheduler=scheduler,
+        resume=resume,
+        progress=progress,
+        notice=notice,
+    )
 
 
 def _check_folder(folder: Path, spec: dict[str, Any], resume: bool) -> None:

@@ -57,16 +57,13 @@ from tissue_abm.analysis.summary import (
 from tissue_abm.analysis.survival import kaplan_meier, lifespans, quantile_lifespan
 from tissue_abm.biology.params import Parameters, parameter_table
 from tissue_abm.biology.readouts import READOUTS
-from tissue_abm.runs.batch import Summary, check_study_folder, run_texts
-from tissue_abm.runs.lock import lock_folder
+from tissue_abm.runs.batch import Summary, check_study_folder, run_study_batch
 from tissue_abm.runs.results import (
     load_results,
     now,
     point_parameters,
-    prepare_output,
     provenance,
     write_atomic,
-    write_json,
 )
 from tissue_abm.runs.scenario import (
     LARGE_LIMITS,
@@ -497,28 +494,21 @@ def run_study(
         tissue_abm.runs.batch.BatchInterrupted: If the batch stopped early; `resume=True` finishes
             it.
     """
-    folder = Path(out)
-    spec = study.spec()
-    _check_study_folder(folder, spec, resume)
-    prepare_output(folder)
-    with lock_folder(folder, "sensitivity study"):
-        _check_study_folder(folder, spec, resume)  # again, now that no other study writes
-        if not (folder / SPEC).exists():
-            write_json(
-                folder / SPEC,
-                {**spec, "scenario_file": study.file, "created": now(), "provenance": provenance()},
-            )
-        return run_texts(
-            study.variant_texts(),
-            folder / SCENARIOS,
-            folder / BATCH,
-            allow_large=study.points > LIMITS.points or study.runs > LIMITS.runs,
-            workers=workers,
-            scheduler=scheduler,
-            resume=resume,
-            progress=progress,
-            notice=notice,
-        )
+    return run_study_batch(
+        Path(out),
+        study.variant_texts(),
+        _check_study_folder,
+        SPEC,
+        study.spec(),
+        {"scenario_file": study.file, "created": now(), "provenance": provenance()},
+        "sensitivity study",
+        allow_large=study.points > LIMITS.points or study.runs > LIMITS.runs,
+        workers=workers,
+        scheduler=scheduler,
+        resume=resume,
+        progress=progress,
+        notice=notice,
+    )
 
 
 def _check_study_folder(folder: Path, spec: dict[str, Any], resume: bool) -> None:
