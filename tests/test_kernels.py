@@ -215,12 +215,50 @@ def test_the_compiled_cache_is_dropped_when_a_compiled_module_changes(tmp_path) 
 
 @needs_numba
 @pytest.mark.parametrize(("seconds", "told"), [(0.0, 0), (1.5, 1)])
-def test_warm_up_says_when_the_kernel_compiles(monkeypatch, seconds, told) -> None:
+def test_warm_up_says_when_the_kernel_compiles_and_stops_its_helper(
+    monkeypatch, tmp_path, seconds, told
+) -> None:
     # Loading the cached kernel takes a fraction of a second; a compile (here: a compile
-    # that lasts 1.5 s) is announced once, while it runs.
-    from tissue_abm.engines.array import kernel, warm_up
+    # that lasts 1.5 s) is announced once, while it runs, and starts the helper process that
+    # compiles the later steps (here: one that would wait a minute), which is gone afterwards.
+    from tissue_abm.engines.array import kernel, model, warm_up
 
+    started = tmp_path / "helper.pid"
+    helper = f"import os, time; open({str(started)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    monkeypatch.setattr(model, "HELPER", (sys.executable, "-c", helper))
     calls = []
     monkeypatch.setattr(kernel.run_days, "compile", lambda signature: time.sleep(seconds))
     warm_up(lambda: calls.append(time.monotonic()))
     assert len(calls) == told
+    if not told:
+        assert not started.exists()
+        return
+    deadline = time.monotonic() + 10
+    while not started.read_text() and time.monotonic() < deadline:  # it was stopped at once
+        time.sleep(0.05)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(started.read_text()), 0)
+
+
+@needs_numba
+def test_the_helper_compiles_the_steps_run_days_calls(tmp_path) -> None:
+    # `kernel.later_steps` mirrors the calls in `run_days`: compiled first (as the helper
+    # process does), they serve `run_days` as they are. A step called with other argument
+    # types would be compiled a second time. An empty cache: everything compiles (~15 s).
+    code = (
+        "from tissue_abm.engines.array import kernel, model\n"
+        "model.compile_later_steps()\n"
+        "model.COMPILE_SIGN = 1e6\n"  # no helper: this process compiles the rest
+        "model.warm_up()\n"
+        "print([len(step.signatures) for step in (kernel.resolve_and_apply, "
+        "kernel.secrete_and_diffuse, kernel.run_days)])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    assert done.stdout.split("\n")[-2] == "[1, 1, 1]"

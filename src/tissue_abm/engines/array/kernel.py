@@ -644,7 +644,9 @@ def _healthy_intent(i, u, size, torus, tissue, damage, exposure, divisions, keys
     return (0, DIE, PRIMARY, PARACRINE)[event], i
 
 
-@numba.njit(inline="always")
+# Compiled as functions of their own, not inlined into `decide` as the frequent paths are: this
+# halves the kernel's compile and costs no measurable speed (docs/speed.md#the-first-run).
+@numba.njit
 def _division(i, size, torus, tissue, divisions, keys, limit):
     """(kind, target) of healthy cell i that divides (or arrests at the replicative limit).
 
@@ -669,7 +671,7 @@ def _division(i, size, torus, tissue, divisions, keys, limit):
     return 0, i  # not reached: rank < vacant
 
 
-@numba.njit(inline="always")
+@numba.njit  # not inlined, as `_division`
 def _immune_intent(i, size, torus, tissue, immune, lifetime, sasp, keys, r):
     """(kind, target) of the marked immune slot of site i.
 
@@ -975,6 +977,31 @@ def _diffuse_row(up, row, down, out, torus, keep, spread):
         out[y] = row[y] * keep + ((up[y] + down[y]) + row[y - 1] + row[y + 1]) * spread
     last = size - 1
     out[last] = row[last] * keep + ((up[last] + down[last]) + row[last - 1] + right) * spread
+
+
+def later_steps(arguments: tuple[Any, ...]) -> list[tuple[Any, tuple[Any, ...]]]:
+    """The steps `run_days` calls after `decide`, each with arguments of the types it passes.
+
+    `arguments` are `run_days`' own. Compiled in another process while this one compiles
+    `decide` (`model.warm_up`), they are cached when `run_days` comes to them and it loads
+    them instead of compiling them. Mirrors the calls in `run_days` (a test checks that it
+    then loads both).
+    """
+    (first, _, torus, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
+     lifetime, sasp, key, rates, tallies, aggregates, _, starts, _, _, _, counts, candidates,
+     tissue_kind, tissue_target, immune_kind, immune_target, other, secreting, secretion,
+     substeps, dt, keep, spread, parallel) = arguments  # fmt: skip
+    keys, r = draws.day_keys(key, first), Rates(*rates[first].tolist())
+    resolving = (
+        tissue.ravel(), immune.ravel(), damage, exposure, damage_scale, divisions, arrest_age,
+        lifetime, keys, r, starts, counts, candidates, tissue_kind, tissue_target, immune_kind,
+        immune_target, tallies[first],
+    )  # fmt: skip
+    secreting_and_diffusing = (
+        torus, tissue, immune, damage, arrest_age, sasp, other, starts, counts, candidates,
+        secreting, secretion, r, substeps, dt, keep, spread, parallel, aggregates[first],
+    )  # fmt: skip
+    return [(resolve_and_apply, resolving), (secrete_and_diffuse, secreting_and_diffusing)]
 
 
 def signature(arguments: tuple[Any, ...]) -> tuple[Any, ...]:

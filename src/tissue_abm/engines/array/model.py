@@ -27,9 +27,13 @@ eight Moore neighbours of site i (-1 beyond a closed boundary).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from functools import cached_property
+from subprocess import DEVNULL
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -89,8 +93,18 @@ def set_threads(count: int | None) -> None:
         compiled.set_threads(count)
 
 
-COMPILE_SECONDS = 30
-"""About how long compiling the kernel takes on a first run (25-35 s on a 2-core machine)."""
+COMPILE_SECONDS = 15
+"""About how long compiling the kernel takes on a first run (8-20 s on a 2-core machine)."""
+
+COMPILE_SIGN = 1.0
+"""Seconds after which `warm_up` takes it that the kernel compiles (loading it takes less)."""
+
+HELPER = (
+    sys.executable,
+    "-c",
+    "from tissue_abm.engines.array.model import compile_later_steps; compile_later_steps()",
+)
+"""The command of the process that compiles `kernel.later_steps` during a compile."""
 
 
 def warm_up(compiling: Callable[[], None] | None = None) -> None:
@@ -98,25 +112,49 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
 
     Called before workers start, so that they find it compiled instead of each compiling it
     at their first run. One process compiles at a time (`kernel.compile_lock`); the others
-    then load what it cached.
+    then load what it cached. While this process compiles `decide`, the longest part, a
+    helper process (`HELPER`) compiles the steps after it, which this one then loads from the
+    cache: the compile takes about two thirds of the time. The helper is stopped on return;
+    if this process is killed, it ends by itself when its compile is done (a few seconds).
 
     Args:
-        compiling: Called once if loading takes over a second, i.e. the kernel is compiling.
+        compiling: Called once if loading takes over `COMPILE_SIGN` s, i.e. the kernel is
+            compiling.
     """
     if compiled is None or "numba" not in KERNELS:
         return
     tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
+    helpers: list[subprocess.Popen[bytes]] = []
+
+    def slow() -> None:
+        if compiling is not None:
+            compiling()
+        with suppress(OSError):  # no helper: this process compiles it all, as fast as before
+            helpers.append(subprocess.Popen(HELPER, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL))
+
     with compiled.compile_lock():
-        timer = threading.Timer(1.0, compiling) if compiling is not None else None
-        if timer is not None:
-            timer.daemon = True
-            timer.start()
+        timer = threading.Timer(COMPILE_SIGN, slow)
+        timer.daemon = True
+        timer.start()
         try:
             arguments = tissue._kernel_arguments(1, 1, parallel=False)
             compiled.run_days.compile(compiled.signature(arguments))
         finally:
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
+            if timer.is_alive():
+                timer.join()
+            for helper in helpers:
+                helper.terminate()
+                helper.wait()
+
+
+def compile_later_steps() -> None:
+    """Compile (or load) `kernel.later_steps` into numba's cache: the helper of `warm_up`."""
+    if compiled is None:
+        return
+    tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
+    for step, arguments in compiled.later_steps(tissue._kernel_arguments(1, 1, parallel=False)):
+        step.compile(compiled.signature(arguments))
 
 
 Intents = list[tuple[int, np.ndarray, np.ndarray]]
