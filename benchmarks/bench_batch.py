@@ -1,15 +1,18 @@
 """Wall time, overhead and memory of batch runs, on the local process pool and on Dask.
 
 Runs the four canonical therapy scenarios (untreated, rapamycin, oxytocin, combined; ages 90 to
-730 days, i.e. to two years of age) with N replicates each on an L x L grid, once per executor,
-and prints for each: wall time, the sum of the runs' own simulation times, the overhead (wall
-time x workers / sum of run times - 1: zero is perfect parallel use of the workers), the batch
-time as a fraction of the sum of run times, and the peak resident memory of the whole process
-tree (parent and workers, sampled every 0.2 s with psutil). Then it checks that both executors
+730 days, i.e. to two years of age) with N replicates each (20 and 100 by default) on an L x L
+grid, per executor, and prints for each the medians over `--rounds` batches of: wall time, the
+sum of the runs' own simulation times, the overhead (wall time x workers / sum of run times - 1:
+zero is perfect parallel use of the workers), the batch time as a fraction of the sum of run
+times, and the peak resident memory of the whole process tree (parent and workers, sampled every
+0.2 s with psutil). From the smallest and the largest batch it splits the overhead into what
+each further run costs beside its simulation and a fixed part (start-up and end, in seconds).
+Then it checks that both executors
 wrote identical files, and times `load_results` (median of 5) on the first batch and on a
 100-run batch of the same length, and `analysis.summarise` on those tables.
 
-    python benchmarks/bench_batch.py [--replicates 20] [--size 100] [--workers 2]
+    python benchmarks/bench_batch.py [--replicates 20 100] [--rounds 3] [--size 100] [--workers 2]
                                      [--executors pool dask] [--engine array|agents]
 """
 
@@ -105,9 +108,20 @@ def same_files(first, second):
     return len(match) == len(files) and not mismatch and not errors
 
 
+def median_run(plan, folder, workers, scheduler, rounds):
+    """`run` `rounds` times (fresh folders); the medians of its figures, the last folder."""
+    rows = []
+    for round_ in range(rounds):
+        target = folder.with_name(f"{folder.name}-{round_}")
+        rows.append(run(plan, target, workers, scheduler))
+    row = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+    return row, target
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--replicates", type=int, default=20)
+    parser.add_argument("--replicates", type=int, nargs="+", default=[20, 100])
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--workers", type=int, default=psutil.cpu_count())
     parser.add_argument("--executors", nargs="+", choices=list(EXECUTORS), default=list(EXECUTORS))
@@ -119,29 +133,48 @@ def main():
     )
     args = parser.parse_args()
 
-    plan = plan_batch(CANONICAL, replicates=args.replicates, size=args.size, engine=args.engine)
-    days = plan.runs[0].scenario.days
+    plans = {
+        n: plan_batch(CANONICAL, replicates=n, size=args.size, engine=args.engine)
+        for n in args.replicates
+    }
+    first_plan = plans[args.replicates[0]]
     print(
-        f"{len(plan.runs)} runs: 4 scenarios x {args.replicates} replicates, "
-        f"{args.size}x{args.size} grid, {days} days each, {plan.runs[0].scenario.engine} "
-        f"engine; {args.workers} workers on "
-        f"{psutil.cpu_count()} cores"
+        f"4 scenarios x {' or '.join(map(str, args.replicates))} replicates, "
+        f"{args.size}x{args.size} grid, {first_plan.runs[0].scenario.days} days each, "
+        f"{first_plan.runs[0].scenario.engine} engine; {args.workers} workers on "
+        f"{psutil.cpu_count()} cores; medians of {args.rounds} rounds"
     )
     print(
-        f"{'executor':<10}{'wall s':>10}{'sum of runs s':>15}{'overhead':>10}"
+        f"{'executor':<10}{'runs':>6}{'wall s':>10}{'sum of runs s':>15}{'overhead':>10}"
         f"{'wall/sum':>10}{'peak MiB':>10}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        folders = {}
+        folders, rows = {}, {}
         for name in args.executors:
-            folders[name] = Path(tmp) / name
-            row = run(plan, folders[name], args.workers, EXECUTORS[name])
-            print(
-                f"{name:<10}{row['wall']:>10.1f}{row['simulated']:>15.1f}"
-                f"{row['overhead']:>10.1%}{row['ratio']:>10.3f}{row['peak_mib']:>10.0f}"
-                + (f"  ({row['failed']} failed)" if row["failed"] else ""),
-                flush=True,
-            )
+            for n, plan in plans.items():
+                row, folder = median_run(
+                    plan, Path(tmp) / f"{name}-{n}", args.workers, EXECUTORS[name], args.rounds
+                )
+                folders.setdefault(name, folder)
+                rows[name, n] = row
+                print(
+                    f"{name:<10}{len(plan.runs):>6}{row['wall']:>10.1f}{row['simulated']:>15.1f}"
+                    f"{row['overhead']:>10.1%}{row['ratio']:>10.3f}{row['peak_mib']:>10.0f}"
+                    + (f"  ({row['failed']:.0f} failed)" if row["failed"] else ""),
+                    flush=True,
+                )
+        if len(plans) > 1:
+            # The difference between the largest and the smallest batch: what each further run
+            # costs beside its simulation, and what is left (start-up and end) at any size.
+            small, large = min(args.replicates), max(args.replicates)
+            for name in args.executors:
+                a, b = rows[name, small], rows[name, large]
+                per_run = (b["wall"] - a["wall"]) * args.workers / (b["simulated"] - a["simulated"])
+                fixed = a["wall"] - per_run * a["simulated"] / args.workers
+                print(
+                    f"{name}: each further run costs {per_run - 1:.1%} beside its simulation; "
+                    f"fixed {fixed:.2f} s a batch (start-up and end)"
+                )
         if len(folders) == 2:
             print(
                 "identical result files on both executors:",
@@ -149,18 +182,18 @@ def main():
             )
 
         first = next(iter(folders.values()))
-        seconds, summary, rows, scenarios = load_time(first)
+        seconds, summary, rows_read, scenarios = load_time(first)
         print(
-            f"load_results: {len(plan.runs)} runs ({rows} rows, {scenarios} scenarios) "
+            f"load_results: {len(first_plan.runs)} runs ({rows_read} rows, {scenarios} scenarios) "
             f"in {seconds * 1000:.0f} ms, summarise in {summary * 1000:.0f} ms (median of 5)"
         )
         # rows per run do not depend on the grid, so a 100-run batch of the same length on a
         # tiny grid measures loading 100 runs x two years
         hundred = plan_batch(CANONICAL, replicates=25, size=6)
         run_batch(hundred, Path(tmp) / "hundred", workers=args.workers)
-        seconds, summary, rows, _ = load_time(Path(tmp) / "hundred")
+        seconds, summary, rows_read, _ = load_time(Path(tmp) / "hundred")
         print(
-            f"load_results: 100 runs ({rows} rows) in {seconds * 1000:.0f} ms, summarise in "
+            f"load_results: 100 runs ({rows_read} rows) in {seconds * 1000:.0f} ms, summarise in "
             f"{summary * 1000:.0f} ms (median of 5)"
         )
 

@@ -31,7 +31,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from functools import partial
 from multiprocessing import forkserver
@@ -351,8 +351,10 @@ def _run_locked(
         notice(f"{len(damaged)} damaged result files are run again: {listing}")
     skipped = len(plan.runs) - len(todo)
 
-    def finished(outcome: Outcome) -> None:
-        book.record(outcome)
+    def finished(outcome: Outcome | None) -> None:
+        if outcome is not None:
+            book.record(outcome)
+        book.collect(block=outcome is None)
         if progress is not None:
             progress(book.tally["done"], book.tally["failed"], len(plan.runs))
         book.save("running")
@@ -365,24 +367,31 @@ def _run_locked(
             if progress is not None:
                 progress(skipped, 0, len(plan.runs))
             run(todo, finished)
+        finished(None)  # the last files written
     except Signalled as stop:
         if started:
+            book.settle()
             book.save("interrupted", force=True, reason=f"stopped by {stop.name}")
         raise
     except KeyboardInterrupt:
         if started:
+            book.settle()
             book.save("interrupted", force=True, reason="stopped by Ctrl-C")
         raise
     except BatchInterrupted as err:
+        book.settle()
         left = book.tally["pending"]
         book.save("interrupted", force=True, reason=str(err))
         raise BatchInterrupted(f"{err}; {left} runs not done") from None
     except OutputError as err:  # a result could not be written (disk full, folder removed)
         if not started:
             raise
+        book.settle()
         with suppress(OutputError):  # else it says "running"; --resume finishes it all the same
             book.save("interrupted", force=True, reason=str(err))
         raise BatchInterrupted(str(err)) from None
+    finally:
+        book.settle()
     if book.tally["pending"]:  # cannot happen; never call an incomplete batch done
         book.save("interrupted", force=True)
         raise BatchInterrupted(f"{book.tally['pending']} runs were not run")
@@ -644,8 +653,20 @@ def process_context() -> multiprocessing.context.BaseContext:
 # --- bookkeeping -------------------------------------------------------------------------------
 
 
+WRITERS = 2
+"""Threads that write finished runs' files: while one waits for the disk (each file is flushed
+to it twice, `results.write_atomic`), the other writes."""
+
+WRITING = 8
+"""At most this many finished runs wait to be written (they hold their tables until then)."""
+
+
 class _Book:
-    """Each run's status; writes finished runs and the manifest."""
+    """Each run's status; writes finished runs (on `WRITERS` threads) and the manifest.
+
+    A run is noted done only once its files are written (`collect`), so the manifest never
+    calls a run done whose files a stop could have cut short.
+    """
 
     def __init__(
         self, plan: Plan, folder: Path, earlier: dict[str, Any], description: dict[str, Any]
@@ -658,6 +679,8 @@ class _Book:
         self.tally: Counter[str] = Counter()
         self.run_seconds = 0.0
         self._saved = -math.inf
+        self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="tissue-abm writer")
+        self._writing: dict[Future[None], Outcome] = {}
 
     def note(self, run_id: str, entry: dict[str, Any]) -> None:
         """Set a run's manifest entry (with its `status`: pending, done or failed)."""
@@ -667,13 +690,23 @@ class _Book:
         self.tally[entry["status"]] += 1
 
     def record(self, outcome: Outcome) -> None:
-        """Write a finished run's files (snapshots first, readouts last) and note its status."""
+        """Note a failed run, or start writing a finished run's files (`collect` notes it).
+
+        Waits while `WRITING` runs are being written.
+        """
         if outcome.error is not None:
             self.note(
                 outcome.id,
                 {"status": "failed", "seconds": round(outcome.seconds, 3), "error": outcome.error},
             )
             return
+        while len(self._writing) >= WRITING:
+            wait(self._writing, return_when=FIRST_COMPLETED)
+            self.collect()
+        self._writing[self._writers.submit(self._write, outcome)] = outcome
+
+    def _write(self, outcome: Outcome) -> None:
+        """Write a finished run's files: snapshots first, readouts last (on a writer thread)."""
         readouts, *grid = self.specs[outcome.id].files(self.folder)
         try:
             readouts.parent.mkdir(parents=True, exist_ok=True)
@@ -682,8 +715,30 @@ class _Book:
         if grid:
             write_parquet(grid[0], outcome.snapshots)
         write_parquet(readouts, outcome.readouts)
-        self.run_seconds += outcome.seconds
-        self.note(outcome.id, {"status": "done", "seconds": round(outcome.seconds, 3)})
+
+    def collect(self, block: bool = False, quiet: bool = False) -> None:
+        """Note the runs whose files are written as done (first waiting for all, if `block`).
+
+        Raises:
+            OutputError: If a run's files could not be written (it stays pending), unless
+                `quiet`.
+        """
+        if block and self._writing:
+            wait(self._writing)
+        for future in [future for future in self._writing if future.done()]:
+            outcome = self._writing.pop(future)
+            error = future.exception()
+            if error is not None:
+                if quiet:
+                    continue
+                raise error
+            self.run_seconds += outcome.seconds
+            self.note(outcome.id, {"status": "done", "seconds": round(outcome.seconds, 3)})
+
+    def settle(self) -> None:
+        """Wait for the files being written, note those written, and stop the writers."""
+        self.collect(block=True, quiet=True)
+        self._writers.shutdown()
 
     def save(self, state: str, force: bool = False, reason: str | None = None) -> None:
         """Write the manifest in `state` (at most every 2 s unless forced).
