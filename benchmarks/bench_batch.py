@@ -108,16 +108,6 @@ def same_files(first, second):
     return len(match) == len(files) and not mismatch and not errors
 
 
-def median_run(plan, folder, workers, scheduler, rounds):
-    """`run` `rounds` times (fresh folders); the medians of its figures, the last folder."""
-    rows = []
-    for round_ in range(rounds):
-        target = folder.with_name(f"{folder.name}-{round_}")
-        rows.append(run(plan, target, workers, scheduler))
-    row = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
-    return row, target
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, nargs="+", default=[20, 100])
@@ -151,11 +141,17 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         folders, rows = {}, {}
         for name in args.executors:
+            # the sizes in turn in each round, so that a change in the machine's load over the
+            # rounds reaches them alike
+            rounds: dict[int, list[dict]] = {n: [] for n in plans}
+            for round_ in range(args.rounds):
+                for n, plan in plans.items():
+                    folder = Path(tmp) / f"{name}-{n}-{round_}"
+                    rounds[n].append(run(plan, folder, args.workers, EXECUTORS[name]))
+                    if n == args.replicates[0]:
+                        folders[name] = folder
             for n, plan in plans.items():
-                row, folder = median_run(
-                    plan, Path(tmp) / f"{name}-{n}", args.workers, EXECUTORS[name], args.rounds
-                )
-                folders.setdefault(name, folder)
+                row = {key: statistics.median(r[key] for r in rounds[n]) for key in rounds[n][0]}
                 rows[name, n] = row
                 print(
                     f"{name:<10}{len(plan.runs):>6}{row['wall']:>10.1f}{row['simulated']:>15.1f}"

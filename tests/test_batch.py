@@ -162,6 +162,16 @@ def test_results_are_identical_on_every_executor(small, tmp_path, executor):
     assert run_files(tmp_path / "out") == run_files(reference)
 
 
+@pytest.mark.parametrize(("runs", "workers"), [(80, 2), (400, 2), (5, 4), (1000, 8)])
+def test_runs_go_out_in_chunks_that_shrink_to_single_runs_at_the_end(runs, workers):
+    chunks = batch._chunks(list(range(runs)), workers)
+    assert [run for chunk in chunks for run in chunk] == list(range(runs))  # all, in order
+    sizes = [len(chunk) for chunk in chunks]
+    assert all(1 <= size <= 8 for size in sizes)
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[-16 * workers :] == [1] * min(runs, 16 * workers)  # each worker's last few
+
+
 def test_manifest_records_seeds_texts_points_and_provenance(small):
     files, out = small
     content = manifest(out)

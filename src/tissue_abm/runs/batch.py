@@ -483,21 +483,30 @@ def _runner(
         forkserver.ensure_running()  # it imports the package while this process warms up
     if any(spec.scenario.engine == "array" for spec in todo):
         warm_up(partial(notice, COMPILING) if notice is not None else None)
-    # Chunks of about 1/16 of a worker's share: few messages, and little waiting at the end
-    # for the last chunk (with 1/4, the canonical runs' last chunk took over a second).
-    size = max(1, min(8, len(todo) // (16 * workers)))
     if scheduler is None:
         # One kernel thread per worker, unless the user fixed a count (TISSUE_ABM_THREADS)
         threads = requested_threads(os.environ.get(THREADS_VARIABLE)) or 1
         with LocalPool(partial(execute, threads=threads), workers, context, POOL_RESTARTS) as pool:
-            yield partial(_run_pool, pool, size)
+            yield partial(_run_pool, pool, workers)
         return
     with _dask(workers, scheduler, address) as (client, slots):
-        yield partial(_run_dask, client, slots, size)
+        yield partial(_run_dask, client, slots)
 
 
-def _chunks(todo: list[RunSpec], size: int) -> list[list[RunSpec]]:
-    return [todo[i : i + size] for i in range(0, len(todo), size)]
+def _chunks(todo: list[RunSpec], workers: int) -> list[list[RunSpec]]:
+    """`todo` in chunks that shrink towards the end (guided scheduling).
+
+    Each is 1/16 of a worker's share of the runs left, at most 8 runs and at least 1: few
+    messages while many runs are left, and short last chunks, so that no worker waits long for
+    another's at the end (with a fixed 1/4 share, the canonical runs' last chunk took over a
+    second).
+    """
+    chunks, start = [], 0
+    while start < len(todo):
+        size = max(1, min(8, (len(todo) - start) // (16 * workers)))
+        chunks.append(todo[start : start + size])
+        start += size
+    return chunks
 
 
 def _failed(chunk: list[RunSpec], error: str) -> list[Outcome]:
@@ -511,14 +520,14 @@ def _run_here(todo: list[RunSpec], finished: Callable[[Outcome], None]) -> None:
 
 
 def _run_pool(
-    pool: LocalPool, size: int, todo: list[RunSpec], finished: Callable[[Outcome], None]
+    pool: LocalPool, workers: int, todo: list[RunSpec], finished: Callable[[Outcome], None]
 ) -> None:
     def done(chunk: list[RunSpec], outcomes: list[Outcome] | None, error: str | None) -> None:
         for outcome in _failed(chunk, error) if error is not None else outcomes or []:
             finished(outcome)
 
     try:
-        pool.run(_chunks(todo, size), done)
+        pool.run(_chunks(todo, workers), done)
     except WorkersDied as err:
         raise BatchInterrupted(str(err)) from None
 
@@ -526,12 +535,11 @@ def _run_pool(
 def _run_dask(
     client: Client,
     slots: int,
-    size: int,
     todo: list[RunSpec],
     finished: Callable[[Outcome], None],
 ) -> None:
     executor = client.get_executor(pure=False)
-    queue = _chunks(todo, size)
+    queue = _chunks(todo, slots)
     flying: dict[Future, list[RunSpec]] = {}
     try:
         while queue or flying:
