@@ -28,7 +28,7 @@ import pytest
 
 from tissue_abm import cli, load_results
 from tissue_abm.biology.readouts import READOUTS
-from tissue_abm.runs import batch, results
+from tissue_abm.runs import batch, pool, results
 from tissue_abm.runs.lock import LOCK
 from tissue_abm.runs.results import MANIFEST, RUNS, OutputError, ResultsError, load_snapshots
 
@@ -170,6 +170,11 @@ def test_runs_go_out_in_chunks_that_shrink_to_single_runs_at_the_end(runs, worke
     assert all(1 <= size <= 8 for size in sizes)
     assert sizes == sorted(sizes, reverse=True)
     assert sizes[-16 * workers :] == [1] * min(runs, 16 * workers)  # each worker's last few
+
+
+def test_the_fork_server_started_early_imports_the_workers_module():
+    # `tissue-abm batch` starts it before importing this module itself (runs.pool.WORKER_MODULE)
+    assert batch.__name__ == pool.WORKER_MODULE and hasattr(batch, "execute")
 
 
 def test_manifest_records_seeds_texts_points_and_provenance(small):

@@ -658,6 +658,7 @@ def _run(args: argparse.Namespace) -> None:
 
 def _batch(args: argparse.Namespace) -> int:
     from tissue_abm.runs.plan import check_scheduler, plan_batch, plan_from_manifest
+    from tissue_abm.runs.pool import start_fork_server
     from tissue_abm.runs.scenario import ScenarioError
 
     check_scheduler(args.scheduler)
@@ -674,6 +675,9 @@ def _batch(args: argparse.Namespace) -> int:
         plan = plan_from_manifest(args.out, allow_large=args.allow_large)
     else:
         raise ScenarioError("no scenario files given (or pass --resume to finish a batch)")
+    if args.scheduler is None and (args.workers or os.cpu_count() or 1) > 1:
+        # the workers' imports (about a second) run while this process imports the same
+        start_fork_server()
     from tissue_abm.runs.batch import run_batch  # the engines: once the input is known good
     from tissue_abm.runs.results import read_manifest
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
 from multiprocessing.reduction import ForkingPickler
@@ -119,6 +120,23 @@ def _hard_exit(signum: int, message: str) -> None:
     name = signal.Signals(signum).name
     os.write(2, f"tissue-abm: {name} again: {message}\n".encode())
     os._exit(128 + signum)
+
+
+WORKER_MODULE = "tissue_abm.runs.batch"
+"""The module a batch's fork server imports for its workers (where `execute` is)."""
+
+
+def start_fork_server(preload: str = WORKER_MODULE) -> None:
+    """Start the fork server of worker processes now, importing module `preload` in it.
+
+    It imports in the background while this process goes on (about a second); the first
+    workers then start at once. Where there is no fork server (Windows, macOS's spawn), this
+    does nothing.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([preload])
+        forkserver.ensure_running()
 
 
 # --- the pool ----------------------------------------------------------------------------------
