@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = Path(sys.executable).parent / "tissue-abm"
 WARM_UP = """
-import time
+import sys, time
 from tissue_abm.engines.array import model
 if {no_helper}:
-    model.COMPILE_SIGN = 1e6  # the helper is started after this many seconds: never
+    model.HELPER = (sys.executable, "-c", "pass")  # a helper that compiles nothing
 start = time.perf_counter()
 model.warm_up()
 print(time.perf_counter() - start)

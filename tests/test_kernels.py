@@ -220,7 +220,7 @@ def test_warm_up_says_when_the_kernel_compiles_and_stops_its_helper(
 ) -> None:
     # Loading the cached kernel takes a fraction of a second; a compile (here: a compile
     # that lasts 1.5 s) is announced once, while it runs, and starts the helper process that
-    # compiles the later steps (here: one that would wait a minute), which is gone afterwards.
+    # compiles the other functions (here: one that would wait a minute), which is gone afterwards.
     from tissue_abm.engines.array import kernel, model, warm_up
 
     started = tmp_path / "helper.pid"
@@ -241,17 +241,19 @@ def test_warm_up_says_when_the_kernel_compiles_and_stops_its_helper(
 
 
 @needs_numba
-def test_the_helper_compiles_the_steps_run_days_calls(tmp_path) -> None:
-    # `kernel.later_steps` mirrors the calls in `run_days`: compiled first (as the helper
-    # process does), they serve `run_days` as they are. A step called with other argument
-    # types would be compiled a second time. An empty cache: everything compiles (~15 s).
+def test_the_helper_compiles_the_functions_run_days_calls(tmp_path) -> None:
+    # `kernel.helper_steps` mirrors the calls in `run_days` and `decide`: compiled first (as the
+    # helper process does), they serve `run_days` as they are. A function called with other
+    # argument types would be compiled a second time. An empty cache: all compiles (~15 s).
     code = (
         "from tissue_abm.engines.array import kernel, model\n"
-        "model.compile_later_steps()\n"
-        "model.COMPILE_SIGN = 1e6\n"  # no helper: this process compiles the rest
+        "print(kernel.cached())\n"
+        "model.compile_helper_steps()\n"
+        "model.COMPILE_SIGN = 1e6\n"
+        "model.HELPER = ('false',)\n"  # no helper now: this process compiles the rest
         "model.warm_up()\n"
-        "print([len(step.signatures) for step in (kernel.resolve_and_apply, "
-        "kernel.secrete_and_diffuse, kernel.run_days)])\n"
+        "print(kernel.cached(), [len(step.signatures) for step, _ in kernel.helper_steps("
+        "model.ArrayTissue(size=8, days=1, rng=0)._kernel_arguments(1, 1, False))])\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -261,4 +263,4 @@ def test_the_helper_compiles_the_steps_run_days_calls(tmp_path) -> None:
         timeout=600,
         check=True,
     )
-    assert done.stdout.split("\n")[-2] == "[1, 1, 1]"
+    assert done.stdout.split("\n")[:2] == ["False", "True [1, 1, 1, 1]"]

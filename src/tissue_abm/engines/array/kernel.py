@@ -645,8 +645,9 @@ def _healthy_intent(i, u, size, torus, tissue, damage, exposure, divisions, keys
 
 
 # Compiled as functions of their own, not inlined into `decide` as the frequent paths are: this
-# halves the kernel's compile and costs no measurable speed (docs/speed.md#the-first-run).
-@numba.njit
+# halves the kernel's compile and costs no measurable speed (docs/speed.md#the-first-run);
+# cached, so that a helper process can compile them while `decide` compiles (`helper_steps`).
+@numba.njit(cache=True)
 def _division(i, size, torus, tissue, divisions, keys, limit):
     """(kind, target) of healthy cell i that divides (or arrests at the replicative limit).
 
@@ -671,7 +672,7 @@ def _division(i, size, torus, tissue, divisions, keys, limit):
     return 0, i  # not reached: rank < vacant
 
 
-@numba.njit  # not inlined, as `_division`
+@numba.njit(cache=True)  # not inlined, as `_division`
 def _immune_intent(i, size, torus, tissue, immune, lifetime, sasp, keys, r):
     """(kind, target) of the marked immune slot of site i.
 
@@ -979,21 +980,27 @@ def _diffuse_row(up, row, down, out, torus, keep, spread):
     out[last] = row[last] * keep + ((up[last] + down[last]) + row[last - 1] + right) * spread
 
 
-def later_steps(arguments: tuple[Any, ...]) -> list[tuple[Any, tuple[Any, ...]]]:
-    """The steps `run_days` calls after `decide`, each with arguments of the types it passes.
+def helper_steps(arguments: tuple[Any, ...]) -> list[tuple[Any, tuple[Any, ...]]]:
+    """The functions `run_days` and `decide` call, with arguments of the types they pass.
 
-    `arguments` are `run_days`' own. Compiled in another process while this one compiles
-    `decide` (`model.warm_up`), they are cached when `run_days` comes to them and it loads
-    them instead of compiling them. Mirrors the calls in `run_days` (a test checks that it
-    then loads both).
+    In the order compiling `run_days` comes to them; `arguments` are `run_days`' own. Compiled
+    in another process while this one compiles `decide` (`model.warm_up`), they are cached when
+    `run_days` comes to them, and it loads them instead of compiling them. Mirrors the calls in
+    `run_days` and `decide` (a test checks that each is then compiled once only).
     """
     (first, _, torus, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
      lifetime, sasp, key, rates, tallies, aggregates, _, starts, _, _, _, counts, candidates,
      tissue_kind, tissue_target, immune_kind, immune_target, other, secreting, secretion,
      substeps, dt, keep, spread, parallel) = arguments  # fmt: skip
     keys, r = draws.day_keys(key, first), Rates(*rates[first].tolist())
+    i, size = np.int64(0), tissue.shape[0]
+    flat_tissue = tissue.ravel()
+    immune_intent = (
+        i, size, torus, flat_tissue, immune.ravel(), lifetime, sasp.ravel(), keys, r,
+    )  # fmt: skip
+    division = (i, size, torus, flat_tissue, divisions, keys, r.replicative_limit)
     resolving = (
-        tissue.ravel(), immune.ravel(), damage, exposure, damage_scale, divisions, arrest_age,
+        flat_tissue, immune.ravel(), damage, exposure, damage_scale, divisions, arrest_age,
         lifetime, keys, r, starts, counts, candidates, tissue_kind, tissue_target, immune_kind,
         immune_target, tallies[first],
     )  # fmt: skip
@@ -1001,12 +1008,26 @@ def later_steps(arguments: tuple[Any, ...]) -> list[tuple[Any, tuple[Any, ...]]]
         torus, tissue, immune, damage, arrest_age, sasp, other, starts, counts, candidates,
         secreting, secretion, r, substeps, dt, keep, spread, parallel, aggregates[first],
     )  # fmt: skip
-    return [(resolve_and_apply, resolving), (secrete_and_diffuse, secreting_and_diffusing)]
+    return [
+        (_immune_intent, immune_intent),
+        (_division, division),
+        (resolve_and_apply, resolving),
+        (secrete_and_diffuse, secreting_and_diffusing),
+    ]
 
 
 def signature(arguments: tuple[Any, ...]) -> tuple[Any, ...]:
     """The numba types of a call's arguments: what `run_days.compile` takes."""
     return tuple(numba.typeof(argument) for argument in arguments)
+
+
+def cached() -> bool:
+    """Whether numba's cache holds any compiled `run_days` (if not, the kernel must compile).
+
+    A True may still be stale (another signature, an edited source): loading then compiles.
+    """
+    folder = Path(cast(str, run_days.stats.cache_path))
+    return any(folder.glob(f"{Path(__file__).stem}.run_days-*.nbi"))
 
 
 @contextmanager

@@ -102,9 +102,9 @@ COMPILE_SIGN = 1.0
 HELPER = (
     sys.executable,
     "-c",
-    "from tissue_abm.engines.array.model import compile_later_steps; compile_later_steps()",
+    "from tissue_abm.engines.array.model import compile_helper_steps; compile_helper_steps()",
 )
-"""The command of the process that compiles `kernel.later_steps` during a compile."""
+"""The command of the process that compiles `kernel.helper_steps` during a compile."""
 
 
 def warm_up(compiling: Callable[[], None] | None = None) -> None:
@@ -113,9 +113,11 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
     Called before workers start, so that they find it compiled instead of each compiling it
     at their first run. One process compiles at a time (`kernel.compile_lock`); the others
     then load what it cached. While this process compiles `decide`, the longest part, a
-    helper process (`HELPER`) compiles the steps after it, which this one then loads from the
-    cache: the compile takes about two thirds of the time. The helper is stopped on return;
-    if this process is killed, it ends by itself when its compile is done (a few seconds).
+    helper process (`HELPER`) compiles the other functions (`kernel.helper_steps`), which
+    this one then loads from the cache when it comes to them. The helper starts at once if
+    nothing of the kernel is cached yet, else once loading has taken `COMPILE_SIGN` s; it is
+    stopped on return (if this process is killed, it ends by itself within seconds, when its
+    compile is done).
 
     Args:
         compiling: Called once if loading takes over `COMPILE_SIGN` s, i.e. the kernel is
@@ -126,13 +128,21 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
     tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
     helpers: list[subprocess.Popen[bytes]] = []
 
+    def help_compile() -> None:
+        if not helpers:
+            with suppress(OSError):  # no helper: this process compiles it all, only slower
+                helpers.append(
+                    subprocess.Popen(HELPER, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
+                )
+
     def slow() -> None:
         if compiling is not None:
             compiling()
-        with suppress(OSError):  # no helper: this process compiles it all, as fast as before
-            helpers.append(subprocess.Popen(HELPER, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL))
+        help_compile()
 
     with compiled.compile_lock():
+        if not compiled.cached():
+            help_compile()
         timer = threading.Timer(COMPILE_SIGN, slow)
         timer.daemon = True
         timer.start()
@@ -148,12 +158,12 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
                 helper.wait()
 
 
-def compile_later_steps() -> None:
-    """Compile (or load) `kernel.later_steps` into numba's cache: the helper of `warm_up`."""
+def compile_helper_steps() -> None:
+    """Compile (or load) `kernel.helper_steps` into numba's cache: the helper of `warm_up`."""
     if compiled is None:
         return
     tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
-    for step, arguments in compiled.later_steps(tissue._kernel_arguments(1, 1, parallel=False)):
+    for step, arguments in compiled.helper_steps(tissue._kernel_arguments(1, 1, parallel=False)):
         step.compile(compiled.signature(arguments))
 
 
