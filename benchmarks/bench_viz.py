@@ -6,11 +6,11 @@ Renders the page in-process (`solara.render`, no browser), as the server does: t
 scenario on its 100×100 grid, first run on to `--warmup-days` (12 months by default, when
 senescence, SASP and immune traffic are under way). Then:
 
-- Play: clicks Play at the page's defaults, lets it run `--play-seconds` (every day is
-  simulated; a few frames a second are drawn and put into the page's widgets, as the server
-  does), pauses, waits for the frame of the last day, and prints the days per second (days shown
-  after Pause, over the time from Play to Pause) and the frames per second; `--rounds` times,
-  with the median.
+- Play: clicks Play at the page's defaults, lets it run `--play-seconds` or until the run ends
+  (every day is simulated; a few frames a second are drawn and put into the page's widgets, as
+  the server does), pauses, waits for the frame of the last day, and prints the days per second
+  (days shown after Pause, over the time from Play to Pause) and the frames per second;
+  `--rounds` times, with the median.
 - Step: clicks Step `--repeats` times and prints the median time of a click: the model's day
   plus the redraw of the grid image and the three charts (PNG) and the widget updates. The parts
   are timed separately too: the model's day alone, the grid and the charts redrawn (blitted) to
@@ -19,7 +19,7 @@ senescence, SASP and immune traffic are under way). Then:
 Sending the PNGs to the browser and showing them is not included.
 
     python benchmarks/bench_viz.py [--repeats 15] [--warmup-days 275] [--sasp]
-                                   [--play-seconds 10] [--rounds 3]
+                                   [--play-seconds 5] [--rounds 3]
 """
 
 import argparse
@@ -62,7 +62,10 @@ def main():
     )
     parser.add_argument("--sasp", action="store_true", help="time with the SASP field shown")
     parser.add_argument(
-        "--play-seconds", type=float, default=10.0, help="seconds of each Play round (default 10)"
+        "--play-seconds",
+        type=float,
+        default=5.0,
+        help="seconds of each Play round, at most: until the run ends (default 5)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="Play rounds (default 3)")
     args = parser.parse_args()
@@ -98,13 +101,20 @@ def main():
                 seen, since = frames[0], time.perf_counter()
         return today()
 
+    play_button = rc.find(v.Btn, children=["▶"]).widget
+
+    def playing() -> bool:
+        return play_button.children == ["❚❚"]
+
     rates, frame_rates = [], []
     for _ in range(args.rounds):  # each round from the same day
         warm_up()
         first, shown, start = today(), frames[0], time.perf_counter()
-        rc.find(v.Btn, children=["▶"]).widget.click()
-        time.sleep(args.play_seconds)
-        rc.find(v.Btn, children=["❚❚"]).widget.click()
+        play_button.click()
+        while time.perf_counter() - start < args.play_seconds and playing():
+            time.sleep(0.1)
+        if playing():  # else the run ended
+            play_button.click()
         seconds = time.perf_counter() - start
         frame_rates.append((frames[0] - shown) / seconds)
         rates.append((settled() - first) / seconds)

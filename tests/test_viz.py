@@ -481,20 +481,28 @@ class Days:
         self.running = self.days < self.last
 
 
-def test_play_shows_a_frame_once_frame_s_passed_after_the_last_and_always_the_last_day():
+def test_play_shows_a_frame_when_frame_s_and_a_time_for_drawing_passed_and_the_last_day():
     now = [0.0]
-    model = Days(now, day_s=0.25, last=20)
     shown = []
 
     def show():  # drawing a frame takes 0.5 s
         shown.append(model.days)
         now[0] += 0.5
 
-    days = play.play(model, lambda: True, show, lambda: 0.0, frame_s=1.0, clock=lambda: now[0])
-    assert days == 20
+    def run(playing, draw_share):
+        now[0], shown[:] = 0.0, []
+        return play.play(
+            model, playing, show, lambda: 0.0, 1.0, draw_share=draw_share, clock=lambda: now[0]
+        )
+
+    model = Days(now, day_s=0.25, last=20)  # days of 0.25 s
+    assert run(lambda: True, draw_share=0.5) == 20
     assert shown == [4, 8, 12, 16, 20, 20]  # 1 s after the end of the previous frame; the last
-    now[0], model, shown[:] = 0.0, Days(now, day_s=0.25, last=20), []
-    play.play(model, lambda: model.days < 6, show, lambda: 0.0, frame_s=1.0, clock=lambda: now[0])
+    model = Days(now, day_s=0.25, last=20)
+    run(lambda: True, draw_share=0.25)  # frames of 0.5 s: at least 1.5 s between them
+    assert shown == [4, 10, 16, 20]
+    model = Days(now, day_s=0.25, last=20)
+    run(lambda: model.days < 6, draw_share=0.5)
     assert shown == [4, 6]  # paused after day 6: its frame
 
 

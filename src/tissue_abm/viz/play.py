@@ -28,6 +28,10 @@ from tissue_abm.viz.controls import ViewedTissue
 FRAME_S = 0.2
 """Least time between the end of one frame and the next during Play (s): ≤ ~5 frames/s."""
 
+DRAW_SHARE = 0.25
+"""Most of Play's time spent drawing frames: after a frame that took t s, the next comes at
+least t·(1 - DRAW_SHARE)/DRAW_SHARE s later (under load, fewer frames rather than fewer days)."""
+
 FRAME_WAIT_S = 5.0
 """Longest wait of Play for its frame to be drawn (s) before it runs on regardless."""
 
@@ -74,6 +78,7 @@ def play(
     show: Callable[[], None],
     pause_s: Callable[[], float] = lambda: PAUSE_MS / 1000,
     frame_s: float = FRAME_S,
+    draw_share: float = DRAW_SHARE,
     lock: threading.Lock | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
@@ -86,21 +91,26 @@ def play(
         pause_s: Pause before every day (s).
         frame_s: `show` is called after a day when at least this long (s) has passed since the
             last call returned (or since Play started); and always once at the end.
+        draw_share: ... and when the time since is at least the last call's time × (1 -
+            draw_share) / draw_share: the calls take at most this share of the time.
         lock: Held while the model steps (Step holds it too): one day at a time.
         clock: Time (s).
     """
     lock = lock or threading.Lock()
     days = 0
     last = clock()
+    wait = frame_s
     try:
         while playing() and model.running:
             time.sleep(pause_s())
             with lock:
                 model.step()
             days += 1
-            if clock() - last >= frame_s:
+            if clock() - last >= wait:
+                start = clock()
                 show()
                 last = clock()
+                wait = max(frame_s, (last - start) * (1 - draw_share) / draw_share)
     finally:
         show()  # the last day, also after an error
     return days
@@ -137,7 +147,10 @@ def Controls(
         log.wait(frame)
 
     def run() -> None:
-        """Play's thread: run the model until Pause, Reset, another Play or the end of the run."""
+        """Play's thread: run the model until Pause, Reset, the run's end, or a newer call.
+
+        A newer call of the task: Play pressed again, or none when the page is closed.
+        """
         if not playing.value:
             return
         tissue, token = model.value, object()
@@ -146,7 +159,7 @@ def Controls(
         try:
             play(
                 tissue,
-                lambda: playing.value and model.value is tissue and latest[0] is token,
+                lambda: playing.value and model.value is tissue and task.is_current(),
                 show,
                 lambda: pause_ms.value / 1000,
                 lock=lock,
@@ -162,7 +175,7 @@ def Controls(
             if latest[0] is token:
                 stepping.value = False
 
-    solara.lab.use_task(run, dependencies=[playing.value], prefer_threaded=True)
+    task = solara.lab.use_task(run, dependencies=[playing.value], prefer_threaded=True)
 
     def step() -> None:
         tissue = model.value
