@@ -6,7 +6,7 @@ grid image, Step advancing the day counter and changing the image, Play showing 
 showing the model's last day (the readouts' last day) and Step one day after it, changed
 controls taking effect on Reset (daily rapamycin compared with an untreated reference: two grids,
 dose ticks on the charts), sliders showing their values, the readouts downloaded as CSV and
-Parquet (read back with pandas), the render interval stepping many days at once. Every request
+Parquet (read back with pandas), Days per Step stepping many days at once. Every request
 must go to the local server and succeed; the server is told to use an unreachable CDN, so a
 front-end file missing from the local assets fails the test instead of being fetched.
 
@@ -146,7 +146,7 @@ def use_page(
 
     Loads the page, steps one day, plays and pauses, changes the rapamycin schedule to daily,
     the grid size to 80 and the comparison to untreated, resets, then steps with the largest
-    render interval `render_interval_clicks` times, downloads the readouts (CSV and Parquet,
+    Days per Step `render_interval_clicks` times, downloads the readouts (CSV and Parquet,
     into `downloads` if given), and saves the screenshot.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -268,8 +268,13 @@ def test_browser_view_steps_resets_and_stays_offline(tmp_path):
     from tissue_abm.biology.readouts import READOUTS
 
     shot = tmp_path / "viz.png"
-    with viz_server(SCENARIO, tmp_path / "server.log") as url, chromium_page() as page:
+    log = tmp_path / "server.log"
+    with viz_server(SCENARIO, log) as url, chromium_page() as page:
         seen = use_page(page, url, shot, downloads=tmp_path)
+    errors = [
+        line for line in log.read_text().splitlines() if "Traceback" in line or "Too many" in line
+    ]
+    assert not errors, log.read_text()  # e.g. Solara's "Too many renders triggered"
 
     assert seen.days[0].startswith("Day 0 of 640 · age 90 days")
     assert seen.settings[0].startswith("untreated · seed 1 · 100×100 sites · rapamycin none")
@@ -293,7 +298,7 @@ def test_browser_view_steps_resets_and_stays_offline(tmp_path):
         assert list(table.columns) == columns
         assert table["day"].tolist() == list(range(days + 1))
         assert (table["rapamycin_exposure"].iloc[-1]) > 1.0
-    assert day_of(seen.days[4]) >= 90  # one Step of the largest render interval
+    assert day_of(seen.days[4]) >= 90  # one Step of the most Days per Step
     exposure = float(re.search(r"rapamycin ([\d.]+) mg/kg", seen.now[0]).group(1))
     assert exposure > 1.0, seen.now[0]  # the daily rapamycin acts
     assert shot.stat().st_size > 50_000
