@@ -3,7 +3,8 @@
 Mesa's `ModelController` redraws the page after every day of Play; at 100×100 the drawing and
 Solara's re-render cost more than the day itself. Here Play runs the days one after another in a
 thread and asks for a frame (a redraw of the page) only when `FRAME_S` have passed since the last
-one was drawn, and always for the last day when it stops (Pause, or the end of the run). Step
+one was drawn (longer after a slow frame: drawing takes at most `DRAW_SHARE` of the time), and
+always for the last day when it stops (Pause, or the end of the run). Step
 runs `days_per_step` days and shows the last. A frame is a new value of a counter
 (`frames`) that the page's view (`components.TissueView`) listens to; the view notes each
 frame it drew in a `FrameLog`, and Play waits for that before it runs on, so that the model
