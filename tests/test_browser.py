@@ -2,10 +2,11 @@
 
 The test starts `tissue-abm viz scenarios/untreated.toml` on a free port (in its own process
 group, stopped with Ctrl-C like a user would), opens the page, and checks what a user sees: the
-grid image, Step advancing the day counter and changing the image, Play and pause, changed
+grid image, Step advancing the day counter and changing the image, Play showing frames, Pause
+showing the model's last day (the readouts' last day) and Step one day after it, changed
 controls taking effect on Reset (daily rapamycin compared with an untreated reference: two grids,
 dose ticks on the charts), sliders showing their values, the readouts downloaded as CSV and
-Parquet (read back with pandas), the render interval stepping many days at once. Every request
+Parquet (read back with pandas), Days per Step stepping many days at once. Every request
 must go to the local server and succeed; the server is told to use an unreachable CDN, so a
 front-end file missing from the local assets fails the test instead of being fetched.
 
@@ -19,6 +20,7 @@ The README screenshot is made by the same code:
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import signal
@@ -113,6 +115,9 @@ class Seen:
     """Pixels of rapamycin's colour in the cell-types chart: before and after adding it."""
     reference_grid: bool = False
     slider_value: str = ""
+    paused_model_day: int = -1
+    """The last day in the readouts downloaded right after Pause."""
+    stepped_after_pause: str = ""
     downloads: dict[str, Path] = field(default_factory=dict)
 
 
@@ -141,7 +146,7 @@ def use_page(
 
     Loads the page, steps one day, plays and pauses, changes the rapamycin schedule to daily,
     the grid size to 80 and the comparison to untreated, resets, then steps with the largest
-    render interval `render_interval_clicks` times, downloads the readouts (CSV and Parquet,
+    Days per Step `render_interval_clicks` times, downloads the readouts (CSV and Parquet,
     into `downloads` if given), and saves the screenshot.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -185,10 +190,17 @@ def use_page(
         page.wait_for_timeout(100)
 
     page.get_by_role("button", name="▶").click()
-    expect(day).not_to_contain_text(re.compile(r"Day [01] of"), timeout=TIMEOUT_MS)
+    expect(day).not_to_contain_text(re.compile(r"Day [01] of"), timeout=TIMEOUT_MS)  # a frame
     page.get_by_role("button", name="❚❚").click()
     expect(page.get_by_role("button", name="Step")).to_be_enabled(timeout=TIMEOUT_MS)
     seen.days.append(day.inner_text())
+    with page.expect_download(timeout=TIMEOUT_MS) as started:  # the model's days after Pause
+        page.get_by_role("button", name="Download readouts CSV").click()
+    with open(started.value.path(), encoding="utf-8", newline="") as table:
+        seen.paused_model_day = int(list(csv.DictReader(table))[-1]["day"])
+    page.get_by_role("button", name="Step").click()
+    expect(day).to_contain_text(f"Day {day_of(seen.days[2]) + 1} of", timeout=TIMEOUT_MS)
+    seen.stepped_after_pause = day.inner_text()
 
     page.locator(".v-input", has_text="Rapamycin schedule").locator(".v-select__slot").click()
     page.get_by_role("option", name="daily", exact=True).click()
@@ -209,7 +221,7 @@ def use_page(
     seen.settings.append(page.locator(".tissue-settings").inner_text())
     seen.days.append(day.inner_text())
 
-    interval = page.locator(".v-input", has_text="Render Interval").get_by_role("slider")
+    interval = page.locator(".v-input", has_text="Days per Step").get_by_role("slider")
     interval.focus()
     interval.press("End")
     days_per_click = int(interval.get_attribute("aria-valuenow"))
@@ -256,14 +268,21 @@ def test_browser_view_steps_resets_and_stays_offline(tmp_path):
     from tissue_abm.biology.readouts import READOUTS
 
     shot = tmp_path / "viz.png"
-    with viz_server(SCENARIO, tmp_path / "server.log") as url, chromium_page() as page:
+    log = tmp_path / "server.log"
+    with viz_server(SCENARIO, log) as url, chromium_page() as page:
         seen = use_page(page, url, shot, downloads=tmp_path)
+    errors = [
+        line for line in log.read_text().splitlines() if "Traceback" in line or "Too many" in line
+    ]
+    assert not errors, log.read_text()  # e.g. Solara's "Too many renders triggered"
 
     assert seen.days[0].startswith("Day 0 of 640 · age 90 days")
     assert seen.settings[0].startswith("untreated · seed 1 · 100×100 sites · rapamycin none")
     assert seen.days[1].startswith("Day 1 of 640 · age 91 days")
     assert seen.grid_changed_on_step, "the grid image did not change after Step"
-    assert day_of(seen.days[2]) >= 2  # Play ran on
+    assert day_of(seen.days[2]) >= 2  # Play ran on, ...
+    assert day_of(seen.days[2]) == seen.paused_model_day  # ... and after Pause showed its last day
+    assert day_of(seen.stepped_after_pause) == seen.paused_model_day + 1  # Step: one day more
     assert seen.days[3].startswith("Day 0 of 640")  # Reset started again ...
     assert "80×80 sites · rapamycin 1 mg/kg daily from 90 d" in seen.settings[1]  # ... as set
     assert seen.settings[1].startswith("untreated with the page's therapies: rapamycin")
@@ -279,7 +298,7 @@ def test_browser_view_steps_resets_and_stays_offline(tmp_path):
         assert list(table.columns) == columns
         assert table["day"].tolist() == list(range(days + 1))
         assert (table["rapamycin_exposure"].iloc[-1]) > 1.0
-    assert day_of(seen.days[4]) >= 90  # one Step of the largest render interval
+    assert day_of(seen.days[4]) >= 90  # one Step of the most Days per Step
     exposure = float(re.search(r"rapamycin ([\d.]+) mg/kg", seen.now[0]).group(1))
     assert exposure > 1.0, seen.now[0]  # the daily rapamycin acts
     assert shot.stat().st_size > 50_000

@@ -1,7 +1,7 @@
 """The browser view in-process: controls, the model they build, the drawings, the page, the CLI.
 
-The page is rendered with `solara.render` (no browser) inside an `AppLayout`, so that SolaraViz's
-sidebar (Step, Reset, the controls) is rendered too; buttons are clicked and controls set on
+The page is rendered with `solara.render` (no browser) inside an `AppLayout`, so that its
+sidebar (Step, Play, Reset, the controls) is rendered too; buttons are clicked and controls set on
 the widgets, as the browser would.
 """
 
@@ -11,6 +11,7 @@ import inspect
 import re
 import signal
 import socket
+import time
 from pathlib import Path
 
 import ipyvuetify as v
@@ -18,13 +19,12 @@ import ipywidgets
 import numpy as np
 import pytest
 import solara
-from mesa.visualization.solara_viz import _check_model_params
 
 from factories import assert_one_line_error
 from tissue_abm import cli
 from tissue_abm.biology.therapy import Oxytocin, Rapamycin, Senolytic
 from tissue_abm.runs.scenario import ScenarioError, load_scenario
-from tissue_abm.viz import app, components, controls, serve
+from tissue_abm.viz import app, components, controls, play, serve
 from tissue_abm.viz.controls import ViewedTissue, apply_controls, initial_values, model_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def test_model_params_start_at_the_given_scenario_and_build_it():
     }
     assert params["rapamycin_start_age"].value == 365
     assert params["immune_kill"].value == scenario("combined").parameters.immune_kill
-    _check_model_params(ViewedTissue.__init__, params)  # SolaraViz accepts every name
+    assert set(params) <= set(inspect.signature(ViewedTissue).parameters)  # Reset passes all
     model = ViewedTissue(**initial_values(params))
     assert model.settings.therapy == scenario("combined").therapy
     assert model.tissue.data.shape == (100, 100)
@@ -405,6 +405,132 @@ def test_page_shows_day_zero_and_steps_day_by_day(page):
     assert all(new != old for new, old in zip(after, charts, strict=True))
     click(page, "Step")
     assert text(page, "tissue-day").startswith("Day 2 of 640")
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    """Wait until `condition()` holds (polling); fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def button(rc, label: str):
+    return rc.find(v.Btn, children=[label]).widget
+
+
+def test_play_shows_frames_while_it_runs_and_the_last_day_after_pause(monkeypatch):
+    built = []
+
+    class Recorded(ViewedTissue):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(app, "ViewedTissue", Recorded)
+    _, rc = solara.render(AppPage(), handle_error=False)
+    try:
+        model = built[-1]
+        shown = []  # the days the page showed
+        rc.find(v.Html, class_="tissue-day").widget.observe(
+            lambda change: shown.append(int(re.match(r"Day (\d+)", change["new"][0]).group(1))),
+            "children",
+        )
+        click(rc, "▶")
+        wait_for(lambda: shown)  # a frame while Play runs
+        assert button(rc, "Step").disabled
+        click(rc, "❚❚")
+        wait_for(lambda: not button(rc, "Step").disabled)  # Play's thread ended
+        day = round(model.time)
+        assert day >= 1 and shown == sorted(shown) and shown[-1] == day
+        assert text(rc, "tissue-day").startswith(f"Day {day} of 640")  # the last day is shown
+        time.sleep(0.3)
+        assert round(model.time) == day  # Play has stopped
+        click(rc, "Step")
+        assert round(model.time) == day + 1
+        assert text(rc, "tissue-day").startswith(f"Day {day + 1} of 640")
+    finally:
+        rc.close()
+
+
+def test_play_runs_to_the_end_of_the_run_and_shows_its_last_day(tmp_path, monkeypatch):
+    own = tmp_path / "short.toml"
+    own.write_text('name = "short"\nsize = 12\nstart_age = 100\nend_age = 130\n', "utf-8")
+    monkeypatch.setenv(serve.SCENARIO_ENV, str(own))
+    _, rc = solara.render(AppPage(), handle_error=False)
+    try:
+        click(rc, "▶")
+        wait_for(lambda: "end of run" in text(rc, "tissue-day"))
+        assert text(rc, "tissue-day").startswith("Day 30 of 30 (end of run)")
+        wait_for(lambda: not rc.find(v.Btn, children=["❚❚"]).widgets)  # Play stopped ...
+        assert button(rc, "▶").disabled and button(rc, "Step").disabled  # ... the run is over
+    finally:
+        rc.close()
+
+
+class Days:
+    """A model for `play`: each day takes `day_s` on the clock `now`; it runs `last` days."""
+
+    def __init__(self, now: list[float], day_s: float, last: int) -> None:
+        self.now, self.day_s, self.last, self.days = now, day_s, last, 0
+        self.running = True
+
+    def step(self) -> None:
+        self.now[0] += self.day_s
+        self.days += 1
+        self.running = self.days < self.last
+
+
+def test_play_shows_a_frame_when_frame_s_and_a_time_for_drawing_passed_and_the_last_day():
+    now = [0.0]
+    shown = []
+
+    def show():  # drawing a frame takes 0.5 s
+        shown.append(model.days)
+        now[0] += 0.5
+
+    def run(playing, draw_share):
+        now[0], shown[:] = 0.0, []
+        return play.play(
+            model, playing, show, lambda: 0.0, 1.0, draw_share=draw_share, clock=lambda: now[0]
+        )
+
+    model = Days(now, day_s=0.25, last=20)  # days of 0.25 s
+    assert run(lambda: True, draw_share=0.5) == 20
+    assert shown == [4, 8, 12, 16, 20, 20]  # 1 s after the end of the previous frame; the last
+    model = Days(now, day_s=0.25, last=20)
+    run(lambda: True, draw_share=0.25)  # frames of 0.5 s: at least 1.5 s between them
+    assert shown == [4, 10, 16, 20]
+    model = Days(now, day_s=0.25, last=20)
+    run(lambda: model.days < 6, draw_share=0.5)
+    assert shown == [4, 6]  # paused after day 6: its frame
+
+
+def test_play_shows_the_last_day_also_when_a_day_fails():
+    now = [0.0]
+    model = Days(now, day_s=0.25, last=20)
+    shown = []
+    failing = Days.step
+
+    def step(self):
+        failing(self)
+        if self.days == 3:
+            raise RuntimeError("day 3 failed")
+
+    model.step = step.__get__(model)
+    with pytest.raises(RuntimeError, match="day 3 failed"):
+        play.play(
+            model, lambda: True, lambda: shown.append(model.days), frame_s=1.0, clock=lambda: now[0]
+        )
+    assert shown == [3]
+
+
+def test_frame_log_waits_until_the_frame_is_drawn():
+    log = play.FrameLog()
+    assert not log.wait(1, timeout=0.01)
+    log.drawn(2)
+    assert log.wait(1, timeout=0) and log.wait(2, timeout=0) and not log.wait(3, timeout=0.01)
+    assert log.last == 2
 
 
 def test_sasp_switch_on_the_page_redraws_the_grid(page):

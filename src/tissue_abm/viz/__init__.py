@@ -1,7 +1,8 @@
-"""The browser view: a Mesa SolaraViz page of the agents engine (`tissue-abm viz`).
+"""The browser view: a Solara page of the agents engine, after Mesa's SolaraViz (`tissue-abm viz`).
 
-- `controls` — the page's controls (Mesa `model_params`) and `ViewedTissue`, the `TissueModel`
-  that SolaraViz's Reset builds from them;
+- `controls` — the page's controls (in Mesa's `model_params` format) and `ViewedTissue`, the
+  `TissueModel` that Reset builds from them;
+- `play` — Reset, Play and Step: Play runs the model every day and shows a few frames a second;
 - `components` — the drawings: the grid as one image with immune cells on top (or the SASP
   field), and charts of the readouts over age;
 - `app` — the page itself (`solara run src/tissue_abm/viz/app.py`);

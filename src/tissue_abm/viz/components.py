@@ -10,9 +10,9 @@ age shades each drug's treatment window and ticks its dose days along the top.
 Each figure is built once per model (`GridDrawing`, `ChartDrawing`) and redrawn each day by
 blitting: its frame (axes, ticks, labels, legend, treatment marks) is drawn once and kept as
 pixels, and only the data (image, markers, lines) is drawn over it; the frame is drawn again
-when an axis range changes. One Solara component (`TissueView`) listens to Mesa's
-`update_counter` (after Step, Play and Reset) and passes the day to the others, so a day costs
-one re-render of the page.
+when an axis range changes. One Solara component (`TissueView`) listens to the page's frame
+counter (a new frame after Step, and a few a second during Play: see `play`) and passes the day
+to the others, so a frame costs one re-render of the page.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from mesa.visualization.utils import update_counter
 
 from tissue_abm.analysis.plots import (
     IMMUNE_COLOUR,
@@ -51,6 +50,7 @@ from tissue_abm.biology.therapy import Schedule
 from tissue_abm.engines.agents.model import TissueModel
 from tissue_abm.runs.run import labelled_readouts
 from tissue_abm.viz.controls import describe
+from tissue_abm.viz.play import FrameLog
 
 DPI = 90
 """Resolution of the page's figures (pixels per inch)."""
@@ -655,14 +655,21 @@ def download_name(model: TissueModel, what: str) -> str:
 
 
 @solara.component
-def TissueView(model: TissueModel) -> None:
+def TissueView(
+    model: TissueModel, frames: solara.Reactive[int], log: FrameLog | None = None
+) -> None:
     """The page's content: grid(s) and settings on the left, charts and downloads on the right.
 
-    The only component that listens to Mesa's `update_counter`: the others get the day as an
-    argument, so a day re-renders the page once.
+    Args:
+        model: The model shown.
+        frames: The frame counter: each new value shows the model as it is then. This is the
+            only component that listens to it: the others get the day as an argument, so a
+            frame re-renders the page once.
+        log: Where each frame is noted once drawn (Play waits for it).
     """
-    update_counter.get()
+    frame = frames.value
     day = model.time
+    solara.use_effect(lambda: log.drawn(frame) if log is not None else None, [frame])
     show_sasp, set_show_sasp = solara.use_state(False)
     with solara.ColumnsResponsive(12, large=6):
         TissueGrid(model, day, show_sasp, set_show_sasp)
@@ -762,22 +769,3 @@ def Downloads(model: TissueModel, show_sasp: bool) -> None:
                 icon_name="mdi-download",
                 string_encoding="utf-8",
             )
-
-
-def make_chart(name: str) -> Callable[[TissueModel], solara.Element]:
-    """A Solara component drawing chart `name` of `CHARTS`, listening to `update_counter`.
-
-    For SolaraViz's `components`; the page itself uses `TissueView`.
-
-    Raises:
-        KeyError: If there is no such chart.
-    """
-    if name not in CHARTS:
-        raise KeyError(f"no chart {name!r}; charts: {', '.join(CHARTS)}")
-
-    @solara.component
-    def OwnChart(model: TissueModel) -> None:
-        update_counter.get()
-        Chart(model, name, model.time)
-
-    return OwnChart

@@ -1,8 +1,8 @@
 """The page's controls and the model they build.
 
-SolaraViz's Reset creates a new model of the same class with the controls' values as keyword
-arguments; `ViewedTissue` is that class: the agents engine (`TissueModel`) set up from a scenario
-file and the controls.
+The page's Reset (`play.Controls`, as Mesa SolaraViz's) creates a new model with the controls'
+values as keyword arguments; `ViewedTissue` is that class: the agents engine (`TissueModel`) set
+up from a scenario file and the controls.
 
 What the controls mean:
 
@@ -326,7 +326,7 @@ class ViewedTissue(TissueModel):
 
 
 def model_params(extra: str | Path | None = None) -> dict[str, Any]:
-    """SolaraViz `model_params`: the controls, starting at the values of the initial scenario.
+    """The controls in Mesa SolaraViz's `model_params` format, at the initial scenario's values.
 
     Args:
         extra: Scenario file the page starts with (None: "untreated" of `scenarios/`).
