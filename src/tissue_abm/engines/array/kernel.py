@@ -646,7 +646,7 @@ def _healthy_intent(i, u, size, torus, tissue, damage, exposure, divisions, keys
 
 # Compiled as functions of their own, not inlined into `decide` as the frequent paths are: this
 # halves the kernel's compile and costs no measurable speed (docs/speed.md#the-first-run);
-# cached, so that a helper process can compile them while `decide` compiles (`helper_steps`).
+# cached, so that a helper process can compile them while `decide` compiles (`HELPER_STEPS`).
 @numba.njit(cache=True)
 def _division(i, size, torus, tissue, divisions, keys, limit):
     """(kind, target) of healthy cell i that divides (or arrests at the replicative limit).
@@ -980,13 +980,13 @@ def _diffuse_row(up, row, down, out, torus, keep, spread):
     out[last] = row[last] * keep + ((up[last] + down[last]) + row[last - 1] + right) * spread
 
 
-def helper_steps(arguments: tuple[Any, ...]) -> list[tuple[Any, tuple[Any, ...]]]:
-    """The functions `run_days` and `decide` call, with arguments of the types they pass.
+def callees(arguments: tuple[Any, ...]) -> dict[str, tuple[Any, tuple[Any, ...]]]:
+    """The functions compiled with `run_days` (but `decide`), with arguments of the types they get.
 
-    In the order compiling `run_days` comes to them; `arguments` are `run_days`' own. Compiled
-    in another process while this one compiles `decide` (`model.warm_up`), they are cached when
-    `run_days` comes to them, and it loads them instead of compiling them. Mirrors the calls in
-    `run_days` and `decide` (a test checks that each is then compiled once only).
+    By name; `arguments` are `run_days`' own. Compiled in a helper process while this one
+    compiles `run_days` (`model.warm_up`, `HELPER_STEPS`), they are cached when it comes to
+    them, and it loads them instead of compiling them. Mirrors the calls in `run_days`
+    and `decide` (a test checks that each is then compiled once only).
     """
     (first, _, torus, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
      lifetime, sasp, key, rates, tallies, aggregates, _, starts, _, _, _, counts, candidates,
@@ -1008,12 +1008,18 @@ def helper_steps(arguments: tuple[Any, ...]) -> list[tuple[Any, tuple[Any, ...]]
         torus, tissue, immune, damage, arrest_age, sasp, other, starts, counts, candidates,
         secreting, secretion, r, substeps, dt, keep, spread, parallel, aggregates[first],
     )  # fmt: skip
-    return [
-        (_immune_intent, immune_intent),
-        (_division, division),
-        (resolve_and_apply, resolving),
-        (secrete_and_diffuse, secreting_and_diffusing),
-    ]
+    return {
+        "day_keys": (day_keys, (key, first)),
+        "_division": (_division, division),
+        "_immune_intent": (_immune_intent, immune_intent),
+        "resolve_and_apply": (resolve_and_apply, resolving),
+        "secrete_and_diffuse": (secrete_and_diffuse, secreting_and_diffusing),
+    }
+
+
+HELPER_STEPS = ("_division", "_immune_intent", "resolve_and_apply", "secrete_and_diffuse")
+"""What the helper process of `model.warm_up` compiles, in the order `run_days` needs them
+(`day_keys` comes first, before the helper could have it ready: this process compiles it)."""
 
 
 def signature(arguments: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -104,7 +104,7 @@ HELPER = (
     "-c",
     "from tissue_abm.engines.array.model import compile_helper_steps; compile_helper_steps()",
 )
-"""The command of the process that compiles `kernel.helper_steps` during a compile."""
+"""The command of the process that compiles `kernel.HELPER_STEPS` during a compile."""
 
 
 def warm_up(compiling: Callable[[], None] | None = None) -> None:
@@ -112,12 +112,12 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
 
     Called before workers start, so that they find it compiled instead of each compiling it
     at their first run. One process compiles at a time (`kernel.compile_lock`); the others
-    then load what it cached. While this process compiles `decide`, the longest part, a
-    helper process (`HELPER`) compiles the other functions (`kernel.helper_steps`), which
-    this one then loads from the cache when it comes to them. The helper starts at once if
-    nothing of the kernel is cached yet, else once loading has taken `COMPILE_SIGN` s; it is
-    stopped on return (if this process is killed, it ends by itself within seconds, when its
-    compile is done).
+    then load what it cached. A helper process (`HELPER`) compiles some of the functions
+    (`kernel.HELPER_STEPS`) while this one compiles `run_days` with `decide`, the longest
+    part, loading the helper's from the cache when it comes to them: a compile takes about
+    two thirds of the time. The helper starts at once if nothing of the kernel is cached yet,
+    else once loading has taken `COMPILE_SIGN` s; it is stopped on return (if this process is
+    killed, it ends by itself within seconds, when its compile is done).
 
     Args:
         compiling: Called once if loading takes over `COMPILE_SIGN` s, i.e. the kernel is
@@ -140,14 +140,14 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
             compiling()
         help_compile()
 
+    arguments = tissue._kernel_arguments(1, 1, parallel=False)
     with compiled.compile_lock():
-        if not compiled.cached():
-            help_compile()
         timer = threading.Timer(COMPILE_SIGN, slow)
         timer.daemon = True
         timer.start()
         try:
-            arguments = tissue._kernel_arguments(1, 1, parallel=False)
+            if not compiled.cached():
+                help_compile()
             compiled.run_days.compile(compiled.signature(arguments))
         finally:
             timer.cancel()
@@ -159,12 +159,14 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
 
 
 def compile_helper_steps() -> None:
-    """Compile (or load) `kernel.helper_steps` into numba's cache: the helper of `warm_up`."""
+    """Compile (or load) `kernel.HELPER_STEPS` into numba's cache: the helper of `warm_up`."""
     if compiled is None:
         return
     tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
-    for step, arguments in compiled.helper_steps(tissue._kernel_arguments(1, 1, parallel=False)):
-        step.compile(compiled.signature(arguments))
+    functions = compiled.callees(tissue._kernel_arguments(1, 1, parallel=False))
+    for name in compiled.HELPER_STEPS:
+        function, arguments = functions[name]
+        function.compile(compiled.signature(arguments))
 
 
 Intents = list[tuple[int, np.ndarray, np.ndarray]]
