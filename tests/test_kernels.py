@@ -10,6 +10,7 @@ give the same run in any number of threads.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -216,28 +217,28 @@ def test_the_compiled_cache_is_dropped_when_a_compiled_module_changes(tmp_path) 
 @needs_numba
 @pytest.mark.parametrize(("seconds", "told"), [(0.0, 0), (1.5, 1)])
 def test_warm_up_says_when_the_kernel_compiles_and_stops_its_helper(
-    monkeypatch, tmp_path, seconds, told
+    monkeypatch, seconds, told
 ) -> None:
     # Loading the cached kernel takes a fraction of a second; a compile (here: a compile
     # that lasts 1.5 s) is announced once, while it runs, and starts the helper process that
     # compiles the other functions (here: one that would wait a minute), which is gone afterwards.
     from tissue_abm.engines.array import kernel, model, warm_up
 
-    started = tmp_path / "helper.pid"
-    helper = f"import os, time; open({str(started)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
-    monkeypatch.setattr(model, "HELPER", (sys.executable, "-c", helper))
+    started, real = [], subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(model.subprocess, "Popen", popen)
+    monkeypatch.setattr(model, "HELPER", (sys.executable, "-c", "import time; time.sleep(60)"))
+    monkeypatch.setattr(kernel, "cached", lambda: True)  # something is cached: no helper at once
     calls = []
     monkeypatch.setattr(kernel.run_days, "compile", lambda signature: time.sleep(seconds))
     warm_up(lambda: calls.append(time.monotonic()))
-    assert len(calls) == told
-    if not told:
-        assert not started.exists()
-        return
-    deadline = time.monotonic() + 10
-    while not started.read_text() and time.monotonic() < deadline:  # it was stopped at once
-        time.sleep(0.05)
-    with pytest.raises(ProcessLookupError):
-        os.kill(int(started.read_text()), 0)
+    assert len(calls) == len(started) == told
+    # stopped when the compile ended (terminated, not left behind or waited for)
+    assert all(helper.poll() == -signal.SIGTERM for helper in started)
 
 
 @needs_numba
