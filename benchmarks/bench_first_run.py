@@ -5,7 +5,7 @@ empty numba cache ("cold": the kernel compiles) and then again with the cache it
 ("warm"), in a fresh process each time, and prints the wall times, medians over `--repeats`
 rounds, and their ratio (target: cold at most 2x warm). Then the compile alone
 (`engines.array.warm_up` in a fresh process, empty cache) with the helper process that
-compiles the later steps (the default) and without it. Each under 0 and 1 competing
+compiles part of the kernel (the default) and without it. Each under 0 and 1 competing
 CPU-bound processes (a busy loop each). The numba cache used is a temporary folder: the
 project's own cache is not touched.
 
