@@ -701,6 +701,32 @@ def test_results_that_cannot_be_written_stop_the_batch_with_how_to_resume(
     assert run_files(out) == run_files(reference)
 
 
+def test_a_stop_while_the_first_manifest_is_flushed_still_marks_it_interrupted(
+    small, tmp_path, monkeypatch, capsys
+):
+    """The signal lands after the first manifest is renamed into place, before its folder is
+    flushed (the window CI once hit): the manifest must say interrupted, not running."""
+    files, reference = small
+    out = tmp_path / "out"
+    real, calls = batch.write_json, []
+
+    def signalled_once(path, content):
+        real(path, content)
+        calls.append(content["status"])
+        if len(calls) == 1:
+            raise pool.Signalled(signal.SIGTERM)
+
+    monkeypatch.setattr(batch, "write_json", signalled_once)
+    assert cli.main(["batch", *map(str, files), "--out", str(out), *FAST]) == 128 + signal.SIGTERM
+    assert "interrupted by SIGTERM" in capsys.readouterr().err
+    assert calls == ["running", "interrupted"]
+    assert manifest(out)["status"] == "interrupted"
+    assert manifest(out)["reason"] == "stopped by SIGTERM"
+    monkeypatch.undo()
+    assert cli.main(["batch", *map(str, files), "--out", str(out), "--resume", *FAST]) == 0
+    assert run_files(out) == run_files(reference)
+
+
 def test_command_line_options_override_every_file_and_bind_the_resume(small, tmp_path, capsys):
     files, _ = small
     out = tmp_path / "out"

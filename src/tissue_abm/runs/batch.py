@@ -362,8 +362,8 @@ def _run_locked(
     started = False
     try:
         with _runner(todo, workers, scheduler, address, notice) as run:  # connects first
+            started = True  # before the first save: a stop while it is flushed must undo it
             book.save("running", force=True)
-            started = True
             if progress is not None:
                 progress(skipped, 0, len(plan.runs))
             run(todo, finished)
