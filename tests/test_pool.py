@@ -136,3 +136,47 @@ def test_busy_workers_end_by_themselves_when_their_parent_is_killed():
     for worker in alive:
         worker.kill()
     assert not alive
+
+
+PROBE = """
+import numba
+
+
+def kernel_in_worker(_):
+    from tissue_abm.engines.array import kernel
+
+    try:
+        numba.threading_layer()
+        threads = "started"
+    except ValueError:
+        threads = "not started"
+    return [str(types[-1]) for types in kernel.run_days.signatures], threads
+"""
+
+
+@pytest.mark.skipif(
+    "forkserver" not in multiprocessing.get_all_start_methods(), reason="no fork server here"
+)
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "no kernel"])
+def test_workers_fork_with_the_serial_kernel_loaded_and_no_threads_started(tmp_path, kernel):
+    # A batch with array-engine runs has its fork server load the cached serial kernel: the
+    # workers it forks have it before their first run (else each loads it, 0.3 s), and its
+    # threads were not started (GNU OpenMP breaks in a child forked after they are).
+    (tmp_path / "probe.py").write_text(PROBE)
+    code = f"""
+import multiprocessing, sys
+sys.path.insert(0, {str(tmp_path)!r})
+from tissue_abm.engines.array import warm_up
+from tissue_abm.runs.pool import start_fork_server, task_map
+from probe import kernel_in_worker
+
+warm_up()  # numba's cache holds the serial kernel
+start_fork_server(kernel={kernel})
+with task_map(2, multiprocessing.get_context("forkserver")) as run:
+    print(run([(kernel_in_worker, (0,)), (kernel_in_worker, (1,))]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True
+    )
+    loaded = ["Literal[bool](True)"] if kernel else []
+    assert done.stdout.strip() == str([(loaded, "not started")] * 2)
