@@ -8,9 +8,10 @@ zero is perfect parallel use of the workers), the batch time as a fraction of th
 times, and the peak resident memory of the whole process tree (parent and workers, sampled every
 0.2 s with psutil). From the smallest and the largest batch it splits the overhead into what
 each further run costs beside its simulation and a fixed part (start-up and end, in seconds).
-Then it checks that both executors
-wrote identical files, and times `load_results` (median of 5) on the first batch and on a
-100-run batch of the same length, and `analysis.summarise` on those tables.
+Then the same smallest batch by the command (`tissue-abm batch`, a fresh process each time:
+its start, imports, fork server and kernel loading included; median of 3). Then it checks
+that both executors wrote identical files, and times `load_results` (median of 5) on the first
+batch and on a 100-run batch of the same length, and `analysis.summarise` on those tables.
 
     python benchmarks/bench_batch.py [--replicates 20 100] [--rounds 3] [--size 100] [--workers 2]
                                      [--executors pool dask] [--engine array|agents]
@@ -21,6 +22,8 @@ import contextlib
 import filecmp
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,8 +31,6 @@ from pathlib import Path
 
 import psutil
 
-from tissue_abm import load_results
-from tissue_abm.analysis.summary import summarise
 from tissue_abm.runs.batch import plan_batch, run_batch
 from tissue_abm.runs.results import MANIFEST
 
@@ -86,6 +87,12 @@ def run(plan, folder, workers, scheduler):
 
 def load_time(folder, repeats=5):
     """Median seconds of `load_results` and of `summarise` on its table; rows; scenarios."""
+    # Imported here, not at the top: each worker imports this script's top-level imports
+    # (multiprocessing runs the main module in its workers), and scipy.stats, which
+    # `summarise` imports, takes ~0.45 s a worker: a cost of this script, not of the batch.
+    from tissue_abm import load_results
+    from tissue_abm.analysis.summary import summarise
+
     loading, summarising = [], []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -106,6 +113,20 @@ def same_files(first, second):
     files = sorted(p.relative_to(first) for p in (first / "runs").rglob("*.parquet"))
     match, mismatch, errors = filecmp.cmpfiles(first, second, files, shallow=False)
     return len(match) == len(files) and not mismatch and not errors
+
+
+def command_line(replicates, args, folder):
+    """Wall seconds of `tissue-abm batch` on the canonical scenarios, and the sum of its runs."""
+    command = [Path(sys.executable).parent / "tissue-abm", "batch", *map(str, CANONICAL)]
+    options = ["--replicates", str(replicates), "--size", str(args.size)]
+    options += ["--workers", str(args.workers), "--out", str(folder), "--quiet"]
+    if args.engine:
+        options += ["--engine", args.engine]
+    start = time.perf_counter()
+    subprocess.run([*command, *options], check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    runs = json.loads((folder / MANIFEST).read_text())["runs"]
+    return wall, sum(run["seconds"] for run in runs)
 
 
 def main():
@@ -175,6 +196,19 @@ def main():
             print(
                 "identical result files on both executors:",
                 "yes" if same_files(*folders.values()) else "NO",
+            )
+
+        if "pool" in args.executors:
+            # What a user of the command gets: a fresh process each time, which imports the
+            # package, starts the fork server and loads the kernel before its first run.
+            small = min(args.replicates)
+            commands = [command_line(small, args, Path(tmp) / f"cli-{k}") for k in range(3)]
+            walls, sums = zip(*commands, strict=True)
+            wall, simulated = statistics.median(walls), statistics.median(sums)
+            print(
+                f"tissue-abm batch, {4 * small} runs, the whole command (median of 3): "
+                f"{wall:.1f} s for {simulated:.1f} s of runs, overhead "
+                f"{wall * args.workers / simulated - 1:.1%}"
             )
 
         first = next(iter(folders.values()))
