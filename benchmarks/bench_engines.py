@@ -6,9 +6,6 @@ every process active; a cell-update is one site for one day; medians over seeds)
 - 100 x 100: the agents engine, the array engine's numpy kernel and its compiled (numba)
   kernel on 1 thread (and 2), over ten times the days, and the array/agents ratios;
 - 1000 x 1000 and 2000 x 2000: the numpy kernel, and the compiled kernel on 1 and 2 threads;
-- the serial kernel (one thread, below `engines.SERIAL_SIDE`) against the parallel kernel on one
-  thread, on the same seeds, in turn, at several lattice sides (`--serial-sides`): the ratio
-  of their times sets `SERIAL_SIDE`;
 - peak memory (VmHWM, the peak resident set of a fresh process; Linux) of a 1000 x 1000 run
   over two simulated years with daily readouts, and of a 2000 x 2000 run over a few days;
 - this machine's memory bandwidth (a numpy copy of a 256 MiB array, bytes read + written per
@@ -16,7 +13,7 @@ every process active; a cell-update is one site for one day; medians over seeds)
   of state one day must at least read and write once.
 
     python benchmarks/bench_engines.py [--days 20] [--repeats 3] [--large 1000 2000]
-                                       [--memory-days 730] [--serial-sides 64 100 128 200 400]
+                                       [--memory-days 730]
 """
 
 import argparse
@@ -27,7 +24,7 @@ import time
 
 import numpy as np
 
-from tissue_abm import TissueModel, engines
+from tissue_abm import TissueModel
 from tissue_abm.engines.array import KERNELS, ArrayTissue, set_threads, warm_up
 
 START_AGE = 365
@@ -95,36 +92,14 @@ def state_bytes(model):
     return 2 * sum(a.nbytes for a in arrays) / model.tissue.size
 
 
-def serial_against_parallel(size, repeats):
-    """Median time ratio, serial kernel / parallel kernel on one thread, at an L x L lattice.
-
-    Each seed runs both (in alternating order) over days enough for about 40 ms.
-    """
-    days = max(4, 6_000_000 // size**2)
-    side, ratios = engines.SERIAL_SIDE, []
-    set_threads(1)
-    try:
-        for seed in range(repeats):
-            rates = {}
-            for serial in (True, False) if seed % 2 else (False, True):
-                engines.SERIAL_SIDE = size + 1 if serial else 0
-                rates[serial] = rate(array("numba"), size, days, seed)
-            ratios.append(rates[False] / rates[True])
-    finally:
-        engines.SERIAL_SIDE = side
-        set_threads(None)
-    return statistics.median(ratios)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large", type=int, nargs="*", default=[1000, 2000])
     parser.add_argument("--memory-days", type=int, default=730)
-    parser.add_argument("--serial-sides", type=int, nargs="*", default=[64, 100, 128, 200, 400])
     args = parser.parse_args()
-    warm_up(sizes=[100, 1000], threads=1)
+    warm_up()
     compiled = "numba" in KERNELS
     print(
         f"{args.days} days from {START_AGE} days of age, median of {args.repeats} seeds; "
@@ -164,13 +139,6 @@ def main():
                 )
             print(line)
     set_threads(None)
-
-    for size in args.serial_sides if compiled else []:
-        ratio = serial_against_parallel(size, max(5, args.repeats))
-        print(
-            f"{size}x{size}  serial kernel / parallel kernel on 1 thread: {ratio:.3f} x the time"
-            f"{'   (serial below SERIAL_SIDE)' if size < engines.SERIAL_SIDE else ''}"
-        )
 
     print(
         f"peak memory, 1000x1000 for {args.memory_days} days with daily readouts: "

@@ -120,27 +120,23 @@ def test_both_kernels_give_the_same_run_for_other_hill_coefficients(
 @needs_numba
 @pytest.mark.skipif(THREADS < 2, reason="numba has only one thread on this machine")
 @pytest.mark.parametrize("size", [64, 256])
-def test_thread_count_and_kernel_do_not_change_the_run(monkeypatch, size: int) -> None:
-    # One thread: the serial kernel below SERIAL_SIDE (with SERIAL_SIDE 0: the parallel kernel
-    # on one thread), the parallel kernel from it; two threads: the parallel kernel, and from
-    # 256 x 256 the diffusion runs in parallel too.
-    from tissue_abm import engines
+def test_thread_count_does_not_change_the_run(size: int) -> None:
+    # From 256 x 256 the diffusion runs in parallel on two threads, below it in one.
     from tissue_abm.engines.array.kernel import PARALLEL_DIFFUSION, prepare_threads
 
     runs = []
-    for threads, serial_side in ((1, engines.SERIAL_SIDE), (1, 0), (2, engines.SERIAL_SIDE)):
-        monkeypatch.setattr(engines, "SERIAL_SIDE", serial_side)
+    for threads in (1, 2):
         set_threads(threads)
         try:
+            # one thread: the serial kernel (decide without its parallel loop)
             assert prepare_threads(size) == (
                 threads > 1 and size >= PARALLEL_DIFFUSION,
-                threads == 1 and size < serial_side,
+                threads == 1,
             )
             runs.append(step_days(active_tissue(size=size, days=40, rng=9, kernel="numba"), 40))
         finally:
             set_threads(None)
-    for run in runs[1:]:
-        assert_same_run(runs[0], run, exact_floats=True)
+    assert_same_run(*runs, exact_floats=True)
 
 
 @needs_numba
@@ -241,28 +237,6 @@ def test_the_compiled_cache_is_dropped_when_a_compiled_module_changes(tmp_path) 
     (tmp_path / "tissue_abm.engines.array.kernel.dependencies").write_text("an older rules.py")
     kernel.drop_stale_cache(tmp_path)
     assert cache_files() == other
-
-
-@needs_numba
-@pytest.mark.parametrize(
-    ("sizes", "threads", "kernels"),
-    [
-        ([64, 100], 1, [True]),
-        ([64, 300], 1, [True, False]),
-        ([300], 1, [False]),
-        ([64], 2, [False]),
-    ],
-)
-def test_warm_up_compiles_the_kernels_the_runs_will_use(monkeypatch, sizes, threads, kernels):
-    # serial below SERIAL_SIDE on one thread, else parallel; the serial one first
-    from tissue_abm.engines.array import kernel, warm_up
-
-    built = []
-    monkeypatch.setattr(kernel, "cached", lambda: True)
-    monkeypatch.setattr(kernel, "FIRST_STEPS", ())
-    monkeypatch.setattr(kernel, "day_function", lambda arguments: built.append(arguments[-1]))
-    warm_up(sizes=sizes, threads=threads)
-    assert built == kernels
 
 
 @needs_numba

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from tissue_abm.engines import ENGINES, THREADS_VARIABLE, requested_threads, serial_kernel
+from tissue_abm.engines import ENGINES, THREADS_VARIABLE, requested_threads
 from tissue_abm.viz.serve import DEFAULT_PORT, HOST
 
 if TYPE_CHECKING:
@@ -621,7 +621,7 @@ def _run(args: argparse.Namespace) -> None:
         from tissue_abm.engines.array import warm_up
         from tissue_abm.runs.batch import COMPILING
 
-        warm_up(None if args.quiet else partial(_notice, COMPILING), [scenario.size])
+        warm_up(None if args.quiet else partial(_notice, COMPILING))
     with Progress(
         TextColumn(f"[bold]{scenario.name}[/] seed {scenario.seed}"),
         BarColumn(),
@@ -677,13 +677,7 @@ def _batch(args: argparse.Namespace) -> int:
         raise ScenarioError("no scenario files given (or pass --resume to finish a batch)")
     if args.scheduler is None and (args.workers or os.cpu_count() or 1) > 1:
         # the workers' imports (about a second) run while this process imports the same
-        threads = requested_threads(os.environ.get(THREADS_VARIABLE)) or 1  # per worker
-        start_fork_server(
-            kernel=any(
-                spec.scenario.engine == "array" and serial_kernel(spec.scenario.size, threads)
-                for spec in plan.runs
-            )
-        )
+        start_fork_server(kernel=any(spec.scenario.engine == "array" for spec in plan.runs))
     from tissue_abm.runs.batch import run_batch  # the engines: once the input is known good
     from tissue_abm.runs.results import read_manifest
 

@@ -129,17 +129,6 @@ def requested_threads(value: str | None) -> int | None:
     return count
 
 
-SERIAL_SIDE = 128
-"""Lattice side below which the array kernel on one thread is its serial kernel (no parallel
-code: it compiles in less time and never starts threads); from it, the parallel kernel on one
-thread, which runs faster there (docs/speed.md#the-serial-kernel)."""
-
-
-def serial_kernel(size: int, threads: int) -> bool:
-    """Whether days of an L x L lattice (`size` = L) on `threads` threads run the serial kernel."""
-    return threads == 1 and size < SERIAL_SIDE
-
-
 def engine_class(name: str) -> type[Engine]:
     """The class of engine `name` (imported now: Mesa for ``agents``, numba for ``array``).
 

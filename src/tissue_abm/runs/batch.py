@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pandas as pd
 
-from tissue_abm.engines import THREADS_VARIABLE, requested_threads, serial_kernel
+from tissue_abm.engines import THREADS_VARIABLE, requested_threads
 from tissue_abm.engines.array import set_threads, warm_up
 from tissue_abm.engines.array.model import COMPILE_SECONDS
 from tissue_abm.runs.lock import LOCK, lock_folder
@@ -479,21 +479,20 @@ def _runner(
     if not todo:
         yield lambda specs, finished: None
         return
-    sizes = sorted({spec.scenario.size for spec in todo if spec.scenario.engine == "array"})
-    compiling = partial(notice, COMPILING) if notice is not None else None
+    array = any(spec.scenario.engine == "array" for spec in todo)
     if scheduler is None and workers == 1:
-        if sizes:
-            warm_up(compiling, sizes)
+        if array:
+            warm_up(partial(notice, COMPILING) if notice is not None else None)
         yield _run_here
         return
-    # One kernel thread per worker, unless the user fixed a count (TISSUE_ABM_THREADS)
-    threads = requested_threads(os.environ.get(THREADS_VARIABLE)) or 1
-    context = process_context(kernel=any(serial_kernel(size, threads) for size in sizes))
+    context = process_context(kernel=array)
     if scheduler is None and context.get_start_method() == "forkserver":
         forkserver.ensure_running()  # it imports the package while this process warms up
-    if sizes:
-        warm_up(compiling, sizes, threads if scheduler is None else 1)
+    if array:
+        warm_up(partial(notice, COMPILING) if notice is not None else None)
     if scheduler is None:
+        # One kernel thread per worker, unless the user fixed a count (TISSUE_ABM_THREADS)
+        threads = requested_threads(os.environ.get(THREADS_VARIABLE)) or 1
         with LocalPool(partial(execute, threads=threads), workers, context, POOL_RESTARTS) as pool:
             yield partial(_run_pool, pool, workers)
         return

@@ -49,7 +49,7 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from tissue_abm.biology import rules
 from tissue_abm.biology.rules import EMPTY, HEALTHY, SENESCENT
-from tissue_abm.engines import THREADS_VARIABLE, requested_threads, serial_kernel
+from tissue_abm.engines import THREADS_VARIABLE, requested_threads
 from tissue_abm.engines.array import draws, intents
 from tissue_abm.engines.array.intents import (
     BY_IMMUNE,
@@ -182,14 +182,13 @@ def prepare_threads(size: int) -> tuple[bool, bool]:
     """Set the threads of the next call from this thread (`kernel_threads`).
 
     Returns:
-        `run_days`' arguments `parallel` (the diffusion runs in parallel) and `serial` (the
-        serial kernel, which never starts numba's threads: `serial_kernel`).
+        `run_days`' arguments `parallel` (the diffusion runs in parallel) and `serial` (one
+        thread: the serial kernel, which never starts numba's threads).
     """
     threads = kernel_threads(size)
-    serial = serial_kernel(size, threads)
-    if not serial:
+    if threads > 1:
         numba.set_num_threads(threads)
-    return threads > 1 and size >= PARALLEL_DIFFUSION, serial
+    return threads > 1 and size >= PARALLEL_DIFFUSION, threads == 1
 
 
 PARALLEL_SIDE = 256

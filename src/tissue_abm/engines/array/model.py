@@ -30,7 +30,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import cached_property
 from subprocess import DEVNULL
@@ -46,7 +46,6 @@ from tissue_abm.biology.readouts import readout_row
 from tissue_abm.biology.rules import EMPTY, HEALTHY, SENESCENT
 from tissue_abm.biology.systemic import Day, day_columns
 from tissue_abm.biology.therapy import Therapy
-from tissue_abm.engines import serial_kernel
 from tissue_abm.engines.array import draws
 from tissue_abm.engines.array.intents import (
     BY_IMMUNE,
@@ -108,11 +107,7 @@ HELPER = (
 """The command of the process that compiles `kernel.HELPER_STEPS` during a compile."""
 
 
-def warm_up(
-    compiling: Callable[[], None] | None = None,
-    sizes: Iterable[int] = (100,),
-    threads: int | None = None,
-) -> None:
+def warm_up(compiling: Callable[[], None] | None = None) -> None:
     """Compile the kernel now, or load it from numba's cache, without running it.
 
     Called before workers start, so that they find it compiled instead of each compiling it
@@ -127,9 +122,6 @@ def warm_up(
     Args:
         compiling: Called once if loading takes over `COMPILE_SIGN` s, i.e. the kernel is
             compiling.
-        sizes: Lattice sides (L) of the runs to come: the kernels they use are compiled (the
-            serial one, the parallel one, or both: `engines.serial_kernel`).
-        threads: The runs' kernel threads; None: as the kernel would choose now.
     """
     if compiled is None or "numba" not in KERNELS:
         return
@@ -148,7 +140,7 @@ def warm_up(
             compiling()
         help_compile()
 
-    variants = {serial_kernel(size, threads or compiled.kernel_threads(size)) for size in sizes}
+    arguments = tissue._kernel_arguments(1, 1, parallel=False, serial=True)
     with compiled.compile_lock():
         timer = threading.Timer(COMPILE_SIGN, slow)
         timer.daemon = True
@@ -156,13 +148,11 @@ def warm_up(
         try:
             if not compiled.cached():
                 help_compile()
-            for serial in sorted(variants, reverse=True):  # the serial kernel first
-                arguments = tissue._kernel_arguments(1, 1, parallel=False, serial=serial)
-                callees = compiled.callees(arguments)
-                for name in compiled.FIRST_STEPS:
-                    function, typed = callees[name]
-                    function.compile(compiled.signature(typed))
-                compiled.day_function(arguments)
+            callees = compiled.callees(arguments)
+            for name in compiled.FIRST_STEPS:
+                function, typed = callees[name]
+                function.compile(compiled.signature(typed))
+            compiled.day_function(arguments)
         finally:
             timer.cancel()
             if timer.is_alive():
