@@ -128,36 +128,11 @@ def test_thread_count_does_not_change_the_run(size: int) -> None:
     for threads in (1, 2):
         set_threads(threads)
         try:
-            # one thread: the serial kernel (decide without its parallel loop)
-            assert prepare_threads(size) == (
-                threads > 1 and size >= PARALLEL_DIFFUSION,
-                threads == 1,
-            )
+            assert prepare_threads(size) == (threads > 1 and size >= PARALLEL_DIFFUSION)
             runs.append(step_days(active_tissue(size=size, days=40, rng=9, kernel="numba"), 40))
         finally:
             set_threads(None)
     assert_same_run(*runs, exact_floats=True)
-
-
-@needs_numba
-def test_a_run_on_one_thread_runs_the_serial_kernel_without_starting_threads() -> None:
-    # The serial kernel holds no parallel code: numba's threads (OpenMP) never start, so a
-    # fork server may load it. A fresh process: this one's other tests may have started them.
-    code = (
-        "import numba\n"
-        "from tissue_abm.engines.array import ArrayTissue, kernel, set_threads\n"
-        "set_threads(1)\n"
-        "ArrayTissue(size=20, days=3, rng=1).step()\n"
-        "try:\n"
-        "    numba.threading_layer()\n"
-        "except ValueError:\n"
-        "    print('no threads')\n"
-        "print([str(types[-1]) for types in kernel.run_days.signatures])\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True
-    )
-    assert done.stdout.split("\n")[:2] == ["no threads", "['Literal[bool](True)']"]
 
 
 @needs_numba
@@ -259,8 +234,7 @@ def test_warm_up_says_when_the_kernel_compiles_and_stops_its_helper(
     monkeypatch.setattr(model, "HELPER", (sys.executable, "-c", "import time; time.sleep(60)"))
     monkeypatch.setattr(kernel, "cached", lambda: True)  # something is cached: no helper at once
     calls = []
-    monkeypatch.setattr(kernel, "FIRST_STEPS", ())
-    monkeypatch.setattr(kernel, "day_function", lambda arguments: time.sleep(seconds))
+    monkeypatch.setattr(kernel.run_days, "compile", lambda signature: time.sleep(seconds))
     warm_up(lambda: calls.append(time.monotonic()))
     assert len(calls) == len(started) == told
     # stopped when the compile ended (terminated, not left behind or waited for)
@@ -279,9 +253,8 @@ def test_the_functions_compiled_beforehand_are_those_run_days_calls(tmp_path) ->
         "model.HELPER = ('false',)\n"  # no helper now: this process compiles the rest
         "model.warm_up()\n"
         "tissue = model.ArrayTissue(size=8, days=1, rng=0)\n"
-        "called = kernel.callees(tissue._kernel_arguments(1, 1, False, True))\n"
-        "steps = kernel.HELPER_STEPS + kernel.FIRST_STEPS\n"
-        "print(kernel.cached(), sorted(steps) == sorted(called),"
+        "called = kernel.callees(tissue._kernel_arguments(1, 1, False))\n"
+        "print(kernel.cached(), sorted(kernel.HELPER_STEPS + ('day_keys',)) == sorted(called),"
         " [len(function.signatures) for function, _ in called.values()])\n"
     )
     done = subprocess.run(

@@ -677,7 +677,7 @@ def _batch(args: argparse.Namespace) -> int:
         raise ScenarioError("no scenario files given (or pass --resume to finish a batch)")
     if args.scheduler is None and (args.workers or os.cpu_count() or 1) > 1:
         # the workers' imports (about a second) run while this process imports the same
-        start_fork_server(kernel=any(spec.scenario.engine == "array" for spec in plan.runs))
+        start_fork_server()
     from tissue_abm.runs.batch import run_batch  # the engines: once the input is known good
     from tissue_abm.runs.results import read_manifest
 

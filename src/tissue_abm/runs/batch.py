@@ -45,13 +45,7 @@ from tissue_abm.engines.array import set_threads, warm_up
 from tissue_abm.engines.array.model import COMPILE_SECONDS
 from tissue_abm.runs.lock import LOCK, lock_folder
 from tissue_abm.runs.plan import Plan, RunSpec, check_scheduler, plan_batch
-from tissue_abm.runs.pool import (
-    LocalPool,
-    Signalled,
-    WorkersDied,
-    preload_modules,
-    stop_on_signals,
-)
+from tissue_abm.runs.pool import LocalPool, Signalled, WorkersDied, stop_on_signals
 from tissue_abm.runs.results import (
     MANIFEST,
     RUNS,
@@ -479,16 +473,15 @@ def _runner(
     if not todo:
         yield lambda specs, finished: None
         return
-    array = any(spec.scenario.engine == "array" for spec in todo)
     if scheduler is None and workers == 1:
-        if array:
+        if any(spec.scenario.engine == "array" for spec in todo):
             warm_up(partial(notice, COMPILING) if notice is not None else None)
         yield _run_here
         return
-    context = process_context(kernel=array)
+    context = process_context()
     if scheduler is None and context.get_start_method() == "forkserver":
         forkserver.ensure_running()  # it imports the package while this process warms up
-    if array:
+    if any(spec.scenario.engine == "array" for spec in todo):
         warm_up(partial(notice, COMPILING) if notice is not None else None)
     if scheduler is None:
         # One kernel thread per worker, unless the user fixed a count (TISSUE_ABM_THREADS)
@@ -651,18 +644,17 @@ def _connect(scheduler: str, address: tuple[str, int]) -> Client:
     )
 
 
-def process_context(kernel: bool = False) -> multiprocessing.context.BaseContext:
+def process_context() -> multiprocessing.context.BaseContext:
     """How worker processes start: never as a plain fork of this (threaded) process.
 
     Where the platform allows, they fork from a server that has imported this package (saving
-    the ~1 s import per worker) and, with `kernel`, loaded the serial compiled kernel
-    (`pool.preload_modules`); elsewhere they are spawned. The parallel kernel is never loaded
-    there: numba then starts GNU OpenMP, which cannot be used after a fork.
+    the ~1 s import per worker); elsewhere they are spawned. The server does not load the
+    compiled kernel: numba then initialises GNU OpenMP, which cannot be used after a fork.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(preload_modules(kernel))
+    context.set_forkserver_preload([__name__])
     return context
 
 

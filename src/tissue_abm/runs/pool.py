@@ -126,27 +126,17 @@ WORKER_MODULE = "tissue_abm.runs.batch"
 """The module a batch's fork server imports for its workers (where `execute` is)."""
 
 
-KERNEL_MODULE = "tissue_abm.engines.array.preload"
-"""The module whose import loads the array engine's kernel (in the fork server, for all workers)."""
-
-
-def start_fork_server(kernel: bool = False) -> None:
-    """Start the fork server of worker processes now, importing `WORKER_MODULE` in it.
+def start_fork_server(preload: str = WORKER_MODULE) -> None:
+    """Start the fork server of worker processes now, importing module `preload` in it.
 
     It imports in the background while this process goes on (about a second); the first
-    workers then start at once. With `kernel` (the batch has array-engine runs), it also
-    loads the cached kernel (`KERNEL_MODULE`), which the workers then need not load each.
-    Where there is no fork server (Windows, macOS's spawn), this does nothing.
+    workers then start at once. Where there is no fork server (Windows, macOS's spawn), this
+    does nothing.
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(preload_modules(kernel))
+        context.set_forkserver_preload([preload])
         forkserver.ensure_running()
-
-
-def preload_modules(kernel: bool) -> list[str]:
-    """What the fork server imports: `WORKER_MODULE`, and `KERNEL_MODULE` if `kernel`."""
-    return [WORKER_MODULE, *([KERNEL_MODULE] if kernel else [])]
 
 
 # --- the pool ----------------------------------------------------------------------------------

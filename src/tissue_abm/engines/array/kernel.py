@@ -18,11 +18,6 @@ numpy kernel calls on arrays. Both kernels therefore draw the same numbers and d
 float32 rounding of damage and exposure may differ in the last bit. Every site's decision
 depends only on the start-of-day state and its own draws, and the totals are summed serially,
 so the result does not depend on the number of threads (`set_threads`).
-
-On one thread the serial kernel runs: `run_days` compiled with `serial` True, whose
-`decide_serial` is `decide` without its parallel loop. It compiles in about half the time of
-the parallel kernel, which is compiled only when a run first uses several threads, and it never
-starts numba's threads.
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ import hashlib
 import math
 import os
 import time
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -178,17 +172,15 @@ def _state(task: Path) -> str:
         return "?"
 
 
-def prepare_threads(size: int) -> tuple[bool, bool]:
+def prepare_threads(size: int) -> bool:
     """Set the threads of the next call from this thread (`kernel_threads`).
 
     Returns:
-        `run_days`' arguments `parallel` (the diffusion runs in parallel) and `serial` (one
-        thread: the serial kernel, which never starts numba's threads).
+        Whether the diffusion runs in parallel (`run_days`' argument `parallel`).
     """
     threads = kernel_threads(size)
-    if threads > 1:
-        numba.set_num_threads(threads)
-    return threads > 1 and size >= PARALLEL_DIFFUSION, threads == 1
+    numba.set_num_threads(threads)
+    return threads > 1 and size >= PARALLEL_DIFFUSION
 
 
 PARALLEL_SIDE = 256
@@ -346,7 +338,6 @@ def run_days(
     keep: float,
     spread: float,
     parallel: bool,
-    serial: bool,
 ) -> bool:
     """Days `first` to `last` (inclusive) in one call from Python.
 
@@ -358,10 +349,8 @@ def run_days(
     the number of senescent cells at the start of day `first` (after its perturbations: it
     sets the day's phagocytic clearance, `rules.phagocytic_clearance_prob`), the work arrays
     of `Buffers` (b_..., in the order of `Buffers.day_arguments`) and the
-    diffusion scheme (`rules.diffusion_scheme`), whether it runs in parallel and whether
-    the whole day runs in the calling thread (`prepare_threads`). `serial` is compiled in as
-    a literal (`signature`): the serial kernel holds no parallel code at all (it compiles in
-    half the time and never starts numba's threads).
+    diffusion scheme (`rules.diffusion_scheme`) and whether it runs in parallel
+    (`prepare_threads`).
 
     Returns:
         Whether the final field is in `b_field` (the sub-steps alternate between the two).
@@ -373,33 +362,30 @@ def run_days(
         phagocytosis = rules.phagocytic_clearance_prob(
             senescent / tissue.size, r.phagocytic_rate, r.phagocytic_half
         )
-        _decide_in(
-            serial,
-            (
-                torus,
-                tissue,
-                immune,
-                damage,
-                exposure,
-                damage_scale,
-                divisions,
-                arrest_age,
-                lifetime,
-                field,
-                keys,
-                r,
-                phagocytosis,
-                b_starts,
-                b_vacancies,
-                b_wall,
-                b_marks,
-                b_counts,
-                b_candidates,
-                b_tissue_kind,
-                b_tissue_target,
-                b_immune_kind,
-                b_immune_target,
-            ),
+        decide(
+            torus,
+            tissue,
+            immune,
+            damage,
+            exposure,
+            damage_scale,
+            divisions,
+            arrest_age,
+            lifetime,
+            field,
+            keys,
+            r,
+            phagocytosis,
+            b_starts,
+            b_vacancies,
+            b_wall,
+            b_marks,
+            b_counts,
+            b_candidates,
+            b_tissue_kind,
+            b_tissue_target,
+            b_immune_kind,
+            b_immune_target,
         )
         resolve_and_apply(
             tissue.ravel(),
@@ -440,7 +426,6 @@ def run_days(
             keep,
             spread,
             parallel,
-            serial,
             aggregates[t],
         ):
             field, other, swapped = other, field, not swapped
@@ -535,65 +520,6 @@ def decide(
                 immune_kind[c], immune_target[c] = _immune_intent(
                     i, size, torus, flat_tissue, flat_immune, lifetime, flat_sasp, keys, r
                 )
-
-
-def _renamed(function: Any, name: str) -> Any:
-    """A copy of `function` named `name`: numba caches each copy in files of its own."""
-    copy = types.FunctionType(
-        function.__code__, function.__globals__, name, function.__defaults__, function.__closure__
-    )
-    copy.__qualname__, copy.__doc__ = name, function.__doc__
-    return copy
-
-
-decide_serial = numba.njit(cache=True, error_model="numpy")(
-    _renamed(decide.py_func, "decide_serial")
-)
-"""`decide` compiled without its parallel loop, for one thread: the same code and numbers, half
-the compile time, no thread start. Its `error_model` is that of the parallel loop's body (no
-checks for division by zero, which stop the loops from vectorising: twice as fast)."""
-
-
-def _serial_literal(serial: Any) -> bool | None:
-    """The value of `serial` in compiled code if it is a literal (`signature`), else None."""
-    return serial.literal_value if isinstance(serial, numba.types.BooleanLiteral) else None
-
-
-def _decide_in(serial: bool, arguments: tuple[Any, ...]) -> None:
-    """`decide(*arguments)`, in the calling thread if `serial` (for compiled code only)."""
-    raise NotImplementedError("compiled code only")
-
-
-@overload(_decide_in, prefer_literal=True)
-def _compiled_decide_in(serial, arguments):
-    """Only the `decide` chosen by the literal `serial` is compiled into the caller."""
-    chosen = {True: decide_serial, False: decide, None: None}[_serial_literal(serial)]
-    if chosen is not None:
-        return lambda serial, arguments: chosen(*arguments)
-    return None
-
-
-def _diffuse_in(serial: bool, parallel: bool, arguments: tuple[Any, ...]) -> None:
-    """One diffusion sub-step, its rows in parallel if `parallel` and not `serial`."""
-    raise NotImplementedError("compiled code only")
-
-
-@overload(_diffuse_in, prefer_literal=True)
-def _compiled_diffuse_in(serial, parallel, arguments):
-    """With a literal `serial` True, the parallel diffusion is not compiled into the caller."""
-    value = _serial_literal(serial)
-    if value is None:
-        return None
-    if value:
-        return lambda serial, parallel, arguments: _diffuse_serial(*arguments)
-
-    def either(serial, parallel, arguments):
-        if parallel:
-            _diffuse_parallel(*arguments)
-        else:
-            _diffuse_serial(*arguments)
-
-    return either
 
 
 @numba.njit(inline="always")
@@ -933,7 +859,6 @@ def secrete_and_diffuse(
     keep: float,
     spread: float,
     parallel: bool,
-    serial: bool,
     totals,
 ) -> bool:
     """Secretion, diffusion and decay of one day in `substeps` sub-steps, then the totals.
@@ -944,8 +869,8 @@ def secrete_and_diffuse(
     f <- f + dt source, in float32 and in the order of `rules.diffuse_decay`, so both kernels
     give the same field.
 
-    The rows of a sub-step run in parallel if `parallel` and not `serial` (a literal, as in
-    `run_days`). The day's totals go into `totals` (see `_totals`).
+    The rows of a sub-step run in parallel if `parallel` (`prepare_threads`). The day's
+    totals go into `totals` (see `_totals`).
 
     Returns:
         Whether the new field is in `other`.
@@ -965,7 +890,10 @@ def secrete_and_diffuse(
                 sources += 1
     source, target = field, other
     for _ in range(substeps):
-        _diffuse_in(serial, parallel, (source, target, torus, keep32, spread32))
+        if parallel:
+            _diffuse_parallel(source, target, torus, keep32, spread32)
+        else:
+            _diffuse_serial(source, target, torus, keep32, spread32)
         flat_target = target.ravel()
         for k in range(sources):
             flat_target[secreting[k]] += secretion[k]
@@ -1063,7 +991,7 @@ def callees(arguments: tuple[Any, ...]) -> dict[str, tuple[Any, tuple[Any, ...]]
     (first, _, torus, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
      lifetime, sasp, key, rates, tallies, aggregates, _, starts, _, _, _, counts, candidates,
      tissue_kind, tissue_target, immune_kind, immune_target, other, secreting, secretion,
-     substeps, dt, keep, spread, parallel, serial) = arguments  # fmt: skip
+     substeps, dt, keep, spread, parallel) = arguments  # fmt: skip
     keys, r = draws.day_keys(key, first), Rates(*rates[first].tolist())
     i, size = np.int64(0), tissue.shape[0]
     flat_tissue = tissue.ravel()
@@ -1078,8 +1006,7 @@ def callees(arguments: tuple[Any, ...]) -> dict[str, tuple[Any, tuple[Any, ...]]
     )  # fmt: skip
     secreting_and_diffusing = (
         torus, tissue, immune, damage, arrest_age, sasp, other, starts, counts, candidates,
-        secreting, secretion, r, substeps, dt, keep, spread, parallel,
-        numba.types.literal(serial), aggregates[first],
+        secreting, secretion, r, substeps, dt, keep, spread, parallel, aggregates[first],
     )  # fmt: skip
     return {
         "day_keys": (day_keys, (key, first)),
@@ -1090,30 +1017,14 @@ def callees(arguments: tuple[Any, ...]) -> dict[str, tuple[Any, tuple[Any, ...]]
     }
 
 
-HELPER_STEPS = ("_immune_intent", "_division", "resolve_and_apply")
-"""What the helper process of `model.warm_up` compiles, in the order `run_days` needs them."""
-
-FIRST_STEPS = ("day_keys", "secrete_and_diffuse")
-"""What the calling process compiles before `run_days` (and `decide`), giving the helper time
-to cache the first of `HELPER_STEPS`, which `decide` calls."""
+HELPER_STEPS = ("_division", "_immune_intent", "resolve_and_apply", "secrete_and_diffuse")
+"""What the helper process of `model.warm_up` compiles, in the order `run_days` needs them
+(`day_keys` comes first, before the helper could have it ready: this process compiles it)."""
 
 
 def signature(arguments: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The numba types of a call's arguments (a numba type stands for itself)."""
-    return tuple(
-        argument if isinstance(argument, numba.types.Type) else numba.typeof(argument)
-        for argument in arguments
-    )
-
-
-def day_function(arguments: tuple[Any, ...]) -> Any:
-    """`run_days` compiled (or loaded) for `arguments`, its last (`serial`) as a literal.
-
-    Returns the compiled function itself: call it with the same kind of arguments (its
-    `serial` must be the same value; numba's dispatch cannot tell literals apart).
-    """
-    *values, serial = arguments
-    return run_days.compile((*signature(tuple(values)), numba.types.literal(serial)))
+    """The numba types of a call's arguments: what `run_days.compile` takes."""
+    return tuple(numba.typeof(argument) for argument in arguments)
 
 
 def cached() -> bool:

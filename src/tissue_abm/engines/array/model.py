@@ -140,7 +140,7 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
             compiling()
         help_compile()
 
-    arguments = tissue._kernel_arguments(1, 1, parallel=False, serial=True)
+    arguments = tissue._kernel_arguments(1, 1, parallel=False)
     with compiled.compile_lock():
         timer = threading.Timer(COMPILE_SIGN, slow)
         timer.daemon = True
@@ -148,11 +148,7 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
         try:
             if not compiled.cached():
                 help_compile()
-            callees = compiled.callees(arguments)
-            for name in compiled.FIRST_STEPS:
-                function, typed = callees[name]
-                function.compile(compiled.signature(typed))
-            compiled.day_function(arguments)
+            compiled.run_days.compile(compiled.signature(arguments))
         finally:
             timer.cancel()
             if timer.is_alive():
@@ -162,26 +158,12 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
                 helper.wait()
 
 
-def load_kernel() -> None:
-    """Load the serial kernel (one thread) from numba's cache into this process, if it is there.
-
-    Never starts a compile of its own: with nothing cached it does nothing (the process that
-    compiles it is `warm_up`'s), and while another process compiles, it waits for that
-    compile's end (`kernel.compile_lock`) and loads its result.
-    """
-    if compiled is None or "numba" not in KERNELS or not compiled.cached():
-        return
-    tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
-    with compiled.compile_lock():
-        compiled.day_function(tissue._kernel_arguments(1, 1, parallel=False, serial=True))
-
-
 def compile_helper_steps() -> None:
     """Compile (or load) `kernel.HELPER_STEPS` into numba's cache: the helper of `warm_up`."""
     if compiled is None:
         return
     tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
-    functions = compiled.callees(tissue._kernel_arguments(1, 1, parallel=False, serial=True))
+    functions = compiled.callees(tissue._kernel_arguments(1, 1, parallel=False))
     for name in compiled.HELPER_STEPS:
         function, arguments = functions[name]
         function.compile(compiled.signature(arguments))
@@ -302,7 +284,6 @@ class ArrayTissue(TissueBase):
         self.key = self.rng.integers(0, 2**64, dtype=np.uint64, endpoint=False)
         if self.kernel == "numba":
             self._buffers = compiled.Buffers(size)
-            self._compiled: dict[bool, Any] = {}  # by `serial`: kernel.day_function
         self._aggregates[0] = self._totals()
         self.running = days > 0
 
@@ -414,17 +395,12 @@ class ArrayTissue(TissueBase):
 
     def _numba_days(self, first: int, last: int) -> None:
         """Days first..last by the compiled kernel (`tissue_abm.engines.array.kernel`)."""
-        parallel, serial = compiled.prepare_threads(self.tissue.shape[0])
-        arguments = self._kernel_arguments(first, last, parallel, serial)
-        if serial not in self._compiled:  # run_days for this model's argument types
-            self._compiled[serial] = compiled.day_function(arguments)
-        if self._compiled[serial](*arguments):
+        parallel = compiled.prepare_threads(self.tissue.shape[0])
+        if compiled.run_days(*self._kernel_arguments(first, last, parallel)):
             self.sasp, self._buffers.field = self._buffers.field, self.sasp
 
-    def _kernel_arguments(
-        self, first: int, last: int, parallel: bool, serial: bool
-    ) -> tuple[Any, ...]:
-        """The arguments of `kernel.run_days` for days first..last (`prepare_threads`)."""
+    def _kernel_arguments(self, first: int, last: int, parallel: bool) -> tuple[Any, ...]:
+        """The arguments of `kernel.run_days` for days first..last (`parallel` diffusion)."""
         p, b = self.params, self._buffers
         return (
             first,
@@ -447,7 +423,6 @@ class ArrayTissue(TissueBase):
             *b.day_arguments(),
             *rules.diffusion_scheme(p.sasp_diffusion, p.sasp_decay),
             parallel,
-            serial,
         )
 
     def _numpy_day(self, t: int) -> None:
