@@ -701,6 +701,34 @@ def test_results_that_cannot_be_written_stop_the_batch_with_how_to_resume(
     assert run_files(out) == run_files(reference)
 
 
+def test_a_worker_loads_the_kernel_before_timing_its_first_run(small):
+    # Loading the compiled kernel (~0.3 s) is a worker's start-up, not its first run's
+    # simulation time (the manifest's seconds and the batch's overhead figures rest on it).
+    # A fresh process: this one has loaded the kernel already.
+    files, _ = small
+    code = (
+        "import sys\n"
+        "from tissue_abm.engines.array import kernel\n"
+        "from tissue_abm.runs import batch\n"
+        "real, loaded = batch.run_scenario, []\n"
+        "def run_scenario(*args, **kwargs):\n"
+        "    loaded.append(len(kernel.run_days.signatures))\n"
+        "    return real(*args, **kwargs)\n"
+        "batch.run_scenario = run_scenario\n"
+        "plan = batch.plan_batch(sys.argv[1:])\n"
+        "outcomes = batch.execute(plan.runs[:2], threads=1)\n"
+        "print(loaded, [outcome.error for outcome in outcomes])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert done.stdout.strip() == "[1, 1] [None, None]"
+
+
 def test_a_stop_while_the_first_manifest_is_flushed_still_marks_it_interrupted(
     small, tmp_path, monkeypatch, capsys
 ):

@@ -1,5 +1,11 @@
 """The array engine: the same biology as the Mesa agents, on whole-grid arrays."""
 
-from tissue_abm.engines.array.model import KERNELS, ArrayTissue, set_threads, warm_up
+from tissue_abm.engines.array.model import (
+    KERNELS,
+    ArrayTissue,
+    load_kernel,
+    set_threads,
+    warm_up,
+)
 
-__all__ = ["KERNELS", "ArrayTissue", "set_threads", "warm_up"]
+__all__ = ["KERNELS", "ArrayTissue", "load_kernel", "set_threads", "warm_up"]

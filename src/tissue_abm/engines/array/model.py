@@ -158,6 +158,21 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
                 helper.wait()
 
 
+def load_kernel() -> None:
+    """Load the kernel into this process (from numba's cache, or compile it), without running it.
+
+    A batch worker calls it before each chunk of runs (it returns at once once loaded), so
+    that loading (~0.3 s) is not counted in its first run's time. Waits for a compile in
+    another process (`kernel.compile_lock`), then loads its result; no helper process and no
+    notice (`warm_up` does those, once, before the workers start).
+    """
+    if compiled is None or "numba" not in KERNELS or compiled.run_days.signatures:
+        return  # no numba, or loaded already
+    tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
+    with compiled.compile_lock():
+        compiled.run_days.compile(compiled.signature(tissue._kernel_arguments(1, 1, False)))
+
+
 def compile_helper_steps() -> None:
     """Compile (or load) `kernel.HELPER_STEPS` into numba's cache: the helper of `warm_up`."""
     if compiled is None:
