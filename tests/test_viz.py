@@ -497,7 +497,7 @@ def test_play_shows_a_frame_when_frame_s_and_a_time_for_drawing_passed_and_the_l
 
     model = Days(now, day_s=0.25, last=20)  # days of 0.25 s
     assert run(lambda: True, draw_share=0.5) == 20
-    assert shown == [4, 8, 12, 16, 20, 20]  # 1 s after the end of the previous frame; the last
+    assert shown == [4, 8, 12, 16, 20]  # 1 s after the end of the previous frame; 20 the last
     model = Days(now, day_s=0.25, last=20)
     run(lambda: True, draw_share=0.25)  # frames of 0.5 s: at least 1.5 s between them
     assert shown == [4, 10, 16, 20]

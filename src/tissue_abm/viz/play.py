@@ -4,7 +4,7 @@ Mesa's `ModelController` redraws the page after every day of Play; at 100×100 t
 Solara's re-render cost more than the day itself. Here Play runs the days one after another in a
 thread and asks for a frame (a redraw of the page) only when `FRAME_S` have passed since the last
 one was drawn (longer after a slow frame: drawing takes at most `DRAW_SHARE` of the time), and
-always for the last day when it stops (Pause, or the end of the run). Step
+for the last day when it stops (Pause, or the end of the run), unless that frame showed it. Step
 runs `days_per_step` days and shows the last. A frame is a new value of a counter
 (`frames`) that the page's view (`components.TissueView`) listens to; the view notes each
 frame it drew in a `FrameLog`, and Play waits for that before it runs on, so that the model
@@ -91,7 +91,8 @@ def play(
         show: Show the model as it is now (returns once the frame is drawn).
         pause_s: Pause before every day (s).
         frame_s: `show` is called after a day when at least this long (s) has passed since the
-            last call returned (or since Play started); and always once at the end.
+            last call returned (or since Play started); and once at the end, unless the last
+            call showed the last day.
         draw_share: ... and when the time since is at least the last call's time × (1 -
             draw_share) / draw_share: the calls take at most this share of the time.
         lock: Held while the model steps (Step holds it too): one day at a time.
@@ -101,19 +102,23 @@ def play(
     days = 0
     last = clock()
     wait = frame_s
+    changed = False  # the model changed since the last frame (or since Play started)
     try:
         while playing() and model.running:
             time.sleep(pause_s())
+            changed = True  # from here: a day that fails half-way has changed it too
             with lock:
                 model.step()
             days += 1
             if clock() - last >= wait:
                 start = clock()
                 show()
+                changed = False
                 last = clock()
                 wait = max(frame_s, (last - start) * (1 - draw_share) / draw_share)
     finally:
-        show()  # the last day, also after an error
+        if changed:
+            show()  # the last day, also after an error (unless the last frame showed it)
     return days
 
 
