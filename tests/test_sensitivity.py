@@ -284,7 +284,7 @@ def test_the_lifespan_benefit_is_the_pooled_kaplan_meier_median_combined_minus_b
     lifespan_study,
 ):
     study, out, result = lifespan_study
-    batch = out / sensitivity.BATCH
+    batch = out / sensitivity.STUDY_BATCH
     # by hand: the organisms of each point's runs, at the point's own parameters
     lives = survival.lifespans(load_results(batch), point_parameters(batch))
     end_age = 780.0  # TINY's

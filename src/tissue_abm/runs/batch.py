@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from functools import partial
-from multiprocessing import forkserver
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -45,7 +44,14 @@ from tissue_abm.engines.array import load_kernel, set_threads, warm_up
 from tissue_abm.engines.array.model import COMPILE_SECONDS
 from tissue_abm.runs.lock import LOCK, lock_folder
 from tissue_abm.runs.plan import Plan, RunSpec, check_scheduler, plan_batch
-from tissue_abm.runs.pool import LocalPool, Signalled, WorkersDied, stop_on_signals
+from tissue_abm.runs.pool import (
+    WORKER_MODULE,
+    LocalPool,
+    Signalled,
+    WorkersDied,
+    start_fork_server,
+    stop_on_signals,
+)
 from tissue_abm.runs.results import (
     MANIFEST,
     RUNS,
@@ -217,6 +223,13 @@ def run_texts(
     return run_batch(plan_batch(files, allow_large=allow_large), out, **options)
 
 
+STUDY_SCENARIOS = "scenarios"
+"""Sub-folder of a study's folder holding its generated scenario files (`run_study_batch`)."""
+
+STUDY_BATCH = "batch"
+"""Sub-folder of a study's folder holding its batch: the manifest and the runs' files."""
+
+
 def run_study_batch(
     folder: Path,
     texts: Mapping[str, str],
@@ -233,7 +246,8 @@ def run_study_batch(
     """A study's batch in `folder`: checked, locked, its inputs written once, then `run_texts`.
 
     Args:
-        folder: The study's folder; the files go to `scenarios/`, the batch to `batch/`.
+        folder: The study's folder; the files go to `STUDY_SCENARIOS`, the batch to
+            `STUDY_BATCH`.
         texts: Scenario name -> its TOML text.
         check: check(folder, spec, resume) raises OutputError unless `folder` may receive the
             study (`check_study_folder` with the study's words); called before and again
@@ -254,8 +268,8 @@ def run_study_batch(
             write_json(folder / spec_file, {**spec, **record})
         return run_texts(
             texts,
-            folder / "scenarios",
-            folder / "batch",
+            folder / STUDY_SCENARIOS,
+            folder / STUDY_BATCH,
             allow_large=allow_large,
             resume=resume,
             **options,
@@ -481,8 +495,8 @@ def _runner(
         yield _run_here
         return
     context = process_context()
-    if scheduler is None and context.get_start_method() == "forkserver":
-        forkserver.ensure_running()  # it imports the package while this process warms up
+    if scheduler is None:
+        start_fork_server()  # it imports the package while this process warms up
     if any(spec.scenario.engine == "array" for spec in todo):
         warm_up(partial(notice, COMPILING) if notice is not None else None)
     if scheduler is None:
@@ -656,7 +670,7 @@ def process_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context.set_forkserver_preload([WORKER_MODULE])
     return context
 
 

@@ -126,8 +126,8 @@ WORKER_MODULE = "tissue_abm.runs.batch"
 """The module a batch's fork server imports for its workers (where `execute` is)."""
 
 
-def start_fork_server(preload: str = WORKER_MODULE) -> None:
-    """Start the fork server of worker processes now, importing module `preload` in it.
+def start_fork_server() -> None:
+    """Start the fork server of worker processes now (if not running), importing `WORKER_MODULE`.
 
     It imports in the background while this process goes on (about a second); the first
     workers then start at once. Where there is no fork server (Windows, macOS's spawn), this
@@ -135,7 +135,7 @@ def start_fork_server(preload: str = WORKER_MODULE) -> None:
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([preload])
+        context.set_forkserver_preload([WORKER_MODULE])
         forkserver.ensure_running()
 
 

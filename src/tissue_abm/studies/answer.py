@@ -37,7 +37,7 @@ from tissue_abm.analysis.survival import (
 )
 from tissue_abm.analysis.synergy import bliss_expected, hsa_expected
 from tissue_abm.biology.params import HYPOTHESES, Parameters
-from tissue_abm.runs.batch import Summary, check_study_folder, run_study_batch
+from tissue_abm.runs.batch import STUDY_BATCH, Summary, check_study_folder, run_study_batch
 from tissue_abm.runs.results import (
     OutputError,
     load_results,
@@ -48,10 +48,6 @@ from tissue_abm.studies.abc import FITTED, read_posterior
 
 SPEC = "answer.json"
 """The study's inputs in its folder (a resumed study must have the same)."""
-SCENARIOS = "scenarios"
-"""Sub-folder of the arms' scenario files."""
-BATCH = "batch"
-"""Sub-folder of the batch (runs and manifest)."""
 BURDEN_AGE = 730
 """Age (days) of the senescent-burden readout: 24 months."""
 YEAR = 365.25
@@ -319,7 +315,7 @@ def analyse_answer(study: Study, out: str | Path, workers: int | None = None) ->
     from tissue_abm.runs.batch import process_context
     from tissue_abm.runs.pool import task_map
 
-    folder = Path(out) / BATCH
+    folder = Path(out) / STUDY_BATCH
     own = point_parameters(folder)
     end_age = study.design.end_age
     tasks = [

@@ -57,7 +57,7 @@ from tissue_abm.analysis.summary import (
 from tissue_abm.analysis.survival import kaplan_meier, lifespans, quantile_lifespan
 from tissue_abm.biology.params import Parameters, parameter_table
 from tissue_abm.biology.readouts import READOUTS
-from tissue_abm.runs.batch import Summary, check_study_folder, run_study_batch
+from tissue_abm.runs.batch import STUDY_BATCH, Summary, check_study_folder, run_study_batch
 from tissue_abm.runs.results import (
     load_results,
     now,
@@ -81,11 +81,6 @@ FORMAT = 1
 SPEC = "sensitivity.json"
 """The study's description inside its folder."""
 
-SCENARIOS = "scenarios"
-"""Folder (inside a study's folder) of the generated variant scenario files."""
-
-BATCH = "batch"
-"""Folder (inside a study's folder) of the batch: its manifest and one Parquet file per run."""
 
 METHODS = ("morris", "sobol")
 """Sensitivity methods: Morris elementary effects (screening) and Sobol' variance shares."""
@@ -773,7 +768,7 @@ def analyse(study: Study, out: str | Path, readout: str = "senescent_fraction") 
     """
     folder = Path(out)
     results = load_study(folder)
-    own = point_parameters(folder / BATCH) if readout == LIFESPAN else None
+    own = point_parameters(folder / STUDY_BATCH) if readout == LIFESPAN else None
     gains = benefit(results, readout, study.scenario.parameters.healthspan_threshold, own)
     if len(gains) != study.points:
         raise ValueError(
@@ -795,4 +790,4 @@ def analyse(study: Study, out: str | Path, readout: str = "senescent_fraction") 
 
 def load_study(out: str | Path) -> pd.DataFrame:
     """The runs of a study folder (`load_results` of its batch)."""
-    return load_results(Path(out) / BATCH)
+    return load_results(Path(out) / STUDY_BATCH)

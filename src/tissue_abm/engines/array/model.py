@@ -107,6 +107,11 @@ HELPER = (
 """The command of the process that compiles `kernel.HELPER_STEPS` during a compile."""
 
 
+def _compile_arguments() -> tuple[Any, ...]:
+    """Arguments of `kernel.run_days` of a tiny model: their types are those of every run."""
+    return ArrayTissue(size=8, days=1, rng=0, kernel="numba")._kernel_arguments(1, 1, False)
+
+
 def warm_up(compiling: Callable[[], None] | None = None) -> None:
     """Compile the kernel now, or load it from numba's cache, without running it.
 
@@ -125,7 +130,6 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
     """
     if compiled is None or "numba" not in KERNELS:
         return
-    tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
     helpers: list[subprocess.Popen[bytes]] = []
 
     def help_compile() -> None:
@@ -140,7 +144,7 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
             compiling()
         help_compile()
 
-    arguments = tissue._kernel_arguments(1, 1, parallel=False)
+    arguments = _compile_arguments()
     with compiled.compile_lock():
         timer = threading.Timer(COMPILE_SIGN, slow)
         timer.daemon = True
@@ -168,17 +172,15 @@ def load_kernel() -> None:
     """
     if compiled is None or "numba" not in KERNELS or compiled.run_days.signatures:
         return  # no numba, or loaded already
-    tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
     with compiled.compile_lock():
-        compiled.run_days.compile(compiled.signature(tissue._kernel_arguments(1, 1, False)))
+        compiled.run_days.compile(compiled.signature(_compile_arguments()))
 
 
 def compile_helper_steps() -> None:
     """Compile (or load) `kernel.HELPER_STEPS` into numba's cache: the helper of `warm_up`."""
     if compiled is None:
         return
-    tissue = ArrayTissue(size=8, days=1, rng=0, kernel="numba")
-    functions = compiled.callees(tissue._kernel_arguments(1, 1, parallel=False))
+    functions = compiled.callees(_compile_arguments())
     for name in compiled.HELPER_STEPS:
         function, arguments = functions[name]
         function.compile(compiled.signature(arguments))
