@@ -266,3 +266,66 @@ def test_the_functions_compiled_beforehand_are_those_run_days_calls(tmp_path) ->
         check=True,
     )
     assert done.stdout.split("\n")[:2] == ["False", "True True [1, 1, 1, 1, 1]"]
+
+
+@needs_numba
+def test_the_kernel_compiles_at_its_optimisation_level_unless_the_user_sets_one(
+    monkeypatch,
+) -> None:
+    # `kernel.optimisation_level` applies to the compile alone (numba's own level comes back
+    # after it) and gives way to a NUMBA_OPT the user set.
+    from tissue_abm.engines.array import kernel, model
+
+    levels: list[int] = []
+    monkeypatch.setattr(kernel, "cached", lambda: True)  # no helper process
+    monkeypatch.setattr(
+        kernel.run_days, "compile", lambda signature: levels.append(int(numba.config.OPT))
+    )
+    monkeypatch.delenv("NUMBA_OPT", raising=False)
+    before = int(numba.config.OPT)
+    model.warm_up()
+    assert int(numba.config.OPT) == before
+    monkeypatch.setenv("NUMBA_OPT", "3")
+    model.warm_up()
+    assert levels == [kernel.OPT_LEVEL, before]
+
+
+LEVEL_RUN = """
+import hashlib, numba
+from tissue_abm.engines.array import ArrayTissue, kernel, set_threads
+levels, compile = [], kernel.run_days.compile
+def compile_at_level(signature):
+    levels.append(int(numba.config.OPT))
+    compile(signature)
+kernel.run_days.compile = compile_at_level
+set_threads(1)
+tissue = ArrayTissue(size=40, start_age=900, days=300, rng=5)
+tissue.run_for(300)  # compiles the kernel first, in an empty cache
+state = [tissue.tissue, tissue.immune, tissue.damage, tissue.exposure, tissue.sasp]
+digest = hashlib.sha256(b"".join(a.tobytes() for a in state) + tissue.readouts.to_csv().encode())
+print(levels, int(tissue.readouts.senescent.iloc[-1]), digest.hexdigest())
+"""
+
+
+@needs_numba
+def test_the_kernel_compiled_at_its_level_gives_the_run_of_numbas_default_level(tmp_path) -> None:
+    # The kernel's optimisation level (1) against numba's default (3, the user's NUMBA_OPT
+    # here), each compiled in an empty cache by a run's first call (two compiles, run side by
+    # side: ~15 s): the same run, bit for bit (old tissue, where senescent cells and immune
+    # cells take every path). Level 0 would not pass: it gave another run.
+    from tissue_abm.engines.array import kernel
+
+    processes = []
+    for name, extra in (("default", {}), ("numba", {"NUMBA_OPT": "3"})):
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_OPT"}
+        env.update(extra, NUMBA_CACHE_DIR=str(tmp_path / name))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", LEVEL_RUN], env=env, stdout=subprocess.PIPE, text=True
+            )
+        )
+    (ours, numbas) = [process.communicate(timeout=600)[0].split() for process in processes]
+    assert all(process.returncode == 0 for process in processes)
+    assert ours[0] == f"[{kernel.OPT_LEVEL}]" and numbas[0] == "[3]"
+    assert int(ours[1]) > 0  # senescent cells at the end: their paths ran
+    assert ours[1:] == numbas[1:]

@@ -1057,6 +1057,32 @@ def compile_lock() -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+OPT_LEVEL = 1
+"""numba's LLVM optimisation level for the kernel (0-3; numba's default is 3), unless the user
+set the environment variable NUMBA_OPT: at level 1, with numba's loop vectorisation (on at
+every level), the kernel ran as fast as at level 3 and gave identical results, and its compile
+took 0.6-1.0 s less of about 8 s (docs/speed.md#the-first-run). Level 0 ran 20-50x slower."""
+
+
+@contextmanager
+def optimisation_level() -> Iterator[None]:
+    """Within the block numba compiles at `OPT_LEVEL`, unless the user set NUMBA_OPT.
+
+    numba reads its options from the environment when it is imported, and again at each
+    compile if a NUMBA_ variable has changed since: then the user's setting wins, and the
+    kernel compiles at numba's level (more slowly, to the same results).
+    """
+    if "NUMBA_OPT" in os.environ:
+        yield
+        return
+    saved = numba.config.OPT  # type: ignore[attr-defined]
+    numba.config.OPT = type(saved)(OPT_LEVEL)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        numba.config.OPT = saved  # type: ignore[attr-defined]
+
+
 def drop_stale_cache(folder: Path) -> None:
     """Forget this module's compiled code cached in `folder` from other versions of its modules.
 

@@ -145,7 +145,7 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
         help_compile()
 
     arguments = _compile_arguments()
-    with compiled.compile_lock():
+    with compiled.compile_lock(), compiled.optimisation_level():
         timer = threading.Timer(COMPILE_SIGN, slow)
         timer.daemon = True
         timer.start()
@@ -172,7 +172,7 @@ def load_kernel() -> None:
     """
     if compiled is None or "numba" not in KERNELS or compiled.run_days.signatures:
         return  # no numba, or loaded already
-    with compiled.compile_lock():
+    with compiled.compile_lock(), compiled.optimisation_level():
         compiled.run_days.compile(compiled.signature(_compile_arguments()))
 
 
@@ -181,9 +181,10 @@ def compile_helper_steps() -> None:
     if compiled is None:
         return
     functions = compiled.callees(_compile_arguments())
-    for name in compiled.HELPER_STEPS:
-        function, arguments = functions[name]
-        function.compile(compiled.signature(arguments))
+    with compiled.optimisation_level():
+        for name in compiled.HELPER_STEPS:
+            function, arguments = functions[name]
+            function.compile(compiled.signature(arguments))
 
 
 Intents = list[tuple[int, np.ndarray, np.ndarray]]
@@ -412,6 +413,7 @@ class ArrayTissue(TissueBase):
 
     def _numba_days(self, first: int, last: int) -> None:
         """Days first..last by the compiled kernel (`tissue_abm.engines.array.kernel`)."""
+        load_kernel()  # compiled as `warm_up` would (`kernel.optimisation_level`), if not yet
         parallel = compiled.prepare_threads(self.tissue.shape[0])
         if compiled.run_days(*self._kernel_arguments(first, last, parallel)):
             self.sasp, self._buffers.field = self._buffers.field, self.sasp
