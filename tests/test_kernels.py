@@ -244,8 +244,11 @@ def test_warm_up_says_when_the_kernel_compiles_and_stops_its_helper(
 @needs_numba
 def test_the_functions_compiled_beforehand_are_those_run_days_calls(tmp_path) -> None:
     # `kernel.callees` mirrors the calls in `run_days` and `decide`: compiled first (as the
-    # helper process does), they serve `run_days` as they are. A function called
-    # with other argument types would be compiled a second time. An empty cache (~15 s).
+    # helper process does, saying each one's name), they serve `run_days` as they are. A
+    # function called with other argument types would be compiled a second time. An empty
+    # cache (~15 s).
+    from tissue_abm.engines.array import kernel
+
     code = (
         "from tissue_abm.engines.array import kernel, model\n"
         "print(kernel.cached())\n"
@@ -254,7 +257,8 @@ def test_the_functions_compiled_beforehand_are_those_run_days_calls(tmp_path) ->
         "model.warm_up()\n"
         "tissue = model.ArrayTissue(size=8, days=1, rng=0)\n"
         "called = kernel.callees(tissue._kernel_arguments(1, 1, False))\n"
-        "print(kernel.cached(), sorted(kernel.HELPER_STEPS + ('day_keys',)) == sorted(called),"
+        "own = tuple(name for name, _ in kernel.OWN_STEPS)\n"
+        "print(kernel.cached(), sorted(kernel.HELPER_STEPS + own) == sorted(called),"
         " [len(function.signatures) for function, _ in called.values()])\n"
     )
     done = subprocess.run(
@@ -265,7 +269,44 @@ def test_the_functions_compiled_beforehand_are_those_run_days_calls(tmp_path) ->
         timeout=600,
         check=True,
     )
-    assert done.stdout.split("\n")[:2] == ["False", "True True [1, 1, 1, 1, 1]"]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "False" and tuple(lines[1:-1]) == kernel.HELPER_STEPS
+    assert lines[-1] == "True True [1, 1, 1, 1, 1, 1]"
+
+
+@needs_numba
+def test_warm_up_waits_for_the_helper_before_a_function_that_calls_its_functions(
+    monkeypatch,
+) -> None:
+    # Nothing cached: this process compiles its own steps in order, each once the helper
+    # has said it cached the functions the step calls (here the helper says so after 1 s and
+    # 2 s; compiles take no time), and `run_days` once it has said all. A helper that ends
+    # without a word is waited for no longer.
+    from tissue_abm.engines.array import kernel, model
+
+    say = "import time; " + "".join(
+        f"time.sleep(1); print({name!r}, flush=True); " for name in kernel.HELPER_STEPS[:2]
+    )
+    for helper, waits in ((say + "print('secrete_and_diffuse')", True), ("pass", False)):
+        monkeypatch.setattr(model, "HELPER", (sys.executable, "-c", helper))
+        monkeypatch.setattr(kernel, "cached", lambda: False)
+        start, compiled = time.monotonic(), {}
+        for name in [name for name, _ in kernel.OWN_STEPS] + ["run_days"]:
+            function = getattr(kernel, name)
+
+            def record(signature, name=name, compiled=compiled, start=start):
+                compiled[name] = time.monotonic() - start
+
+            monkeypatch.setattr(function, "compile", record)
+        model.warm_up()
+        assert list(compiled) == [name for name, _ in kernel.OWN_STEPS] + ["run_days"]
+        if waits:  # each step that calls the helper's first function waits for it
+            needing = [name for name, needs in kernel.OWN_STEPS if needs]
+            assert all(compiled[name] >= 1.0 for name in needing)
+            assert compiled["run_days"] >= 2.0
+            assert compiled["day_keys"] < 1.0  # needs none of them: at once
+        else:
+            assert compiled["run_days"] < 1.0
 
 
 @needs_numba

@@ -981,17 +981,17 @@ def _diffuse_row(up, row, down, out, torus, keep, spread):
 
 
 def callees(arguments: tuple[Any, ...]) -> dict[str, tuple[Any, tuple[Any, ...]]]:
-    """The functions compiled with `run_days` (but `decide`), with arguments of the types they get.
+    """The functions compiled with `run_days`, with arguments of the types they get, by name.
 
-    By name; `arguments` are `run_days`' own. Compiled in a helper process while this one
-    compiles `run_days` (`model.warm_up`, `HELPER_STEPS`), they are cached when it comes to
-    them, and it loads them instead of compiling them. Mirrors the calls in `run_days`
-    and `decide` (a test checks that each is then compiled once only).
+    `arguments` are `run_days`' own. `model.warm_up` compiles them one by one, some in a helper
+    process (`HELPER_STEPS`, `OWN_STEPS`); cached, they are loaded when a function that calls
+    them compiles. Mirrors the calls in `run_days` and `decide` (a test checks that each is
+    then compiled once only).
     """
     (first, _, torus, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age,
-     lifetime, sasp, key, rates, tallies, aggregates, _, starts, _, _, _, counts, candidates,
-     tissue_kind, tissue_target, immune_kind, immune_target, other, secreting, secretion,
-     substeps, dt, keep, spread, parallel) = arguments  # fmt: skip
+     lifetime, sasp, key, rates, tallies, aggregates, _, starts, vacancies, wall, marks, counts,
+     candidates, tissue_kind, tissue_target, immune_kind, immune_target, other, secreting,
+     secretion, substeps, dt, keep, spread, parallel) = arguments  # fmt: skip
     keys, r = draws.day_keys(key, first), Rates(*rates[first].tolist())
     i, size = np.int64(0), tissue.shape[0]
     flat_tissue = tissue.ravel()
@@ -999,6 +999,11 @@ def callees(arguments: tuple[Any, ...]) -> dict[str, tuple[Any, tuple[Any, ...]]
         i, size, torus, flat_tissue, immune.ravel(), lifetime, sasp.ravel(), keys, r,
     )  # fmt: skip
     division = (i, size, torus, flat_tissue, divisions, keys, r.replicative_limit)
+    deciding = (
+        torus, tissue, immune, damage, exposure, damage_scale, divisions, arrest_age, lifetime,
+        sasp, keys, r, 0.0, starts, vacancies, wall, marks, counts, candidates, tissue_kind,
+        tissue_target, immune_kind, immune_target,
+    )  # fmt: skip
     resolving = (
         flat_tissue, immune.ravel(), damage, exposure, damage_scale, divisions, arrest_age,
         lifetime, keys, r, starts, counts, candidates, tissue_kind, tissue_target, immune_kind,
@@ -1012,14 +1017,20 @@ def callees(arguments: tuple[Any, ...]) -> dict[str, tuple[Any, tuple[Any, ...]]
         "day_keys": (day_keys, (key, first)),
         "_division": (_division, division),
         "_immune_intent": (_immune_intent, immune_intent),
+        "decide": (decide, deciding),
         "resolve_and_apply": (resolve_and_apply, resolving),
         "secrete_and_diffuse": (secrete_and_diffuse, secreting_and_diffusing),
     }
 
 
-HELPER_STEPS = ("_division", "_immune_intent", "resolve_and_apply", "secrete_and_diffuse")
-"""What the helper process of `model.warm_up` compiles, in the order `run_days` needs them
-(`day_keys` comes first, before the helper could have it ready: this process compiles it)."""
+HELPER_STEPS = ("_immune_intent", "resolve_and_apply", "secrete_and_diffuse")
+"""What the helper process of `model.warm_up` compiles, in this order, while this process
+compiles `OWN_STEPS`."""
+
+OWN_STEPS = (("day_keys", ()), ("_division", ()), ("decide", HELPER_STEPS[:1]))
+"""What `model.warm_up` compiles itself before `run_days` (each after the helper's steps it
+calls are cached): `day_keys` first (numba's set-up, ~0.5 s, comes with a process's first
+compile), `_division` (short), then `decide`, the longest."""
 
 
 def signature(arguments: tuple[Any, ...]) -> tuple[Any, ...]:

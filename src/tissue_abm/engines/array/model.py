@@ -27,13 +27,15 @@ eight Moore neighbours of site i (-1 beyond a closed boundary).
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import cached_property
-from subprocess import DEVNULL
+from subprocess import DEVNULL, PIPE
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -117,12 +119,12 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
 
     Called before workers start, so that they find it compiled instead of each compiling it
     at their first run. One process compiles at a time (`kernel.compile_lock`); the others
-    then load what it cached. A helper process (`HELPER`) compiles some of the functions
-    (`kernel.HELPER_STEPS`) while this one compiles `run_days` with `decide`, the longest
-    part, loading the helper's from the cache when it comes to them: a compile takes about
-    two thirds of the time. The helper starts at once if nothing of the kernel is cached yet,
-    else once loading has taken `COMPILE_SIGN` s; it is stopped on return (if this process is
-    killed, it ends by itself within seconds, when its compile is done).
+    then load what it cached. When nothing of the kernel is cached, a helper process
+    (`HELPER`) compiles `kernel.HELPER_STEPS` while this one compiles `kernel.OWN_STEPS`,
+    each waiting for the helper's functions it calls, then `run_days`, which loads them all
+    from the cache: a compile takes about two thirds of the time. If loading takes over
+    `COMPILE_SIGN` s (a stale cache), the helper starts then. It is stopped on return (if
+    this process is killed, it ends by itself within seconds, when its compile is done).
 
     Args:
         compiling: Called once if loading takes over `COMPILE_SIGN` s, i.e. the kernel is
@@ -130,19 +132,12 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
     """
     if compiled is None or "numba" not in KERNELS:
         return
-    helpers: list[subprocess.Popen[bytes]] = []
-
-    def help_compile() -> None:
-        if not helpers:
-            with suppress(OSError):  # no helper: this process compiles it all, only slower
-                helpers.append(
-                    subprocess.Popen(HELPER, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
-                )
+    helper = _Helper()
 
     def slow() -> None:
         if compiling is not None:
             compiling()
-        help_compile()
+        helper.start()
 
     arguments = _compile_arguments()
     with compiled.compile_lock(), compiled.optimisation_level():
@@ -151,15 +146,71 @@ def warm_up(compiling: Callable[[], None] | None = None) -> None:
         timer.start()
         try:
             if not compiled.cached():
-                help_compile()
+                helper.start()
+                functions = compiled.callees(arguments)
+                for name, needs in compiled.OWN_STEPS:
+                    helper.wait_for(needs)
+                    function, its_arguments = functions[name]
+                    function.compile(compiled.signature(its_arguments))
+                helper.wait_for(compiled.HELPER_STEPS)
             compiled.run_days.compile(compiled.signature(arguments))
         finally:
             timer.cancel()
             if timer.is_alive():
                 timer.join()
-            for helper in helpers:
-                helper.terminate()
-                helper.wait()
+            helper.stop()
+
+
+class _Helper:
+    """The helper process of `warm_up`, which says the name of each function it has compiled."""
+
+    PATIENCE = 120.0
+    """Seconds a `wait_for` waits for the helper at most (then it is not waited for again)."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[str] | None = None
+        self.done: queue.Queue[str] = queue.Queue()
+        self.seen: set[str] = set()
+        self.ended = False  # it has ended: there is nothing more to wait for
+        self.lock = threading.Lock()  # `warm_up`'s timer may start it too
+
+    def start(self) -> None:
+        """Start it, unless started already (if it cannot start, this process does it all)."""
+        with self.lock, suppress(OSError):
+            if self.process is not None:
+                return
+            self.process = subprocess.Popen(
+                HELPER, stdin=DEVNULL, stdout=PIPE, stderr=DEVNULL, text=True
+            )
+            self.reader = threading.Thread(target=self._listen, args=(self.process,), daemon=True)
+            self.reader.start()
+
+    def _listen(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.done.put(line.strip())
+        self.done.put("")  # it has ended
+
+    def wait_for(self, names: Sequence[str]) -> None:
+        """Wait until the helper has cached the functions `names`, or has ended."""
+        deadline = time.monotonic() + self.PATIENCE
+        while self.process is not None and not self.ended and not set(names) <= self.seen:
+            try:
+                name = self.done.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:  # given up on: this process compiles what it needs
+                self.ended = True
+                return
+            self.ended = not name
+            self.seen.add(name)
+
+    def stop(self) -> None:
+        """Stop it (at once, whatever it is compiling) and wait for it."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait()
+            self.reader.join(1.0)  # it reads to the end of the pipe, then ends
+            if self.process.stdout is not None and not self.reader.is_alive():
+                self.process.stdout.close()
 
 
 def load_kernel() -> None:
@@ -177,7 +228,10 @@ def load_kernel() -> None:
 
 
 def compile_helper_steps() -> None:
-    """Compile (or load) `kernel.HELPER_STEPS` into numba's cache: the helper of `warm_up`."""
+    """Compile (or load) `kernel.HELPER_STEPS` into numba's cache: the helper of `warm_up`.
+
+    Prints the name of each function once it is cached, a line each.
+    """
     if compiled is None:
         return
     functions = compiled.callees(_compile_arguments())
@@ -185,6 +239,7 @@ def compile_helper_steps() -> None:
         for name in compiled.HELPER_STEPS:
             function, arguments = functions[name]
             function.compile(compiled.signature(arguments))
+            print(name, flush=True)
 
 
 Intents = list[tuple[int, np.ndarray, np.ndarray]]
