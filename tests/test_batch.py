@@ -12,7 +12,9 @@ batch that waits for its running work (whose runs take a minute), not to measure
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -173,8 +175,12 @@ def test_runs_go_out_in_chunks_that_shrink_to_single_runs_at_the_end(runs, worke
 
 
 def test_the_fork_server_started_early_imports_the_workers_module():
-    # `tissue-abm batch` starts it before importing this module itself (runs.pool.WORKER_MODULE)
-    assert batch.__name__ == pool.WORKER_MODULE and hasattr(batch, "execute")
+    # `tissue-abm batch` starts it before importing this module itself: the module it imports
+    # (runs.pool.WORKER_MODULE) brings the workers' code. In a fresh process: importing it
+    # also loads the kernel for the workers.
+    code = f"import sys, {pool.WORKER_MODULE}; print({batch.__name__!r} in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "True" and hasattr(batch, "execute")
 
 
 def test_manifest_records_seeds_texts_points_and_provenance(small):
@@ -727,6 +733,47 @@ def test_a_worker_loads_the_kernel_before_timing_its_first_run(small):
         check=True,
     )
     assert done.stdout.strip() == "[1, 1] [None, None]"
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    not _installed("tbb") or "forkserver" not in multiprocessing.get_all_start_methods(),
+    reason="no fork server, or no TBB for numba's fork-safe threads",
+)
+def test_workers_start_with_the_kernel_the_fork_server_loaded(small):
+    # The fork server loads the cached kernel once, on numba's TBB threads (which survive a
+    # fork): each worker has them running before any task (with OpenMP, GNU's default, a
+    # forked worker's first parallel loop would end it), and runs as this process does. A
+    # fresh process, whose fork server starts once the kernel is cached.
+    files, _ = small
+    code = (
+        "import sys, numba\n"
+        "from tissue_abm.engines.array import warm_up\n"
+        "from tissue_abm.runs import batch, pool\n"
+        "warm_up()\n"
+        "plan = batch.plan_batch(sys.argv[1:])\n"
+        "here = batch.execute(plan.runs[:2], threads=1)\n"
+        "with pool.task_map(2, batch.process_context()) as run:\n"
+        "    layers = run([(numba.threading_layer, ())] * 2)\n"
+        "    there = run([(batch.execute, (plan.runs[:2], 1))])[0]\n"
+        "same = [a.readouts.equals(b.readouts) for a, b in zip(here, there, strict=True)]\n"
+        "print(layers, same)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert done.stdout.strip() == "['tbb', 'tbb'] [True, True]"
 
 
 def test_a_stop_while_the_first_manifest_is_flushed_still_marks_it_interrupted(

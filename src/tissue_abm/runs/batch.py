@@ -664,8 +664,8 @@ def process_context() -> multiprocessing.context.BaseContext:
     """How worker processes start: never as a plain fork of this (threaded) process.
 
     Where the platform allows, they fork from a server that has imported this package (saving
-    the ~1 s import per worker); elsewhere they are spawned. The server does not load the
-    compiled kernel: numba then initialises GNU OpenMP, which cannot be used after a fork.
+    the ~1 s import per worker) and, where numba's threads survive a fork, loaded the cached
+    kernel (`runs.workers`); elsewhere they are spawned.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")

@@ -122,8 +122,9 @@ def _hard_exit(signum: int, message: str) -> None:
     os._exit(128 + signum)
 
 
-WORKER_MODULE = "tissue_abm.runs.batch"
-"""The module a batch's fork server imports for its workers (where `execute` is)."""
+WORKER_MODULE = "tissue_abm.runs.workers"
+"""The module a batch's fork server imports for its workers (`execute`, and the compiled
+kernel where the workers can use it as it is loaded there)."""
 
 
 def start_fork_server() -> None:

@@ -4,8 +4,16 @@ from tissue_abm.engines.array.model import (
     KERNELS,
     ArrayTissue,
     load_kernel,
+    load_kernel_for_forks,
     set_threads,
     warm_up,
 )
 
-__all__ = ["KERNELS", "ArrayTissue", "load_kernel", "set_threads", "warm_up"]
+__all__ = [
+    "KERNELS",
+    "ArrayTissue",
+    "load_kernel",
+    "load_kernel_for_forks",
+    "set_threads",
+    "warm_up",
+]

@@ -22,12 +22,14 @@ so the result does not depend on the number of threads (`set_threads`).
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
@@ -139,6 +141,42 @@ def _cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+FORK_SAFE_LAYER = "tbb"
+"""numba's threading layer that survives a fork (Intel TBB, the `tbb` package): numba stops its
+threads before a fork and starts them again after. GNU OpenMP, numba's default where TBB is not
+found, cannot be used again in a forked child, and numba's `workqueue` layer made one-thread
+days 1.8x slower (docs/speed.md#batch-runs)."""
+
+
+TBB_INTERFACE = 12060
+"""The oldest TBB numba's layer works with (TBB 2021.6's runtime interface version)."""
+
+
+def use_fork_safe_threads() -> bool:
+    """Give numba's threads in this process the `FORK_SAFE_LAYER`, before they start.
+
+    For a process that loads the kernel and then forks workers (a batch's fork server). The
+    layer's library is loaded from where pip installed the `tbb` package (numba looks for it
+    on the system's library path only). Returns whether the threads are fork-safe: False
+    where TBB is not installed (or on another system than Linux) or where numba's threads
+    have started already with another layer.
+    """
+    try:
+        return bool(numba.threading_layer() == FORK_SAFE_LAYER)
+    except ValueError:  # numba's threads have not started: the layer may still be chosen
+        pass
+    try:
+        library = next(file for file in metadata.files("tbb") or [] if file.name == "libtbb.so.12")
+        tbb = ctypes.CDLL(str(library.locate()), mode=ctypes.RTLD_GLOBAL)  # found by name now
+        if tbb.TBB_runtime_interface_version() < TBB_INTERFACE:
+            return False
+    except (metadata.PackageNotFoundError, StopIteration, OSError, AttributeError):
+        return False
+    # Not in the environment, where child processes would find it without the library.
+    numba.config.THREADING_LAYER = FORK_SAFE_LAYER  # type: ignore[attr-defined]
+    return True
 
 
 _seen: tuple[float, int] = (-math.inf, 0)
@@ -1039,9 +1077,10 @@ def signature(arguments: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def cached() -> bool:
-    """Whether numba's cache holds any compiled `run_days` (if not, the kernel must compile).
+    """Whether numba's cache holds a compiled `run_days` (if not, the kernel must compile).
 
-    A True may still be stale (another signature, an edited source): loading then compiles.
+    Cached code of other sources or of another numba is dropped on import (`drop_stale_cache`);
+    a True may still be stale for another CPU or Python: loading then compiles.
     """
     folder = Path(cast(str, run_days.stats.cache_path))
     return any(folder.glob(f"{Path(__file__).stem}.run_days-*.nbi"))
@@ -1099,12 +1138,15 @@ def drop_stale_cache(folder: Path) -> None:
 
     Numba's on-disk cache checks only the contents of the file that defines a function, not of
     `rules`, `draws` and `intents`, whose functions are compiled in: without this, an edited
-    rule would keep running its old compiled version. (Where the cache cannot be written, as in
-    a read-only install that is never edited, it does nothing.)
+    rule would keep running its old compiled version. This module's own source and numba's
+    version count too, so that `cached` never finds code that loading would compile again.
+    (Where the cache cannot be written, as in a read-only install that is never edited, it
+    does nothing.)
     """
     sources = b"".join(
         Path(cast(str, module.__file__)).read_bytes() for module in (rules, draws, intents)
     )
+    sources += Path(__file__).read_bytes() + numba.__version__.encode()
     digest = hashlib.sha256(sources).hexdigest()
     stamp = folder / f"{__name__}.dependencies"
     try:

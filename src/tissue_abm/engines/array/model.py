@@ -227,6 +227,23 @@ def load_kernel() -> None:
         compiled.run_days.compile(compiled.signature(_compile_arguments()))
 
 
+def load_kernel_for_forks() -> bool:
+    """Load the cached kernel into a process that will fork workers, if they can use it.
+
+    For a batch's fork server: its workers then start with the kernel loaded. That needs
+    numba's fork-safe threads (`kernel.use_fork_safe_threads`), chosen here before they start.
+    Returns whether the kernel was loaded: not where numba or its fork-safe threads are
+    missing, and not if the kernel is not cached (this process never compiles it: a compile
+    is `warm_up`'s, with its helper, and the workers then load its result themselves).
+    """
+    if compiled is None or "numba" not in KERNELS or not compiled.cached():
+        return False
+    if not compiled.use_fork_safe_threads():
+        return False
+    load_kernel()
+    return True
+
+
 def compile_helper_steps() -> None:
     """Compile (or load) `kernel.HELPER_STEPS` into numba's cache: the helper of `warm_up`.
 
