@@ -193,7 +193,9 @@ def test_kernel_defaults_to_the_first_available() -> None:
 
 
 @needs_numba
-def test_the_compiled_cache_is_dropped_when_a_compiled_module_changes(tmp_path) -> None:
+def test_the_compiled_cache_is_dropped_when_a_compiled_module_changes(
+    tmp_path, monkeypatch
+) -> None:
     from tissue_abm.engines.array import kernel
 
     def cache_files():
@@ -210,6 +212,14 @@ def test_the_compiled_cache_is_dropped_when_a_compiled_module_changes(tmp_path) 
     kernel.drop_stale_cache(tmp_path)  # the same sources: kept
     assert cache_files() == sorted(compiled + other)
     (tmp_path / "tissue_abm.engines.array.kernel.dependencies").write_text("an older rules.py")
+    kernel.drop_stale_cache(tmp_path)
+    assert cache_files() == other
+    # another numba (its cache would not load: `cached` must not find it)
+    for name in compiled:
+        (tmp_path / name).write_bytes(b"compiled")
+    kernel.drop_stale_cache(tmp_path)
+    assert cache_files() == sorted(compiled + other)
+    monkeypatch.setattr(numba, "__version__", "0.1")
     kernel.drop_stale_cache(tmp_path)
     assert cache_files() == other
 

@@ -95,8 +95,8 @@ def set_threads(count: int | None) -> None:
         compiled.set_threads(count)
 
 
-COMPILE_SECONDS = 15
-"""About how long compiling the kernel takes on a first run (8-20 s on a 2-core machine)."""
+COMPILE_SECONDS = 10
+"""About how long compiling the kernel takes on a first run (7-12 s on a 2-core machine)."""
 
 COMPILE_SIGN = 1.0
 """Seconds after which `warm_up` takes it that the kernel compiles (loading it takes less)."""
