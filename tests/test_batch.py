@@ -725,14 +725,19 @@ def test_a_worker_loads_the_kernel_before_timing_its_first_run(small):
         "outcomes = batch.execute(plan.runs[:2], threads=1)\n"
         "print(loaded, [outcome.error for outcome in outcomes])\n"
     )
+    assert _python(code, *files) == "[1, 1] [None, None]"
+
+
+def _python(code: str, *arguments: Path) -> str:
+    """What `code` prints in a fresh Python process, given `arguments`."""
     done = subprocess.run(
-        [sys.executable, "-c", code, *map(str, files)],
+        [sys.executable, "-c", code, *map(str, arguments)],
         capture_output=True,
         text=True,
         timeout=300,
         check=True,
     )
-    assert done.stdout.strip() == "[1, 1] [None, None]"
+    return done.stdout.strip()
 
 
 def _installed(distribution: str) -> bool:
@@ -766,14 +771,7 @@ def test_workers_start_with_the_kernel_the_fork_server_loaded(small):
         "same = [a.readouts.equals(b.readouts) for a, b in zip(here, there, strict=True)]\n"
         "print(layers, same)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, *map(str, files)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    assert done.stdout.strip() == "['tbb', 'tbb'] [True, True]"
+    assert _python(code, *files) == "['tbb', 'tbb'] [True, True]"
 
 
 def test_a_stop_while_the_first_manifest_is_flushed_still_marks_it_interrupted(
