@@ -1065,7 +1065,7 @@ HELPER_STEPS = ("_immune_intent", "resolve_and_apply", "secrete_and_diffuse")
 """What the helper process of `model.warm_up` compiles, in this order, while this process
 compiles `OWN_STEPS`."""
 
-OWN_STEPS = (("day_keys", ()), ("_division", ()), ("decide", HELPER_STEPS[:1]))
+OWN_STEPS = (("day_keys", ()), ("_division", ()), ("decide", ("_immune_intent",)))
 """What `model.warm_up` compiles itself before `run_days` (each after the helper's steps it
 calls are cached): `day_keys` first (numba's set-up, ~0.5 s, comes with a process's first
 compile), `_division` (short), then `decide`, the longest."""
