@@ -179,8 +179,7 @@ def test_the_fork_server_started_early_imports_the_workers_module():
     # (runs.pool.WORKER_MODULE) brings the workers' code. In a fresh process: importing it
     # also loads the kernel for the workers.
     code = f"import sys, {pool.WORKER_MODULE}; print({batch.__name__!r} in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "True" and hasattr(batch, "execute")
+    assert _python(code) == "True" and hasattr(batch, "execute")
 
 
 def test_manifest_records_seeds_texts_points_and_provenance(small):

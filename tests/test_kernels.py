@@ -363,7 +363,7 @@ def test_the_kernel_compiled_at_its_level_gives_the_run_of_numbas_default_level(
     # The kernel's optimisation level (1) against numba's default (3, the user's NUMBA_OPT
     # here), each compiled in an empty cache by a run's first call (two compiles, run side by
     # side: ~15 s): the same run, bit for bit (old tissue, where senescent cells and immune
-    # cells take every path). Level 0 would not pass: it gave another run.
+    # cells take every path). Level 0 gave another run (docs/speed.md#the-first-run).
     from tissue_abm.engines.array import kernel
 
     processes = []
