@@ -315,8 +315,8 @@ def test_warm_up_waits_for_the_helper_before_a_function_that_calls_its_functions
             assert all(compiled[name] >= 1.0 for name in needing)
             assert compiled["run_days"] >= 2.0
             assert compiled["day_keys"] < 1.0  # needs none of them: at once
-        else:
-            assert compiled["run_days"] < 1.0
+        else:  # not the helper's `PATIENCE` (120 s): at once, give or take a busy machine
+            assert compiled["run_days"] < 10.0
 
 
 @needs_numba
